@@ -1,0 +1,26 @@
+//! Every tool: `--help` teaches, `--version` answers, a bad flag exits 2.
+
+mod common;
+
+use common::{run, tool};
+
+const TOOLS: &[&str] = &["etcd2-snapshot"];
+
+#[test]
+fn help_version_and_bad_flags() {
+    for t in TOOLS {
+        let out = run(tool(t).arg("--help"));
+        assert!(out.status.success(), "{t} --help failed");
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert!(help.contains("Usage:"), "{t}: {help}");
+        assert!(help.contains("--verbose"), "{t} lacks -v: {help}");
+
+        let out = run(tool(t).arg("--version"));
+        assert!(out.status.success());
+        assert!(String::from_utf8_lossy(&out.stdout).starts_with(t));
+
+        let out = run(tool(t).arg("--no-such-flag"));
+        assert_eq!(out.status.code(), Some(2), "{t}: bad flag must exit 2");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("--no-such-flag"));
+    }
+}

@@ -1,0 +1,344 @@
+//! Real etcd members on free loopback ports.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use super::{free_port, require, run, wait_for};
+
+/// Client TLS files generated for one test (CA, server and client certs).
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub ca: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+}
+
+impl TlsFiles {
+    /// Generate a throw-away CA plus server and client certs with openssl.
+    pub fn generate(dir: &Path) -> TlsFiles {
+        require("openssl", "openssl");
+        std::fs::create_dir_all(dir).expect("tls dir");
+        let sh = |script: &str| {
+            let out = Command::new("sh")
+                .arg("-ec")
+                .arg(script)
+                .current_dir(dir)
+                .output()
+                .expect("running openssl");
+            assert!(out.status.success(), "openssl failed: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        sh("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+              -keyout ca.key -out ca.pem -days 2 -subj /CN=test-ca 2>/dev/null
+            printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n' > server.ext
+            printf 'extendedKeyUsage=clientAuth\n' > client.ext
+            for n in server client; do
+              openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+                -keyout $n.key -out $n.csr -subj /CN=$n 2>/dev/null
+              openssl x509 -req -in $n.csr -CA ca.pem -CAkey ca.key -CAcreateserial \
+                -out $n.pem -days 2 -extfile $n.ext 2>/dev/null
+            done");
+        TlsFiles {
+            ca: dir.join("ca.pem"),
+            server_cert: dir.join("server.pem"),
+            server_key: dir.join("server.key"),
+            client_cert: dir.join("client.pem"),
+            client_key: dir.join("client.key"),
+        }
+    }
+}
+
+/// One etcd process we started.
+pub struct Member {
+    pub name: String,
+    pub data_dir: PathBuf,
+    pub client_url: String,
+    pub peer_url: String,
+    pub log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Member {
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    pub fn running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// SIGTERM the process we started, wait (bounded), SIGKILL if needed.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            loop {
+                match child.try_wait() {
+                    Ok(Some(_)) => return,
+                    Ok(None) if std::time::Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(20))
+                    }
+                    _ => {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// How to launch one member.
+pub struct MemberSpec<'a> {
+    pub name: &'a str,
+    pub data_dir: PathBuf,
+    pub client_port: u16,
+    pub peer_port: u16,
+    pub initial_cluster: String,
+    pub state: &'a str,
+    pub token: &'a str,
+    pub tls: Option<&'a TlsFiles>,
+    pub extra: Vec<String>,
+}
+
+pub fn scheme(tls: Option<&TlsFiles>) -> &'static str {
+    if tls.is_some() {
+        "https"
+    } else {
+        "http"
+    }
+}
+
+/// Start etcd (not waiting for health).
+pub fn spawn(spec: MemberSpec<'_>, log_dir: &Path) -> Member {
+    require("etcd", "etcd-server");
+    let client_url = format!("{}://127.0.0.1:{}", scheme(spec.tls), spec.client_port);
+    let peer_url = format!("http://127.0.0.1:{}", spec.peer_port);
+    let log = log_dir.join(format!("{}.log", spec.name));
+    let logf = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .expect("member log");
+    let mut cmd = Command::new("etcd");
+    cmd.args(["--name", spec.name])
+        .arg("--data-dir")
+        .arg(&spec.data_dir)
+        .args(["--listen-client-urls", &client_url, "--advertise-client-urls", &client_url])
+        .args(["--listen-peer-urls", &peer_url, "--initial-advertise-peer-urls", &peer_url])
+        .args(["--initial-cluster", &spec.initial_cluster])
+        .args(["--initial-cluster-state", spec.state, "--initial-cluster-token", spec.token])
+        .args(["--enable-v2=true", "--log-outputs=stderr"])
+        .args(&spec.extra)
+        .stdin(Stdio::null())
+        .stdout(logf.try_clone().expect("log clone"))
+        .stderr(logf);
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("ETCD") {
+            cmd.env_remove(k);
+        }
+    }
+    if let Some(t) = spec.tls {
+        cmd.arg("--cert-file").arg(&t.server_cert);
+        cmd.arg("--key-file").arg(&t.server_key);
+        cmd.arg("--trusted-ca-file").arg(&t.ca);
+        cmd.arg("--client-cert-auth");
+    }
+    let child = cmd.spawn().expect("spawning etcd");
+    Member {
+        name: spec.name.to_owned(),
+        data_dir: spec.data_dir,
+        client_url,
+        peer_url,
+        log,
+        child: Some(child),
+    }
+}
+
+/// N real etcd members on loopback, in a temp dir, stopped on drop.
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub members: Vec<Member>,
+    pub tls: Option<TlsFiles>,
+    pub token: String,
+}
+
+impl Cluster {
+    pub fn start(n: usize) -> Cluster {
+        Self::start_with(n, false)
+    }
+
+    pub fn start_tls(n: usize) -> Cluster {
+        Self::start_with(n, true)
+    }
+
+    fn start_with(n: usize, tls: bool) -> Cluster {
+        require("etcdctl", "etcd-client");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tls = tls.then(|| TlsFiles::generate(&dir.path().join("tls")));
+        let token = format!("t{}", free_port());
+        let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
+        let initial = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (_, p))| format!("e{}=http://127.0.0.1:{p}", i + 1))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut members = Vec::new();
+        for (i, (c, p)) in ports.iter().enumerate() {
+            let name = format!("e{}", i + 1);
+            members.push(spawn(
+                MemberSpec {
+                    name: &name,
+                    data_dir: dir.path().join(&name),
+                    client_port: *c,
+                    peer_port: *p,
+                    initial_cluster: initial.clone(),
+                    state: "new",
+                    token: &token,
+                    tls: tls.as_ref(),
+                    extra: vec![],
+                },
+                dir.path(),
+            ));
+        }
+        let cluster = Cluster { dir, members, tls, token };
+        for i in 0..n {
+            cluster.wait_healthy(i);
+        }
+        cluster
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn endpoint(&self, i: usize) -> &str {
+        &self.members[i].client_url
+    }
+
+    /// Flags that let etcdctl (and our tools) reach member `i`.
+    pub fn tls_args_v3(&self) -> Vec<String> {
+        match &self.tls {
+            None => vec![],
+            Some(t) => vec![
+                format!("--cacert={}", t.ca.display()),
+                format!("--cert={}", t.client_cert.display()),
+                format!("--key={}", t.client_key.display()),
+            ],
+        }
+    }
+
+    fn tls_args_v2(&self) -> Vec<String> {
+        match &self.tls {
+            None => vec![],
+            Some(t) => vec![
+                format!("--ca-file={}", t.ca.display()),
+                format!("--cert-file={}", t.client_cert.display()),
+                format!("--key-file={}", t.client_key.display()),
+            ],
+        }
+    }
+
+    pub fn etcdctl(&self, i: usize, api: &str) -> Command {
+        let mut c = Command::new("etcdctl");
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("ETCDCTL") {
+                c.env_remove(k);
+            }
+        }
+        c.env("ETCDCTL_API", api).arg(format!("--endpoints={}", self.endpoint(i)));
+        c.args(if api == "2" { self.tls_args_v2() } else { self.tls_args_v3() });
+        c
+    }
+
+    pub fn wait_healthy(&self, i: usize) {
+        endpoint_wait_healthy(self.endpoint(i), &self.tls_args_v3(), &self.members[i].log);
+    }
+
+    pub fn put_v3(&self, i: usize, key: &str, val: &str) {
+        let out = run(self.etcdctl(i, "3").args(["put", key, val]));
+        assert!(out.status.success(), "put {key} failed");
+    }
+
+    pub fn get_v3(&self, i: usize, key: &str) -> Option<String> {
+        get_v3_at(self.endpoint(i), &self.tls_args_v3(), key)
+    }
+
+    pub fn put_v2(&self, i: usize, key: &str, val: &str) {
+        let out = run(self.etcdctl(i, "2").args(["set", key, val]));
+        assert!(out.status.success(), "v2 set {key} failed");
+    }
+
+    pub fn get_v2(&self, i: usize, key: &str) -> Option<String> {
+        get_v2_at(self.endpoint(i), key)
+    }
+
+    /// Write a sentinel and wait until it is readable: a live v2 backup can
+    /// miss the very last write (TESTING.md), this makes the writes before it
+    /// durable enough to be in the backup.
+    /// The sentinel is a v2 key (a v2 backup skips v3 entries) and is
+    /// itself left in the store; tests do not assert on it.
+    pub fn settle(&self) {
+        for i in 0..3 {
+            self.put_v2(0, "/__settle", &i.to_string());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+pub fn endpoint_wait_healthy(endpoint: &str, tls_args: &[String], log: &Path) {
+    let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        wait_for(&format!("etcd at {endpoint} to be healthy"), Duration::from_secs(30), || {
+            let out = Command::new("etcdctl")
+                .env("ETCDCTL_API", "3")
+                .arg(format!("--endpoints={endpoint}"))
+                .args(tls_args)
+                .args(["--dial-timeout=1s", "--command-timeout=2s", "endpoint", "health"])
+                .output()
+                .ok()?;
+            out.status.success().then_some(())
+        })
+    }));
+    if let Err(e) = ok {
+        let tail = std::fs::read_to_string(log).unwrap_or_default();
+        let lines: Vec<&str> = tail.lines().collect();
+        eprintln!("last lines of {}:\n{}", log.display(), lines[lines.len().saturating_sub(20)..].join("\n"));
+        std::panic::resume_unwind(e);
+    }
+}
+
+pub fn get_v3_at(endpoint: &str, tls_args: &[String], key: &str) -> Option<String> {
+    let out = Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={endpoint}"))
+        .args(tls_args)
+        .args(["get", "--print-value-only", key])
+        .output()
+        .expect("etcdctl get");
+    assert!(out.status.success(), "get {key}: {}", String::from_utf8_lossy(&out.stderr));
+    let s = String::from_utf8_lossy(&out.stdout).trim_end_matches('\n').to_owned();
+    (!s.is_empty()).then_some(s)
+}
+
+pub fn get_v2_at(endpoint: &str, key: &str) -> Option<String> {
+    let out = Command::new("etcdctl")
+        .env("ETCDCTL_API", "2")
+        .arg(format!("--endpoints={endpoint}"))
+        .args(["get", key])
+        .output()
+        .expect("etcdctl get");
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim_end_matches('\n').to_owned())
+}

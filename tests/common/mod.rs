@@ -1,0 +1,123 @@
+//! Test harness: real etcd members and real rclone remotes on loopback, each
+//! test in its own temp dir, every process stopped by PID on drop.
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+pub mod etcd;
+
+use std::collections::HashSet;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Path of one of our built binaries. `make test` builds them first.
+pub fn bin(name: &str) -> PathBuf {
+    let mut dir = std::env::current_exe().expect("current_exe");
+    dir.pop(); // deps/
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let p = dir.join(name);
+    assert!(
+        p.exists(),
+        "{} is not built: run `cargo build --workspace` first (make test does)",
+        p.display()
+    );
+    p
+}
+
+/// A command for one of our tools with a clean environment: no inherited
+/// etcd/rclone/our variables can leak in from the developer's shell.
+pub fn tool(name: &str) -> Command {
+    let mut c = Command::new(bin(name));
+    for (k, _) in std::env::vars_os() {
+        let k = k.to_string_lossy().into_owned();
+        if k.starts_with("ETCD") || k.starts_with("RCLONE") || k == "RUST_LOG" {
+            c.env_remove(k);
+        }
+    }
+    c
+}
+
+/// Fail loudly (never skip) when a real dependency is missing.
+pub fn require(program: &str, package: &str) -> PathBuf {
+    which(program).unwrap_or_else(|| {
+        panic!("{program} not found in PATH: install the Debian package {package} (make test installs it)")
+    })
+}
+
+fn which(program: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(program))
+            .find(|p| p.is_file())
+    })
+}
+
+static PORTS: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+
+/// A free loopback port not handed out before in this test process.
+pub fn free_port() -> u16 {
+    let mut guard = PORTS.lock().unwrap_or_else(|e| e.into_inner());
+    let used = guard.get_or_insert_with(HashSet::new);
+    for _ in 0..1000 {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let port = l.local_addr().expect("local_addr").port();
+        if used.insert(port) {
+            return port;
+        }
+    }
+    panic!("no free loopback port found");
+}
+
+/// Poll `f` until it returns Some, at most `limit`; panic naming `what`.
+pub fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out after {limit:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Run a command and return its output, with stderr echoed for debugging.
+pub fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    if !out.stderr.is_empty() {
+        eprintln!("--- stderr of {:?}:\n{}", cmd.get_program(), String::from_utf8_lossy(&out.stderr));
+    }
+    out
+}
+
+/// Run and require success.
+pub fn run_ok(cmd: &mut Command) -> Output {
+    let out = run(cmd);
+    assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+/// Assert the failure shape every tool promises: exit 1 and a single
+/// `tool: error: ...` line that contains `needle`. Returns the line.
+pub fn assert_fails_with(out: &Output, tool: &str, needle: &str) -> String {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "expected exit 1, stderr: {err}");
+    let prefix = format!("{tool}: error: ");
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with(&prefix)).collect();
+    assert_eq!(lines.len(), 1, "expected one error line, stderr: {err}");
+    assert!(lines[0].contains(needle), "error line lacks {needle:?}: {}", lines[0]);
+    lines[0].to_owned()
+}
+
+/// Entries of a directory, sorted, as names.
+pub fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    v.sort();
+    v
+}

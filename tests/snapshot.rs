@@ -1,0 +1,329 @@
+//! etcd2-snapshot against real etcd 3.4 members.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::etcd::{self, Cluster, MemberSpec};
+use common::{assert_fails_with, free_port, names, run, run_ok, tool, wait_for};
+
+fn snapshot(c: &Cluster, i: usize) -> Command {
+    let mut cmd = tool("etcd2-snapshot");
+    cmd.env("ETCDCTL_ENDPOINTS", c.endpoint(i))
+        .env("ETCD_DATA_DIR", &c.members[i].data_dir)
+        .env("ETCD_BACKUP_DIR", c.path().join("work"));
+    cmd
+}
+
+/// `tar -tf` with no help from us: the archive is a standard tar.
+fn tar_list(archive: &Path) -> Vec<String> {
+    let out = run_ok(Command::new("tar").arg("-tf").arg(archive));
+    String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect()
+}
+
+/// Extract with plain tar and check every manifest entry with sha256sum.
+fn extract_and_check(archive: &Path, into: &Path) -> serde_json::Value {
+    std::fs::create_dir_all(into).unwrap();
+    run_ok(Command::new("tar").arg("-xf").arg(archive).arg("-C").arg(into));
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(into.join("manifest.json")).unwrap()).unwrap();
+    let files = manifest["files"].as_array().unwrap();
+    assert!(!files.is_empty());
+    for f in files {
+        let p = into.join(f["path"].as_str().unwrap());
+        let out = run_ok(Command::new("sha256sum").arg(&p));
+        let sum = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(sum.split_whitespace().next().unwrap(), f["sha256"].as_str().unwrap(), "{p:?}");
+        assert_eq!(std::fs::metadata(&p).unwrap().len(), f["size"].as_u64().unwrap());
+    }
+    manifest
+}
+
+/// Start one member from a data dir; v2 backups need --force-new-cluster.
+fn start_single(dir: &Path, data_dir: PathBuf, extra: Vec<String>) -> (etcd::Member, u16) {
+    let (c, p) = (free_port(), free_port());
+    let m = etcd::spawn(
+        MemberSpec {
+            name: "r1",
+            data_dir,
+            client_port: c,
+            peer_port: p,
+            initial_cluster: format!("r1=http://127.0.0.1:{p}"),
+            state: "new",
+            token: "restored",
+            tls: None,
+            extra,
+        },
+        dir,
+    );
+    etcd::endpoint_wait_healthy(&m.client_url, &[], &m.log);
+    (m, p)
+}
+
+#[test]
+fn v3_snapshot_of_a_three_member_cluster_restores_the_keys() {
+    let c = Cluster::start(3);
+    for k in 0..20 {
+        c.put_v3(k % 3, &format!("/app/k{k}"), &format!("value-{k}"));
+    }
+    let archive = c.path().join("v3.tar.zst");
+    run_ok(snapshot(&c, 1).args(["--api", "v3", "-o"]).arg(&archive));
+
+    let listing = tar_list(&archive);
+    assert_eq!(listing, vec!["manifest.json", "snapshot.db"]);
+    let x = c.path().join("x");
+    let m = extract_and_check(&archive, &x);
+    assert_eq!(m["api"], "v3");
+    assert_eq!(m["codec"], "zstd");
+    assert_eq!(m["etcd_version"], "3.4.23");
+    assert_eq!(m["member_name"], "e2");
+    assert!(m["revision"].as_u64().unwrap() >= 21, "{m}");
+    assert!(m["key_count"].as_u64().unwrap() >= 20, "{m}");
+    assert!(!m["cluster_id"].as_str().unwrap().is_empty());
+
+    // Restore with etcd's own tool and read the keys back.
+    let p = free_port();
+    let restored = c.path().join("restored");
+    run_ok(
+        Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .args(["snapshot", "restore"])
+            .arg(x.join("snapshot.db"))
+            .arg("--data-dir")
+            .arg(&restored)
+            .args(["--name", "r1", "--initial-cluster"])
+            .arg(format!("r1=http://127.0.0.1:{p}"))
+            .arg("--initial-advertise-peer-urls")
+            .arg(format!("http://127.0.0.1:{p}")),
+    );
+    let (c2, pp) = (free_port(), p);
+    let member = etcd::spawn(
+        MemberSpec {
+            name: "r1",
+            data_dir: restored,
+            client_port: c2,
+            peer_port: pp,
+            initial_cluster: format!("r1=http://127.0.0.1:{pp}"),
+            state: "new",
+            token: "restored",
+            tls: None,
+            extra: vec![],
+        },
+        c.path(),
+    );
+    etcd::endpoint_wait_healthy(&member.client_url, &[], &member.log);
+    for k in 0..20 {
+        assert_eq!(
+            etcd::get_v3_at(&member.client_url, &[], &format!("/app/k{k}")).as_deref(),
+            Some(format!("value-{k}").as_str())
+        );
+    }
+}
+
+#[test]
+fn v2_snapshot_with_gzip_restores_with_force_new_cluster() {
+    let c = Cluster::start(3);
+    for k in 0..10 {
+        c.put_v2(k % 3, &format!("/v2/k{k}"), &format!("old-{k}"));
+    }
+    c.settle();
+    let archive = c.path().join("v2.tar.gz");
+    run_ok(snapshot(&c, 0).args(["--codec", "gzip", "-o"]).arg(&archive));
+    let listing = tar_list(&archive);
+    assert_eq!(listing[0], "manifest.json");
+    assert!(listing.iter().any(|f| f.starts_with("member/wal/")), "{listing:?}");
+    let x = c.path().join("x");
+    let m = extract_and_check(&archive, &x);
+    assert_eq!(m["api"], "v2", "auto mode must pick v2 when only v2 holds data");
+    assert_eq!(m["codec"], "gzip");
+    std::fs::remove_file(x.join("manifest.json")).unwrap();
+
+    let (member, _) = start_single(c.path(), x, vec!["--force-new-cluster".into()]);
+    for k in 0..10 {
+        assert_eq!(
+            etcd::get_v2_at(&member.client_url, &format!("/v2/k{k}")).as_deref(),
+            Some(format!("old-{k}").as_str())
+        );
+    }
+}
+
+#[test]
+fn auto_mode_refuses_to_drop_a_keyspace_and_explains() {
+    let c = Cluster::start(1);
+    c.put_v2(0, "/v2key", "a");
+    c.put_v3(0, "v3key", "b");
+    let archive = c.path().join("both.tar.zst");
+    let out = run(snapshot(&c, 0).arg("-o").arg(&archive));
+    assert_fails_with(&out, "etcd2-snapshot", "both the v2 and the v3 keyspace");
+    assert!(!archive.exists());
+
+    // An explicit choice needs the explicit permission to drop the other.
+    let out = run(snapshot(&c, 0).args(["--api", "v3", "-o"]).arg(&archive));
+    assert_fails_with(&out, "etcd2-snapshot", "--allow-dropping-keyspace");
+    let out = run_ok(
+        snapshot(&c, 0)
+            .args(["--api", "v3", "--allow-dropping-keyspace", "-o"])
+            .arg(&archive),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("v2 keyspace holds data and is NOT in this backup"), "{err}");
+    assert!(archive.exists());
+}
+
+#[test]
+fn auto_mode_picks_v3_when_only_v3_holds_data() {
+    let c = Cluster::start(1);
+    c.put_v3(0, "only", "v3");
+    let out = run_ok(snapshot(&c, 0).args(["-o", "-"]).stdout(Stdio::piped()));
+    let x = c.path().join("x");
+    std::fs::create_dir_all(&x).unwrap();
+    let mut tar = Command::new("tar")
+        // GNU tar cannot sniff the codec of a pipe; from a file it can.
+        .args(["--zstd", "-xf", "-", "-C"])
+        .arg(&x)
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    tar.stdin.take().unwrap().write_all(&out.stdout).unwrap();
+    assert!(tar.wait().unwrap().success());
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(x.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(m["api"], "v3");
+    assert_eq!(names(&x), vec!["manifest.json", "snapshot.db"]);
+}
+
+#[test]
+fn tls_member_works_with_certs_and_fails_clearly_without() {
+    let c = Cluster::start_tls(1);
+    c.put_v3(0, "secure", "yes");
+    let t = c.tls.clone().unwrap();
+    let archive = c.path().join("tls.tar.zst");
+    let out = run_ok(
+        snapshot(&c, 0)
+            .env("ETCDCTL_CACERT", &t.ca)
+            .env("ETCDCTL_CERT", &t.client_cert)
+            .env("ETCDCTL_KEY", &t.client_key)
+            .arg("-vo")
+            .arg(&archive),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("PRIVATE KEY"), "key material must never be logged");
+    assert!(tar_list(&archive).contains(&"snapshot.db".to_owned()));
+
+    let out = run(snapshot(&c, 0).env("ETCDCTL_CACERT", &t.ca).arg("-o").arg(&archive));
+    assert_fails_with(&out, "etcd2-snapshot", &format!("cannot reach etcd at {} over TLS", c.endpoint(0)));
+
+    let out = run(
+        snapshot(&c, 0)
+            .env("ETCDCTL_CACERT", c.path().join("missing-ca.pem"))
+            .arg("-o")
+            .arg(&archive),
+    );
+    assert_fails_with(&out, "etcd2-snapshot", "--cacert");
+}
+
+#[test]
+fn bad_inputs_fail_with_one_line_and_leave_no_output() {
+    let c = Cluster::start(1);
+    c.put_v2(0, "/k", "v");
+    let out_dir = c.path().join("out");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let target = out_dir.join("b.tar.zst");
+
+    let cases: Vec<(&str, Command)> = vec![
+        ("does-not-exist", {
+            let mut s = snapshot(&c, 0);
+            s.env("ETCD_DATA_DIR", c.path().join("does-not-exist"));
+            s
+        }),
+        ("holds no etcd member", {
+            let mut s = snapshot(&c, 0);
+            s.env("ETCD_DATA_DIR", &out_dir);
+            s
+        }),
+        ("cannot reach etcd at http://127.0.0.1:1", {
+            let mut s = snapshot(&c, 0);
+            s.env("ETCDCTL_ENDPOINTS", "http://127.0.0.1:1").args(["--query-timeout", "5s"]);
+            s
+        }),
+        ("etcdctl not found", {
+            let mut s = snapshot(&c, 0);
+            s.env("ETCD2_BACKUP_ETCDCTL", "/nonexistent/etcdctl");
+            s
+        }),
+        ("not found in PATH (install etcd-client)", {
+            let mut s = snapshot(&c, 0);
+            s.env("PATH", "/nonexistent");
+            s
+        }),
+    ];
+    for (needle, mut cmd) in cases {
+        let out = run(cmd.arg("-o").arg(&target));
+        assert_fails_with(&out, "etcd2-snapshot", needle);
+        assert!(names(&out_dir).is_empty(), "{needle}: left {:?}", names(&out_dir));
+    }
+
+    // Unwritable destination: fails before touching etcd, names the dir.
+    let out = run(snapshot(&c, 0).args(["-o", "/nonexistent-dir/b.tar.zst"]));
+    assert_fails_with(&out, "etcd2-snapshot", "/nonexistent-dir");
+
+    // A terminal is no place for an archive; a pipe is.
+    let bad_level = run(snapshot(&c, 0).args(["--level", "42", "-o"]).arg(&target));
+    assert_fails_with(&bad_level, "etcd2-snapshot", "zstd level must be 1..19");
+    assert!(names(&out_dir).is_empty(), "left {:?}", names(&out_dir));
+}
+
+#[test]
+fn killed_mid_write_leaves_no_file_and_the_next_run_succeeds() {
+    let c = Cluster::start(1);
+    // ~24 MB of poorly compressible values so that writing takes a while.
+    let mut seed = 0x9e3779b97f4a7c15u64;
+    for k in 0..24 {
+        let val: String = (0..1_000_000)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                (b'!' + (seed % 90) as u8) as char
+            })
+            .collect();
+        let f = c.path().join("val");
+        std::fs::write(&f, &val).unwrap();
+        let st = c
+            .etcdctl(0, "3")
+            .args(["put", &format!("big{k}")])
+            .stdin(std::fs::File::open(&f).unwrap())
+            .output()
+            .unwrap();
+        assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+    }
+    let out_dir = c.path().join("out");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let target = out_dir.join("b.tar.gz");
+    let mut child = snapshot(&c, 0)
+        .args(["--codec", "gzip", "--level", "9", "-o"])
+        .arg(&target)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    // Wait until the archive is being written (an unlinked file open in the
+    // output dir), then SIGKILL: no chance to clean up.
+    wait_for("the archive write to start", Duration::from_secs(60), || {
+        let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
+        fds.filter_map(|e| e.ok())
+            .filter_map(|e| std::fs::read_link(e.path()).ok())
+            .any(|l| l.starts_with(&out_dir))
+            .then_some(())
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(names(&out_dir).is_empty(), "left behind: {:?}", names(&out_dir));
+
+    run_ok(snapshot(&c, 0).args(["--codec", "gzip", "-o"]).arg(&target));
+    assert_eq!(names(&out_dir), vec!["b.tar.gz"]);
+    assert_eq!(tar_list(&target)[0], "manifest.json");
+}

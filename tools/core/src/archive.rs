@@ -1,0 +1,562 @@
+//! The backup archive: a standard tar stream, gzip- or zstd-compressed, whose
+//! first entry is `manifest.json` describing the backup and giving the size
+//! and sha256 of every other entry. Plain `tar -xf` unpacks it; our readers
+//! verify every byte against the manifest before anything is placed.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Component, Path, PathBuf};
+
+use anyhow::{bail, ensure, Context, Result};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+pub const MANIFEST_NAME: &str = "manifest.json";
+pub const FORMAT_VERSION: u32 = 1;
+/// The v3 snapshot's name inside a v3 archive.
+pub const V3_SNAPSHOT_NAME: &str = "snapshot.db";
+const MAX_MANIFEST_BYTES: u64 = 16 << 20;
+const BUF: usize = 256 << 10;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Api {
+    /// etcd v2 keyspace, via `etcdctl backup` of the data dir (the original package's path)
+    V2,
+    /// etcd v3 keyspace, via `etcdctl snapshot save` from the endpoint
+    V3,
+}
+
+impl std::fmt::Display for Api {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Api::V2 => "v2",
+            Api::V3 => "v3",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Codec {
+    /// zstd: fast and compact; `tar --zstd` or GNU tar with zstd installed reads it
+    Zstd,
+    /// gzip: the most compatible; any tar reads it
+    Gzip,
+}
+
+impl Codec {
+    pub fn extension(self) -> &'static str {
+        match self {
+            Codec::Zstd => "tar.zst",
+            Codec::Gzip => "tar.gz",
+        }
+    }
+
+    pub fn default_level(self) -> i32 {
+        match self {
+            Codec::Zstd => 3,
+            Codec::Gzip => 6,
+        }
+    }
+
+    /// Recognise a compressed stream by its magic bytes.
+    pub fn sniff(head: &[u8]) -> Option<Codec> {
+        if head.starts_with(&[0x1f, 0x8b]) {
+            Some(Codec::Gzip)
+        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            Some(Codec::Zstd)
+        } else {
+            None
+        }
+    }
+}
+
+impl std::fmt::Display for Codec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Codec::Zstd => "zstd",
+            Codec::Gzip => "gzip",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEntry {
+    pub path: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+/// Everything known about one backup, stored as the archive's first entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: u32,
+    pub tool: String,
+    pub api: Api,
+    pub codec: Codec,
+    pub etcd_version: String,
+    pub member_name: String,
+    pub member_id: String,
+    pub cluster_id: String,
+    /// v3 store revision at the time of the snapshot.
+    pub revision: Option<u64>,
+    /// Raft index of the member when the backup was taken.
+    pub raft_index: Option<u64>,
+    /// Number of keys, where etcd reports it (v3 snapshots).
+    pub key_count: Option<u64>,
+    /// RFC 3339, UTC, seconds.
+    pub created_at: String,
+    pub created_unix: u64,
+    pub host: String,
+    pub machine_id: Option<String>,
+    pub files: Vec<FileEntry>,
+}
+
+impl Manifest {
+    pub fn total_size(&self) -> u64 {
+        self.files.iter().map(|f| f.size).sum()
+    }
+}
+
+/// sha256 and size of a file, read in bounded chunks.
+pub fn hash_file(path: &Path) -> Result<(u64, String)> {
+    let mut f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    hash_reader(&mut f).with_context(|| format!("reading {}", path.display()))
+}
+
+pub fn hash_reader(r: &mut dyn Read) -> io::Result<(u64, String)> {
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; BUF];
+    let mut n = 0u64;
+    loop {
+        let k = match r.read(&mut buf) {
+            Ok(0) => break,
+            Ok(k) => k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        h.update(&buf[..k]);
+        n += k as u64;
+    }
+    Ok((n, hex(&h.finalize())))
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Regular files below `root`, as sorted relative paths. Anything else
+/// (symlinks, devices) is an error: a backup holds plain files only.
+pub fn list_files(root: &Path) -> Result<Vec<String>> {
+    fn walk(root: &Path, rel: &Path, out: &mut Vec<String>) -> Result<()> {
+        let dir = root.join(rel);
+        let mut entries: Vec<_> = std::fs::read_dir(&dir)
+            .with_context(|| format!("listing {}", dir.display()))?
+            .collect::<std::io::Result<_>>()
+            .with_context(|| format!("listing {}", dir.display()))?;
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            let ft = e.file_type()?;
+            let r = rel.join(e.file_name());
+            if ft.is_dir() {
+                walk(root, &r, out)?;
+            } else if ft.is_file() {
+                let s = r
+                    .to_str()
+                    .with_context(|| format!("{} is not a UTF-8 path", r.display()))?;
+                out.push(s.to_owned());
+            } else {
+                bail!("{} is not a regular file", root.join(&r).display());
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    walk(root, Path::new(""), &mut out)?;
+    Ok(out)
+}
+
+/// Hash the given files below `root` into manifest entries.
+pub fn file_entries(root: &Path, files: &[String]) -> Result<Vec<FileEntry>> {
+    files
+        .iter()
+        .map(|p| {
+            let (size, sha256) = hash_file(&root.join(p))?;
+            Ok(FileEntry {
+                path: p.clone(),
+                size,
+                sha256,
+            })
+        })
+        .collect()
+}
+
+/// A compressing writer of either codec.
+pub enum Encoder<W: Write> {
+    Gzip(flate2::write::GzEncoder<W>),
+    Zstd(zstd::stream::write::Encoder<'static, W>),
+}
+
+impl<W: Write> Encoder<W> {
+    pub fn new(out: W, codec: Codec, level: i32, threads: u32) -> Result<Self> {
+        Ok(match codec {
+            Codec::Gzip => {
+                ensure!(
+                    (0..=9).contains(&level),
+                    "gzip level must be 0..9, got {level}"
+                );
+                Encoder::Gzip(flate2::write::GzEncoder::new(
+                    out,
+                    flate2::Compression::new(level as u32),
+                ))
+            }
+            Codec::Zstd => {
+                ensure!(
+                    (1..=19).contains(&level),
+                    "zstd level must be 1..19, got {level}"
+                );
+                let mut e = zstd::stream::write::Encoder::new(out, level)?;
+                if threads > 1 {
+                    e.multithread(threads)
+                        .context("enabling zstd worker threads")?;
+                }
+                Encoder::Zstd(e)
+            }
+        })
+    }
+
+    pub fn finish(self) -> io::Result<W> {
+        match self {
+            Encoder::Gzip(e) => e.finish(),
+            Encoder::Zstd(e) => e.finish(),
+        }
+    }
+}
+
+impl<W: Write> Write for Encoder<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Encoder::Gzip(e) => e.write(buf),
+            Encoder::Zstd(e) => e.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Encoder::Gzip(e) => e.flush(),
+            Encoder::Zstd(e) => e.flush(),
+        }
+    }
+}
+
+fn header(path: &str, size: u64, mode: u32, mtime: u64) -> Result<tar::Header> {
+    let mut h = tar::Header::new_ustar();
+    h.set_path(path)
+        .with_context(|| format!("tar path {path}"))?;
+    h.set_size(size);
+    h.set_mode(mode);
+    h.set_mtime(mtime);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_cksum();
+    Ok(h)
+}
+
+/// Stream the archive for `manifest` (whose files live below `root`) into
+/// `out`. Memory use is bounded by the codec's window, not the data size.
+pub fn write_archive<W: Write>(
+    out: W,
+    manifest: &Manifest,
+    root: &Path,
+    level: i32,
+    threads: u32,
+) -> Result<W> {
+    let enc = Encoder::new(out, manifest.codec, level, threads)?;
+    let mut tar = tar::Builder::new(enc);
+    let json = serde_json::to_vec_pretty(manifest)?;
+    let mtime = manifest.created_unix;
+    tar.append(
+        &header(MANIFEST_NAME, json.len() as u64, 0o644, mtime)?,
+        json.as_slice(),
+    )
+    .context("writing the manifest entry")?;
+    for f in &manifest.files {
+        let path = root.join(&f.path);
+        let file = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
+        // take() keeps the entry exactly as long as the manifest says even if
+        // the file were to grow; a shrunk file fails in append.
+        let reader = BufReader::with_capacity(BUF, file).take(f.size);
+        tar.append(&header(&f.path, f.size, 0o600, mtime)?, reader)
+            .with_context(|| format!("archiving {}", path.display()))?;
+    }
+    let enc = tar.into_inner().context("finishing the tar stream")?;
+    enc.finish().context("finishing compression")
+}
+
+/// Peek at a stream and wrap it in the matching decompressor.
+pub fn decoder<'a, R: Read + 'a>(r: R) -> Result<(Codec, Box<dyn Read + 'a>)> {
+    let mut br = BufReader::with_capacity(BUF, r);
+    let head = br.fill_buf().context("reading the archive header")?;
+    let codec = match Codec::sniff(head) {
+        Some(c) => c,
+        None if head.is_empty() => bail!("the archive is empty"),
+        None => bail!("not a gzip or zstd compressed archive"),
+    };
+    let d: Box<dyn Read> = match codec {
+        Codec::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(br)),
+        Codec::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(br)?),
+    };
+    Ok((codec, d))
+}
+
+/// Check that `p` is a plain relative path that cannot escape a directory.
+fn safe_relative(p: &Path) -> Result<()> {
+    ensure!(
+        !p.as_os_str().is_empty() && p.components().all(|c| matches!(c, Component::Normal(_))),
+        "unsafe path {:?} in archive",
+        p
+    );
+    Ok(())
+}
+
+/// Read an archive stream, verifying every entry against the manifest. With
+/// `dest`, files are written below it (dirs 0700, files 0600); `dest` must
+/// be an empty or missing directory that the caller renames into place only
+/// after this returns Ok. Without `dest`, it only verifies.
+pub fn read_verified<R: Read>(r: R, dest: Option<&Path>) -> Result<Manifest> {
+    let (codec, dec) = decoder(r)?;
+    let mut ar = tar::Archive::new(dec);
+    let mut entries = ar.entries().context("reading the tar stream")?;
+
+    let mut first = entries
+        .next()
+        .context("the archive holds no entries")?
+        .context("reading the first tar entry")?;
+    let first_path = first.path()?.into_owned();
+    ensure!(
+        first_path == Path::new(MANIFEST_NAME),
+        "first entry is {:?}, not {MANIFEST_NAME}: not an etcd2-backup archive",
+        first_path
+    );
+    ensure!(
+        first.size() <= MAX_MANIFEST_BYTES,
+        "manifest is implausibly large"
+    );
+    let mut json = Vec::new();
+    first
+        .read_to_end(&mut json)
+        .context("reading the manifest")?;
+    let manifest: Manifest = serde_json::from_slice(&json).context("parsing the manifest")?;
+    ensure!(
+        manifest.format == FORMAT_VERSION,
+        "archive format {} is not supported (this tool reads format {FORMAT_VERSION})",
+        manifest.format
+    );
+    if manifest.codec != codec {
+        tracing::warn!("manifest says {} but the stream is {codec}", manifest.codec);
+    }
+
+    let mut expected: BTreeMap<&str, &FileEntry> = BTreeMap::new();
+    for f in &manifest.files {
+        safe_relative(Path::new(&f.path))?;
+        ensure!(
+            expected.insert(&f.path, f).is_none(),
+            "manifest lists {} twice",
+            f.path
+        );
+    }
+    if let Some(d) = dest {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(d)
+            .with_context(|| format!("creating {}", d.display()))?;
+    }
+
+    let mut seen = 0usize;
+    for entry in entries {
+        let mut entry = entry.context("reading a tar entry (archive truncated or corrupt?)")?;
+        let path = entry.path()?.into_owned();
+        let name = path.to_string_lossy().into_owned();
+        if entry.header().entry_type().is_dir() {
+            continue;
+        }
+        ensure!(
+            entry.header().entry_type().is_file(),
+            "entry {name} is not a regular file"
+        );
+        let want = expected
+            .remove(name.as_str())
+            .with_context(|| format!("entry {name} is not in the manifest (or appears twice)"))?;
+        let (size, sha) = match dest {
+            Some(d) => {
+                let out_path = d.join(&path);
+                if let Some(parent) = out_path.parent() {
+                    std::fs::DirBuilder::new()
+                        .recursive(true)
+                        .mode(0o700)
+                        .create(parent)
+                        .with_context(|| format!("creating {}", parent.display()))?;
+                }
+                let out = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&out_path)
+                    .with_context(|| format!("creating {}", out_path.display()))?;
+                let mut tee = HashingWriter::new(io::BufWriter::with_capacity(BUF, out));
+                io::copy(&mut entry, &mut tee).with_context(|| {
+                    format!("extracting {name} (archive truncated or corrupt?)")
+                })?;
+                let (n, sha, w) = tee.finish();
+                let file = w.into_inner().map_err(|e| e.into_error())?;
+                file.sync_all()
+                    .with_context(|| format!("syncing {}", out_path.display()))?;
+                (n, sha)
+            }
+            None => hash_reader(&mut entry)
+                .with_context(|| format!("reading {name} (archive truncated or corrupt?)"))?,
+        };
+        ensure!(
+            size == want.size && sha == want.sha256,
+            "{name} does not match the manifest: {size} bytes sha256 {sha}, expected {} bytes sha256 {}",
+            want.size,
+            want.sha256
+        );
+        seen += 1;
+    }
+    if let Some((missing, _)) = expected.into_iter().next() {
+        bail!("archive is missing {missing} listed in the manifest (truncated?)");
+    }
+    tracing::debug!("verified {seen} files against the manifest");
+    Ok(manifest)
+}
+
+/// A writer that hashes what passes through it.
+pub struct HashingWriter<W: Write> {
+    inner: W,
+    hasher: Sha256,
+    count: u64,
+}
+
+impl<W: Write> HashingWriter<W> {
+    pub fn new(inner: W) -> Self {
+        HashingWriter {
+            inner,
+            hasher: Sha256::new(),
+            count: 0,
+        }
+    }
+    pub fn finish(self) -> (u64, String, W) {
+        (self.count, hex(&self.hasher.finalize()), self.inner)
+    }
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.count += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Where a verified extraction lands: the directory a caller renames.
+pub fn staging_dir_for(target: &Path, tag: &str) -> PathBuf {
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    target.with_file_name(format!(".{name}.{tag}.{}", std::process::id()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(root: &Path, codec: Codec) -> Manifest {
+        std::fs::create_dir_all(root.join("member/snap")).unwrap();
+        std::fs::write(root.join("member/snap/db"), vec![7u8; 100_000]).unwrap();
+        std::fs::write(root.join("member/a.wal"), b"wal").unwrap();
+        let files = list_files(root).unwrap();
+        assert_eq!(files, vec!["member/a.wal", "member/snap/db"]);
+        Manifest {
+            format: FORMAT_VERSION,
+            tool: "test".into(),
+            api: Api::V2,
+            codec,
+            etcd_version: "3.4.23".into(),
+            member_name: "e1".into(),
+            member_id: "1".into(),
+            cluster_id: "2".into(),
+            revision: None,
+            raft_index: Some(4),
+            key_count: None,
+            created_at: "2026-11-24T00:00:00Z".into(),
+            created_unix: 1_795_000_000,
+            host: "h".into(),
+            machine_id: None,
+            files: file_entries(root, &files).unwrap(),
+        }
+    }
+
+    #[test]
+    fn round_trip_both_codecs() {
+        for codec in [Codec::Gzip, Codec::Zstd] {
+            let src = tempfile::tempdir().unwrap();
+            let m = sample(src.path(), codec);
+            let bytes =
+                write_archive(Vec::new(), &m, src.path(), codec.default_level(), 1).unwrap();
+            assert_eq!(Codec::sniff(&bytes), Some(codec));
+            let dst = tempfile::tempdir().unwrap();
+            let out = dst.path().join("x");
+            let got = read_verified(bytes.as_slice(), Some(&out)).unwrap();
+            assert_eq!(got, m);
+            assert_eq!(std::fs::read(out.join("member/a.wal")).unwrap(), b"wal");
+        }
+    }
+
+    #[test]
+    fn flipped_byte_and_truncation_are_caught() {
+        let src = tempfile::tempdir().unwrap();
+        // Uncompressible data so that a flipped compressed byte lands in a
+        // file's payload rather than only breaking the codec framing.
+        let m = sample(src.path(), Codec::Gzip);
+        let bytes = write_archive(Vec::new(), &m, src.path(), 0, 1).unwrap();
+        let mut bad = bytes.clone();
+        let i = bad.len() - 2000;
+        bad[i] ^= 0x01;
+        assert!(read_verified(bad.as_slice(), None).is_err());
+        let cut = &bytes[..bytes.len() / 2];
+        let e = read_verified(cut, None).unwrap_err();
+        assert!(!format!("{e:#}").is_empty());
+    }
+
+    #[test]
+    fn manifest_mismatch_is_named() {
+        let src = tempfile::tempdir().unwrap();
+        let mut m = sample(src.path(), Codec::Zstd);
+        m.files[0].sha256 = "00".repeat(32);
+        let bytes = write_archive(Vec::new(), &m, src.path(), 3, 1).unwrap();
+        let e = read_verified(bytes.as_slice(), None).unwrap_err();
+        assert!(
+            format!("{e:#}").contains("member/a.wal does not match the manifest"),
+            "{e:#}"
+        );
+    }
+
+    #[test]
+    fn rejects_unsafe_paths_and_non_archives() {
+        assert!(safe_relative(Path::new("../etc/passwd")).is_err());
+        assert!(safe_relative(Path::new("/etc/passwd")).is_err());
+        assert!(safe_relative(Path::new("member/snap/db")).is_ok());
+        let e = read_verified(&b"hello world"[..], None).unwrap_err();
+        assert_eq!(e.to_string(), "not a gzip or zstd compressed archive");
+    }
+}

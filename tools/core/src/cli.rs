@@ -1,0 +1,142 @@
+//! Shared command-line plumbing: logging, the error-printing `run_main`, and
+//! flag groups flattened into several tools.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::Args;
+
+use crate::cmd::Program;
+use crate::etcd::{Etcdctl, Tls};
+
+/// `-v`/`-q`, shared by every tool.
+#[derive(Args, Debug, Clone, Default)]
+pub struct LogArgs {
+    /// More output (-v: debug, shows every external command; -vv: trace)
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Only warnings and errors
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+}
+
+/// Set up logging to stderr without timestamps (journald adds them).
+/// `ETCD2_BACKUP_LOG` (or `RUST_LOG`) overrides the level, e.g. `debug`.
+pub fn init_logging(args: &LogArgs) {
+    use tracing_subscriber::EnvFilter;
+    let level = match (args.quiet, args.verbose) {
+        (true, _) => "warn",
+        (false, 0) => "info",
+        (false, 1) => "debug",
+        (false, _) => "trace",
+    };
+    let filter = std::env::var("ETCD2_BACKUP_LOG")
+        .ok()
+        .filter(|_| args.verbose == 0 && !args.quiet)
+        .and_then(|s| EnvFilter::try_new(s).ok())
+        .or_else(|| {
+            EnvFilter::try_from_default_env()
+                .ok()
+                .filter(|_| args.verbose == 0 && !args.quiet)
+        })
+        .unwrap_or_else(|| EnvFilter::new(level));
+    // Ignore a second initialisation (only possible in tests).
+    let _ = tracing_subscriber::fmt()
+        .without_time()
+        .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter)
+        .try_init();
+}
+
+/// Run a tool's body; print any error once, as `tool: error: <chain>`, and
+/// turn it into exit code 1. (clap exits 2 on usage errors before this.)
+pub fn run_main(tool: &str, body: impl FnOnce() -> Result<()>) -> ExitCode {
+    match body() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{tool}: error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// How to reach and authenticate to the local etcd member.
+#[derive(Args, Debug, Clone)]
+pub struct EtcdArgs {
+    /// Client URL(s) of the etcd member, comma-separated
+    #[arg(
+        long,
+        env = "ETCDCTL_ENDPOINTS",
+        default_value = "http://127.0.0.1:2379",
+        value_name = "URLS"
+    )]
+    pub endpoints: String,
+
+    /// CA bundle that signed the etcd server's certificate (TLS)
+    #[arg(long, env = "ETCDCTL_CACERT", value_name = "FILE")]
+    pub cacert: Option<PathBuf>,
+
+    /// Client certificate for etcd (TLS client auth)
+    #[arg(long, env = "ETCDCTL_CERT", value_name = "FILE")]
+    pub cert: Option<PathBuf>,
+
+    /// Client key for etcd; its contents are never logged
+    #[arg(long, env = "ETCDCTL_KEY", value_name = "FILE", hide_env_values = true)]
+    pub key: Option<PathBuf>,
+
+    /// etcdctl binary to run [default: etcdctl from PATH]
+    #[arg(long, env = "ETCD2_BACKUP_ETCDCTL", value_name = "PATH")]
+    pub etcdctl: Option<PathBuf>,
+
+    /// Bound on each quick etcdctl call (status, member list)
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub query_timeout: Duration,
+
+    /// Bound on each long etcdctl call (snapshot save, backup)
+    #[arg(
+        long,
+        env = "ETCD2_BACKUP_TIMEOUT",
+        default_value = "10m",
+        value_parser = humantime::parse_duration,
+        value_name = "DURATION"
+    )]
+    pub timeout: Duration,
+}
+
+impl EtcdArgs {
+    pub fn tls(&self) -> Tls {
+        Tls {
+            cacert: self.cacert.clone(),
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+        }
+    }
+
+    /// Resolve etcdctl and check the TLS files; fails with one clear line.
+    pub fn client(&self) -> Result<Etcdctl> {
+        let tls = self.tls();
+        tls.check()?;
+        let program = Program::find("etcdctl", self.etcdctl.as_deref(), "etcd-client")?;
+        let mut c = Etcdctl::new(program, &self.endpoints, tls);
+        c.query_timeout = self.query_timeout;
+        c.long_timeout = self.timeout;
+        Ok(c)
+    }
+}
+
+/// The machine-id given by the operator (validated), else this host's
+/// `/etc/machine-id` when it is readable, else none.
+pub fn machine_id_or_local(given: Option<String>) -> Result<Option<String>> {
+    match given {
+        Some(id) => {
+            crate::node::validate_machine_id(&id)?;
+            Ok(Some(id))
+        }
+        None => Ok(crate::node::read_machine_id(std::path::Path::new("/etc/machine-id")).ok()),
+    }
+}

@@ -1,0 +1,381 @@
+//! Running external programs (`etcdctl`, `rclone`, `etcd`) with a timeout and
+//! with errors that carry the command line and the tail of the child's stderr.
+
+use std::ffi::{OsStr, OsString};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+
+/// An external program resolved once, at start-up, to an absolute path.
+#[derive(Debug, Clone)]
+pub struct Program {
+    name: &'static str,
+    path: PathBuf,
+}
+
+impl Program {
+    /// Resolve `name` (or an explicit `path` given by the operator) to an
+    /// executable. `package` names the Debian package that ships it, for the
+    /// error message an operator sees on a host that lacks it.
+    pub fn find(name: &'static str, path: Option<&Path>, package: &str) -> Result<Self> {
+        let resolved = match path {
+            Some(p) => which::which(p).with_context(|| {
+                format!(
+                    "{name} not found at {} (check the configured path)",
+                    p.display()
+                )
+            })?,
+            None => which::which(name)
+                .map_err(|_| anyhow::anyhow!("{name} not found in PATH (install {package})"))?,
+        };
+        Ok(Program {
+            name,
+            path: resolved,
+        })
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Start describing one invocation of this program.
+    pub fn command<I, S>(&self, args: I) -> Invocation
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        Invocation {
+            program: self.clone(),
+            args: args.into_iter().map(Into::into).collect(),
+            env: Vec::new(),
+            env_remove_prefixes: Vec::new(),
+            timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// One invocation of a [`Program`]: its arguments, environment and deadline.
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    program: Program,
+    args: Vec<OsString>,
+    env: Vec<(OsString, OsString)>,
+    env_remove_prefixes: Vec<String>,
+    timeout: Duration,
+}
+
+/// What a finished child printed.
+#[derive(Debug)]
+pub struct Captured {
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// How many trailing stderr lines of a failed child an error message quotes.
+const STDERR_TAIL_LINES: usize = 6;
+
+impl Invocation {
+    pub fn arg(mut self, arg: impl Into<OsString>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    pub fn env(mut self, key: impl Into<OsString>, val: impl Into<OsString>) -> Self {
+        self.env.push((key.into(), val.into()));
+        self
+    }
+
+    /// Remove every inherited environment variable whose name starts with
+    /// `prefix`. etcdctl exits fatally when `ETCDCTL_X` is set and `--x` is
+    /// passed too, so we pass every setting as a flag and scrub the variables.
+    pub fn env_remove_prefix(mut self, prefix: &str) -> Self {
+        self.env_remove_prefixes.push(prefix.to_owned());
+        self
+    }
+
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The command line as shown in logs and errors. Values of flags that may
+    /// carry secrets are replaced by `***`.
+    pub fn display(&self) -> String {
+        let mut out = self.program.name.to_owned();
+        let mut redact_next = false;
+        for a in &self.args {
+            let s = a.to_string_lossy();
+            out.push(' ');
+            if redact_next {
+                out.push_str("***");
+                redact_next = false;
+                continue;
+            }
+            match redacted_flag(&s) {
+                Redact::Whole(flag) => {
+                    out.push_str(flag);
+                    out.push_str("=***");
+                }
+                Redact::Next => {
+                    out.push_str(&s);
+                    redact_next = true;
+                }
+                Redact::No => out.push_str(&shell_quote(&s)),
+            }
+        }
+        out
+    }
+
+    fn expression(&self) -> duct::Expression {
+        let mut e = duct::cmd(self.program.path.as_os_str(), &self.args);
+        for prefix in &self.env_remove_prefixes {
+            for (k, _) in std::env::vars_os() {
+                if k.to_string_lossy().starts_with(prefix.as_str()) {
+                    e = e.env_remove(k);
+                }
+            }
+        }
+        for (k, v) in &self.env {
+            e = e.env(k, v);
+        }
+        e.stdin_null().unchecked()
+    }
+
+    /// Run to completion, capturing stdout and stderr. Fails with the command
+    /// line and the tail of stderr when the child exits non-zero, and kills it
+    /// when it outlives the timeout.
+    pub fn run(&self) -> Result<Captured> {
+        tracing::debug!("running: {}", self.display());
+        let handle = self
+            .expression()
+            .stdout_capture()
+            .stderr_capture()
+            .start()
+            .with_context(|| format!("starting {}", self.program.path.display()))?;
+        let waited = handle
+            .wait_timeout(self.timeout)
+            .with_context(|| format!("waiting for {}", self.display()))?;
+        let Some(output) = waited else {
+            // The child is stuck (etcdctl backup --with-v3 on a live member
+            // blocks forever on the bbolt lock). Kill it and say so.
+            let _ = handle.kill(); // best effort: it may have just exited
+            bail!(
+                "`{}` did not finish within {} and was killed",
+                self.display(),
+                humantime::format_duration(self.timeout)
+            );
+        };
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        if !output.status.success() {
+            bail!(
+                "`{}` failed ({}){}",
+                self.display(),
+                describe_status(output.status),
+                format_tail(&stderr, &stdout)
+            );
+        }
+        Ok(Captured { stdout, stderr })
+    }
+
+    /// Start the child with stdin and stdout connected to the given files or
+    /// pipes, stderr captured. Used for streaming transfers.
+    pub fn start_with_stdio(
+        &self,
+        stdin: Option<std::fs::File>,
+        stdout: Option<std::fs::File>,
+    ) -> Result<Running> {
+        tracing::debug!("starting: {}", self.display());
+        let mut e = self.expression().stderr_capture();
+        if let Some(f) = stdin {
+            e = e.stdin_file(f);
+        }
+        e = match stdout {
+            Some(f) => e.stdout_file(f),
+            None => e.stdout_capture(),
+        };
+        let handle = e
+            .start()
+            .with_context(|| format!("starting {}", self.program.path.display()))?;
+        Ok(Running {
+            handle,
+            display: self.display(),
+            timeout: self.timeout,
+        })
+    }
+}
+
+/// A child started by [`Invocation::start_with_stdio`].
+pub struct Running {
+    handle: duct::Handle,
+    display: String,
+    timeout: Duration,
+}
+
+impl Running {
+    /// Wait for the child (bounded by the invocation's timeout) and turn a
+    /// failure into an error naming the command and quoting its stderr.
+    pub fn finish(self) -> Result<Captured> {
+        let waited = self
+            .handle
+            .wait_timeout(self.timeout)
+            .with_context(|| format!("waiting for {}", self.display))?;
+        let Some(output) = waited else {
+            let _ = self.handle.kill(); // best effort: it may have just exited
+            bail!(
+                "`{}` did not finish within {} and was killed",
+                self.display,
+                humantime::format_duration(self.timeout)
+            );
+        };
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        if !output.status.success() {
+            bail!(
+                "`{}` failed ({}){}",
+                self.display,
+                describe_status(output.status),
+                format_tail(&stderr, &stdout)
+            );
+        }
+        Ok(Captured { stdout, stderr })
+    }
+
+    /// Kill the child; used when our side of a stream failed first.
+    pub fn kill(&self) {
+        let _ = self.handle.kill(); // best effort: it may have exited already
+    }
+}
+
+enum Redact {
+    No,
+    Whole(&'static str),
+    Next,
+}
+
+const SECRET_FLAGS: &[&str] = &["--password", "--pass", "--user", "--key-pass"];
+
+fn redacted_flag(arg: &str) -> Redact {
+    for flag in SECRET_FLAGS {
+        if arg == *flag {
+            return Redact::Next;
+        }
+        if arg.len() > flag.len() && arg.starts_with(flag) && arg.as_bytes()[flag.len()] == b'=' {
+            return Redact::Whole(flag);
+        }
+    }
+    Redact::No
+}
+
+fn shell_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=,@%+".contains(c))
+    {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+fn describe_status(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit code {code}"),
+        (None, Some(sig)) => format!("killed by signal {sig}"),
+        _ => status.to_string(),
+    }
+}
+
+/// The last few non-empty lines of stderr (or stdout when stderr is empty),
+/// formatted for the end of an error message.
+pub fn format_tail(stderr: &str, stdout: &str) -> String {
+    let source = if stderr.trim().is_empty() {
+        stdout
+    } else {
+        stderr
+    };
+    let lines: Vec<&str> = source.lines().filter(|l| !l.trim().is_empty()).collect();
+    if lines.is_empty() {
+        return String::new();
+    }
+    let start = lines.len().saturating_sub(STDERR_TAIL_LINES);
+    format!(": {}", lines[start..].join(" | "))
+}
+
+/// Render a path for messages.
+pub fn show(path: &Path) -> std::path::Display<'_> {
+    path.display()
+}
+
+/// Convenience for building argument lists that mix strings and paths.
+pub fn os(s: impl AsRef<OsStr>) -> OsString {
+    s.as_ref().to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tail_keeps_last_lines_and_prefers_stderr() {
+        let err = "a\n\nb\nc\nd\ne\nf\ng\n";
+        assert_eq!(format_tail(err, "out"), ": b | c | d | e | f | g");
+        assert_eq!(format_tail("  \n", "only stdout"), ": only stdout");
+        assert_eq!(format_tail("", ""), "");
+    }
+
+    #[test]
+    fn display_redacts_secret_flags_and_quotes() {
+        let p = Program {
+            name: "rclone",
+            path: PathBuf::from("/bin/true"),
+        };
+        let inv = p.command(["serve", "--pass", "hunter2", "--user=bob", "a b"]);
+        let shown = inv.display();
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(!shown.contains("bob"), "{shown}");
+        assert_eq!(shown, "rclone serve --pass *** --user=*** 'a b'");
+    }
+
+    #[test]
+    fn failing_child_reports_command_and_stderr_tail() {
+        let p = Program::find("sh", None, "dash").expect("sh exists");
+        let err = p
+            .command(["-c", "echo boom >&2; exit 3"])
+            .run()
+            .expect_err("must fail");
+        let msg = format!("{err:#}");
+        assert!(msg.contains("exit code 3"), "{msg}");
+        assert!(msg.contains("boom"), "{msg}");
+        assert!(msg.contains("sh -c"), "{msg}");
+    }
+
+    #[test]
+    fn stuck_child_is_killed_at_the_timeout() {
+        let p = Program::find("sleep", None, "coreutils").expect("sleep exists");
+        let err = p
+            .command(["30"])
+            .timeout(Duration::from_millis(200))
+            .run()
+            .expect_err("must time out");
+        assert!(
+            format!("{err:#}").contains("did not finish within"),
+            "{err:#}"
+        );
+    }
+
+    #[test]
+    fn missing_program_names_the_package() {
+        let err = Program::find("etcdctl-does-not-exist", None, "etcd-client").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "etcdctl-does-not-exist not found in PATH (install etcd-client)"
+        );
+    }
+}

@@ -1,0 +1,200 @@
+//! Atomic file writes: every file we produce appears whole or not at all.
+//!
+//! Data is written to an anonymous `O_TMPFILE` inode in the target directory,
+//! so a process killed mid-write leaves nothing behind that a later run could
+//! mistake for a backup. On commit the inode is fsynced, linked as
+//! `NAME.part`, renamed over `NAME`, and the directory is fsynced. Filesystems
+//! without `O_TMPFILE` fall back to a named `NAME.part`, which a later run for
+//! the same target removes before it starts.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use nix::fcntl::AtFlags;
+
+pub struct AtomicFile {
+    file: File,
+    target: PathBuf,
+    part: PathBuf,
+    /// True when `file` is a named `NAME.part` (no O_TMPFILE support).
+    named: bool,
+    committed: bool,
+}
+
+impl AtomicFile {
+    /// Prepare to write `target` with the given mode. Fails at once (before
+    /// any expensive work) when the directory is missing or not writable.
+    pub fn create(target: &Path, mode: u32) -> Result<Self> {
+        let target = absolute(target)?;
+        let dir = parent_dir(&target);
+        let part = part_path(&target);
+        // A NAME.part can only be left by a run killed between link and
+        // rename, or by the named fallback; it is never a finished backup.
+        match std::fs::remove_file(&part) {
+            Ok(()) => tracing::info!(
+                "removed stale {} left by an interrupted run",
+                part.display()
+            ),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("removing stale {}", part.display())),
+        }
+        let anon = OpenOptions::new()
+            .write(true)
+            .mode(mode)
+            .custom_flags(nix::libc::O_TMPFILE)
+            .open(&dir);
+        let (file, named) = match anon {
+            Ok(f) => (f, false),
+            Err(e) if is_unsupported(&e) => {
+                let f = OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(mode)
+                    .open(&part)
+                    .with_context(|| format!("creating {}", part.display()))?;
+                (f, true)
+            }
+            Err(e) => {
+                return Err(e).with_context(|| format!("cannot write into {}", dir.display()));
+            }
+        };
+        Ok(AtomicFile {
+            file,
+            target,
+            part,
+            named,
+            committed: false,
+        })
+    }
+
+    pub fn target(&self) -> &Path {
+        &self.target
+    }
+
+    /// Flush to disk and publish under the target name, replacing any
+    /// previous file of that name in one atomic step.
+    pub fn commit(mut self) -> Result<()> {
+        self.file
+            .sync_all()
+            .with_context(|| format!("syncing {}", self.target.display()))?;
+        if !self.named {
+            let proc_path = format!("/proc/self/fd/{}", self.file.as_raw_fd());
+            nix::unistd::linkat(
+                nix::fcntl::AT_FDCWD,
+                proc_path.as_str(),
+                nix::fcntl::AT_FDCWD,
+                &self.part,
+                AtFlags::AT_SYMLINK_FOLLOW,
+            )
+            .with_context(|| format!("linking {}", self.part.display()))?;
+        }
+        std::fs::rename(&self.part, &self.target)
+            .with_context(|| format!("renaming {} into place", self.part.display()))?;
+        self.committed = true;
+        sync_dir(&parent_dir(&self.target))
+    }
+}
+
+impl Write for AtomicFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.file.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+impl Drop for AtomicFile {
+    fn drop(&mut self) {
+        if !self.committed && (self.named || self.part.exists()) {
+            // Cleanup of an abandoned write; the error path that got us here
+            // is what the operator needs to see, not this one.
+            let _ = std::fs::remove_file(&self.part);
+        }
+    }
+}
+
+/// Write `bytes` to `path` atomically with the given mode.
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    let mut f = AtomicFile::create(path, mode)?;
+    f.write_all(bytes)
+        .with_context(|| format!("writing {}", path.display()))?;
+    f.commit()
+}
+
+/// fsync a directory so that renames inside it survive a crash.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("syncing directory {}", dir.display()))
+}
+
+pub fn part_path(target: &Path) -> PathBuf {
+    let mut name = target.file_name().unwrap_or_default().to_os_string();
+    name.push(".part");
+    target.with_file_name(name)
+}
+
+fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+fn absolute(path: &Path) -> Result<PathBuf> {
+    if path.file_name().is_none() {
+        anyhow::bail!("{} is not a file name", path.display());
+    }
+    std::path::absolute(path).with_context(|| format!("resolving {}", path.display()))
+}
+
+fn is_unsupported(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(nix::libc::EOPNOTSUPP) | Some(nix::libc::EISDIR) | Some(nix::libc::EINVAL)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uncommitted_write_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("out.tar");
+        {
+            let mut f = AtomicFile::create(&target, 0o600).unwrap();
+            f.write_all(b"half").unwrap();
+        }
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert!(names.is_empty(), "left behind: {names:?}");
+    }
+
+    #[test]
+    fn commit_replaces_existing_file_with_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("x");
+        std::fs::write(&target, b"old").unwrap();
+        std::fs::write(part_path(&target), b"stale").unwrap();
+        write_atomic(&target, b"new", 0o600).unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"new");
+        assert!(!part_path(&target).exists());
+        let mode = std::fs::metadata(&target).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+
+    #[test]
+    fn missing_directory_fails_naming_it() {
+        let err = AtomicFile::create(Path::new("/nonexistent-dir/x"), 0o600)
+            .err()
+            .expect("must fail");
+        assert!(format!("{err:#}").contains("/nonexistent-dir"), "{err:#}");
+    }
+}

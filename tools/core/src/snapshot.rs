@@ -1,0 +1,352 @@
+//! The `etcd2-snapshot` job: one consistent backup of the local member,
+//! written as one archive (see [`crate::archive`]).
+
+use std::io::{IsTerminal, Write};
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context, Result};
+
+use crate::archive::{self, Api, Codec, HashingWriter, Manifest, FORMAT_VERSION};
+use crate::etcd::{hex_id, Etcdctl};
+use crate::fsutil::AtomicFile;
+
+/// Which etcd API the backup is taken through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ApiChoice {
+    /// Pick the keyspace that holds data; fail if both do
+    Auto,
+    /// `etcdctl backup` of the data dir: the v2 keyspace (the original package's path)
+    V2,
+    /// `etcdctl snapshot save` from the endpoint: the v3 keyspace
+    V3,
+}
+
+/// Where the archive goes.
+#[derive(Debug, Clone)]
+pub enum Output {
+    File(PathBuf),
+    Stdout,
+}
+
+impl Output {
+    pub fn parse(s: &str) -> Output {
+        if s == "-" {
+            Output::Stdout
+        } else {
+            Output::File(PathBuf::from(s))
+        }
+    }
+}
+
+pub struct SnapshotJob {
+    pub api: ApiChoice,
+    pub allow_dropping_keyspace: bool,
+    pub data_dir: PathBuf,
+    pub etcd: Etcdctl,
+    pub output: Output,
+    pub codec: Codec,
+    pub level: Option<i32>,
+    pub threads: u32,
+    pub work_dir: PathBuf,
+    pub machine_id: Option<String>,
+}
+
+/// What a finished snapshot produced.
+#[derive(Debug)]
+pub struct Produced {
+    pub manifest: Manifest,
+    pub archive_size: u64,
+    pub archive_sha256: String,
+}
+
+const BOTH_KEYSPACES: &str = "this member holds data in both the v2 and the v3 keyspace, and \
+etcd 3.4 cannot put both into one backup of a running member: `etcdctl snapshot save` (--api v3) \
+leaves out the v2 store and `etcdctl backup` (--api v2) leaves out the v3 keys. Refusing to drop \
+either silently. Migrate the v2 data to v3, or choose one keyspace explicitly with --api v2|v3 \
+together with --allow-dropping-keyspace";
+
+/// Decide which API to back up through, given which keyspaces hold data.
+/// Returns the API and, when a keyspace is knowingly left out, a warning.
+pub fn choose_api(
+    requested: ApiChoice,
+    v2_has: bool,
+    v3_has: bool,
+    allow_dropping: bool,
+) -> Result<(Api, Option<String>)> {
+    let api = match requested {
+        ApiChoice::Auto => match (v2_has, v3_has) {
+            (true, true) => bail!("{BOTH_KEYSPACES}"),
+            (true, false) => Api::V2,
+            _ => Api::V3,
+        },
+        ApiChoice::V2 => Api::V2,
+        ApiChoice::V3 => Api::V3,
+    };
+    let dropped = match api {
+        Api::V2 if v3_has => Some("v3"),
+        Api::V3 if v2_has => Some("v2"),
+        _ => None,
+    };
+    match dropped {
+        None => Ok((api, None)),
+        Some(_) if !allow_dropping => bail!("{BOTH_KEYSPACES}"),
+        Some(k) => Ok((
+            api,
+            Some(format!(
+                "the {k} keyspace holds data and is NOT in this backup (--allow-dropping-keyspace)"
+            )),
+        )),
+    }
+}
+
+fn check_data_dir(dir: &Path) -> Result<()> {
+    let meta = std::fs::metadata(dir)
+        .with_context(|| format!("etcd data dir {} (ETCD_DATA_DIR)", dir.display()))?;
+    if !meta.is_dir() {
+        bail!("etcd data dir {} is not a directory", dir.display());
+    }
+    let wal = dir.join("member/wal");
+    if !wal.is_dir() {
+        bail!(
+            "etcd data dir {} holds no etcd member (no member/wal inside): wrong ETCD_DATA_DIR?",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+fn now() -> (u64, String) {
+    let t = SystemTime::now();
+    let secs = t
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    (secs, humantime::format_rfc3339_seconds(t).to_string())
+}
+
+impl SnapshotJob {
+    pub fn run(&self) -> Result<Produced> {
+        // Claim the output first, so that an unwritable destination fails
+        // before any expensive work and before etcd is touched.
+        let mut sink = Sink::open(&self.output)?;
+
+        let started = Instant::now();
+        let status = self.etcd.endpoint_status()?;
+        let members = self.etcd.member_list()?;
+        let me = status.status.header.member_id;
+        let member_name = members
+            .members
+            .iter()
+            .find(|m| m.id == me)
+            .map(|m| m.name.clone())
+            .unwrap_or_default();
+        tracing::info!(
+            "etcd {} member {} ({}) of cluster {} at {}",
+            status.status.version,
+            if member_name.is_empty() {
+                "?"
+            } else {
+                &member_name
+            },
+            hex_id(me),
+            hex_id(status.status.header.cluster_id),
+            self.etcd.endpoints()
+        );
+        let v2_has = self.etcd.v2_has_keys()?;
+        let v3_has = self.etcd.v3_has_keys()?;
+        let (api, warning) = choose_api(self.api, v2_has, v3_has, self.allow_dropping_keyspace)?;
+        if let Some(w) = warning {
+            tracing::warn!("{w}");
+        }
+        tracing::info!(
+            "keyspaces: v2 {}, v3 {}; backing up through the {api} API",
+            if v2_has { "has data" } else { "empty" },
+            if v3_has { "has data" } else { "empty" }
+        );
+
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.work_dir)
+            .with_context(|| {
+                format!(
+                    "creating work dir {} (ETCD_BACKUP_DIR)",
+                    self.work_dir.display()
+                )
+            })?;
+        let scratch = tempfile::Builder::new()
+            .prefix("etcd2-snapshot.")
+            .tempdir_in(&self.work_dir)
+            .with_context(|| format!("creating a scratch dir in {}", self.work_dir.display()))?;
+
+        let (root, revision, key_count) = match api {
+            Api::V3 => {
+                let db = scratch.path().join(archive::V3_SNAPSHOT_NAME);
+                self.etcd.snapshot_save(&db)?;
+                let st = self.etcd.snapshot_status(&db)?;
+                tracing::info!(
+                    "v3 snapshot: {} bytes, {} keys, revision {}",
+                    st.total_size,
+                    st.total_key,
+                    st.revision
+                );
+                (
+                    scratch.path().to_path_buf(),
+                    Some(st.revision),
+                    Some(st.total_key),
+                )
+            }
+            Api::V2 => {
+                check_data_dir(&self.data_dir)?;
+                let b = scratch.path().join("backup");
+                self.etcd.v2_backup(&self.data_dir, &b)?;
+                tracing::info!("v2 backup of {} taken", self.data_dir.display());
+                (b, None, None)
+            }
+        };
+        let files = archive::list_files(&root)?;
+        if files.is_empty() {
+            bail!("etcdctl produced no files in {}", root.display());
+        }
+        let (created_unix, created_at) = now();
+        let manifest = Manifest {
+            format: FORMAT_VERSION,
+            tool: format!("etcd2-snapshot {}", env!("CARGO_PKG_VERSION")),
+            api,
+            codec: self.codec,
+            etcd_version: status.status.version.clone(),
+            member_name,
+            member_id: hex_id(me),
+            cluster_id: hex_id(status.status.header.cluster_id),
+            revision,
+            raft_index: Some(status.status.raft_index),
+            key_count,
+            created_at,
+            created_unix,
+            host: crate::node::hostname(),
+            machine_id: self.machine_id.clone(),
+            files: archive::file_entries(&root, &files)?,
+        };
+        let level = self.level.unwrap_or_else(|| self.codec.default_level());
+        let hashing = HashingWriter::new(&mut sink);
+        let hashing = archive::write_archive(hashing, &manifest, &root, level, self.threads)
+            .with_context(|| format!("writing {}", self.output))?;
+        let (archive_size, archive_sha256, _) = hashing.finish();
+        sink.finish()?;
+        tracing::info!(
+            "wrote {}: {} files, {} bytes of etcd data -> {} bytes {} (sha256 {}) in {:.1}s",
+            self.output,
+            manifest.files.len(),
+            manifest.total_size(),
+            archive_size,
+            manifest.codec,
+            &archive_sha256[..16],
+            started.elapsed().as_secs_f64()
+        );
+        Ok(Produced {
+            manifest,
+            archive_size,
+            archive_sha256,
+        })
+    }
+}
+
+impl std::fmt::Display for Output {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Output::File(p) => write!(f, "{}", p.display()),
+            Output::Stdout => f.write_str("stdout"),
+        }
+    }
+}
+
+/// The archive's destination: an atomic file, committed only when the whole
+/// archive is written, or stdout for pipelines.
+enum Sink {
+    File(AtomicFile),
+    Stdout(std::io::StdoutLock<'static>),
+}
+
+impl Sink {
+    fn open(output: &Output) -> Result<Sink> {
+        Ok(match output {
+            Output::File(p) => Sink::File(AtomicFile::create(p, 0o600)?),
+            Output::Stdout => {
+                if std::io::stdout().is_terminal() {
+                    bail!(
+                        "refusing to write a binary archive to a terminal: \
+                         use -o FILE, or pipe it (-o - | etcd2-push -)"
+                    );
+                }
+                Sink::Stdout(std::io::stdout().lock())
+            }
+        })
+    }
+
+    fn finish(self) -> Result<()> {
+        match self {
+            Sink::File(f) => f.commit(),
+            Sink::Stdout(mut s) => s.flush().context("flushing the archive to stdout"),
+        }
+    }
+}
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Sink::File(f) => f.write(buf),
+            Sink::Stdout(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Sink::File(f) => f.flush(),
+            Sink::Stdout(s) => s.flush(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_picks_the_keyspace_with_data() {
+        assert_eq!(
+            choose_api(ApiChoice::Auto, true, false, false).unwrap().0,
+            Api::V2
+        );
+        assert_eq!(
+            choose_api(ApiChoice::Auto, false, true, false).unwrap().0,
+            Api::V3
+        );
+        assert_eq!(
+            choose_api(ApiChoice::Auto, false, false, false).unwrap().0,
+            Api::V3
+        );
+    }
+
+    #[test]
+    fn both_keyspaces_fail_with_an_explanation() {
+        let e = choose_api(ApiChoice::Auto, true, true, false)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("both the v2 and the v3 keyspace"), "{e}");
+        // --allow-dropping-keyspace does not make auto guess.
+        assert!(choose_api(ApiChoice::Auto, true, true, true).is_err());
+    }
+
+    #[test]
+    fn explicit_choice_that_drops_data_needs_the_flag() {
+        assert!(choose_api(ApiChoice::V3, true, false, false).is_err());
+        let (api, w) = choose_api(ApiChoice::V3, true, true, true).unwrap();
+        assert_eq!(api, Api::V3);
+        assert!(w.unwrap().contains("v2 keyspace holds data"));
+        assert!(choose_api(ApiChoice::V2, true, false, false)
+            .unwrap()
+            .1
+            .is_none());
+    }
+}
