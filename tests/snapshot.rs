@@ -20,13 +20,22 @@ fn snapshot(c: &Cluster, i: usize) -> Command {
 /// `tar -tf` with no help from us: the archive is a standard tar.
 fn tar_list(archive: &Path) -> Vec<String> {
     let out = run_ok(Command::new("tar").arg("-tf").arg(archive));
-    String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect()
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
 }
 
 /// Extract with plain tar and check every manifest entry with sha256sum.
 fn extract_and_check(archive: &Path, into: &Path) -> serde_json::Value {
     std::fs::create_dir_all(into).unwrap();
-    run_ok(Command::new("tar").arg("-xf").arg(archive).arg("-C").arg(into));
+    run_ok(
+        Command::new("tar")
+            .arg("-xf")
+            .arg(archive)
+            .arg("-C")
+            .arg(into),
+    );
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(into.join("manifest.json")).unwrap()).unwrap();
     let files = manifest["files"].as_array().unwrap();
@@ -35,8 +44,15 @@ fn extract_and_check(archive: &Path, into: &Path) -> serde_json::Value {
         let p = into.join(f["path"].as_str().unwrap());
         let out = run_ok(Command::new("sha256sum").arg(&p));
         let sum = String::from_utf8_lossy(&out.stdout);
-        assert_eq!(sum.split_whitespace().next().unwrap(), f["sha256"].as_str().unwrap(), "{p:?}");
-        assert_eq!(std::fs::metadata(&p).unwrap().len(), f["size"].as_u64().unwrap());
+        assert_eq!(
+            sum.split_whitespace().next().unwrap(),
+            f["sha256"].as_str().unwrap(),
+            "{p:?}"
+        );
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().len(),
+            f["size"].as_u64().unwrap()
+        );
     }
     manifest
 }
@@ -130,13 +146,23 @@ fn v2_snapshot_with_gzip_restores_with_force_new_cluster() {
     }
     c.settle();
     let archive = c.path().join("v2.tar.gz");
-    run_ok(snapshot(&c, 0).args(["--codec", "gzip", "-o"]).arg(&archive));
+    run_ok(
+        snapshot(&c, 0)
+            .args(["--codec", "gzip", "-o"])
+            .arg(&archive),
+    );
     let listing = tar_list(&archive);
     assert_eq!(listing[0], "manifest.json");
-    assert!(listing.iter().any(|f| f.starts_with("member/wal/")), "{listing:?}");
+    assert!(
+        listing.iter().any(|f| f.starts_with("member/wal/")),
+        "{listing:?}"
+    );
     let x = c.path().join("x");
     let m = extract_and_check(&archive, &x);
-    assert_eq!(m["api"], "v2", "auto mode must pick v2 when only v2 holds data");
+    assert_eq!(
+        m["api"], "v2",
+        "auto mode must pick v2 when only v2 holds data"
+    );
     assert_eq!(m["codec"], "gzip");
     std::fs::remove_file(x.join("manifest.json")).unwrap();
 
@@ -168,7 +194,10 @@ fn auto_mode_refuses_to_drop_a_keyspace_and_explains() {
             .arg(&archive),
     );
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("v2 keyspace holds data and is NOT in this backup"), "{err}");
+    assert!(
+        err.contains("v2 keyspace holds data and is NOT in this backup"),
+        "{err}"
+    );
     assert!(archive.exists());
 }
 
@@ -210,18 +239,26 @@ fn tls_member_works_with_certs_and_fails_clearly_without() {
             .arg(&archive),
     );
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!err.contains("PRIVATE KEY"), "key material must never be logged");
+    assert!(
+        !err.contains("PRIVATE KEY"),
+        "key material must never be logged"
+    );
     assert!(tar_list(&archive).contains(&"snapshot.db".to_owned()));
 
-    let out = run(snapshot(&c, 0).env("ETCDCTL_CACERT", &t.ca).arg("-o").arg(&archive));
-    assert_fails_with(&out, "etcd2-snapshot", &format!("cannot reach etcd at {} over TLS", c.endpoint(0)));
-
-    let out = run(
-        snapshot(&c, 0)
-            .env("ETCDCTL_CACERT", c.path().join("missing-ca.pem"))
-            .arg("-o")
-            .arg(&archive),
+    let out = run(snapshot(&c, 0)
+        .env("ETCDCTL_CACERT", &t.ca)
+        .arg("-o")
+        .arg(&archive));
+    assert_fails_with(
+        &out,
+        "etcd2-snapshot",
+        &format!("cannot reach etcd at {} over TLS", c.endpoint(0)),
     );
+
+    let out = run(snapshot(&c, 0)
+        .env("ETCDCTL_CACERT", c.path().join("missing-ca.pem"))
+        .arg("-o")
+        .arg(&archive));
     assert_fails_with(&out, "etcd2-snapshot", "--cacert");
 }
 
@@ -246,7 +283,8 @@ fn bad_inputs_fail_with_one_line_and_leave_no_output() {
         }),
         ("cannot reach etcd at http://127.0.0.1:1", {
             let mut s = snapshot(&c, 0);
-            s.env("ETCDCTL_ENDPOINTS", "http://127.0.0.1:1").args(["--query-timeout", "5s"]);
+            s.env("ETCDCTL_ENDPOINTS", "http://127.0.0.1:1")
+                .args(["--query-timeout", "5s"]);
             s
         }),
         ("etcdctl not found", {
@@ -263,7 +301,11 @@ fn bad_inputs_fail_with_one_line_and_leave_no_output() {
     for (needle, mut cmd) in cases {
         let out = run(cmd.arg("-o").arg(&target));
         assert_fails_with(&out, "etcd2-snapshot", needle);
-        assert!(names(&out_dir).is_empty(), "{needle}: left {:?}", names(&out_dir));
+        assert!(
+            names(&out_dir).is_empty(),
+            "{needle}: left {:?}",
+            names(&out_dir)
+        );
     }
 
     // Unwritable destination: fails before touching etcd, names the dir.
@@ -298,7 +340,11 @@ fn killed_mid_write_leaves_no_file_and_the_next_run_succeeds() {
             .stdin(std::fs::File::open(&f).unwrap())
             .output()
             .unwrap();
-        assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+        assert!(
+            st.status.success(),
+            "{}",
+            String::from_utf8_lossy(&st.stderr)
+        );
     }
     let out_dir = c.path().join("out");
     std::fs::create_dir_all(&out_dir).unwrap();
@@ -312,16 +358,24 @@ fn killed_mid_write_leaves_no_file_and_the_next_run_succeeds() {
     let pid = child.id();
     // Wait until the archive is being written (an unlinked file open in the
     // output dir), then SIGKILL: no chance to clean up.
-    wait_for("the archive write to start", Duration::from_secs(60), || {
-        let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
-        fds.filter_map(|e| e.ok())
-            .filter_map(|e| std::fs::read_link(e.path()).ok())
-            .any(|l| l.starts_with(&out_dir))
-            .then_some(())
-    });
+    wait_for(
+        "the archive write to start",
+        Duration::from_secs(60),
+        || {
+            let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
+            fds.filter_map(|e| e.ok())
+                .filter_map(|e| std::fs::read_link(e.path()).ok())
+                .any(|l| l.starts_with(&out_dir))
+                .then_some(())
+        },
+    );
     child.kill().unwrap();
     child.wait().unwrap();
-    assert!(names(&out_dir).is_empty(), "left behind: {:?}", names(&out_dir));
+    assert!(
+        names(&out_dir).is_empty(),
+        "left behind: {:?}",
+        names(&out_dir)
+    );
 
     run_ok(snapshot(&c, 0).args(["--codec", "gzip", "-o"]).arg(&target));
     assert_eq!(names(&out_dir), vec!["b.tar.gz"]);

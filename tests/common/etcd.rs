@@ -28,7 +28,11 @@ impl TlsFiles {
                 .current_dir(dir)
                 .output()
                 .expect("running openssl");
-            assert!(out.status.success(), "openssl failed: {}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "openssl failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         };
         sh("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
               -keyout ca.key -out ca.pem -days 2 -subj /CN=test-ca 2>/dev/null
@@ -134,10 +138,25 @@ pub fn spawn(spec: MemberSpec<'_>, log_dir: &Path) -> Member {
     cmd.args(["--name", spec.name])
         .arg("--data-dir")
         .arg(&spec.data_dir)
-        .args(["--listen-client-urls", &client_url, "--advertise-client-urls", &client_url])
-        .args(["--listen-peer-urls", &peer_url, "--initial-advertise-peer-urls", &peer_url])
+        .args([
+            "--listen-client-urls",
+            &client_url,
+            "--advertise-client-urls",
+            &client_url,
+        ])
+        .args([
+            "--listen-peer-urls",
+            &peer_url,
+            "--initial-advertise-peer-urls",
+            &peer_url,
+        ])
         .args(["--initial-cluster", &spec.initial_cluster])
-        .args(["--initial-cluster-state", spec.state, "--initial-cluster-token", spec.token])
+        .args([
+            "--initial-cluster-state",
+            spec.state,
+            "--initial-cluster-token",
+            spec.token,
+        ])
         .args(["--enable-v2=true", "--log-outputs=stderr"])
         .args(&spec.extra)
         .stdin(Stdio::null())
@@ -212,7 +231,12 @@ impl Cluster {
                 dir.path(),
             ));
         }
-        let cluster = Cluster { dir, members, tls, token };
+        let cluster = Cluster {
+            dir,
+            members,
+            tls,
+            token,
+        };
         for i in 0..n {
             cluster.wait_healthy(i);
         }
@@ -257,8 +281,13 @@ impl Cluster {
                 c.env_remove(k);
             }
         }
-        c.env("ETCDCTL_API", api).arg(format!("--endpoints={}", self.endpoint(i)));
-        c.args(if api == "2" { self.tls_args_v2() } else { self.tls_args_v3() });
+        c.env("ETCDCTL_API", api)
+            .arg(format!("--endpoints={}", self.endpoint(i)));
+        c.args(if api == "2" {
+            self.tls_args_v2()
+        } else {
+            self.tls_args_v3()
+        });
         c
     }
 
@@ -299,21 +328,34 @@ impl Cluster {
 
 pub fn endpoint_wait_healthy(endpoint: &str, tls_args: &[String], log: &Path) {
     let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        wait_for(&format!("etcd at {endpoint} to be healthy"), Duration::from_secs(30), || {
-            let out = Command::new("etcdctl")
-                .env("ETCDCTL_API", "3")
-                .arg(format!("--endpoints={endpoint}"))
-                .args(tls_args)
-                .args(["--dial-timeout=1s", "--command-timeout=2s", "endpoint", "health"])
-                .output()
-                .ok()?;
-            out.status.success().then_some(())
-        })
+        wait_for(
+            &format!("etcd at {endpoint} to be healthy"),
+            Duration::from_secs(30),
+            || {
+                let out = Command::new("etcdctl")
+                    .env("ETCDCTL_API", "3")
+                    .arg(format!("--endpoints={endpoint}"))
+                    .args(tls_args)
+                    .args([
+                        "--dial-timeout=1s",
+                        "--command-timeout=2s",
+                        "endpoint",
+                        "health",
+                    ])
+                    .output()
+                    .ok()?;
+                out.status.success().then_some(())
+            },
+        )
     }));
     if let Err(e) = ok {
         let tail = std::fs::read_to_string(log).unwrap_or_default();
         let lines: Vec<&str> = tail.lines().collect();
-        eprintln!("last lines of {}:\n{}", log.display(), lines[lines.len().saturating_sub(20)..].join("\n"));
+        eprintln!(
+            "last lines of {}:\n{}",
+            log.display(),
+            lines[lines.len().saturating_sub(20)..].join("\n")
+        );
         std::panic::resume_unwind(e);
     }
 }
@@ -326,8 +368,14 @@ pub fn get_v3_at(endpoint: &str, tls_args: &[String], key: &str) -> Option<Strin
         .args(["get", "--print-value-only", key])
         .output()
         .expect("etcdctl get");
-    assert!(out.status.success(), "get {key}: {}", String::from_utf8_lossy(&out.stderr));
-    let s = String::from_utf8_lossy(&out.stdout).trim_end_matches('\n').to_owned();
+    assert!(
+        out.status.success(),
+        "get {key}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s = String::from_utf8_lossy(&out.stdout)
+        .trim_end_matches('\n')
+        .to_owned();
     (!s.is_empty()).then_some(s)
 }
 
@@ -338,7 +386,9 @@ pub fn get_v2_at(endpoint: &str, key: &str) -> Option<String> {
         .args(["get", key])
         .output()
         .expect("etcdctl get");
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim_end_matches('\n').to_owned())
+    out.status.success().then(|| {
+        String::from_utf8_lossy(&out.stdout)
+            .trim_end_matches('\n')
+            .to_owned()
+    })
 }

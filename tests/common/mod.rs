@@ -87,9 +87,15 @@ pub fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>
 
 /// Run a command and return its output, with stderr echoed for debugging.
 pub fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
     if !out.stderr.is_empty() {
-        eprintln!("--- stderr of {:?}:\n{}", cmd.get_program(), String::from_utf8_lossy(&out.stderr));
+        eprintln!(
+            "--- stderr of {:?}:\n{}",
+            cmd.get_program(),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     out
 }
@@ -97,7 +103,11 @@ pub fn run(cmd: &mut Command) -> Output {
 /// Run and require success.
 pub fn run_ok(cmd: &mut Command) -> Output {
     let out = run(cmd);
-    assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     out
 }
 
@@ -109,14 +119,22 @@ pub fn assert_fails_with(out: &Output, tool: &str, needle: &str) -> String {
     let prefix = format!("{tool}: error: ");
     let lines: Vec<&str> = err.lines().filter(|l| l.starts_with(&prefix)).collect();
     assert_eq!(lines.len(), 1, "expected one error line, stderr: {err}");
-    assert!(lines[0].contains(needle), "error line lacks {needle:?}: {}", lines[0]);
+    assert!(
+        lines[0].contains(needle),
+        "error line lacks {needle:?}: {}",
+        lines[0]
+    );
     lines[0].to_owned()
 }
 
 /// Entries of a directory, sorted, as names.
 pub fn names(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)
-        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
         .unwrap_or_default();
     v.sort();
     v
