@@ -4,7 +4,7 @@ mod common;
 
 use common::{run, tool};
 
-const TOOLS: &[&str] = &["etcd2-snapshot"];
+const TOOLS: &[&str] = &["etcd2-snapshot", "etcd2-push", "etcd2-fetch"];
 
 #[test]
 fn help_version_and_bad_flags() {

@@ -140,3 +140,67 @@ pub fn machine_id_or_local(given: Option<String>) -> Result<Option<String>> {
         None => Ok(crate::node::read_machine_id(std::path::Path::new("/etc/machine-id")).ok()),
     }
 }
+
+/// Where backups live and how rclone reaches them.
+#[derive(Args, Debug, Clone)]
+pub struct RemoteArgs {
+    /// rclone remote and path holding all machines' backups (REMOTE:PATH, or a local path)
+    #[arg(long, env = "RCLONE_ENDPOINT", value_name = "REMOTE:PATH")]
+    pub endpoint: String,
+
+    /// rclone config file (it holds credentials: keep it mode 0600) [default: rclone's own]
+    #[arg(long, env = "RCLONE_CONFIG_PATH", value_name = "FILE")]
+    pub rclone_config: Option<PathBuf>,
+
+    /// Whose backups: the machine-id naming the folder under the endpoint [default: /etc/machine-id]
+    #[arg(long, env = "ETCD2_BACKUP_MACHINE_ID", value_name = "ID")]
+    pub machine_id: Option<String>,
+
+    /// rclone binary to run [default: rclone from PATH]
+    #[arg(long, env = "ETCD2_BACKUP_RCLONE", value_name = "PATH")]
+    pub rclone: Option<PathBuf>,
+
+    /// Extra flag for every rclone call, repeatable (env: space-separated), e.g. --rclone-flag=--bwlimit=10M
+    #[arg(
+        long = "rclone-flag",
+        env = "ETCD2_BACKUP_RCLONE_FLAGS",
+        value_delimiter = ' ',
+        allow_hyphen_values = true,
+        value_name = "FLAG"
+    )]
+    pub rclone_flags: Vec<String>,
+
+    /// Bound on one archive upload or download
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub transfer_timeout: Duration,
+}
+
+impl RemoteArgs {
+    pub fn rclone(&self) -> Result<crate::remote::Rclone> {
+        let flags = self
+            .rclone_flags
+            .iter()
+            .filter(|f| !f.is_empty())
+            .cloned()
+            .collect();
+        let mut r =
+            crate::remote::Rclone::new(self.rclone.as_deref(), self.rclone_config.clone(), flags)?;
+        r.transfer_timeout = self.transfer_timeout;
+        Ok(r)
+    }
+
+    pub fn layout(&self) -> Result<crate::remote::Layout> {
+        let id = match machine_id_or_local(self.machine_id.clone())? {
+            Some(id) => id,
+            None => anyhow::bail!(
+                "cannot read /etc/machine-id: pass --machine-id (or ETCD2_BACKUP_MACHINE_ID)"
+            ),
+        };
+        crate::remote::Layout::new(&self.endpoint, &id)
+    }
+}
+
+/// Parse a duration flag such as `30s`, `5m`, `1h 30m`.
+pub fn parse_duration(s: &str) -> std::result::Result<Duration, humantime::DurationError> {
+    humantime::parse_duration(s)
+}

@@ -2,6 +2,7 @@
 //! with errors that carry the command line and the tail of the child's stderr.
 
 use std::ffi::{OsStr, OsString};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -54,6 +55,7 @@ impl Program {
             args: args.into_iter().map(Into::into).collect(),
             env: Vec::new(),
             env_remove_prefixes: Vec::new(),
+            stdin: None,
             timeout: Duration::from_secs(60),
         }
     }
@@ -66,6 +68,7 @@ pub struct Invocation {
     args: Vec<OsString>,
     env: Vec<(OsString, OsString)>,
     env_remove_prefixes: Vec<String>,
+    stdin: Option<Vec<u8>>,
     timeout: Duration,
 }
 
@@ -95,6 +98,12 @@ impl Invocation {
     /// passed too, so we pass every setting as a flag and scrub the variables.
     pub fn env_remove_prefix(mut self, prefix: &str) -> Self {
         self.env_remove_prefixes.push(prefix.to_owned());
+        self
+    }
+
+    /// Feed these bytes to the child's stdin (small payloads only).
+    pub fn stdin_bytes(mut self, bytes: Vec<u8>) -> Self {
+        self.stdin = Some(bytes);
         self
     }
 
@@ -143,13 +152,22 @@ impl Invocation {
         for (k, v) in &self.env {
             e = e.env(k, v);
         }
-        e.stdin_null().unchecked()
+        match &self.stdin {
+            Some(b) => e.stdin_bytes(b.clone()).unchecked(),
+            None => e.stdin_null().unchecked(),
+        }
     }
 
     /// Run to completion, capturing stdout and stderr. Fails with the command
     /// line and the tail of stderr when the child exits non-zero, and kills it
     /// when it outlives the timeout.
     pub fn run(&self) -> Result<Captured> {
+        self.run_accepting(&[]).map(|(_, c)| c)
+    }
+
+    /// Like [`Invocation::run`], but the exit codes in `accept` also count as
+    /// success and are returned (0 for plain success).
+    pub fn run_accepting(&self, accept: &[i32]) -> Result<(i32, Captured)> {
         tracing::debug!("running: {}", self.display());
         let handle = self
             .expression()
@@ -172,83 +190,19 @@ impl Invocation {
         };
         let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
         let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-        if !output.status.success() {
-            bail!(
-                "`{}` failed ({}){}",
-                self.display(),
-                describe_status(output.status),
-                format_tail(&stderr, &stdout)
-            );
+        let code = output.status.code();
+        if output.status.success() {
+            return Ok((0, Captured { stdout, stderr }));
         }
-        Ok(Captured { stdout, stderr })
-    }
-
-    /// Start the child with stdin and stdout connected to the given files or
-    /// pipes, stderr captured. Used for streaming transfers.
-    pub fn start_with_stdio(
-        &self,
-        stdin: Option<std::fs::File>,
-        stdout: Option<std::fs::File>,
-    ) -> Result<Running> {
-        tracing::debug!("starting: {}", self.display());
-        let mut e = self.expression().stderr_capture();
-        if let Some(f) = stdin {
-            e = e.stdin_file(f);
+        if let Some(c) = code.filter(|c| accept.contains(c)) {
+            return Ok((c, Captured { stdout, stderr }));
         }
-        e = match stdout {
-            Some(f) => e.stdout_file(f),
-            None => e.stdout_capture(),
-        };
-        let handle = e
-            .start()
-            .with_context(|| format!("starting {}", self.program.path.display()))?;
-        Ok(Running {
-            handle,
-            display: self.display(),
-            timeout: self.timeout,
-        })
-    }
-}
-
-/// A child started by [`Invocation::start_with_stdio`].
-pub struct Running {
-    handle: duct::Handle,
-    display: String,
-    timeout: Duration,
-}
-
-impl Running {
-    /// Wait for the child (bounded by the invocation's timeout) and turn a
-    /// failure into an error naming the command and quoting its stderr.
-    pub fn finish(self) -> Result<Captured> {
-        let waited = self
-            .handle
-            .wait_timeout(self.timeout)
-            .with_context(|| format!("waiting for {}", self.display))?;
-        let Some(output) = waited else {
-            let _ = self.handle.kill(); // best effort: it may have just exited
-            bail!(
-                "`{}` did not finish within {} and was killed",
-                self.display,
-                humantime::format_duration(self.timeout)
-            );
-        };
-        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-        if !output.status.success() {
-            bail!(
-                "`{}` failed ({}){}",
-                self.display,
-                describe_status(output.status),
-                format_tail(&stderr, &stdout)
-            );
-        }
-        Ok(Captured { stdout, stderr })
-    }
-
-    /// Kill the child; used when our side of a stream failed first.
-    pub fn kill(&self) {
-        let _ = self.handle.kill(); // best effort: it may have exited already
+        bail!(
+            "`{}` failed ({}){}",
+            self.display(),
+            describe_status(output.status),
+            format_tail(&stderr, &stdout)
+        );
     }
 }
 
@@ -377,5 +331,134 @@ mod tests {
             err.to_string(),
             "etcdctl-does-not-exist not found in PATH (install etcd-client)"
         );
+    }
+}
+
+/// A child's stdout as a stream, bounded in time by a watchdog that kills the
+/// child at the deadline. At EOF the exit status is checked and a failure is
+/// reported with the command line and the tail of stderr.
+pub struct StreamReader {
+    handle: std::sync::Arc<duct::ReaderHandle>,
+    display: String,
+    done: Option<std::sync::mpsc::Sender<()>>,
+    timed_out: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    timeout: Duration,
+}
+
+impl Invocation {
+    pub fn stream(&self) -> Result<StreamReader> {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::{mpsc, Arc};
+        tracing::debug!("streaming: {}", self.display());
+        let handle = Arc::new(
+            self.expression()
+                .stderr_capture()
+                .reader()
+                .with_context(|| format!("starting {}", self.program.path.display()))?,
+        );
+        let (tx, rx) = mpsc::channel::<()>();
+        let timed_out = Arc::new(AtomicBool::new(false));
+        let (h, flag, limit) = (Arc::clone(&handle), Arc::clone(&timed_out), self.timeout);
+        std::thread::spawn(move || {
+            // Either the reader finished (message or hang-up) or time is up.
+            if let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(limit) {
+                flag.store(true, Ordering::SeqCst);
+                let _ = h.kill(); // best effort: it may have just exited
+            }
+        });
+        Ok(StreamReader {
+            handle,
+            display: self.display(),
+            done: Some(tx),
+            timed_out,
+            timeout: self.timeout,
+        })
+    }
+}
+
+impl StreamReader {
+    fn failure(&self) -> io::Error {
+        if self.timed_out.load(std::sync::atomic::Ordering::SeqCst) {
+            return io::Error::other(format!(
+                "`{}` did not finish within {} and was killed",
+                self.display,
+                humantime::format_duration(self.timeout)
+            ));
+        }
+        match self.handle.try_wait() {
+            Ok(Some(out)) if !out.status.success() => io::Error::other(format!(
+                "`{}` failed ({}){}",
+                self.display,
+                describe_status(out.status),
+                format_tail(&String::from_utf8_lossy(&out.stderr), "")
+            )),
+            Ok(_) => io::Error::other(format!("`{}` ended abnormally", self.display)),
+            Err(e) => e,
+        }
+    }
+}
+
+impl io::Read for StreamReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match (&*self.handle).read(buf) {
+            Ok(0) if !buf.is_empty() => match self.handle.try_wait() {
+                Ok(Some(out)) if out.status.success() => Ok(0),
+                _ => Err(self.failure()),
+            },
+            Ok(n) => Ok(n),
+            Err(_) => Err(self.failure()),
+        }
+    }
+}
+
+impl Drop for StreamReader {
+    fn drop(&mut self) {
+        // Stop the watchdog; an unfinished child is killed by ReaderHandle's
+        // own drop.
+        if let Some(tx) = self.done.take() {
+            let _ = tx.send(()); // the watchdog may have fired already
+        }
+        let _ = self.handle.kill(); // no-op when it already exited
+    }
+}
+
+#[cfg(test)]
+mod stream_tests {
+    use super::*;
+    use std::io::Read;
+
+    #[test]
+    fn stream_reads_stdout_and_reports_failure_at_eof() {
+        let sh = Program::find("sh", None, "dash").unwrap();
+        let mut ok = String::new();
+        sh.command(["-c", "echo hello"])
+            .stream()
+            .unwrap()
+            .read_to_string(&mut ok)
+            .unwrap();
+        assert_eq!(ok, "hello\n");
+        let mut buf = String::new();
+        let err = sh
+            .command(["-c", "echo part; echo broken >&2; exit 4"])
+            .stream()
+            .unwrap()
+            .read_to_string(&mut buf)
+            .unwrap_err();
+        assert!(err.to_string().contains("exit code 4"), "{err}");
+        assert!(err.to_string().contains("broken"), "{err}");
+    }
+
+    #[test]
+    fn stream_is_killed_at_the_deadline() {
+        let sh = Program::find("sh", None, "dash").unwrap();
+        let mut buf = Vec::new();
+        let err = sh
+            .command(["-c", "exec sleep 30"])
+            .timeout(Duration::from_millis(300))
+            .stream()
+            .unwrap()
+            .read_to_end(&mut buf)
+            .unwrap_err();
+        assert!(err.to_string().contains("did not finish within"), "{err}");
     }
 }

@@ -1,0 +1,530 @@
+//! The `etcd2-fetch` job: find a machine's newest (or a chosen) backup,
+//! download it, verify every byte, and only then place it.
+
+use std::io::{self, IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, ensure, Context, Result};
+use serde::Serialize;
+
+use crate::archive::{self, Api, Codec, Manifest, FORMAT_VERSION};
+use crate::fsutil::{sync_dir, AtomicFile};
+use crate::push::{read_pointer, verify_stream};
+use crate::remote::{join, valid_generation_id, Layout, Listing, Rclone, Sidecar};
+use crate::snapshot::Output;
+
+pub enum Target {
+    /// Extract into a new (or empty) directory, placed by rename.
+    Into(PathBuf),
+    /// Write the archive itself.
+    Archive(Output),
+}
+
+pub struct FetchJob {
+    pub rclone: Rclone,
+    pub layout: Layout,
+    pub generation: Option<String>,
+    /// Fetch the original package's `<machine-id>_backup` copy instead.
+    pub legacy_previous: bool,
+    pub work_dir: PathBuf,
+}
+
+/// What will be fetched.
+pub enum Source {
+    Generation(Box<Sidecar>),
+    /// A plain `etcdctl backup` directory written by etcd2-backup-coreos.
+    Legacy(String),
+}
+
+/// One row of `--list`.
+#[derive(Debug, Serialize)]
+pub struct GenerationInfo {
+    pub generation: String,
+    pub latest: bool,
+    pub created_at: String,
+    pub age_seconds: u64,
+    pub size: u64,
+    pub sha256: String,
+    pub api: Api,
+    pub member_name: String,
+    pub member_id: String,
+    pub cluster_id: String,
+    pub revision: Option<u64>,
+    pub raft_index: Option<u64>,
+    pub key_count: Option<u64>,
+    pub host: String,
+}
+
+/// Passes reads through while copying them to a writer.
+struct Tee<R, W> {
+    inner: R,
+    out: W,
+}
+
+impl<R: Read, W: Write> Read for Tee<R, W> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.out.write_all(&buf[..n])?;
+        Ok(n)
+    }
+}
+
+impl FetchJob {
+    fn read_sidecar(&self, id: &str) -> Result<Sidecar> {
+        let path = join(&self.layout.generations(), &format!("{id}.json"));
+        let bytes = self
+            .rclone
+            .cat(&path)?
+            .with_context(|| format!("generation {id}: sidecar {path} is missing"))?;
+        serde_json::from_slice(&bytes)
+            .with_context(|| format!("generation {id}: sidecar {path} is damaged"))
+    }
+
+    fn listing(&self) -> Result<Listing> {
+        Ok(self
+            .rclone
+            .list(&self.layout.generations(), false)?
+            .map(|e| Listing::from_entries(&e))
+            .unwrap_or_default())
+    }
+
+    /// Decide what to fetch, saying why when it is not the obvious choice.
+    pub fn resolve(&self) -> Result<Source> {
+        self.rclone.check_endpoint(&self.layout.endpoint)?;
+        let base = self.layout.base();
+        if self.legacy_previous {
+            let prev = self.layout.legacy_previous();
+            ensure!(self.is_legacy(&prev)?, "no legacy backup at {prev}");
+            return Ok(Source::Legacy(prev));
+        }
+        let listing = self.listing()?;
+        let complete = listing.complete();
+        if let Some(id) = &self.generation {
+            ensure!(
+                valid_generation_id(id),
+                "{id:?} is not a generation id (see --list)"
+            );
+            ensure!(
+                complete.contains(id),
+                "generation {id} is not a complete backup under {base} (see --list)"
+            );
+            return Ok(Source::Generation(Box::new(self.read_sidecar(id)?)));
+        }
+        let pointer = read_pointer(&self.rclone, &self.layout)?;
+        if let Some(p) = &pointer {
+            if complete.contains(&p.generation) {
+                return Ok(Source::Generation(Box::new(
+                    self.read_sidecar(&p.generation)?,
+                )));
+            }
+            tracing::warn!(
+                "{} names generation {}, which is not complete; using the newest complete one",
+                self.layout.pointer(),
+                p.generation
+            );
+        }
+        if let Some(id) = complete.last() {
+            if pointer.is_none() {
+                tracing::warn!(
+                    "{} is missing; using the newest complete generation",
+                    self.layout.pointer()
+                );
+            }
+            return Ok(Source::Generation(Box::new(self.read_sidecar(id)?)));
+        }
+        if self.is_legacy(&base)? {
+            return Ok(Source::Legacy(base));
+        }
+        bail!(
+            "no backups for machine-id {} under {} (no {}, no complete generation, no legacy member/ dir)",
+            self.layout.machine_id,
+            self.layout.endpoint,
+            crate::remote::POINTER_NAME
+        )
+    }
+
+    fn is_legacy(&self, dir: &str) -> Result<bool> {
+        let member = join(dir, "member");
+        Ok(self
+            .rclone
+            .list(&member, false)?
+            .is_some_and(|e| e.iter().any(|x| x.is_dir && x.name == "wal")))
+    }
+
+    pub fn run(&self, target: &Target) -> Result<Manifest> {
+        // Refuse an occupied destination before downloading anything.
+        let archive_out = match target {
+            Target::Into(dir) => {
+                check_empty_target(dir)?;
+                None
+            }
+            Target::Archive(Output::File(p)) => Some(AtomicFile::create(p, 0o600)?),
+            Target::Archive(Output::Stdout) => {
+                if io::stdout().is_terminal() {
+                    bail!(
+                        "refusing to write a binary archive to a terminal: use -o FILE, or pipe it"
+                    );
+                }
+                None
+            }
+        };
+        match self.resolve()? {
+            Source::Generation(sc) => self.fetch_generation(&sc, target, archive_out),
+            Source::Legacy(dir) => self.fetch_legacy(&dir, target, archive_out),
+        }
+    }
+
+    fn fetch_generation(
+        &self,
+        sc: &Sidecar,
+        target: &Target,
+        file: Option<AtomicFile>,
+    ) -> Result<Manifest> {
+        let remote = join(&self.layout.generations(), &sc.archive);
+        tracing::info!(
+            "fetching generation {} ({} backup of member {:?}, taken {}, {} bytes) from {remote}",
+            sc.generation,
+            sc.manifest.api,
+            sc.manifest.member_name,
+            sc.manifest.created_at,
+            sc.size
+        );
+        let stream = self.rclone.stream_file(&remote)?;
+        let bad = |e: anyhow::Error| {
+            e.context(format!(
+                "generation {} at {remote} failed verification",
+                sc.generation
+            ))
+        };
+        let check = |manifest: &Manifest, n: u64, sha: &str| -> Result<()> {
+            ensure!(
+                n == sc.size && sha == sc.sha256,
+                "generation {}: the archive is {n} bytes sha256 {sha}, its sidecar says {} bytes sha256 {}",
+                sc.generation,
+                sc.size,
+                sc.sha256
+            );
+            ensure!(
+                *manifest == sc.manifest,
+                "generation {}: the archive's manifest differs from its sidecar's",
+                sc.generation
+            );
+            Ok(())
+        };
+        let manifest = match target {
+            Target::Into(dir) => {
+                let staging = staging_for(dir)?;
+                let data = staging.path().join("data");
+                let (m, n, sha) = verify_stream(stream, Some(&data)).map_err(bad)?;
+                check(&m, n, &sha)?;
+                place(&m, &data, dir)?;
+                m
+            }
+            Target::Archive(Output::File(_)) => {
+                let mut f = file.context("internal: no output file")?;
+                let (m, n, sha) = verify_stream(
+                    Tee {
+                        inner: stream,
+                        out: &mut f,
+                    },
+                    None,
+                )
+                .map_err(bad)?;
+                check(&m, n, &sha)?;
+                f.commit()?;
+                m
+            }
+            Target::Archive(Output::Stdout) => {
+                let mut spool = self.spool()?;
+                let (m, n, sha) = verify_stream(
+                    Tee {
+                        inner: stream,
+                        out: spool.as_file_mut(),
+                    },
+                    None,
+                )
+                .map_err(bad)?;
+                check(&m, n, &sha)?;
+                copy_to_stdout(spool.as_file_mut())?;
+                m
+            }
+        };
+        tracing::info!(
+            "generation {} verified: archive sha256 {} and {} files match",
+            sc.generation,
+            &sc.sha256[..16],
+            manifest.files.len()
+        );
+        Ok(manifest)
+    }
+
+    fn spool(&self) -> Result<tempfile::NamedTempFile> {
+        std::fs::create_dir_all(&self.work_dir).with_context(|| {
+            format!(
+                "creating work dir {} (ETCD_BACKUP_DIR)",
+                self.work_dir.display()
+            )
+        })?;
+        tempfile::Builder::new()
+            .prefix("etcd2-fetch.")
+            .tempfile_in(&self.work_dir)
+            .with_context(|| format!("creating a spool file in {}", self.work_dir.display()))
+    }
+
+    fn fetch_legacy(
+        &self,
+        dir: &str,
+        target: &Target,
+        file: Option<AtomicFile>,
+    ) -> Result<Manifest> {
+        tracing::warn!(
+            "{dir} is a backup written by etcd2-backup-coreos: UNVERIFIED legacy data, it carries no checksums"
+        );
+        let staging = match target {
+            Target::Into(d) => staging_for(d)?,
+            Target::Archive(_) => tempfile::Builder::new()
+                .prefix("etcd2-fetch.")
+                .tempdir_in({
+                    std::fs::create_dir_all(&self.work_dir)?;
+                    &self.work_dir
+                })
+                .context("creating a staging dir")?,
+        };
+        let data = staging.path().join("data");
+        self.rclone
+            .copy_dir(&join(dir, "member"), &data.join("member"))?;
+        ensure!(
+            data.join("member/wal").is_dir(),
+            "legacy backup at {dir} has no member/wal: incomplete, refusing it"
+        );
+        let files = archive::list_files(&data)?;
+        let (created_unix, created_at) = {
+            let t = SystemTime::now();
+            (
+                t.duration_since(UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0),
+                humantime::format_rfc3339_seconds(t).to_string(),
+            )
+        };
+        let manifest = Manifest {
+            format: FORMAT_VERSION,
+            tool: format!(
+                "etcd2-fetch {} (legacy import, unverified)",
+                env!("CARGO_PKG_VERSION")
+            ),
+            api: Api::V2,
+            codec: Codec::Zstd,
+            etcd_version: "unknown".into(),
+            member_name: String::new(),
+            member_id: String::new(),
+            cluster_id: String::new(),
+            revision: None,
+            raft_index: None,
+            key_count: None,
+            created_at,
+            created_unix,
+            host: String::new(),
+            machine_id: Some(self.layout.machine_id.clone()),
+            files: archive::file_entries(&data, &files)?,
+        };
+        match target {
+            Target::Into(d) => place(&manifest, &data, d)?,
+            Target::Archive(Output::File(_)) => {
+                let f = file.context("internal: no output file")?;
+                let f = archive::write_archive(f, &manifest, &data, 3, 1)?;
+                f.commit()?;
+            }
+            Target::Archive(Output::Stdout) => {
+                let lock = io::stdout().lock();
+                let mut lock = archive::write_archive(lock, &manifest, &data, 3, 1)?;
+                lock.flush().context("writing to stdout")?;
+            }
+        }
+        Ok(manifest)
+    }
+
+    /// Every complete generation, oldest first.
+    pub fn list(&self) -> Result<Vec<GenerationInfo>> {
+        self.rclone.check_endpoint(&self.layout.endpoint)?;
+        let listing = self.listing()?;
+        let latest = read_pointer(&self.rclone, &self.layout)?.map(|p| p.generation);
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let mut rows = Vec::new();
+        for id in listing.complete() {
+            let sc = self.read_sidecar(&id)?;
+            let m = &sc.manifest;
+            rows.push(GenerationInfo {
+                latest: latest.as_deref() == Some(id.as_str()),
+                generation: id,
+                created_at: m.created_at.clone(),
+                age_seconds: now.saturating_sub(m.created_unix),
+                size: sc.size,
+                sha256: sc.sha256.clone(),
+                api: m.api,
+                member_name: m.member_name.clone(),
+                member_id: m.member_id.clone(),
+                cluster_id: m.cluster_id.clone(),
+                revision: m.revision,
+                raft_index: m.raft_index,
+                key_count: m.key_count,
+                host: m.host.clone(),
+            });
+        }
+        let incomplete = listing.archives.len() - rows.len();
+        if incomplete > 0 {
+            tracing::info!(
+                "{incomplete} incomplete upload(s) not listed (the next push removes them)"
+            );
+        }
+        Ok(rows)
+    }
+}
+
+/// A human table of generations.
+pub fn format_table(rows: &[GenerationInfo]) -> String {
+    let mut out = format!(
+        "{:<30} {:<21} {:>9} {:>10} {:<3} {:<12} {:>10}\n",
+        "GENERATION", "CREATED", "AGE", "SIZE", "API", "MEMBER", "REVISION"
+    );
+    for r in rows {
+        out.push_str(&format!(
+            "{:<30} {:<21} {:>9} {:>10} {:<3} {:<12} {:>10}{}\n",
+            r.generation,
+            r.created_at,
+            human_age(r.age_seconds),
+            human_size(r.size),
+            r.api.to_string(),
+            if r.member_name.is_empty() {
+                "?"
+            } else {
+                &r.member_name
+            },
+            r.revision
+                .or(r.raft_index)
+                .map(|v| v.to_string())
+                .unwrap_or_else(|| "-".into()),
+            if r.latest { "  <- LATEST" } else { "" }
+        ));
+    }
+    out
+}
+
+pub fn human_size(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+pub fn human_age(s: u64) -> String {
+    match s {
+        0..=119 => format!("{s}s"),
+        120..=7199 => format!("{}m", s / 60),
+        7200..=172_799 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86400),
+    }
+}
+
+fn check_empty_target(dir: &Path) -> Result<()> {
+    match std::fs::read_dir(dir) {
+        Ok(mut rd) => {
+            ensure!(
+                rd.next().is_none(),
+                "{} exists and is not empty: fetch places a backup only into a new or empty directory",
+                dir.display()
+            );
+            Ok(())
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let parent = parent_of(dir);
+            ensure!(parent.is_dir(), "{} does not exist", parent.display());
+            Ok(())
+        }
+        Err(e) => Err(e).with_context(|| format!("checking {}", dir.display())),
+    }
+}
+
+fn parent_of(dir: &Path) -> PathBuf {
+    match dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// A temporary directory beside `dir`, on the same filesystem, so the final
+/// placement is a rename. Removed on every path unless placed.
+fn staging_for(dir: &Path) -> Result<tempfile::TempDir> {
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let parent = parent_of(dir);
+    tempfile::Builder::new()
+        .prefix(&format!(".{name}.fetch-"))
+        .tempdir_in(&parent)
+        .with_context(|| format!("creating a staging dir in {}", parent.display()))
+}
+
+/// Write the manifest beside the data (restore reads it) and rename the
+/// verified tree into place.
+fn place(manifest: &Manifest, data: &Path, dir: &Path) -> Result<()> {
+    crate::fsutil::write_atomic(
+        &data.join(archive::MANIFEST_NAME),
+        &serde_json::to_vec_pretty(manifest)?,
+        0o600,
+    )?;
+    if dir.exists() {
+        // Checked empty before the download; rename(2) replaces an empty dir.
+        check_empty_target(dir)?;
+    }
+    std::fs::rename(data, dir)
+        .with_context(|| format!("moving the verified backup into {}", dir.display()))?;
+    sync_dir(&parent_of(dir))?;
+    tracing::info!("placed the backup in {}", dir.display());
+    Ok(())
+}
+
+fn copy_to_stdout(f: &mut std::fs::File) -> Result<()> {
+    use std::io::Seek;
+    f.seek(io::SeekFrom::Start(0))?;
+    let mut out = io::stdout().lock();
+    io::copy(f, &mut out).context("writing the archive to stdout")?;
+    out.flush().context("writing the archive to stdout")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn human_formats() {
+        assert_eq!(human_size(512), "512 B");
+        assert_eq!(human_size(3 * 1024 * 1024 + 1), "3.0 MiB");
+        assert_eq!(human_age(30), "30s");
+        assert_eq!(human_age(3600), "60m");
+        assert_eq!(human_age(3 * 86400), "3d");
+    }
+
+    #[test]
+    fn occupied_target_is_refused_before_any_download() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("x"), b"1").unwrap();
+        let e = check_empty_target(d.path()).unwrap_err();
+        assert!(e.to_string().contains("is not empty"));
+        assert!(check_empty_target(&d.path().join("new")).is_ok());
+        assert!(check_empty_target(Path::new("/nonexistent/a/b")).is_err());
+    }
+}

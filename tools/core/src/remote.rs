@@ -1,0 +1,432 @@
+//! Remote storage through the real `rclone` (any backend, crypt included),
+//! and the layout of backups under `<RCLONE_ENDPOINT>/<machine-id>/`:
+//!
+//! ```text
+//! <endpoint>/<machine-id>/LATEST.json                  pointer, written last
+//! <endpoint>/<machine-id>/generations/<GEN>.tar.zst    immutable archive
+//! <endpoint>/<machine-id>/generations/<GEN>.json       sidecar: written after the
+//!                                                      archive is verified; a
+//!                                                      generation is complete iff
+//!                                                      its sidecar exists
+//! <endpoint>/<machine-id>/member/...                   legacy (etcd2-backup-coreos)
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::archive::{Codec, Manifest};
+use crate::cmd::{Captured, Invocation, Program};
+
+pub const POINTER_NAME: &str = "LATEST.json";
+pub const GENERATIONS_DIR: &str = "generations";
+pub const SIDECAR_FORMAT: u32 = 1;
+/// rclone's exit codes for "directory not found" and "file not found".
+const NOT_FOUND: &[i32] = &[3, 4];
+
+/// The `rclone` program with the operator's config and extra flags.
+#[derive(Debug, Clone)]
+pub struct Rclone {
+    program: Program,
+    config: Option<PathBuf>,
+    flags: Vec<String>,
+    /// Bound on listings and small reads/writes.
+    pub query_timeout: Duration,
+    /// Bound on one archive upload or download.
+    pub transfer_timeout: Duration,
+}
+
+/// One entry of `rclone lsjson`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Entry {
+    #[serde(rename = "Name")]
+    pub name: String,
+    #[serde(rename = "Size")]
+    pub size: i64,
+    #[serde(rename = "IsDir")]
+    pub is_dir: bool,
+    #[serde(rename = "Hashes", default)]
+    pub hashes: BTreeMap<String, String>,
+}
+
+pub fn parse_lsjson(json: &str) -> Result<Vec<Entry>> {
+    serde_json::from_str(json).context("parsing `rclone lsjson` output")
+}
+
+impl Rclone {
+    /// Resolve rclone and check the config file (when one is named) is
+    /// readable. Its contents are never read or logged by us.
+    pub fn new(path: Option<&Path>, config: Option<PathBuf>, flags: Vec<String>) -> Result<Self> {
+        if let Some(c) = &config {
+            std::fs::File::open(c).with_context(|| {
+                format!(
+                    "rclone config {} (RCLONE_CONFIG_PATH) is not readable",
+                    c.display()
+                )
+            })?;
+        }
+        let program = Program::find("rclone", path, "rclone")?;
+        Ok(Rclone {
+            program,
+            config,
+            flags,
+            query_timeout: Duration::from_secs(120),
+            transfer_timeout: Duration::from_secs(3600),
+        })
+    }
+
+    fn cmd(&self, args: &[&str]) -> Invocation {
+        let mut inv = self.program.command(args.iter().copied());
+        if let Some(c) = &self.config {
+            inv = inv.arg("--config").arg(c);
+        }
+        for f in &self.flags {
+            inv = inv.arg(f);
+        }
+        inv.timeout(self.query_timeout)
+    }
+
+    /// Fail with one clear line when `endpoint` names a remote that the
+    /// config does not define. Local paths and `:backend:` strings pass.
+    pub fn check_endpoint(&self, endpoint: &str) -> Result<()> {
+        let Some(name) = remote_name(endpoint) else {
+            return Ok(());
+        };
+        let out = self
+            .cmd(&["listremotes"])
+            .run()
+            .context("listing rclone remotes")?;
+        let names: Vec<&str> = out
+            .stdout
+            .lines()
+            .map(|l| l.trim_end_matches(':'))
+            .collect();
+        if !names.contains(&name) {
+            let cfg = match &self.config {
+                Some(c) => c.display().to_string(),
+                None => "rclone's default config".to_owned(),
+            };
+            bail!(
+                "rclone remote {name:?} (from RCLONE_ENDPOINT {endpoint}) is not defined in {cfg}; defined: {}",
+                if names.is_empty() { "none".to_owned() } else { names.join(", ") }
+            );
+        }
+        Ok(())
+    }
+
+    /// The whole content of a small remote file; None when it does not exist.
+    pub fn cat(&self, path: &str) -> Result<Option<Vec<u8>>> {
+        let (code, out) = self
+            .cmd(&["cat", path])
+            .run_accepting(NOT_FOUND)
+            .with_context(|| format!("reading {path}"))?;
+        Ok((code == 0).then(|| out.stdout.into_bytes()))
+    }
+
+    /// List a remote directory; None when it does not exist.
+    pub fn list(&self, dir: &str, hashes: bool) -> Result<Option<Vec<Entry>>> {
+        let mut args = vec!["lsjson", dir];
+        if hashes {
+            args.push("--hash");
+        }
+        let (code, out) = self
+            .cmd(&args)
+            .run_accepting(NOT_FOUND)
+            .with_context(|| format!("listing {dir}"))?;
+        if code != 0 {
+            return Ok(None);
+        }
+        parse_lsjson(&out.stdout).map(Some)
+    }
+
+    /// One file's size and the hashes the backend knows; None when missing.
+    pub fn stat(&self, dir: &str, name: &str) -> Result<Option<Entry>> {
+        let path = join(dir, name);
+        let (code, out) = self
+            .cmd(&["lsjson", "--hash", "--files-only", &path])
+            .run_accepting(NOT_FOUND)
+            .with_context(|| format!("checking {path}"))?;
+        if code != 0 {
+            return Ok(None);
+        }
+        Ok(parse_lsjson(&out.stdout)?
+            .into_iter()
+            .find(|e| e.name == name && !e.is_dir))
+    }
+
+    pub fn copyto(&self, local: &Path, remote: &str) -> Result<Captured> {
+        let l = local.to_string_lossy();
+        self.cmd(&["copyto", &l, remote])
+            .timeout(self.transfer_timeout)
+            .run()
+            .with_context(|| format!("uploading to {remote}"))
+    }
+
+    /// Write small bytes to a remote file.
+    pub fn put_bytes(&self, remote: &str, bytes: &[u8]) -> Result<()> {
+        self.cmd(&["rcat", remote])
+            .stdin_bytes(bytes.to_vec())
+            .run()
+            .with_context(|| format!("writing {remote}"))?;
+        Ok(())
+    }
+
+    pub fn moveto(&self, src: &str, dst: &str) -> Result<()> {
+        self.cmd(&["moveto", src, dst])
+            .run()
+            .with_context(|| format!("moving {src} to {dst}"))?;
+        Ok(())
+    }
+
+    /// Delete one file; a file already gone is not an error.
+    pub fn delete(&self, path: &str) -> Result<()> {
+        self.cmd(&["deletefile", path])
+            .run_accepting(NOT_FOUND)
+            .with_context(|| format!("deleting {path}"))?;
+        Ok(())
+    }
+
+    /// Copy a remote directory tree to a local directory.
+    pub fn copy_dir(&self, remote: &str, local: &Path) -> Result<()> {
+        let l = local.to_string_lossy();
+        self.cmd(&["copy", remote, &l])
+            .timeout(self.transfer_timeout)
+            .run()
+            .with_context(|| format!("downloading {remote}"))?;
+        Ok(())
+    }
+
+    /// A remote file as a byte stream, bounded by the transfer timeout.
+    pub fn stream_file(&self, remote: &str) -> Result<crate::cmd::StreamReader> {
+        self.cmd(&["cat", remote])
+            .timeout(self.transfer_timeout)
+            .stream()
+    }
+}
+
+/// `name` of a `name:path` endpoint; None for local paths and `:backend:`
+/// connection strings.
+pub fn remote_name(endpoint: &str) -> Option<&str> {
+    if endpoint.starts_with('/') || endpoint.starts_with('.') || endpoint.starts_with(':') {
+        return None;
+    }
+    let (name, _) = endpoint.split_once(':')?;
+    (!name.is_empty() && !name.contains('/')).then_some(name)
+}
+
+/// Join remote path components the way rclone expects (`remote:` + `x` is
+/// `remote:x`, not `remote:/x`).
+pub fn join(base: &str, name: &str) -> String {
+    if base.ends_with(':') || base.ends_with('/') {
+        format!("{base}{name}")
+    } else {
+        format!("{base}/{name}")
+    }
+}
+
+/// Where one machine's backups live.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub endpoint: String,
+    pub machine_id: String,
+}
+
+impl Layout {
+    pub fn new(endpoint: &str, machine_id: &str) -> Result<Self> {
+        if endpoint.trim().is_empty() {
+            bail!("RCLONE_ENDPOINT is empty: set --endpoint or RCLONE_ENDPOINT (e.g. s3:bucket/backups)");
+        }
+        crate::node::validate_machine_id(machine_id)?;
+        Ok(Layout {
+            endpoint: endpoint.trim_end_matches('/').to_owned(),
+            machine_id: machine_id.to_owned(),
+        })
+    }
+
+    pub fn base(&self) -> String {
+        join(&self.endpoint, &self.machine_id)
+    }
+
+    pub fn generations(&self) -> String {
+        join(&self.base(), GENERATIONS_DIR)
+    }
+
+    pub fn pointer(&self) -> String {
+        join(&self.base(), POINTER_NAME)
+    }
+
+    /// The original package's copy of the previous backup.
+    pub fn legacy_previous(&self) -> String {
+        join(&self.endpoint, &format!("{}_backup", self.machine_id))
+    }
+}
+
+/// A generation's name: UTC time to the millisecond (so names sort by time)
+/// plus a random suffix (so two writers never collide).
+pub fn new_generation_id(now: SystemTime) -> String {
+    let d = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let ts = humantime::format_rfc3339_millis(now).to_string(); // 2026-11-24T15:01:02.123Z
+    let compact: String = ts.chars().filter(|c| *c != '-' && *c != ':').collect();
+    let mut bytes = [0u8; 4];
+    // Best effort randomness: the timestamp already orders; this only splits
+    // ties between writers, so falling back to time-derived bits is fine.
+    if std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
+        .is_err()
+    {
+        bytes = (d.subsec_nanos() ^ std::process::id()).to_le_bytes();
+    }
+    format!("{compact}-{}", crate::archive::hex(&bytes))
+}
+
+/// Checks a generation id is one of ours (and safe to use in a path).
+pub fn valid_generation_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() < 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+        && !id.starts_with('.')
+}
+
+/// The sidecar beside each archive, written once the archive is verified.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sidecar {
+    pub format: u32,
+    pub generation: String,
+    /// File name of the archive in the generations directory.
+    pub archive: String,
+    pub size: u64,
+    pub sha256: String,
+    pub codec: Codec,
+    pub pushed_at: String,
+    pub pushed_from: String,
+    /// The archive's own manifest, so listings need not download archives.
+    pub manifest: Manifest,
+}
+
+/// LATEST.json: which generation is the newest whole backup.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pointer {
+    pub format: u32,
+    pub generation: String,
+    pub archive: String,
+    pub size: u64,
+    pub sha256: String,
+    pub member_name: String,
+    pub member_id: String,
+    pub cluster_id: String,
+    pub host: String,
+    pub written_at: String,
+}
+
+/// What the generations directory holds, by generation id.
+#[derive(Debug, Default)]
+pub struct Listing {
+    /// Generation id -> archive file name and size.
+    pub archives: BTreeMap<String, (String, u64)>,
+    /// Generation ids with a sidecar.
+    pub sidecars: Vec<String>,
+    /// Anything else of ours (interrupted pointer writes), by file name.
+    pub strays: Vec<String>,
+}
+
+impl Listing {
+    pub fn from_entries(entries: &[Entry]) -> Listing {
+        let mut l = Listing::default();
+        for e in entries.iter().filter(|e| !e.is_dir) {
+            let n = &e.name;
+            if let Some(id) = n.strip_suffix(".json") {
+                if valid_generation_id(id) {
+                    l.sidecars.push(id.to_owned());
+                    continue;
+                }
+            }
+            let archive_id = [Codec::Zstd, Codec::Gzip]
+                .iter()
+                .find_map(|c| n.strip_suffix(&format!(".{}", c.extension())));
+            match archive_id {
+                Some(id) if valid_generation_id(id) => {
+                    l.archives
+                        .insert(id.to_owned(), (n.clone(), e.size.max(0) as u64));
+                }
+                _ => l.strays.push(n.clone()),
+            }
+        }
+        l.sidecars.sort();
+        l
+    }
+
+    /// Complete generations (sidecar and archive both present), oldest first.
+    pub fn complete(&self) -> Vec<String> {
+        self.sidecars
+            .iter()
+            .filter(|id| self.archives.contains_key(*id))
+            .cloned()
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remote_names() {
+        assert_eq!(remote_name("s3:bucket/backups"), Some("s3"));
+        assert_eq!(remote_name("/var/backups"), None);
+        assert_eq!(remote_name(":local:/x"), None);
+        assert_eq!(remote_name("relative/dir"), None);
+    }
+
+    #[test]
+    fn joins_like_rclone() {
+        assert_eq!(join("s3:", "abc"), "s3:abc");
+        assert_eq!(join("s3:b/p", "abc"), "s3:b/p/abc");
+        let l = Layout::new("s3:b/p/", "0123456789abcdef0123456789abcdef").unwrap();
+        assert_eq!(
+            l.pointer(),
+            "s3:b/p/0123456789abcdef0123456789abcdef/LATEST.json"
+        );
+        assert_eq!(
+            l.legacy_previous(),
+            "s3:b/p/0123456789abcdef0123456789abcdef_backup"
+        );
+        assert!(Layout::new("", "0123456789abcdef0123456789abcdef").is_err());
+        assert!(Layout::new("s3:", "../x").is_err());
+    }
+
+    #[test]
+    fn generation_ids_sort_by_time_and_differ() {
+        let t0 = UNIX_EPOCH + Duration::from_millis(1_795_000_000_123);
+        let t1 = t0 + Duration::from_millis(1);
+        let (a, b, c) = (
+            new_generation_id(t0),
+            new_generation_id(t0),
+            new_generation_id(t1),
+        );
+        assert!(a.starts_with("20261119T"), "{a}");
+        assert_ne!(a, b);
+        assert!(a < c && b < c);
+        assert!(valid_generation_id(&a));
+        assert!(!valid_generation_id("../LATEST"));
+    }
+
+    #[test]
+    fn listing_classifies_files() {
+        let json = r#"[
+          {"Name":"20261124T000000.000Z-aa.tar.zst","Size":10,"IsDir":false},
+          {"Name":"20261124T000000.000Z-aa.json","Size":1,"IsDir":false},
+          {"Name":"20261124T000001.000Z-bb.tar.gz","Size":10,"IsDir":false},
+          {"Name":"20261124T000002.000Z-cc.json","Size":1,"IsDir":false},
+          {"Name":"LATEST.json.tmp-x","Size":1,"IsDir":false}
+        ]"#;
+        let l = Listing::from_entries(&parse_lsjson(json).unwrap());
+        assert_eq!(l.complete(), vec!["20261124T000000.000Z-aa"]);
+        assert_eq!(l.archives.len(), 2);
+        assert_eq!(l.strays, vec!["LATEST.json.tmp-x"]);
+    }
+}
