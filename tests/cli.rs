@@ -4,7 +4,15 @@ mod common;
 
 use common::{run, tool};
 
-const TOOLS: &[&str] = &["etcd2-snapshot", "etcd2-push", "etcd2-fetch"];
+const TOOLS: &[&str] = &[
+    "etcd2-snapshot",
+    "etcd2-push",
+    "etcd2-fetch",
+    "etcd2-wipe",
+    "etcd2-restore",
+    "etcd2-member-add",
+    "etcd2-health",
+];
 
 #[test]
 fn help_version_and_bad_flags() {

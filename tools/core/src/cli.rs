@@ -77,6 +77,19 @@ pub struct EtcdArgs {
     )]
     pub endpoints: String,
 
+    #[command(flatten)]
+    pub conn: EtcdConnArgs,
+}
+
+impl EtcdArgs {
+    pub fn client(&self) -> Result<Etcdctl> {
+        self.conn.client(&self.endpoints)
+    }
+}
+
+/// TLS, etcdctl binary and timeouts for talking to etcd.
+#[derive(Args, Debug, Clone)]
+pub struct EtcdConnArgs {
     /// CA bundle that signed the etcd server's certificate (TLS)
     #[arg(long, env = "ETCDCTL_CACERT", value_name = "FILE")]
     pub cacert: Option<PathBuf>,
@@ -108,7 +121,7 @@ pub struct EtcdArgs {
     pub timeout: Duration,
 }
 
-impl EtcdArgs {
+impl EtcdConnArgs {
     pub fn tls(&self) -> Tls {
         Tls {
             cacert: self.cacert.clone(),
@@ -118,11 +131,11 @@ impl EtcdArgs {
     }
 
     /// Resolve etcdctl and check the TLS files; fails with one clear line.
-    pub fn client(&self) -> Result<Etcdctl> {
+    pub fn client(&self, endpoints: &str) -> Result<Etcdctl> {
         let tls = self.tls();
         tls.check()?;
         let program = Program::find("etcdctl", self.etcdctl.as_deref(), "etcd-client")?;
-        let mut c = Etcdctl::new(program, &self.endpoints, tls);
+        let mut c = Etcdctl::new(program, endpoints, tls);
         c.query_timeout = self.query_timeout;
         c.long_timeout = self.timeout;
         Ok(c)

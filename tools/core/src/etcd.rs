@@ -75,6 +75,8 @@ pub struct StatusBody {
     pub db_size: u64,
     #[serde(rename = "raftIndex")]
     pub raft_index: u64,
+    #[serde(rename = "raftAppliedIndex", default)]
+    pub raft_applied_index: u64,
     pub leader: u64,
 }
 
@@ -148,6 +150,21 @@ pub fn parse_endpoint_status(json: &str) -> Result<EndpointStatus> {
 
 pub fn parse_member_list(json: &str) -> Result<MemberList> {
     serde_json::from_str(json).context("parsing `etcdctl member list -w json` output")
+}
+
+/// Errors etcd gives while a reconfiguration is unsafe for a moment (etcd
+/// 3.4 rejects `member add` for ~5 s after a member joins); worth a retry.
+pub fn is_transient_reconfig_error(msg: &str) -> bool {
+    [
+        "unhealthy cluster",
+        "not healthy for reconfigure",
+        "has no leader",
+        "too many requests",
+        "context deadline exceeded",
+        "leader changed",
+    ]
+    .iter()
+    .any(|m| msg.contains(m))
 }
 
 pub fn parse_snapshot_status(json: &str) -> Result<SnapshotStatus> {
@@ -235,6 +252,38 @@ impl Etcdctl {
     fn unreachable(&self, e: anyhow::Error) -> anyhow::Error {
         let tls = if self.tls.is_set() { " over TLS" } else { "" };
         e.context(format!("cannot reach etcd at {}{tls}", self.endpoints))
+    }
+
+    /// The same connection recipe aimed at other endpoints (TLS kept).
+    pub fn at(&self, endpoints: &str) -> Etcdctl {
+        let mut c = self.clone();
+        c.endpoints = endpoints.to_owned();
+        c
+    }
+
+    /// `member update <id> --peer-urls=<urls>`.
+    pub fn member_update(&self, id: u64, peer_urls: &str) -> Result<()> {
+        let id = hex_id(id);
+        self.v3(&["member", "update", &id, &format!("--peer-urls={peer_urls}")])
+            .run()
+            .with_context(|| format!("updating member {id}'s peer URLs to {peer_urls}"))?;
+        Ok(())
+    }
+
+    /// `member add <name> --peer-urls=<urls>`; the raw error is returned so
+    /// that callers can tell a transient refusal from a real one.
+    pub fn member_add(&self, name: &str, peer_urls: &str) -> Result<MemberList> {
+        let out = self
+            .v3(&[
+                "member",
+                "add",
+                name,
+                &format!("--peer-urls={peer_urls}"),
+                "-w",
+                "json",
+            ])
+            .run()?;
+        parse_member_list(&out.stdout)
     }
 
     pub fn endpoint_status(&self) -> Result<EndpointStatus> {
@@ -359,6 +408,16 @@ mod tests {
         let e = parse_endpoint_status("Error: x").unwrap_err();
         assert!(format!("{e:#}").contains("endpoint status"));
         assert!(parse_endpoint_status("[]").is_err());
+    }
+
+    #[test]
+    fn transient_reconfig_errors() {
+        assert!(is_transient_reconfig_error(
+            "Error: etcdserver: unhealthy cluster"
+        ));
+        assert!(!is_transient_reconfig_error(
+            "Error: etcdserver: Peer URLs already exists"
+        ));
     }
 
     #[test]

@@ -7,10 +7,13 @@
 pub mod archive;
 pub mod cli;
 pub mod cmd;
+pub mod datadir;
 pub mod etcd;
 pub mod fetch;
 pub mod fsutil;
+pub mod join;
 pub mod node;
 pub mod push;
 pub mod remote;
+pub mod restore;
 pub mod snapshot;

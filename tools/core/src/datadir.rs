@@ -1,0 +1,273 @@
+//! An etcd member's data dir: is it in use, set its `member/` aside, swap a
+//! restored one in atomically, fix ownership and mode.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use anyhow::{bail, Context, Result};
+
+use crate::fsutil::sync_dir;
+
+pub const ASIDE_MARK: &str = ".wiped-";
+
+/// Which process has files under `dir` open, from /proc (best effort: other
+/// users' processes may be invisible to a non-root caller).
+pub fn open_by(dir: &Path) -> Option<(u32, String, PathBuf)> {
+    let dir = std::fs::canonicalize(dir).ok()?;
+    for proc_entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(pid) = proc_entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if pid == std::process::id() {
+            continue;
+        }
+        let Ok(fds) = std::fs::read_dir(proc_entry.path().join("fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            if let Ok(target) = std::fs::read_link(fd.path()) {
+                if target.starts_with(&dir) {
+                    let comm =
+                        std::fs::read_to_string(proc_entry.path().join("comm")).unwrap_or_default();
+                    return Some((pid, comm.trim().to_owned(), target));
+                }
+            }
+        }
+    }
+    None
+}
+
+/// Fail when an etcd process uses `data_dir`. etcd holds a lock on its bbolt
+/// db (`member/snap/db`): probing that lock works even across PID
+/// namespaces; /proc names the process where it is visible.
+pub fn ensure_unused(data_dir: &Path) -> Result<()> {
+    let member = data_dir.join("member");
+    if let Some((pid, comm, file)) = open_by(&member) {
+        bail!(
+            "{} is in use: {comm} (pid {pid}) has {} open; stop it first (systemctl stop etcd2)",
+            data_dir.display(),
+            file.display()
+        );
+    }
+    let db = member.join("snap/db");
+    if let Ok(f) = std::fs::OpenOptions::new().read(true).write(true).open(&db) {
+        use nix::fcntl::{Flock, FlockArg};
+        if let Err((_, nix::errno::Errno::EWOULDBLOCK)) =
+            Flock::lock(f, FlockArg::LockExclusiveNonblock)
+        {
+            bail!(
+                "{} is in use: another process holds the lock on {}; stop etcd first",
+                data_dir.display(),
+                db.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+fn stamp() -> String {
+    let s = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+    s.chars().filter(|c| *c != '-' && *c != ':').collect()
+}
+
+/// Old `member` dirs set aside in `data_dir`, oldest first.
+pub fn set_aside_dirs(data_dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(data_dir)
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .starts_with(&format!("member{ASIDE_MARK}"))
+                })
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// Delete all but the newest `keep` set-aside dirs.
+pub fn prune_aside(data_dir: &Path, keep: usize) -> Result<Vec<PathBuf>> {
+    let all = set_aside_dirs(data_dir);
+    let n = all.len().saturating_sub(keep);
+    for d in &all[..n] {
+        std::fs::remove_dir_all(d).with_context(|| format!("removing {}", d.display()))?;
+        tracing::info!("removed old {}", d.display());
+    }
+    Ok(all[..n].to_vec())
+}
+
+/// Move `data_dir/member` aside to `member.wiped-<time>`; None when there
+/// was nothing to move.
+pub fn set_aside(data_dir: &Path) -> Result<Option<PathBuf>> {
+    let member = data_dir.join("member");
+    if !member.exists() {
+        return Ok(None);
+    }
+    let aside = unique(data_dir.join(format!("member{ASIDE_MARK}{}", stamp())));
+    std::fs::rename(&member, &aside)
+        .with_context(|| format!("moving {} aside to {}", member.display(), aside.display()))?;
+    sync_dir(data_dir)?;
+    Ok(Some(aside))
+}
+
+fn unique(p: PathBuf) -> PathBuf {
+    if !p.exists() {
+        return p;
+    }
+    (1..)
+        .map(|i| PathBuf::from(format!("{}.{i}", p.display())))
+        .find(|c| !c.exists())
+        .unwrap_or(p)
+}
+
+/// Put `new_member` (a complete, checked `member` dir on the same
+/// filesystem) in place of `data_dir/member` in one atomic exchange; the old
+/// one ends up set aside. At no instant is there no member dir.
+pub fn install_member(data_dir: &Path, new_member: &Path) -> Result<Option<PathBuf>> {
+    let member = data_dir.join("member");
+    if !member.exists() {
+        std::fs::rename(new_member, &member)
+            .with_context(|| format!("moving the restored member into {}", member.display()))?;
+        sync_dir(data_dir)?;
+        return Ok(None);
+    }
+    nix::fcntl::renameat2(
+        nix::fcntl::AT_FDCWD,
+        new_member,
+        nix::fcntl::AT_FDCWD,
+        &member,
+        nix::fcntl::RenameFlags::RENAME_EXCHANGE,
+    )
+    .with_context(|| {
+        format!(
+            "exchanging {} with {}",
+            new_member.display(),
+            member.display()
+        )
+    })?;
+    // new_member now holds the old data: give it its set-aside name.
+    let aside = unique(data_dir.join(format!("member{ASIDE_MARK}{}", stamp())));
+    std::fs::rename(new_member, &aside)
+        .with_context(|| format!("moving the old member aside to {}", aside.display()))?;
+    sync_dir(data_dir)?;
+    Ok(Some(aside))
+}
+
+/// Mode 0700 on the data dir and, when an `etcd` user exists and we may,
+/// ownership by it for everything below (the original did `chown -R etcd:etcd`).
+pub fn fix_ownership(data_dir: &Path, user: &str) -> Result<()> {
+    std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("setting mode 0700 on {}", data_dir.display()))?;
+    let Ok(Some(u)) = nix::unistd::User::from_name(user) else {
+        tracing::debug!("no user {user:?} here; ownership left as is");
+        return Ok(());
+    };
+    if !nix::unistd::geteuid().is_root() {
+        tracing::debug!("not root; ownership left as is");
+        return Ok(());
+    }
+    fn walk(p: &Path, uid: nix::unistd::Uid, gid: nix::unistd::Gid) -> Result<()> {
+        nix::unistd::chown(p, Some(uid), Some(gid))
+            .with_context(|| format!("chown {}", p.display()))?;
+        if p.is_dir() && !p.is_symlink() {
+            for e in std::fs::read_dir(p)? {
+                walk(&e?.path(), uid, gid)?;
+            }
+        }
+        Ok(())
+    }
+    walk(data_dir, u.uid, u.gid)?;
+    tracing::info!("{} owned by {user}, mode 0700", data_dir.display());
+    Ok(())
+}
+
+/// The `etcd2-wipe` job: make `data_dir` ready to receive a new member.
+/// Returns where the old member went (None when purged or absent).
+pub fn wipe(
+    data_dir: &Path,
+    purge: bool,
+    keep_aside: usize,
+    owner: &str,
+) -> Result<Option<PathBuf>> {
+    let meta = std::fs::metadata(data_dir)
+        .with_context(|| format!("data dir {} (ETCD_DATA_DIR)", data_dir.display()))?;
+    anyhow::ensure!(meta.is_dir(), "{} is not a directory", data_dir.display());
+    ensure_unused(data_dir)?;
+    let member = data_dir.join("member");
+    let result = if !member.exists() {
+        tracing::info!(
+            "{} holds no member data: nothing to wipe",
+            data_dir.display()
+        );
+        None
+    } else if purge {
+        std::fs::remove_dir_all(&member)
+            .with_context(|| format!("deleting {}", member.display()))?;
+        sync_dir(data_dir)?;
+        tracing::info!("deleted {}", member.display());
+        None
+    } else {
+        let aside = set_aside(data_dir)?;
+        if let Some(a) = &aside {
+            tracing::info!("moved {} aside to {}", member.display(), a.display());
+        }
+        aside
+    };
+    prune_aside(data_dir, keep_aside)?;
+    fix_ownership(data_dir, owner)?;
+    Ok(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn install_swaps_atomically_and_sets_the_old_aside() {
+        let d = tempfile::tempdir().unwrap();
+        let data = d.path();
+        std::fs::create_dir_all(data.join("member")).unwrap();
+        std::fs::write(data.join("member/old"), b"old").unwrap();
+        let new = data.join(".restore");
+        std::fs::create_dir_all(&new).unwrap();
+        std::fs::write(new.join("new"), b"new").unwrap();
+        let aside = install_member(data, &new).unwrap().unwrap();
+        assert!(data.join("member/new").exists());
+        assert!(aside.join("old").exists());
+        assert!(!new.exists());
+        assert_eq!(set_aside_dirs(data), vec![aside]);
+    }
+
+    #[test]
+    fn set_aside_and_prune() {
+        let d = tempfile::tempdir().unwrap();
+        assert_eq!(set_aside(d.path()).unwrap(), None);
+        for i in 0..3 {
+            std::fs::create_dir_all(d.path().join("member")).unwrap();
+            std::fs::write(d.path().join("member/x"), [i]).unwrap();
+            assert!(set_aside(d.path()).unwrap().is_some());
+        }
+        assert_eq!(set_aside_dirs(d.path()).len(), 3);
+        assert_eq!(prune_aside(d.path(), 1).unwrap().len(), 2);
+        assert_eq!(set_aside_dirs(d.path()).len(), 1);
+    }
+
+    #[test]
+    fn a_held_db_lock_means_in_use() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("member/snap")).unwrap();
+        let db = d.path().join("member/snap/db");
+        std::fs::write(&db, b"").unwrap();
+        assert!(ensure_unused(d.path()).is_ok());
+        // Another open file description holding the lock, as etcd's bbolt does.
+        let f = std::fs::File::open(&db).unwrap();
+        let _held =
+            nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock).unwrap();
+        let e = ensure_unused(d.path()).unwrap_err();
+        assert!(e.to_string().contains("in use"), "{e}");
+    }
+}

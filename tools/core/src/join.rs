@@ -1,0 +1,327 @@
+//! Joining a node to the founding member's cluster, and waiting (bounded)
+//! for a cluster to be healthy instead of sleeping.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use crate::etcd::{hex_id, is_transient_reconfig_error, Etcdctl, Member};
+
+/// What a health check found.
+#[derive(Debug)]
+pub struct Health {
+    pub started: usize,
+    pub unstarted: Vec<String>,
+    pub problems: Vec<String>,
+}
+
+impl Health {
+    pub fn ok(&self, want_started: usize) -> bool {
+        self.problems.is_empty() && self.unstarted.is_empty() && self.started >= want_started
+    }
+
+    pub fn describe(&self, want_started: usize) -> String {
+        let mut parts = vec![format!(
+            "{}/{} members started",
+            self.started,
+            want_started.max(self.started)
+        )];
+        if !self.unstarted.is_empty() {
+            parts.push(format!("not started: {}", self.unstarted.join(", ")));
+        }
+        parts.extend(self.problems.iter().cloned());
+        parts.join("; ")
+    }
+}
+
+fn peer(m: &Member) -> String {
+    m.peer_urls.join(",")
+}
+
+/// One look at the cluster through `ctl`: every started member reachable,
+/// agreeing on a leader, and caught up (applied the leader's commit index as
+/// it was when the check began).
+pub fn check_health(ctl: &Etcdctl) -> Result<Health> {
+    let list = ctl.member_list()?;
+    let mut h = Health {
+        started: 0,
+        unstarted: vec![],
+        problems: vec![],
+    };
+    let mut statuses = Vec::new();
+    for m in &list.members {
+        if !m.started() || m.client_urls.is_empty() {
+            h.unstarted.push(format!("{} ({})", hex_id(m.id), peer(m)));
+            continue;
+        }
+        h.started += 1;
+        let mut c = ctl.at(&m.client_urls.join(","));
+        c.query_timeout = Duration::from_secs(5);
+        match c.endpoint_status() {
+            Ok(s) => statuses.push((m.name.clone(), s)),
+            Err(_) => h.problems.push(format!(
+                "{} unreachable at {}",
+                m.name,
+                m.client_urls.join(",")
+            )),
+        }
+    }
+    let leaders: std::collections::BTreeSet<u64> =
+        statuses.iter().map(|(_, s)| s.status.leader).collect();
+    if leaders.len() > 1 || leaders.contains(&0) {
+        h.problems.push("members do not agree on a leader".into());
+        return Ok(h);
+    }
+    if let Some((_, ls)) = statuses
+        .iter()
+        .find(|(_, s)| s.status.leader == s.status.header.member_id)
+    {
+        let target = ls.status.raft_index;
+        for (name, s) in &statuses {
+            let applied = s.status.raft_applied_index.max(s.status.raft_index);
+            if applied < target {
+                h.problems
+                    .push(format!("{name} catching up (index {applied} of {target})"));
+            }
+        }
+    } else if !statuses.is_empty() {
+        h.problems
+            .push("the leader is not among the reachable members".into());
+    }
+    Ok(h)
+}
+
+/// Poll until healthy with at least `want_started` started members and no
+/// unstarted one, logging progress; bounded by `limit`.
+pub fn wait_healthy(ctl: &Etcdctl, want_started: usize, limit: Duration) -> Result<Health> {
+    let started = Instant::now();
+    let mut last_note = Instant::now();
+    loop {
+        let last = match check_health(ctl) {
+            Ok(h) if h.ok(want_started) => {
+                tracing::info!(
+                    "cluster healthy: {} ({:.1}s)",
+                    h.describe(want_started),
+                    started.elapsed().as_secs_f64()
+                );
+                return Ok(h);
+            }
+            Ok(h) => h.describe(want_started),
+            Err(e) => format!("{e:#}"),
+        };
+        if started.elapsed() > limit {
+            bail!(
+                "cluster at {} not healthy within {}: {last}",
+                ctl.endpoints(),
+                humantime::format_duration(limit)
+            );
+        }
+        if last_note.elapsed() >= Duration::from_secs(5) {
+            tracing::info!(
+                "waiting for the cluster ({:.0}s): {last}",
+                started.elapsed().as_secs_f64()
+            );
+            last_note = Instant::now();
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+pub struct MemberAddJob {
+    pub founder: Etcdctl,
+    pub name: String,
+    pub peer_urls: String,
+    pub dropin: Option<PathBuf>,
+    pub wait: Duration,
+}
+
+/// The systemd drop-in that makes etcd2.service join as `name`.
+pub fn render_dropin(name: &str, initial_cluster: &str, founder: &str) -> String {
+    format!(
+        "# Written by etcd2-member-add: join {name} to the cluster at {founder}.\n\
+         # Remove this file once the member has started (it is only read at first start).\n\
+         [Service]\n\
+         Environment=\"ETCD_NAME={name}\"\n\
+         Environment=\"ETCD_INITIAL_CLUSTER={initial_cluster}\"\n\
+         Environment=\"ETCD_INITIAL_CLUSTER_STATE=existing\"\n"
+    )
+}
+
+/// ETCD_INITIAL_CLUSTER from a member list, naming the unstarted member
+/// whose peer URLs are ours with our name.
+pub fn initial_cluster(members: &[Member], name: &str, our_peer: &str) -> String {
+    let mut parts = Vec::new();
+    for m in members {
+        let n = if peer(m) == our_peer {
+            name
+        } else {
+            m.name.as_str()
+        };
+        for u in &m.peer_urls {
+            parts.push(format!("{n}={u}"));
+        }
+    }
+    parts.join(",")
+}
+
+impl MemberAddJob {
+    pub fn run(&self) -> Result<String> {
+        let started = Instant::now();
+        let deadline = started + self.wait;
+        let ours = self.peer_urls.trim().to_owned();
+        anyhow::ensure!(
+            !ours.is_empty()
+                && ours
+                    .split(',')
+                    .all(|u| u.starts_with("http://") || u.starts_with("https://")),
+            "--peer-urls {ours:?} is not a list of http(s) URLs (ETCD_INITIAL_ADVERTISE_PEER_URLS)"
+        );
+        anyhow::ensure!(!self.name.trim().is_empty(), "--name is empty (ETCD_NAME)");
+        tracing::info!(
+            "joining {} ({ours}) to the cluster at {}",
+            self.name,
+            self.founder.endpoints()
+        );
+        // etcd's refusal lasts a fixed ~5 s after each join: a steady short
+        // retry finishes sooner than an exponential one and stays bounded.
+        let retry = Duration::from_secs(1);
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            // Healthy and every started member caught up; an unstarted member
+            // other than us gets the wait to start, then is named.
+            let health = wait_healthy_or_unstarted(&self.founder, remaining)?;
+            let list = self.founder.member_list()?;
+            if let Some(me) = list.members.iter().find(|m| peer(m) == ours) {
+                if me.started() {
+                    bail!(
+                        "{} ({ours}) is already a started member ({}) of this cluster; if this node lost \
+                         its data, remove it first: etcdctl member remove {}",
+                        me.name,
+                        hex_id(me.id),
+                        hex_id(me.id)
+                    );
+                }
+                tracing::info!(
+                    "already added as unstarted member {} (an earlier run): not adding again",
+                    hex_id(me.id)
+                );
+                return self.emit(&list.members);
+            }
+            if !health.unstarted.is_empty() {
+                bail!(
+                    "refusing to add {}: member {} was added but has not started; adding another now could cost \
+                     quorum. Start it (or remove it) first",
+                    self.name,
+                    health.unstarted.join(", ")
+                );
+            }
+            match self.founder.member_add(&self.name, &ours) {
+                Ok(after) => {
+                    tracing::info!(
+                        "added {} to the cluster ({} members)",
+                        self.name,
+                        after.members.len()
+                    );
+                    return self.emit(&after.members);
+                }
+                Err(e) => {
+                    let msg = format!("{e:#}");
+                    if !is_transient_reconfig_error(&msg) || Instant::now() + retry > deadline {
+                        return Err(e).context(format!("adding {} ({ours})", self.name));
+                    }
+                    let cause = msg.rsplit(" | ").next().unwrap_or(&msg);
+                    tracing::info!("etcd refuses the add for now ({cause}); retrying in {retry:?}");
+                    std::thread::sleep(retry);
+                }
+            }
+        }
+    }
+
+    fn emit(&self, members: &[Member]) -> Result<String> {
+        let ic = initial_cluster(members, &self.name, self.peer_urls.trim());
+        let text = render_dropin(&self.name, &ic, self.founder.endpoints());
+        match &self.dropin {
+            Some(p) => {
+                if let Some(d) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(d)
+                        .with_context(|| format!("creating {}", d.display()))?;
+                }
+                crate::fsutil::write_atomic(p, text.as_bytes(), 0o644)?;
+                tracing::info!("wrote {} (ETCD_INITIAL_CLUSTER={ic}); run systemctl daemon-reload, then start etcd", p.display());
+            }
+            None => print!("{text}"),
+        }
+        Ok(text)
+    }
+}
+
+/// Wait until the cluster is healthy, or until the only thing keeping it
+/// from health is a member that has not started (returned for the caller
+/// to judge).
+fn wait_healthy_or_unstarted(ctl: &Etcdctl, limit: Duration) -> Result<Health> {
+    let started = Instant::now();
+    let mut last_note = Instant::now();
+    loop {
+        let last = match check_health(ctl) {
+            Ok(h)
+                if h.problems.is_empty()
+                    && (h.unstarted.is_empty() || started.elapsed() > limit) =>
+            {
+                return Ok(h)
+            }
+            Ok(h) => h.describe(0),
+            Err(e) => format!("{e:#}"),
+        };
+        if started.elapsed() > limit {
+            bail!(
+                "the cluster at {} is not healthy within {}: {last}",
+                ctl.endpoints(),
+                humantime::format_duration(limit)
+            );
+        }
+        if last_note.elapsed() >= Duration::from_secs(5) {
+            tracing::info!(
+                "waiting for the founding member's cluster ({:.0}s): {last}",
+                started.elapsed().as_secs_f64()
+            );
+            last_note = Instant::now();
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(id: u64, name: &str, peer: &str) -> Member {
+        Member {
+            id,
+            name: name.into(),
+            peer_urls: vec![peer.into()],
+            client_urls: vec![],
+            is_learner: false,
+        }
+    }
+
+    #[test]
+    fn initial_cluster_names_the_unstarted_member_as_us() {
+        let ms = vec![m(1, "e1", "http://a:2380"), m(2, "", "http://b:2380")];
+        assert_eq!(
+            initial_cluster(&ms, "e2", "http://b:2380"),
+            "e1=http://a:2380,e2=http://b:2380"
+        );
+    }
+
+    #[test]
+    fn dropin_has_the_three_settings() {
+        let d = render_dropin("e2", "e1=http://a:2380,e2=http://b:2380", "http://a:2379");
+        assert!(d.contains("[Service]\n"));
+        assert!(d.contains("Environment=\"ETCD_NAME=e2\"\n"));
+        assert!(
+            d.contains("Environment=\"ETCD_INITIAL_CLUSTER=e1=http://a:2380,e2=http://b:2380\"\n")
+        );
+        assert!(d.contains("Environment=\"ETCD_INITIAL_CLUSTER_STATE=existing\"\n"));
+    }
+}
