@@ -3,45 +3,16 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::etcd::{self, Cluster, MemberSpec};
 use common::rclone::{Remote, QUICK_FAIL};
-use common::{assert_fails_with, free_port, names, run, run_ok, tool, wait_for};
+use common::{assert_fails_with, free_port, names, run, run_ok, tool, wait_for, Env};
 
 const OLD: &str = "0000000000000000000000000000000a";
 const NEW: &str = "0000000000000000000000000000000b";
-
-struct Env {
-    work: PathBuf,
-}
-
-impl Env {
-    fn new(base: &Path) -> Env {
-        let work = base.join("work");
-        std::fs::create_dir_all(&work).unwrap();
-        Env { work }
-    }
-
-    fn with(&self, mut cmd: Command, remote: &Remote, mid: &str) -> Command {
-        remote.apply(&mut cmd);
-        cmd.env("ETCD2_BACKUP_MACHINE_ID", mid)
-            .env("ETCD_BACKUP_DIR", &self.work)
-            .env("ETCD2_BACKUP_LOCK", self.work.join("push.lock"))
-            .env("ETCD2_BACKUP_RCLONE_FLAGS", QUICK_FAIL);
-        cmd
-    }
-
-    fn push(&self, remote: &Remote, mid: &str) -> Command {
-        self.with(tool("etcd2-push"), remote, mid)
-    }
-
-    fn fetch(&self, remote: &Remote, mid: &str) -> Command {
-        self.with(tool("etcd2-fetch"), remote, mid)
-    }
-}
 
 fn snapshot_to(c: &Cluster, out: &Path, api: &str) {
     run_ok(

@@ -58,6 +58,8 @@ impl TlsFiles {
 pub struct Member {
     pub name: String,
     pub data_dir: PathBuf,
+    pub client_port: u16,
+    pub peer_port: u16,
     pub client_url: String,
     pub peer_url: String,
     pub log: PathBuf,
@@ -177,6 +179,8 @@ pub fn spawn(spec: MemberSpec<'_>, log_dir: &Path) -> Member {
     Member {
         name: spec.name.to_owned(),
         data_dir: spec.data_dir,
+        client_port: spec.client_port,
+        peer_port: spec.peer_port,
         client_url,
         peer_url,
         log,
@@ -241,6 +245,37 @@ impl Cluster {
             cluster.wait_healthy(i);
         }
         cluster
+    }
+
+    /// Start member `i` again on its own ports and data dir, the way its
+    /// etcd2.service would: `initial` is (ETCD_INITIAL_CLUSTER,
+    /// ETCD_INITIAL_CLUSTER_STATE) from a join drop-in, or None for a member
+    /// whose data dir already holds its membership.
+    pub fn restart(&mut self, i: usize, initial: Option<(String, String)>) {
+        assert!(!self.members[i].running(), "member {i} still running");
+        let (ic, state) = initial.unwrap_or_else(|| {
+            (
+                format!("{}={}", self.members[i].name, self.members[i].peer_url),
+                "new".to_owned(),
+            )
+        });
+        let name = self.members[i].name.clone();
+        let m = spawn(
+            MemberSpec {
+                name: &name,
+                data_dir: self.members[i].data_dir.clone(),
+                client_port: self.members[i].client_port,
+                peer_port: self.members[i].peer_port,
+                initial_cluster: ic,
+                state: &state,
+                token: &self.token,
+                tls: self.tls.as_ref(),
+                extra: vec![],
+            },
+            self.dir.path(),
+        );
+        self.members[i] = m;
+        self.wait_healthy(i);
     }
 
     pub fn path(&self) -> &Path {
@@ -391,4 +426,22 @@ pub fn get_v2_at(endpoint: &str, key: &str) -> Option<String> {
             .trim_end_matches('\n')
             .to_owned()
     })
+}
+
+/// ETCD_INITIAL_CLUSTER and ETCD_INITIAL_CLUSTER_STATE from a drop-in
+/// written by etcd2-member-add (and its ETCD_NAME, checked).
+pub fn parse_dropin(text: &str, expect_name: &str) -> (String, String) {
+    let get = |k: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("Environment=\"{k}=")))
+            .and_then(|r| r.strip_suffix('"'))
+            .unwrap_or_else(|| panic!("{k} missing from drop-in:\n{text}"))
+            .to_owned()
+    };
+    assert!(text.contains("[Service]"), "{text}");
+    assert_eq!(get("ETCD_NAME"), expect_name);
+    (
+        get("ETCD_INITIAL_CLUSTER"),
+        get("ETCD_INITIAL_CLUSTER_STATE"),
+    )
 }

@@ -140,3 +140,34 @@ pub fn names(dir: &Path) -> Vec<String> {
     v.sort();
     v
 }
+
+/// The environment our tools get in tests: a remote, a machine-id, a work
+/// dir and lock of this test's own, and rclone retries kept short.
+pub struct Env {
+    pub work: PathBuf,
+}
+
+impl Env {
+    pub fn new(base: &Path) -> Env {
+        let work = base.join("work");
+        std::fs::create_dir_all(&work).expect("work dir");
+        Env { work }
+    }
+
+    pub fn with(&self, mut cmd: Command, remote: &rclone::Remote, mid: &str) -> Command {
+        remote.apply(&mut cmd);
+        cmd.env("ETCD2_BACKUP_MACHINE_ID", mid)
+            .env("ETCD_BACKUP_DIR", &self.work)
+            .env("ETCD2_BACKUP_LOCK", self.work.join("push.lock"))
+            .env("ETCD2_BACKUP_RCLONE_FLAGS", rclone::QUICK_FAIL);
+        cmd
+    }
+
+    pub fn push(&self, remote: &rclone::Remote, mid: &str) -> Command {
+        self.with(tool("etcd2-push"), remote, mid)
+    }
+
+    pub fn fetch(&self, remote: &rclone::Remote, mid: &str) -> Command {
+        self.with(tool("etcd2-fetch"), remote, mid)
+    }
+}

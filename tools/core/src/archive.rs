@@ -219,7 +219,7 @@ impl<W: Write> Encoder<W> {
                     "zstd level must be 1..19, got {level}"
                 );
                 let mut e = zstd::stream::write::Encoder::new(out, level)?;
-                if threads > 1 {
+                if threads >= 1 {
                     e.multithread(threads)
                         .context("enabling zstd worker threads")?;
                 }

@@ -262,6 +262,11 @@ pub fn format_tail(stderr: &str, stdout: &str) -> String {
     format!(": {}", lines[start..].join(" | "))
 }
 
+/// A duration for messages, to the second (`3s`, `5m`), never `2s 999ms 944us`.
+pub fn human_duration(d: Duration) -> String {
+    humantime::format_duration(Duration::from_secs(d.as_secs_f64().round() as u64)).to_string()
+}
+
 /// Render a path for messages.
 pub fn show(path: &Path) -> std::path::Display<'_> {
     path.display()
@@ -275,6 +280,12 @@ pub fn os(s: impl AsRef<OsStr>) -> OsString {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_round_to_seconds() {
+        assert_eq!(human_duration(Duration::from_millis(2_999)), "3s");
+        assert_eq!(human_duration(Duration::from_secs(300)), "5m");
+    }
 
     #[test]
     fn tail_keeps_last_lines_and_prefers_stderr() {

@@ -114,7 +114,7 @@ pub fn wait_healthy(ctl: &Etcdctl, want_started: usize, limit: Duration) -> Resu
             bail!(
                 "cluster at {} not healthy within {}: {last}",
                 ctl.endpoints(),
-                humantime::format_duration(limit)
+                crate::cmd::human_duration(limit)
             );
         }
         if last_note.elapsed() >= Duration::from_secs(5) {
@@ -186,11 +186,27 @@ impl MemberAddJob {
         // etcd's refusal lasts a fixed ~5 s after each join: a steady short
         // retry finishes sooner than an exponential one and stays bounded.
         let retry = Duration::from_secs(1);
+        // A rerun after this node was added but not started: the cluster may
+        // be without quorum until we start (1 member + 1 added = quorum 2),
+        // so look for ourselves before waiting for health.
+        if let Ok(list) = self.founder.member_list() {
+            if let Some(me) = list
+                .members
+                .iter()
+                .find(|m| peer(m) == ours && !m.started())
+            {
+                tracing::info!(
+                    "already added as unstarted member {} (an earlier run): not adding again",
+                    hex_id(me.id)
+                );
+                return self.emit(&list.members);
+            }
+        }
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
             // Healthy and every started member caught up; an unstarted member
             // other than us gets the wait to start, then is named.
-            let health = wait_healthy_or_unstarted(&self.founder, remaining)?;
+            let health = wait_healthy_or_unstarted(&self.founder, remaining, self.wait)?;
             let list = self.founder.member_list()?;
             if let Some(me) = list.members.iter().find(|m| peer(m) == ours) {
                 if me.started() {
@@ -259,7 +275,8 @@ impl MemberAddJob {
 /// Wait until the cluster is healthy, or until the only thing keeping it
 /// from health is a member that has not started (returned for the caller
 /// to judge).
-fn wait_healthy_or_unstarted(ctl: &Etcdctl, limit: Duration) -> Result<Health> {
+/// `shown` is the bound as the operator gave it (`limit` is what is left of it).
+fn wait_healthy_or_unstarted(ctl: &Etcdctl, limit: Duration, shown: Duration) -> Result<Health> {
     let started = Instant::now();
     let mut last_note = Instant::now();
     loop {
@@ -277,7 +294,7 @@ fn wait_healthy_or_unstarted(ctl: &Etcdctl, limit: Duration) -> Result<Health> {
             bail!(
                 "the cluster at {} is not healthy within {}: {last}",
                 ctl.endpoints(),
-                humantime::format_duration(limit)
+                crate::cmd::human_duration(shown)
             );
         }
         if last_note.elapsed() >= Duration::from_secs(5) {

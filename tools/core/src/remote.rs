@@ -408,7 +408,7 @@ mod tests {
             new_generation_id(t0),
             new_generation_id(t1),
         );
-        assert!(a.starts_with("20261119T"), "{a}");
+        assert!(a.starts_with("20261118T110640.123Z-"), "{a}");
         assert_ne!(a, b);
         assert!(a < c && b < c);
         assert!(valid_generation_id(&a));
