@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::etcd::{self, Cluster, MemberSpec};
 use common::rclone::{Remote, QUICK_FAIL};
-use common::{assert_fails_with, free_port, names, run, run_ok, tool, wait_for, Env};
+use common::{assert_fails_with, free_port, names, pipe_ok, run, run_ok, tool, wait_for, Env};
 
 const OLD: &str = "0000000000000000000000000000000a";
 const NEW: &str = "0000000000000000000000000000000b";
@@ -148,17 +148,10 @@ fn v2_pipeline_round_trip_and_migration_with_fetch_push() {
 
     // Migration: etcd2-fetch --machine-id OLD -o - | etcd2-push --machine-id NEW -
     let mut fetch = env.fetch(&remote, OLD);
-    fetch.args(["-o", "-"]).stdout(Stdio::piped());
-    let mut fetch = fetch.spawn().unwrap();
+    fetch.args(["-o", "-"]);
     let mut push = env.push(&remote, NEW);
-    push.arg("-").stdin(fetch.stdout.take().unwrap());
-    let out = run(&mut push);
-    assert!(fetch.wait().unwrap().success());
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    push.arg("-");
+    pipe_ok(fetch, push);
     assert_eq!(
         pointer(&remote, NEW)["sha256"],
         pointer(&remote, OLD)["sha256"]
@@ -613,12 +606,9 @@ fn legacy_backup_written_like_the_original_is_fetched_as_unverified() {
     }
     // And it converts into a verified generation: fetch -o | push.
     let mut fetch = env.fetch(&remote, OLD);
-    fetch.args(["-o", "-"]).stdout(Stdio::piped());
-    let mut fetch = fetch.spawn().unwrap();
+    fetch.args(["-o", "-"]);
     let mut push = env.push(&remote, NEW);
-    push.arg("-").stdin(fetch.stdout.take().unwrap());
-    let out = run(&mut push);
-    assert!(fetch.wait().unwrap().success());
-    assert!(out.status.success());
+    push.arg("-");
+    pipe_ok(fetch, push);
     assert_eq!(complete(&remote, NEW).len(), 1);
 }

@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 
 use common::etcd::{self, parse_dropin, Cluster};
 use common::rclone::Remote;
-use common::{assert_fails_with, names, run, run_ok, tool, Env};
+use common::{assert_fails_with, names, pipe_ok, run, run_ok, tool, Env};
 
 const MID: [&str; 3] = [
     "e1000000000000000000000000000001",
@@ -224,12 +224,10 @@ fn migrate_the_cluster_with_fetch_push_to_new_machine_ids() {
     let mut q = Cluster::start(3);
     q.put_v3(0, "/k0", "new-cluster-value");
     let mut fetch = env.fetch(&remote, MID[0]);
-    fetch.args(["-o", "-"]).stdout(Stdio::piped());
-    let mut fetch = fetch.spawn().unwrap();
+    fetch.args(["-o", "-"]);
     let mut push = env.push(&remote, NEW_MID);
-    push.arg("-").stdin(fetch.stdout.take().unwrap());
-    run_ok(&mut push);
-    assert!(fetch.wait().unwrap().success());
+    push.arg("-");
+    pipe_ok(fetch, push);
 
     for m in q.members.iter_mut() {
         m.stop();

@@ -171,3 +171,20 @@ impl Env {
         self.with(tool("etcd2-fetch"), remote, mid)
     }
 }
+
+/// `producer | consumer`, both required to succeed (the shell's pipefail).
+pub fn pipe_ok(mut producer: Command, mut consumer: Command) -> Output {
+    let mut p = producer
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawning {producer:?}: {e}"));
+    consumer.stdin(p.stdout.take().expect("piped stdout"));
+    let out = run(&mut consumer);
+    assert!(p.wait().expect("producer").success(), "{producer:?} failed");
+    assert!(
+        out.status.success(),
+        "{consumer:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
