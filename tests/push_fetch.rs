@@ -132,18 +132,10 @@ fn v2_pipeline_round_trip_and_migration_with_fetch_push() {
     snap.env("ETCDCTL_ENDPOINTS", c.endpoint(0))
         .env("ETCD_DATA_DIR", &c.members[0].data_dir)
         .env("ETCD_BACKUP_DIR", c.path().join("snapwork"))
-        .args(["-o", "-"])
-        .stdout(Stdio::piped());
-    let mut snap = snap.spawn().unwrap();
+        .args(["-o", "-"]);
     let mut push = env.push(&remote, OLD);
-    push.arg("-").stdin(snap.stdout.take().unwrap());
-    let out = run(&mut push);
-    assert!(snap.wait().unwrap().success());
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    push.arg("-");
+    pipe_ok(snap, push);
     assert_eq!(complete(&remote, OLD).len(), 1);
 
     // Migration: etcd2-fetch --machine-id OLD -o - | etcd2-push --machine-id NEW -

@@ -5,7 +5,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use common::etcd::{self, parse_dropin, Cluster};
 use common::rclone::Remote;
@@ -24,21 +24,10 @@ fn backup(c: &Cluster, i: usize, remote: &Remote, env: &Env, mid: &str) {
     snap.env("ETCDCTL_ENDPOINTS", c.endpoint(i))
         .env("ETCD_DATA_DIR", &c.members[i].data_dir)
         .env("ETCD_BACKUP_DIR", c.path().join(format!("snapwork{i}")))
-        .args(["-q", "-o", "-"])
-        .stdout(Stdio::piped());
-    let mut snap = snap.spawn().unwrap();
+        .args(["-q", "-o", "-"]);
     let mut push = env.push(remote, mid);
-    push.arg("-").stdin(snap.stdout.take().unwrap());
-    let out = run(&mut push);
-    assert!(
-        snap.wait().unwrap().success(),
-        "snapshot of member {i} failed"
-    );
-    assert!(
-        out.status.success(),
-        "push failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    push.arg("-");
+    pipe_ok(snap, push);
 }
 
 /// The disaster: every member stopped, every WAL and db overwritten.
