@@ -1,59 +1,12 @@
 //! etcd2-member-add: add this node to the founding member's cluster.
 
-use std::path::PathBuf;
+use clap::Parser;
+use etcd2_backup::cli;
+use etcd2_backup::join::MemberAddJob;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::Parser;
-use etcd2_backup::cli::{self, EtcdConnArgs, LogArgs};
-use etcd2_backup::join::MemberAddJob;
-
-/// Add this node to the founding member's cluster; write the drop-in to join it.
-///
-/// Waits (bounded) until the cluster is healthy and every member caught up,
-/// then runs `etcdctl member add`, retrying while etcd refuses it as unsafe
-/// (etcd 3.4 does for ~5 s after each join). Safe to run again: if this node's
-/// peer URL is already an unstarted member it is not added twice. Refuses
-/// while another added member has not started (adding would cost quorum).
-/// Writes the etcd2.service drop-in (ETCD_NAME, ETCD_INITIAL_CLUSTER,
-/// ETCD_INITIAL_CLUSTER_STATE=existing) to --dropin atomically, or stdout.
-///
-/// The founder's CLIENT URL: --endpoints, else ETCD_RESTORE_MASTER_ADV_PEER_URLS
-/// (the original package's name; despite it, it always held a client URL).
-///
-/// Example:
-///   etcd2-member-add --endpoints http://10.0.0.1:2379 --name e2 \
-///     --peer-urls http://10.0.0.2:2380 \
-///     --dropin /run/systemd/system/etcd2.service.d/40-join-cluster.conf
-#[derive(Parser, Debug)]
-#[command(version, verbatim_doc_comment)]
-struct Cli {
-    /// Client URL(s) of the founding member, comma-separated
-    #[arg(long, env = "ETCD_RESTORE_MASTER_ADV_PEER_URLS", value_name = "URLS")]
-    endpoints: String,
-
-    /// This member's name
-    #[arg(long, env = "ETCD_NAME")]
-    name: String,
-
-    /// This member's peer URL(s)
-    #[arg(long, env = "ETCD_INITIAL_ADVERTISE_PEER_URLS", value_name = "URLS")]
-    peer_urls: String,
-
-    /// Write the systemd drop-in here (atomically) instead of stdout
-    #[arg(long, value_name = "PATH")]
-    dropin: Option<PathBuf>,
-
-    /// Bound on waiting for a healthy cluster and an accepted add
-    #[arg(long, default_value = "5m", value_parser = cli::parse_duration, value_name = "DURATION")]
-    wait: Duration,
-
-    #[command(flatten)]
-    conn: EtcdConnArgs,
-
-    #[command(flatten)]
-    log: LogArgs,
-}
+use etcd2_member_add::Cli;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -70,14 +23,4 @@ fn main() -> ExitCode {
         };
         job.run().map(|_| ())
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use clap::CommandFactory;
-
-    #[test]
-    fn cli_is_well_formed() {
-        super::Cli::command().debug_assert();
-    }
 }

@@ -1,76 +1,12 @@
 //! etcd2-push: publish one backup archive as a new verified generation.
 
+use clap::Parser;
+use etcd2_backup::cli;
+use etcd2_backup::push::{Input, PushJob};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
-use clap::Parser;
-use etcd2_backup::cli::{self, LogArgs, RemoteArgs};
-use etcd2_backup::push::{Input, PushJob, Verify};
-
-/// Publish one backup archive as a new, verified generation on an rclone remote.
-///
-/// The archive (from etcd2-snapshot, a file or - for stdin) is verified
-/// locally, uploaded under <endpoint>/<machine-id>/generations/ with a unique
-/// time-ordered name, checked on the remote (size and the backend's hash; or
-/// downloaded again with --verify download), described by a sidecar, and only
-/// then named by <endpoint>/<machine-id>/LATEST.json. Older generations beyond
-/// --keep are deleted; the one LATEST.json names never is. An interrupted push
-/// leaves the previous backup untouched; the next push cleans up after it.
-///
-/// Examples:
-///   etcd2-snapshot -o - | etcd2-push -
-///   etcd2-push --endpoint s3:bucket/etcd /var/lib/etcd2-backup/now.tar.zst
-///   etcd2-fetch --machine-id OLD -o - | etcd2-push --machine-id NEW -   (migration)
-#[derive(Parser, Debug)]
-#[command(version, verbatim_doc_comment)]
-struct Cli {
-    /// The archive to push, or - to read it from stdin
-    #[arg(value_name = "ARCHIVE|-")]
-    archive: String,
-
-    #[command(flatten)]
-    remote: RemoteArgs,
-
-    /// How many complete generations to keep (the original kept 2: %m and %m_backup)
-    #[arg(long, env = "ETCD2_BACKUP_KEEP", default_value_t = 3,
-          value_parser = clap::value_parser!(u32).range(1..))]
-    keep: u32,
-
-    /// How to check the uploaded copy before publishing it
-    #[arg(long, env = "ETCD2_BACKUP_VERIFY", value_enum, default_value_t = Verify::Hash)]
-    verify: Verify,
-
-    /// Publish even though LATEST.json was written for another member or host
-    #[arg(long)]
-    force: bool,
-
-    /// Scratch space for an archive read from stdin
-    #[arg(
-        long,
-        env = "ETCD_BACKUP_DIR",
-        default_value = "/var/lib/etcd2-backup",
-        value_name = "DIR"
-    )]
-    work_dir: PathBuf,
-
-    /// Lock file that keeps two pushes on this host from interleaving
-    #[arg(
-        long,
-        env = "ETCD2_BACKUP_LOCK",
-        default_value = "/run/lock/etcd2-push.lock",
-        value_name = "FILE"
-    )]
-    lock_file: PathBuf,
-
-    /// How long to wait for another push to finish before giving up
-    #[arg(long, env = "ETCD2_BACKUP_LOCK_WAIT", default_value = "0s",
-          value_parser = cli::parse_duration, value_name = "DURATION")]
-    lock_wait: Duration,
-
-    #[command(flatten)]
-    log: LogArgs,
-}
+use etcd2_push::Cli;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -92,14 +28,4 @@ fn main() -> ExitCode {
         };
         job.run().map(|_| ())
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use clap::CommandFactory;
-
-    #[test]
-    fn cli_is_well_formed() {
-        super::Cli::command().debug_assert();
-    }
 }

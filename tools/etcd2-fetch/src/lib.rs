@@ -1,0 +1,74 @@
+//! The command line of etcd2-fetch, as a library so the packager can
+//! generate its man page and shell completions from the same definition.
+
+use clap::Parser;
+use etcd2_backup::cli::{LogArgs, RemoteArgs};
+use std::path::PathBuf;
+
+/// Download a machine's newest (or a chosen) backup, verify it, then place it.
+///
+/// The generation named by <endpoint>/<machine-id>/LATEST.json (or
+/// --generation ID) is downloaded and checked byte for byte: the archive's
+/// sha256 against its sidecar, every file against the archive's manifest.
+/// Only then is it placed: --into DIR extracts beside DIR and renames into it;
+/// -o FILE writes the archive atomically; -o - streams it to stdout. Nothing is
+/// placed when verification fails. Backups written by etcd2-backup-coreos (a
+/// plain member/ directory) are fetched too, reported as unverified.
+///
+/// Examples:
+///   etcd2-fetch --list
+///   etcd2-fetch --into /var/lib/etcd2-restore
+///   etcd2-fetch --machine-id OLD -o - | etcd2-push --machine-id NEW -   (migration)
+#[derive(Parser, Debug)]
+#[command(version, verbatim_doc_comment)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["into", "output", "list"])))]
+pub struct Cli {
+    /// Extract the verified backup into this new or empty directory
+    #[arg(long, value_name = "DIR")]
+    pub into: Option<PathBuf>,
+
+    /// Write the verified archive to FILE (atomically) or - for stdout
+    #[arg(short, long, value_name = "FILE|-")]
+    pub output: Option<String>,
+
+    /// List the complete generations (newest last) instead of fetching
+    #[arg(long)]
+    pub list: bool,
+
+    /// With --list: JSON for scripts instead of a table
+    #[arg(long, requires = "list")]
+    pub json: bool,
+
+    /// Fetch this generation instead of the one LATEST.json names
+    #[arg(long, value_name = "ID", conflicts_with = "list")]
+    pub generation: Option<String>,
+
+    /// Fetch the original package's previous copy (<machine-id>_backup)
+    #[arg(long, conflicts_with_all = ["generation", "list"])]
+    pub legacy_previous: bool,
+
+    /// Scratch space for an archive streamed to stdout
+    #[arg(
+        long,
+        env = "ETCD_BACKUP_DIR",
+        default_value = "/var/lib/etcd2-backup",
+        value_name = "DIR"
+    )]
+    pub work_dir: PathBuf,
+
+    #[command(flatten)]
+    pub remote: RemoteArgs,
+
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        super::Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,40 @@
+//! The command line of etcd2-health, as a library so the packager can
+//! generate its man page and shell completions from the same definition.
+
+use clap::Parser;
+use etcd2_backup::cli::{self, EtcdArgs, LogArgs};
+use std::time::Duration;
+
+/// Wait until the cluster is healthy with at least N started members, all
+/// reachable, agreeing on a leader and caught up with it; no member added but
+/// not started. Exits 0 then, or 1 at --wait saying what is missing.
+///
+/// Use it between joins instead of the original's `sleep 10`:
+///   etcd2-member-add ... && systemctl start etcd2 && etcd2-health --members 2
+#[derive(Parser, Debug)]
+#[command(version, verbatim_doc_comment)]
+pub struct Cli {
+    /// How many started members to wait for
+    #[arg(long, default_value_t = 1)]
+    pub members: usize,
+
+    /// Give up after this long
+    #[arg(long, default_value = "5m", value_parser = cli::parse_duration, value_name = "DURATION")]
+    pub wait: Duration,
+
+    #[command(flatten)]
+    pub etcd: EtcdArgs,
+
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        super::Cli::command().debug_assert();
+    }
+}
