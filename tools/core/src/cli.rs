@@ -68,22 +68,42 @@ pub fn run_main(tool: &str, body: impl FnOnce() -> Result<()>) -> ExitCode {
 /// How to reach and authenticate to the local etcd member.
 #[derive(Args, Debug, Clone)]
 pub struct EtcdArgs {
-    /// Client URL(s) of the etcd member, comma-separated
-    #[arg(
-        long,
-        env = "ETCDCTL_ENDPOINTS",
-        default_value = "http://127.0.0.1:2379",
-        value_name = "URLS"
-    )]
-    pub endpoints: String,
+    /// Client URL(s) of the etcd member, comma-separated [default: etcd's own
+    /// ETCD_ADVERTISE_CLIENT_URLS when set, else http://127.0.0.1:2379]
+    #[arg(long, env = "ETCDCTL_ENDPOINTS", value_name = "URLS")]
+    pub endpoints: Option<String>,
 
     #[command(flatten)]
     pub conn: EtcdConnArgs,
 }
 
+/// The default client URL when neither --endpoints nor etcd's settings say.
+pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:2379";
+
+/// Where the local member's client URL comes from: the flag (or
+/// ETCDCTL_ENDPOINTS), else etcd's own ETCD_ADVERTISE_CLIENT_URLS (a systemd
+/// unit that links etcd's settings drop-in sees it), else the default.
+pub fn pick_endpoints(given: Option<&str>, advertised: Option<&str>) -> (String, &'static str) {
+    let nonempty = |s: Option<&str>| s.map(str::trim).filter(|s| !s.is_empty()).map(String::from);
+    if let Some(e) = nonempty(given) {
+        (e, "--endpoints")
+    } else if let Some(e) = nonempty(advertised) {
+        (e, "ETCD_ADVERTISE_CLIENT_URLS")
+    } else {
+        (DEFAULT_ENDPOINT.to_string(), "the default")
+    }
+}
+
 impl EtcdArgs {
+    pub fn endpoints(&self) -> String {
+        let advertised = std::env::var("ETCD_ADVERTISE_CLIENT_URLS").ok();
+        let (e, from) = pick_endpoints(self.endpoints.as_deref(), advertised.as_deref());
+        tracing::debug!("etcd endpoints {e} (from {from})");
+        e
+    }
+
     pub fn client(&self) -> Result<Etcdctl> {
-        self.conn.client(&self.endpoints)
+        self.conn.client(&self.endpoints())
     }
 }
 
@@ -216,4 +236,28 @@ impl RemoteArgs {
 /// Parse a duration flag such as `30s`, `5m`, `1h 30m`.
 pub fn parse_duration(s: &str) -> std::result::Result<Duration, humantime::DurationError> {
     humantime::parse_duration(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_come_from_the_flag_then_etcds_settings_then_the_default() {
+        let flag = Some("https://10.0.0.1:2379");
+        let adv = Some("http://10.0.0.2:2379,http://10.0.0.3:2379");
+        assert_eq!(
+            pick_endpoints(flag, adv),
+            (flag.unwrap().to_string(), "--endpoints")
+        );
+        assert_eq!(
+            pick_endpoints(None, adv),
+            (adv.unwrap().to_string(), "ETCD_ADVERTISE_CLIENT_URLS")
+        );
+        assert_eq!(
+            pick_endpoints(Some(" "), Some("")),
+            (DEFAULT_ENDPOINT.to_string(), "the default")
+        );
+        assert_eq!(pick_endpoints(None, None).0, DEFAULT_ENDPOINT);
+    }
 }
