@@ -6,7 +6,7 @@ PROFILE ?= debug
 BUILD   := build
 CARGO_FLAGS := $(if $(filter release,$(PROFILE)),--release,)
 
-.PHONY: all deps build test lint fmt demo bench clean
+.PHONY: all deps build test lint fmt demo bench package clean
 
 all: build
 
@@ -35,6 +35,24 @@ demo: deps
 bench: deps
 	$(CARGO) build --workspace --release
 	./scripts/bench
+
+# The install tarball: release tools, units, the settings drop-in (CONF, edit
+# it first), the operator's rclone.conf (RCLONE_CONF; required, it is packed
+# and holds secrets), man pages, completions and the installer. Reproducible:
+# every entry is stamped with the last commit's time. Optionally bundles
+# rclone/etcdctl/etcd for hosts without them: make package WITH_RCLONE=/usr/bin/rclone
+RCLONE_CONF ?= rclone.conf
+CONF        ?= units/30-etcd2-backup-restore.conf
+PACKAGE     ?= $(BUILD)/etcd2-backup.tgz
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+package:
+	$(CARGO) build --workspace --release
+	SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) target/release/etcd2-backup-package \
+	  --bin-dir target/release --units units --conf $(CONF) --rclone-conf $(RCLONE_CONF) \
+	  $(if $(WITH_RCLONE),--with-rclone $(WITH_RCLONE)) \
+	  $(if $(WITH_ETCDCTL),--with-etcdctl $(WITH_ETCDCTL)) \
+	  $(if $(WITH_ETCD),--with-etcd $(WITH_ETCD)) \
+	  --output $(PACKAGE)
 
 clean:
 	$(CARGO) clean

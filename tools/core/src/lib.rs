@@ -11,6 +11,7 @@ pub mod datadir;
 pub mod etcd;
 pub mod fetch;
 pub mod fsutil;
+pub mod install;
 pub mod join;
 pub mod node;
 pub mod push;

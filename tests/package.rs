@@ -1,0 +1,503 @@
+//! The install tarball and the installer: what `make package` builds, what
+//! `etcd2-backup-install --root` puts where (file by file), its refusals, and
+//! `systemd-analyze verify` on the units as installed.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use common::package::{build, conf_with, extract, packager};
+use common::{assert_fails_with, run, run_ok};
+
+const RCLONE_CONF: &str = "[backups]\ntype = local\n";
+
+fn conf() -> String {
+    conf_with("backups:/srv/etcd2-backups", "http://10.0.0.1:2379", &[])
+}
+
+/// One package for the tests of this file, built once.
+fn shared() -> &'static (tempfile::TempDir, PathBuf) {
+    static PKG: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    PKG.get_or_init(|| {
+        let t = tempfile::tempdir().expect("tempdir");
+        let tgz = build(&t.path().join("build"), &conf(), RCLONE_CONF);
+        (t, tgz)
+    })
+}
+
+/// A fresh extraction of the shared package.
+fn payload(dir: &Path) -> PathBuf {
+    extract(&shared().1, &dir.join("x"))
+}
+
+fn stage(dir: &Path, os_release: &str) -> PathBuf {
+    let root = dir.join("root");
+    fs::create_dir_all(root.join("etc/systemd/system/etcd2.service.d")).expect("mkdir");
+    fs::write(root.join("etc/os-release"), os_release).expect("os-release");
+    root
+}
+
+const FLATCAR: &str = "NAME=\"Flatcar Container Linux by Kinvolk\"\nID=flatcar\nID_LIKE=coreos\n";
+
+fn install(payload: &Path, root: &Path, extra: &[&str]) -> std::process::Output {
+    let mut c = Command::new(payload.join("etcd2-backup-install"));
+    c.arg("--root").arg(root).args(extra);
+    run(&mut c)
+}
+
+fn mode(p: &Path) -> u32 {
+    fs::symlink_metadata(p).expect("stat").permissions().mode() & 0o7777
+}
+
+/// Every path under `root` with its type, mode, size, mtime and link target.
+fn snapshot(root: &Path) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).expect("read_dir") {
+            let p = e.expect("entry").path();
+            let m = fs::symlink_metadata(&p).expect("stat");
+            let rel = p.strip_prefix(root).expect("rel").display().to_string();
+            let desc = if m.file_type().is_symlink() {
+                format!("link {}", fs::read_link(&p).expect("readlink").display())
+            } else {
+                format!(
+                    "{:o} {} {}",
+                    m.mode(),
+                    m.len(),
+                    m.mtime_nsec() + m.mtime() * 1_000_000_000
+                )
+            };
+            out.insert(rel, desc);
+            if m.is_dir() {
+                stack.push(p);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn package_refuses_without_rclone_conf_or_endpoint_and_writes_nothing() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let out = t.path().join("etcd2-backup.tgz");
+    let o = run(&mut packager(t.path(), &conf(), None, &out));
+    assert_fails_with(&o, "etcd2-backup-package", "rclone.conf not found");
+
+    let no_endpoint = conf().replace(
+        "Environment=\"RCLONE_ENDPOINT=",
+        "#Environment=\"RCLONE_ENDPOINT=",
+    );
+    let o = run(&mut packager(
+        t.path(),
+        &no_endpoint,
+        Some(RCLONE_CONF),
+        &out,
+    ));
+    assert_fails_with(&o, "etcd2-backup-package", "RCLONE_ENDPOINT is not set");
+
+    let other_remote = conf_with("s3prod:bucket/etcd", "http://10.0.0.1:2379", &[]);
+    let o = run(&mut packager(
+        t.path(),
+        &other_remote,
+        Some(RCLONE_CONF),
+        &out,
+    ));
+    assert_fails_with(
+        &o,
+        "etcd2-backup-package",
+        "rclone.conf has no [s3prod] section",
+    );
+    assert!(
+        !out.exists()
+            && fs::read_dir(t.path())
+                .expect("ls")
+                .all(|e| { !e.expect("e").file_name().to_string_lossy().contains(".tgz") })
+    );
+}
+
+#[test]
+fn package_is_reproducible_private_and_complete() {
+    let (_, tgz) = shared();
+    let t = tempfile::tempdir().expect("tempdir");
+    let again = build(&t.path().join("again"), &conf(), RCLONE_CONF);
+    assert_eq!(
+        fs::read(tgz).expect("read"),
+        fs::read(&again).expect("read"),
+        "two builds differ"
+    );
+    assert_eq!(mode(tgz), 0o600, "the tarball holds secrets");
+
+    // What the real tar sees: owners, modes, one mtime, sorted names.
+    let listing = run_ok(
+        Command::new("tar")
+            .arg("--numeric-owner")
+            .arg("--full-time")
+            .arg("-tvzf")
+            .arg(tgz),
+    );
+    let listing = String::from_utf8_lossy(&listing.stdout).into_owned();
+    let mut names = Vec::new();
+    for line in listing.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(f[1], "0/0", "{line}");
+        assert_eq!(
+            format!("{} {}", f[3], f[4]),
+            "2023-11-14 22:13:20",
+            "{line}"
+        );
+        let name = f[5].to_string();
+        let want = if name.ends_with('/') {
+            "drwxr-xr-x"
+        } else if name.ends_with("/rclone.conf") {
+            "-rw-------"
+        } else if name.contains("/bin/") || name == "etcd2-backup/etcd2-backup-install" {
+            "-rwxr-xr-x"
+        } else {
+            "-rw-r--r--"
+        };
+        assert_eq!(f[0], want, "{line}");
+        names.push(name);
+    }
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(names, sorted, "entries are not sorted");
+    let tools = [
+        "snapshot",
+        "push",
+        "fetch",
+        "wipe",
+        "restore",
+        "member-add",
+        "health",
+    ];
+    for t in tools {
+        for want in [
+            format!("etcd2-backup/bin/etcd2-{t}"),
+            format!("etcd2-backup/share/man/man1/etcd2-{t}.1"),
+            format!("etcd2-backup/share/completions/bash/etcd2-{t}"),
+            format!("etcd2-backup/share/completions/zsh/_etcd2-{t}"),
+            format!("etcd2-backup/share/completions/fish/etcd2-{t}.fish"),
+        ] {
+            assert!(names.contains(&want), "{want} missing from:\n{listing}");
+        }
+    }
+    for unit in [
+        "etcd2-backup.service",
+        "etcd2-backup.timer",
+        "etcd2-restore.service",
+        "etcd2-join.service",
+    ] {
+        assert!(
+            names.contains(&format!("etcd2-backup/units/{unit}")),
+            "{unit} missing"
+        );
+    }
+
+    // The man page is the tool's own --help, rendered.
+    let x = payload(t.path());
+    let man = fs::read_to_string(x.join("share/man/man1/etcd2-push.1")).expect("man page");
+    assert!(
+        man.contains("ETCD2_BACKUP_KEEP") && man.contains("LATEST.json"),
+        "{man}"
+    );
+    // SHA256SUMS checks out with the real sha256sum.
+    run_ok(
+        Command::new("sha256sum")
+            .arg("--quiet")
+            .arg("-c")
+            .arg("SHA256SUMS")
+            .current_dir(&x),
+    );
+    assert_eq!(
+        fs::read_to_string(x.join("conf/rclone.conf")).expect("read"),
+        RCLONE_CONF
+    );
+}
+
+#[test]
+fn installer_puts_every_file_in_place_and_reinstalls_idempotently() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let x = payload(t.path());
+    let root = stage(t.path(), FLATCAR);
+    let etcd_d = root.join("etc/systemd/system/etcd2.service.d");
+    fs::write(
+        etcd_d.join("20-cloudinit.conf"),
+        "[Service]\nEnvironment=\"ETCD_NAME=e1\"\n",
+    )
+    .expect("w");
+    fs::write(
+        etcd_d.join("10-exec.conf"),
+        "[Service]\nExecStart=\nExecStart=/usr/bin/etcd --x\n",
+    )
+    .expect("w");
+    fs::create_dir_all(root.join("run/systemd/system/etcd2.service.d")).expect("mkdir");
+    fs::write(
+        root.join("run/systemd/system/etcd2.service.d/40-join-cluster.conf"),
+        "[Service]\n",
+    )
+    .expect("w");
+
+    let o = install(&x, &root, &[]);
+    assert!(o.status.success());
+    let log = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        log.contains("not linking /etc/systemd/system/etcd2.service.d/10-exec.conf"),
+        "{log}"
+    );
+
+    for tool in [
+        "snapshot",
+        "push",
+        "fetch",
+        "wipe",
+        "restore",
+        "member-add",
+        "health",
+        "backup-install",
+    ] {
+        let p = root.join(format!("opt/bin/etcd2-{tool}"));
+        assert_eq!(mode(&p), 0o755, "{}", p.display());
+        assert_eq!(
+            fs::read(&p).expect("r"),
+            fs::read(x.join(if tool == "backup-install" {
+                "etcd2-backup-install".to_string()
+            } else {
+                format!("bin/etcd2-{tool}")
+            }))
+            .expect("r")
+        );
+    }
+    for unit in [
+        "etcd2-backup.service",
+        "etcd2-backup.timer",
+        "etcd2-restore.service",
+        "etcd2-join.service",
+    ] {
+        let p = root.join("etc/systemd/system").join(unit);
+        assert_eq!(mode(&p), 0o644);
+        assert_eq!(
+            fs::read(&p).expect("r"),
+            fs::read(common::package::repo_units().join(unit)).expect("r")
+        );
+    }
+    for job in ["etcd2-backup", "etcd2-restore", "etcd2-join"] {
+        let d = root.join(format!("etc/systemd/system/{job}.service.d"));
+        assert_eq!(
+            common::names(&d),
+            ["20-cloudinit.conf", "30-etcd2-backup-restore.conf"],
+            "{job}"
+        );
+        assert_eq!(
+            fs::read_to_string(d.join("30-etcd2-backup-restore.conf")).expect("r"),
+            conf()
+        );
+        assert_eq!(
+            fs::read_link(d.join("20-cloudinit.conf")).expect("link"),
+            Path::new("/etc/systemd/system/etcd2.service.d/20-cloudinit.conf")
+        );
+    }
+    let rc = root.join("etc/rclone.conf");
+    assert_eq!(
+        (mode(&rc), fs::read_to_string(&rc).expect("r").as_str()),
+        (0o600, RCLONE_CONF)
+    );
+    assert!(root
+        .join("opt/etcd2-backup/share/man/man1/etcd2-restore.1")
+        .is_file());
+    assert!(root.join("opt/etcd2-backup/installed.json").is_file());
+    // Nothing enabled, nothing outside the expected places.
+    assert!(!root.join("etc/systemd/system/timers.target.wants").exists());
+    let mut top = common::names(&root);
+    top.sort();
+    assert_eq!(top, ["etc", "opt", "run"]);
+
+    // Again: nothing changes, not even an mtime.
+    let before = snapshot(&root);
+    let o = install(&x, &root, &[]);
+    assert!(o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("(0 changed)"));
+    assert_eq!(before, snapshot(&root));
+
+    // An edit made on the host is kept aside, not lost, when replaced.
+    let edited = root.join("etc/systemd/system/etcd2-join.service.d/30-etcd2-backup-restore.conf");
+    fs::write(&edited, "[Service]\nEnvironment=\"ETCD2_BACKUP_KEEP=9\"\n").expect("w");
+    let o = install(&x, &root, &[]);
+    assert!(o.status.success());
+    let kept: Vec<String> = common::names(edited.parent().expect("dir"))
+        .into_iter()
+        .filter(|n| n.starts_with("30-etcd2-backup-restore.conf.before-install-"))
+        .collect();
+    assert_eq!(kept.len(), 1);
+    assert!(fs::read_to_string(edited.with_file_name(&kept[0]))
+        .expect("r")
+        .contains("KEEP=9"));
+    assert_eq!(fs::read_to_string(&edited).expect("r"), conf());
+}
+
+#[test]
+fn installer_refuses_an_unknown_os_unless_told_and_a_damaged_package() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let x = payload(t.path());
+    let root = stage(t.path(), "PRETTY_NAME=\"Ubuntu 24.04 LTS\"\nID=ubuntu\n");
+    let o = install(&x, &root, &[]);
+    let line = assert_fails_with(&o, "etcd2-backup-install", "Ubuntu 24.04 LTS (ID=ubuntu)");
+    assert!(line.contains("--any-os"), "{line}");
+    let mut top = common::names(&root);
+    top.sort();
+    assert_eq!(top, ["etc"], "nothing may be installed");
+    assert_eq!(common::names(&root.join("etc")), ["os-release", "systemd"]);
+
+    // A bit flipped in one program: refused before anything is written.
+    let victim = x.join("bin/etcd2-push");
+    let mut bytes = fs::read(&victim).expect("r");
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 1;
+    fs::write(&victim, bytes).expect("w");
+    let o = install(&x, &root, &["--any-os"]);
+    assert_fails_with(&o, "etcd2-backup-install", "bin/etcd2-push is damaged");
+    assert!(!root.join("opt").exists());
+
+    // With the flag and an intact package it installs.
+    let x2 = extract(&shared().1, &t.path().join("x2"));
+    let o = install(&x2, &root, &["--any-os"]);
+    assert!(o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("installing anyway (--any-os)"));
+    // No etcd2 settings drop-in on this host: said so.
+    assert!(String::from_utf8_lossy(&o.stderr).contains("found no etcd2 settings drop-in"));
+}
+
+#[test]
+fn uninstall_removes_ours_and_keeps_the_credentials_and_local_edits() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let x = payload(t.path());
+    let root = stage(t.path(), FLATCAR);
+    fs::write(
+        root.join("etc/systemd/system/etcd2.service.d/20-cloudinit.conf"),
+        "[Service]\n",
+    )
+    .expect("w");
+    let o = install(&x, &root, &[]);
+    assert!(o.status.success());
+    // What `systemctl enable etcd2-backup.timer` would have made.
+    let wants = root.join("etc/systemd/system/timers.target.wants");
+    fs::create_dir_all(&wants).expect("mkdir");
+    std::os::unix::fs::symlink(
+        "/etc/systemd/system/etcd2-backup.timer",
+        wants.join("etcd2-backup.timer"),
+    )
+    .expect("ln");
+    let edited =
+        root.join("etc/systemd/system/etcd2-backup.service.d/30-etcd2-backup-restore.conf");
+    fs::write(&edited, "# mine\n").expect("w");
+
+    let o = run(Command::new(root.join("opt/bin/etcd2-backup-install"))
+        .arg("--uninstall")
+        .arg("--root")
+        .arg(&root));
+    assert!(o.status.success());
+    let log = String::from_utf8_lossy(&o.stderr);
+    assert!(log.contains("kept /etc/rclone.conf"), "{log}");
+    assert!(
+        log.contains(
+            "kept /etc/systemd/system/etcd2-backup.service.d/30-etcd2-backup-restore.conf"
+        ),
+        "{log}"
+    );
+
+    let left: Vec<String> = snapshot(&root).into_keys().collect();
+    assert_eq!(
+        left,
+        [
+            "etc",
+            "etc/os-release",
+            "etc/rclone.conf",
+            "etc/systemd",
+            "etc/systemd/system",
+            "etc/systemd/system/etcd2-backup.service.d",
+            "etc/systemd/system/etcd2-backup.service.d/30-etcd2-backup-restore.conf",
+            "etc/systemd/system/etcd2.service.d",
+            "etc/systemd/system/etcd2.service.d/20-cloudinit.conf",
+            "etc/systemd/system/timers.target.wants",
+            "opt",
+            "opt/bin",
+        ]
+    );
+    // Uninstalling twice says there is nothing installed.
+    let o = run(Command::new(x.join("etcd2-backup-install"))
+        .arg("--uninstall")
+        .arg("--root")
+        .arg(&root));
+    assert_fails_with(&o, "etcd2-backup-install", "etcd2-backup is not installed");
+}
+
+/// `systemd-analyze verify` on the units as installed, with the installed
+/// programs at /opt/bin: run in a throwaway container so that the host's
+/// /opt and /etc are not touched.
+fn verify_units(root: &Path, units: &[&str]) -> std::process::Output {
+    common::require("systemd-nspawn", "systemd-container");
+    let mut c = Command::new("systemd-nspawn");
+    c.args([
+        "--quiet",
+        "--register=no",
+        "--keep-unit",
+        "--directory=/",
+        "--volatile=yes",
+    ])
+    .arg(format!("--machine=verify-{}", std::process::id()))
+    .arg(format!("--bind-ro={}:/opt", root.join("opt").display()))
+    .arg(format!(
+        "--bind-ro={}:/etc/systemd/system",
+        root.join("etc/systemd/system").display()
+    ))
+    .args(["systemd-analyze", "verify", "--man=no"])
+    .args(units.iter().map(|u| format!("/etc/systemd/system/{u}")));
+    run(&mut c)
+}
+
+#[test]
+fn installed_units_pass_systemd_analyze_verify_and_a_broken_one_fails() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let x = payload(t.path());
+    let root = stage(t.path(), FLATCAR);
+    assert!(install(&x, &root, &[]).status.success());
+    let units = [
+        "etcd2-backup.service",
+        "etcd2-backup.timer",
+        "etcd2-restore.service",
+        "etcd2-join.service",
+    ];
+    let o = verify_units(&root, &units);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(o.status.success(), "systemd-analyze verify: {text}");
+    assert!(!text.contains("etcd2-"), "verify complained: {text}");
+
+    // The check bites: a unit naming a program that is not installed.
+    let broken = root.join("etc/systemd/system/etcd2-broken.service");
+    let unit = fs::read_to_string(root.join("etc/systemd/system/etcd2-join.service")).expect("r");
+    fs::write(
+        &broken,
+        unit.replace("/opt/bin/etcd2-wipe", "/opt/bin/etcd2-wipe-typo"),
+    )
+    .expect("w");
+    let o = verify_units(&root, &["etcd2-broken.service"]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(!o.status.success(), "{text}");
+    assert!(
+        text.contains("/opt/bin/etcd2-wipe-typo is not executable"),
+        "{text}"
+    );
+}

@@ -1,0 +1,72 @@
+//! The command line of etcd2-backup-install, as a library so the packager can
+//! generate its man page and shell completions from the same definition.
+
+use clap::Parser;
+use etcd2_backup::cli::LogArgs;
+use std::path::PathBuf;
+
+/// Install etcd2-backup from this extracted package, or uninstall it.
+///
+/// Checks /etc/os-release (Container Linux, Flatcar or Fedora CoreOS; other
+/// systemd hosts with --any-os) and the package's SHA256SUMS, then installs,
+/// each file atomically:
+///   /opt/bin/etcd2-*                      the tools (and rclone, etcdctl,
+///                                         etcd when the package bundles them)
+///   /etc/systemd/system/etcd2-backup.{service,timer},
+///     etcd2-restore.service, etcd2-join.service
+///   /etc/systemd/system/etcd2-{backup,restore,join}.service.d/
+///     30-etcd2-backup-restore.conf        the settings
+///     <etcd2's settings drop-in>          a link, so the jobs see ETCD_NAME...
+///   /etc/rclone.conf (RCLONE_CONFIG_PATH) mode 0600
+///   /opt/etcd2-backup/share/              man pages, shell completions
+///   /opt/etcd2-backup/installed.json      what was installed, for uninstall
+/// then runs `systemctl daemon-reload`. Nothing is enabled or started.
+/// Running it again is safe: unchanged files are left alone, files changed
+/// here since the last install are copied aside before they are replaced.
+///
+/// Examples:
+///   tar xzf etcd2-backup.tgz && sudo ./etcd2-backup/etcd2-backup-install
+///   sudo systemctl enable --now etcd2-backup.timer
+///   ./etcd2-backup/etcd2-backup-install --root /tmp/stage --any-os
+///   sudo ./etcd2-backup/etcd2-backup-install --uninstall
+#[derive(Parser, Debug)]
+#[command(version, verbatim_doc_comment)]
+pub struct Cli {
+    /// Install under this root instead of /, touching nothing else on the
+    /// host (no systemctl)
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub root: PathBuf,
+
+    /// The extracted package [default: the directory this program is in]
+    #[arg(long, value_name = "DIR")]
+    pub from: Option<PathBuf>,
+
+    /// Install on a systemd host that is not Container Linux, Flatcar or
+    /// Fedora CoreOS
+    #[arg(long)]
+    pub any_os: bool,
+
+    /// Also link this etcd2 settings drop-in (absolute path on the target)
+    /// into our units; those in /etc/systemd/system/etcd2.service.d/ and
+    /// /run/systemd/system/etcd2.service.d/ are found by themselves
+    #[arg(long, value_name = "FILE")]
+    pub etcd_dropin: Vec<PathBuf>,
+
+    /// Stop and disable the timer, remove what was installed (not the
+    /// rclone config, not files changed since, not backups or etcd data)
+    #[arg(long, conflicts_with_all = ["from", "any_os", "etcd_dropin"])]
+    pub uninstall: bool,
+
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        super::Cli::command().debug_assert();
+    }
+}
