@@ -244,15 +244,15 @@ mod tests {
 
     #[test]
     fn endpoints_come_from_the_flag_then_etcds_settings_then_the_default() {
-        let flag = Some("https://10.0.0.1:2379");
-        let adv = Some("http://10.0.0.2:2379,http://10.0.0.3:2379");
+        let flag = "https://10.0.0.1:2379";
+        let adv = "http://10.0.0.2:2379,http://10.0.0.3:2379";
         assert_eq!(
-            pick_endpoints(flag, adv),
-            (flag.unwrap().to_string(), "--endpoints")
+            pick_endpoints(Some(flag), Some(adv)),
+            (flag.to_string(), "--endpoints")
         );
         assert_eq!(
-            pick_endpoints(None, adv),
-            (adv.unwrap().to_string(), "ETCD_ADVERTISE_CLIENT_URLS")
+            pick_endpoints(None, Some(adv)),
+            (adv.to_string(), "ETCD_ADVERTISE_CLIENT_URLS")
         );
         assert_eq!(
             pick_endpoints(Some(" "), Some("")),
