@@ -27,7 +27,7 @@ run_backup() {
   local label=$1 bytes=$2 rep api remote who i m ep dd order n out before after up cp_bytes
   local WB=$W/backup-work; mkdir -p "$WB"
   local contenders=(ours:local orig:local ours:sftp orig:sftp floor-snap:- floor-read:-)
-  for rep in $(seq 1 "$REPS"); do
+  for rep in $(seq 1 "$(reps_for "$bytes")"); do
     for api in v3 v2; do
       if [ "$api" = v3 ]; then ep=$EP3; dd=$DS/v3; else ep=$EP2; dd=$DS/v2; fi
       n=${#contenders[@]}

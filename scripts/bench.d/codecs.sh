@@ -9,7 +9,7 @@ run_codecs() {
   local configs=()
   for l in 1 3 6 9; do for t in 0 1 2; do configs+=("zstd:$l:$t"); done; done
   configs+=("gzip:1:0" "gzip:6:0" "floor:snapshot:0" "floor:cat:0")
-  for rep in $(seq 1 "$REPS"); do
+  for rep in $(seq 1 "$(reps_for "$bytes")"); do
     for cfg in "${configs[@]}"; do
       IFS=: read -r codec level threads <<<"$cfg"
       case $codec in
@@ -35,7 +35,7 @@ run_codecs() {
       rec "$WC/m.json" scenario=codecs size="$label" size_bytes="$bytes" contender="$name" codec="$codec" \
         level="\"$level\"" threads="$threads" rep="$rep" out_bytes="$obytes" snap_bytes="$snap_bytes"
     done
-    log "[$label] codecs rep $rep/$REPS done"
+    log "[$label] codecs rep $rep done"
   done
   rm -rf "$WC"
 }

@@ -1,5 +1,5 @@
 # Scenario 4, backup freshness under load (sourced by scripts/bench; runs
-# last for a size, it crashes the v3 member). BENCH_FRESH_RUNS times:
+# last for a size, it crashes the v3 member). BENCH_FRESH_RUNS (default 1) times:
 #   - writer.py puts BENCH_WRITE_RATE keys/s into the v3 member and logs each
 #     acknowledged put;
 #   - the backup loop runs etcd2-snapshot -o - | etcd2-push - every
@@ -13,12 +13,12 @@
 # The crashed member is then restarted from its (intact) data dir.
 
 run_freshness() {
-  local label=$1 bytes=$2 runs=${BENCH_FRESH_RUNS:-2} r
+  local label=$1 bytes=$2 runs=${BENCH_FRESH_RUNS:-1} r
   local WF=$W/fresh-work
   for r in $(seq 1 "$runs"); do
     rm -rf "$WF"; mkdir -p "$WF/work"
     local m; m=$(mid_for f "$r$r")
-    python3 "$BENCH_D/writer.py" "$EP3" "$WRITE_RATE" "$WF/acks" 2>"$WF/writer.err" &
+    python3 "$BENCH_D/writer.py" "$EP3" "$WRITE_RATE" "$WF/acks" "/fresh/$label-$r/" 2>"$WF/writer.err" &
     local wpid=$!; PIDS+=("$wpid")
     sleep 2   # the load is already running when the backup loop starts
     setsid bash -c 'interval=$0 bin=$1 ep=$2 wf=$3 m=$4 e=$5
@@ -63,13 +63,14 @@ run_freshness() {
       || die "[$label] freshness: restore failed"
     start_etcd e1 "$WF/r1" "$rc" "$rp" "$WF/r1.log"; rpid=$ETCD_STARTED
     wait_health "http://127.0.0.1:$rc" 60 "$rpid" || die "[$label] freshness: restored member not healthy"
-    ETCDCTL_API=3 etcdctl --endpoints "http://127.0.0.1:$rc" get /fresh/ --prefix --keys-only >"$WF/restored-keys" \
+    ETCDCTL_API=3 etcdctl --endpoints "http://127.0.0.1:$rc" get "/fresh/$label-$r/" --prefix --keys-only >"$WF/restored-keys" \
       || die "[$label] freshness: reading the restored keys failed"
     stop_pid "$rpid"; forget_pid "$rpid"
     local result
     result=$(python3 - "$WF/acks" "$WF/restored-keys" "$WF/cycles" "$crash" "$INTERVAL" <<'PY'
 import json, statistics, sys
 acks = {int(l.split()[0]): float(l.split()[1]) for l in open(sys.argv[1]) if len(l.split()) == 2}
+# keys of this run only (its own prefix): earlier runs' keys stay in the member
 have = {int(l.strip().rsplit("/", 1)[1]) for l in open(sys.argv[2]) if l.startswith("/fresh/")}
 crash, interval = float(sys.argv[4]), float(sys.argv[5])
 cyc = [l.split() for l in open(sys.argv[3])]

@@ -111,3 +111,6 @@ print(sum(int(v[0]) for p, v in b.items() if p.startswith(pre) and a.get(p) != v
 PY
 }
 wall_of() { python3 -c 'import json,sys; print("%.2f s" % json.load(open(sys.argv[1]))["wall"])' "$1"; }
+# reps_for BYTES: BENCH_REPS, or BENCH_REPS_LARGE above BENCH_LARGE (so the
+# 1 GiB runs keep `make bench` within half an hour on 2 cores).
+reps_for() { if [ "$1" -gt "$LARGE_B" ]; then echo "$REPS_LARGE"; else echo "$REPS"; fi; }

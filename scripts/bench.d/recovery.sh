@@ -25,7 +25,7 @@ run_recovery() {
 
   local contenders=(ours:v3 ours:v2 seed:v2 floor:v3 floor:v2)
   n=${#contenders[@]}
-  for rep in $(seq 1 "$REPS"); do
+  for rep in $(seq 1 "$(reps_for "$bytes")"); do
     for i in $(seq 0 $((n - 1))); do
       IFS=: read -r who api <<<"${contenders[$(( (i + rep - 1) % n ))]}"
       run=$WR/run; rm -rf "$run"; mkdir -p "$run"

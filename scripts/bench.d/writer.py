@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""writer.py URL RATE LOG: put /fresh/NNNNNNNN (1 KiB values) at RATE per
+"""writer.py URL RATE LOG PREFIX: put PREFIXNNNNNNNN (1 KiB values) at RATE per
 second through the v3 gateway, one keep-alive connection, on a fixed
 schedule (a slow put delays the next ones; they are not skipped). After
 each acknowledged put (HTTP 200 from etcd, i.e. committed by the cluster) it
@@ -7,7 +7,7 @@ appends "seq unix_time" to LOG and flushes, so a SIGKILL loses nothing that
 was acknowledged. Runs until killed; exits 1 on the first failed put."""
 import base64, http.client, json, os, sys, time, urllib.parse
 
-url, rate, logf = sys.argv[1], float(sys.argv[2]), sys.argv[3]
+url, rate, logf, prefix = sys.argv[1], float(sys.argv[2]), sys.argv[3], sys.argv[4]
 u = urllib.parse.urlparse(url)
 c = http.client.HTTPConnection(u.hostname, u.port, timeout=10)
 log = open(logf, "a", buffering=1)
@@ -15,7 +15,7 @@ pad = os.urandom(384).hex()[:1000]
 t0 = time.monotonic()
 seq = 0
 while True:
-    key = f"/fresh/{seq:08d}"
+    key = f"{prefix}{seq:08d}"
     body = json.dumps({"key": base64.b64encode(key.encode()).decode(),
                        "value": base64.b64encode(f"{seq} {time.time():.6f} {pad}".encode()).decode()})
     try:
