@@ -381,3 +381,33 @@ fn killed_mid_write_leaves_no_file_and_the_next_run_succeeds() {
     assert_eq!(names(&out_dir), vec!["b.tar.gz"]);
     assert_eq!(tar_list(&target)[0], "manifest.json");
 }
+
+#[test]
+fn auto_mode_on_a_member_without_the_v2_api_backs_up_v3() {
+    // etcd 3.4's default: no v2 API. The v2 probe gets a 404 page; that is
+    // an empty v2 keyspace, not an unreachable member.
+    let t = tempfile::tempdir().unwrap();
+    let (m, _) = start_single(
+        t.path(),
+        t.path().join("d"),
+        vec!["--enable-v2=false".into()],
+    );
+    run_ok(
+        Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={}", m.client_url))
+            .args(["put", "k", "v3 only"]),
+    );
+    let out_file = t.path().join("b.tar.zst");
+    let out = run_ok(
+        tool("etcd2-snapshot")
+            .env("ETCDCTL_ENDPOINTS", &m.client_url)
+            .env("ETCD_BACKUP_DIR", t.path().join("work"))
+            .arg("-o")
+            .arg(&out_file),
+    );
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("the v2 API is disabled"), "{log}");
+    let manifest = extract_and_check(&out_file, &t.path().join("x"));
+    assert_eq!(manifest["api"], "v3");
+}

@@ -173,6 +173,12 @@ pub fn parse_snapshot_status(json: &str) -> Result<SnapshotStatus> {
 
 /// v2 `etcdctl ls /` prints one key or directory per line; an empty store
 /// prints nothing.
+/// etcdctl (v2)'s complaint when the member serves no v2 API: it got the
+/// HTTP 404 page instead of JSON.
+pub fn v2_api_disabled(stderr: &str) -> bool {
+    stderr.contains("response is invalid json") || stderr.contains("404 page not found")
+}
+
 pub fn parse_v2_ls_has_keys(out: &str) -> bool {
     out.lines().any(|l| l.starts_with('/'))
 }
@@ -325,11 +331,28 @@ impl Etcdctl {
     /// Whether the v2 keyspace holds at least one visible key or directory.
     /// (Hidden top-level v2 keys, whose names start with `_`, are not listed
     /// by the v2 API and so are not seen here.)
+    /// Whether the v2 keyspace holds keys. A member with the v2 API
+    /// disabled (etcd 3.4's default) answers the v2 probe with a non-JSON
+    /// 404 (etcdctl exit 4, "server error"): no client can have written v2
+    /// keys through it, so that counts as empty.
     pub fn v2_has_keys(&self) -> Result<bool> {
-        let out = self
+        let (code, out) = self
             .v2(&["ls", "/"])
-            .run()
+            .run_accepting(&[4])
             .map_err(|e| self.unreachable(e))?;
+        if code == 4 {
+            if v2_api_disabled(&out.stderr) {
+                tracing::info!(
+                    "the v2 API is disabled on {} (etcd 3.4's default): its v2 keyspace counts as empty",
+                    self.endpoints
+                );
+                return Ok(false);
+            }
+            return Err(self.unreachable(anyhow::anyhow!(
+                "`etcdctl ls /` failed (exit code 4): {}",
+                out.stderr.trim()
+            )));
+        }
         Ok(parse_v2_ls_has_keys(&out.stdout))
     }
 
@@ -365,6 +388,15 @@ impl Etcdctl {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_member_without_the_v2_api_is_told_apart_from_other_failures() {
+        assert!(v2_api_disabled(
+            "Error:  client: response is invalid json. The endpoint is probably not valid etcd cluster endpoint\n"
+        ));
+        assert!(!v2_api_disabled("Error:  client: etcd cluster is unavailable or misconfigured; error #0: dial tcp 127.0.0.1:1: connect: connection refused\n"));
+        assert!(!v2_api_disabled("Error:  100: Key not found (/x) [3]\n"));
+    }
 
     // Captured from etcd 3.4.23 (Debian etcd-server/etcd-client).
     const STATUS: &str = r#"[{"Endpoint":"http://127.0.0.1:23790","Status":{"header":{"cluster_id":324952591200643719,"member_id":3319814642761637952,"revision":1,"raft_term":2},"version":"3.4.23","dbSize":20480,"leader":3319814642761637952,"raftIndex":4,"raftTerm":2,"raftAppliedIndex":4,"dbSizeInUse":16384}}]"#;
