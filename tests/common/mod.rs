@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 pub mod etcd;
+pub mod nspawn;
 pub mod package;
 pub mod rclone;
 

@@ -1,0 +1,390 @@
+//! The recovery drill under real systemd: three systemd-nspawn containers,
+//! each with an etcd2.service fixture and our package installed by the
+//! installer; the timer takes real backups to a shared rclone remote; then
+//! the seed README's "Restore the cluster" procedure, typed as an operator
+//! would with systemctl, with no sleeps; every key checked on every node.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::nspawn::Container;
+use common::package::{build, conf_with, extract};
+use common::{free_port, require, run, run_ok};
+
+const KEYS: usize = 100;
+const REMOTE_IN: &str = "/srv/etcd2-backups";
+
+struct Node {
+    name: String,
+    client: String,
+    peer: String,
+    /// Host side of the container's /var/lib/etcd2.
+    data: PathBuf,
+}
+
+/// The stand-in for CoreOS's etcd2.service: Debian's etcd, configured only
+/// through the environment of its settings drop-in, like the original.
+const ETCD2_SERVICE: &str = "\
+[Unit]
+Description=etcd (drill fixture standing in for etcd2.service)
+After=network.target
+
+[Service]
+Type=notify
+ExecStart=/usr/bin/etcd
+TimeoutStartSec=90
+";
+// No [Install]: a container with an empty /etc applies the presets at first
+// boot, which would enable it and make the boot wait for quorum.
+
+/// Backups every few seconds instead of 30 s, so the drill is quick. (One
+/// empty assignment resets the unit's whole list of timers.)
+const TIMER_DROPIN: &str = "\
+[Timer]
+OnActiveSec=
+OnActiveSec=1s
+OnUnitActiveSec=3s
+RandomizedDelaySec=0
+";
+
+fn settings(n: &Node, all: &[Node]) -> String {
+    let cluster: Vec<String> = all
+        .iter()
+        .map(|m| format!("{}={}", m.name, m.peer))
+        .collect();
+    let env = [
+        ("ETCD_NAME", n.name.clone()),
+        ("ETCD_DATA_DIR", "/var/lib/etcd2".into()),
+        ("ETCD_LISTEN_CLIENT_URLS", n.client.clone()),
+        ("ETCD_ADVERTISE_CLIENT_URLS", n.client.clone()),
+        ("ETCD_LISTEN_PEER_URLS", n.peer.clone()),
+        ("ETCD_INITIAL_ADVERTISE_PEER_URLS", n.peer.clone()),
+        ("ETCD_INITIAL_CLUSTER", cluster.join(",")),
+        ("ETCD_INITIAL_CLUSTER_STATE", "new".into()),
+        ("ETCD_INITIAL_CLUSTER_TOKEN", "drill".into()),
+    ];
+    let mut s = String::from("[Service]\n");
+    for (k, v) in env {
+        s.push_str(&format!("Environment=\"{k}={v}\"\n"));
+    }
+    s
+}
+
+fn etcdctl(endpoint: &str, args: &[&str]) -> std::process::Output {
+    let mut c = std::process::Command::new("etcdctl");
+    c.env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={endpoint}"))
+        .args(args);
+    run(&mut c)
+}
+
+/// Every key, read from this member alone (serializable): what it holds.
+fn keys_at(endpoint: &str) -> Option<Vec<(String, String)>> {
+    let o = etcdctl(endpoint, &["--consistency=s", "get", "--prefix", "drill/"]);
+    if !o.status.success() {
+        return None;
+    }
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    let lines: Vec<&str> = text.lines().collect();
+    Some(
+        lines
+            .chunks(2)
+            .map(|kv| (kv[0].to_owned(), kv.get(1).unwrap_or(&"").to_string()))
+            .collect(),
+    )
+}
+
+fn expected() -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = (0..KEYS)
+        .map(|i| {
+            (
+                format!("drill/key-{i:03}"),
+                format!("value {i} of the drill"),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// Complete generations (sidecars) of one machine on the shared remote.
+fn generations(remote: &Path, mid: &str) -> usize {
+    fs::read_dir(remote.join(mid).join("generations"))
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// What the mischievous friend does: overwrite every WAL and the db.
+fn corrupt(data: &Path) {
+    let member = data.join("member");
+    let mut hit = 0;
+    for sub in ["wal", "snap"] {
+        for e in fs::read_dir(member.join(sub))
+            .expect("member dir")
+            .flatten()
+        {
+            let p = e.path();
+            let name = p
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
+            if name.ends_with(".wal") || name == "db" {
+                let len = fs::metadata(&p).expect("stat").len() as usize;
+                fs::write(&p, vec![0xA5u8; len.max(1)]).expect("overwrite");
+                hit += 1;
+            }
+        }
+    }
+    assert!(hit >= 2, "nothing to corrupt in {}", member.display());
+}
+
+#[test]
+fn restore_the_cluster_procedure_under_systemd() {
+    require("etcd", "etcd-server");
+    require("etcdctl", "etcd-client");
+    require("rclone", "rclone");
+    let t = tempfile::tempdir().expect("tempdir");
+    let base = t.path();
+
+    let nodes: Vec<Node> = (1..=3)
+        .map(|i| Node {
+            name: format!("e{i}"),
+            client: format!("http://127.0.0.1:{}", free_port()),
+            peer: format!("http://127.0.0.1:{}", free_port()),
+            data: base.join(format!("e{i}/data")),
+        })
+        .collect();
+
+    // The package, configured as the seed README says: the founder's client
+    // URL and the remote (here a local rclone remote named in rclone.conf).
+    let conf = conf_with(&format!("drill:{REMOTE_IN}"), &nodes[0].client, &[]);
+    let tgz = build(&base.join("build"), &conf, "[drill]\ntype = local\n");
+    let pkg = extract(&tgz, &base.join("pkg"));
+    let remote = base.join("remote");
+    fs::create_dir_all(&remote).expect("mkdir");
+    fs::create_dir_all(base.join("timer.d")).expect("mkdir");
+    fs::write(base.join("timer.d/10-drill.conf"), TIMER_DROPIN).expect("w");
+    fs::write(base.join("etcd2.service"), ETCD2_SERVICE).expect("w");
+
+    let mut cts: Vec<Container> = Vec::new();
+    for n in &nodes {
+        let d = base.join(&n.name);
+        fs::create_dir_all(&n.data).expect("mkdir");
+        fs::create_dir_all(d.join("etcd2.service.d")).expect("mkdir");
+        fs::write(d.join("etcd2.service.d/20-node.conf"), settings(n, &nodes)).expect("w");
+        let binds = [
+            (
+                base.join("etcd2.service"),
+                "/etc/systemd/system/etcd2.service",
+                true,
+            ),
+            (
+                d.join("etcd2.service.d"),
+                "/etc/systemd/system/etcd2.service.d",
+                true,
+            ),
+            (
+                base.join("timer.d"),
+                "/etc/systemd/system/etcd2-backup.timer.d",
+                true,
+            ),
+            (pkg.clone(), "/root/etcd2-backup", true),
+            (n.data.clone(), "/var/lib/etcd2", false),
+            (remote.clone(), REMOTE_IN, false),
+        ];
+        cts.push(Container::boot(
+            &format!("drill-{}-{}", n.name, std::process::id()),
+            &binds,
+            base,
+        ));
+    }
+
+    // Install on every node, as root, with the installer from the tarball.
+    for ct in &cts {
+        let o = ct.exec(&["/root/etcd2-backup/etcd2-backup-install", "--any-os"]);
+        let log = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{}: install failed:\n{log}", ct.name);
+        assert!(
+            log.contains("linked /etc/systemd/system/etcd2-restore.service.d/20-node.conf"),
+            "{log}"
+        );
+        assert!(log.contains("systemctl daemon-reload: done"), "{log}");
+        assert_eq!(
+            ct.exec(&["stat", "-c", "%a", "/etc/rclone.conf"]).stdout,
+            b"600\n"
+        );
+        // The units as installed pass systemd's own check.
+        let o = ct.exec(&[
+            "systemd-analyze",
+            "verify",
+            "--man=no",
+            "etcd2-backup.service",
+            "etcd2-backup.timer",
+            "etcd2-restore.service",
+            "etcd2-join.service",
+        ]);
+        assert!(
+            o.status.success(),
+            "{}: verify: {}",
+            ct.name,
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+
+    // The cluster as it ran before the disaster.
+    for ct in &cts {
+        ct.systemctl(&["start", "--no-block", "etcd2.service"]);
+    }
+    for (n, ct) in nodes.iter().zip(&cts) {
+        ct.wait_until(
+            "etcd healthy",
+            Duration::from_secs(60),
+            &["etcd2.service"],
+            || {
+                etcdctl(&n.client, &["endpoint", "health"])
+                    .status
+                    .success()
+                    .then_some(())
+            },
+        );
+    }
+    for (k, v) in expected() {
+        run_ok(
+            std::process::Command::new("etcdctl")
+                .env("ETCDCTL_API", "3")
+                .arg(format!("--endpoints={}", nodes[1].client))
+                .args(["put", &k, &v]),
+        );
+    }
+
+    // Each node takes backups, as the seed README's installation says.
+    for ct in &cts {
+        ct.systemctl(&["enable", "--now", "etcd2-backup.timer"]);
+    }
+    let mids: Vec<String> = cts
+        .iter()
+        .map(|c| c.read("/etc/machine-id").trim().to_owned())
+        .collect();
+    for (ct, mid) in cts.iter().zip(&mids) {
+        ct.wait_until(
+            "two backups taken by the timer",
+            Duration::from_secs(60),
+            &["etcd2-backup.timer", "etcd2-backup.service"],
+            || (generations(&remote, mid) >= 2).then_some(()),
+        );
+    }
+    let journal = cts[0].journal(&["etcd2-backup.service"]);
+    assert!(
+        journal.contains("etcd2-push") || journal.contains("published"),
+        "{journal}"
+    );
+
+    // ---- The disaster: every data dir corrupted. ----
+    for ct in &cts {
+        ct.systemctl(&[
+            "stop",
+            "etcd2.service",
+            "etcd2-backup.timer",
+            "etcd2-backup.service",
+        ]);
+    }
+    for n in &nodes {
+        corrupt(&n.data);
+    }
+
+    // A failing step shows its journal, and costs no data: restoring e2
+    // from a machine-id that has no backups fails in the fetch, before
+    // anything of e2's is touched.
+    let before: Vec<String> = common::names(&nodes[1].data.join("member/wal"));
+    cts[1].systemctl(&[
+        "set-environment",
+        "ETCD2_BACKUP_MACHINE_ID=00000000000000000000000000000000",
+    ]);
+    let err = cts[1]
+        .try_systemctl(&["start", "etcd2-restore.service"])
+        .expect_err("restore from nothing");
+    assert!(err.contains("journal of etcd2-restore.service"), "{err}");
+    assert!(err.contains("etcd2-fetch: error:"), "{err}");
+    assert!(err.contains("00000000000000000000000000000000"), "{err}");
+    cts[1].systemctl(&["unset-environment", "ETCD2_BACKUP_MACHINE_ID"]);
+    assert_eq!(common::names(&nodes[1].data.join("member/wal")), before);
+    assert!(!common::names(&nodes[1].data)
+        .iter()
+        .any(|n| n.starts_with("member.wiped")));
+
+    // ---- The seed README's procedure, as written but without `sleep 10`. ----
+    // for node in e{1..3}: systemctl stop etcd2.service etcd2-backup.{timer,service}
+    for ct in &cts {
+        ct.systemctl(&[
+            "stop",
+            "etcd2.service",
+            "etcd2-backup.timer",
+            "etcd2-backup.service",
+        ]);
+    }
+    // e1: systemctl start etcd2-restore.service && systemctl start etcd2.service
+    cts[0].systemctl(&["start", "etcd2-restore.service"]);
+    cts[0].systemctl(&["start", "etcd2.service"]);
+    // e2, e3: systemctl start etcd2-join.service && systemctl start etcd2.service
+    for ct in &cts[1..] {
+        ct.systemctl(&["start", "etcd2-join.service"]);
+        ct.systemctl(&["start", "etcd2.service"]);
+    }
+
+    // Every key on every node, each read from that member alone.
+    for (n, ct) in nodes.iter().zip(&cts) {
+        let got = ct.wait_until(
+            "every key",
+            Duration::from_secs(60),
+            &[
+                "etcd2.service",
+                "etcd2-join.service",
+                "etcd2-restore.service",
+            ],
+            || keys_at(&n.client).filter(|k| *k == expected()),
+        );
+        assert_eq!(got.len(), KEYS);
+    }
+    let members = etcdctl(&nodes[0].client, &["member", "list"]);
+    let list = String::from_utf8_lossy(&members.stdout).into_owned();
+    assert_eq!(
+        list.lines().filter(|l| l.contains(", started, ")).count(),
+        3,
+        "{list}"
+    );
+    for n in &nodes {
+        assert!(list.contains(&n.peer), "{} missing from\n{list}", n.name);
+        // The corrupted data was moved aside, not deleted.
+        assert!(
+            common::names(&n.data)
+                .iter()
+                .any(|x| x.starts_with("member.wiped-")),
+            "{}",
+            n.name
+        );
+    }
+
+    // Backups resume by themselves: etcd2.service pulled the timer back in,
+    // and the restored founder publishes a new generation.
+    let latest = |mid: &str| fs::read(remote.join(mid).join("LATEST.json")).ok();
+    let before = latest(&mids[0]);
+    let o = cts[0].exec(&["systemctl", "is-active", "etcd2-backup.timer"]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "active");
+    cts[0].wait_until(
+        "a backup after the restore",
+        Duration::from_secs(60),
+        &["etcd2-backup.timer", "etcd2-backup.service"],
+        || (latest(&mids[0]) != before).then_some(()),
+    );
+    for ct in &mut cts {
+        ct.stop();
+    }
+}
