@@ -20,6 +20,28 @@ pub struct Container {
     nspawn: Option<Child>,
     /// PID (on the host) of the container's systemd.
     leader: u32,
+    /// The cgroups we made for it.
+    cgroups: Vec<PathBuf>,
+}
+
+/// The cgroup hierarchies systemd tracks its units in (v1 named, v2).
+const CGROUP_TREES: [&str; 3] = [
+    "/sys/fs/cgroup/systemd",
+    "/sys/fs/cgroup/unified",
+    "/sys/fs/cgroup",
+];
+
+/// rmdir a cgroup and everything systemd left below it (empty once the
+/// container is gone); errors are ignored, it is only tidying.
+fn remove_cgroup(dir: &Path) {
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_cgroup(&e.path());
+            }
+        }
+    }
+    let _ = std::fs::remove_dir(dir);
 }
 
 /// The child of `pid` whose PID inside its namespace is 1.
@@ -48,7 +70,26 @@ impl Container {
         require("nsenter", "util-linux");
         let log = log_dir.join(format!("{name}.console.log"));
         let out = File::create(&log).expect("console log");
-        let mut c = Command::new("systemd-nspawn");
+        // Without a host systemd, nspawn --keep-unit puts every container's
+        // systemd in <our cgroup>/payload: three containers would then manage
+        // the same system.slice/etcd2.service cgroup and stop each other's
+        // etcd (seen: exit 219/CGROUP). So each nspawn starts in a cgroup of
+        // its own, made here and removed in stop().
+        let cgroups: Vec<PathBuf> = CGROUP_TREES
+            .iter()
+            .map(Path::new)
+            .filter(|t| t.join("cgroup.procs").is_file())
+            .map(|t| t.join(format!("etcd2-backup-test-{name}")))
+            .collect();
+        let mut script = String::new();
+        for cg in &cgroups {
+            std::fs::create_dir_all(cg)
+                .unwrap_or_else(|e| panic!("creating cgroup {}: {e}", cg.display()));
+            script.push_str(&format!("echo $$ > {}/cgroup.procs && ", cg.display()));
+        }
+        script.push_str("exec systemd-nspawn \"$@\"");
+        let mut c = Command::new("sh");
+        c.args(["-c", &script, "sh"]);
         c.args([
             "--quiet",
             "--register=no",
@@ -74,6 +115,7 @@ impl Container {
             log,
             nspawn: Some(child),
             leader: 0,
+            cgroups,
         };
         ct.leader = wait_for(
             &format!("{name}: the container's PID 1"),
@@ -224,6 +266,20 @@ impl Container {
     /// Power off: SIGTERM to our nspawn (systemd shuts down), bounded; then
     /// SIGKILL to the container's PID 1 (ends its PID namespace) and nspawn.
     pub fn stop(&mut self) {
+        self.power_off();
+        // The kernel empties the cgroups a moment after nspawn exits.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for cg in &self.cgroups {
+            while cg.exists() && Instant::now() < deadline {
+                remove_cgroup(cg);
+                if cg.exists() {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+        }
+    }
+
+    fn power_off(&mut self) {
         let Some(mut child) = self.nspawn.take() else {
             return;
         };
