@@ -391,7 +391,13 @@ fn retention_keeps_n_and_never_the_pointer_target() {
     let archive = c.path().join("a.tar.zst");
     snapshot_to(&c, &archive, "v3");
     for _ in 0..5 {
-        run_ok(env.push(&remote, OLD).args(["--keep", "3"]).arg(&archive));
+        let out = run_ok(env.push(&remote, OLD).args(["--keep", "3"]).arg(&archive));
+        // The local backend has sha256: the strongest hash is the one compared.
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("remote copy verified (size and sha256)"),
+            "{err}"
+        );
     }
     let ids = complete(&remote, OLD);
     assert_eq!(ids.len(), 3, "{ids:?}");

@@ -146,7 +146,21 @@ impl Rclone {
     pub fn stat(&self, dir: &str, name: &str) -> Result<Option<Entry>> {
         let path = join(dir, name);
         let (code, out) = self
-            .cmd(&["lsjson", "--hash", "--files-only", &path])
+            // Only the hashes we compare: a bare --hash makes the local
+            // backend compute every type it knows (whirlpool, crc32,
+            // quickxor, ...), reading the archive once per type: 3.9 s
+            // instead of 0.6 s for a 120 MB archive.
+            .cmd(&[
+                "lsjson",
+                "--hash-type",
+                "sha256",
+                "--hash-type",
+                "sha1",
+                "--hash-type",
+                "md5",
+                "--files-only",
+                &path,
+            ])
             .run_accepting(NOT_FOUND)
             .with_context(|| format!("checking {path}"))?;
         if code != 0 {
