@@ -501,3 +501,40 @@ fn installed_units_pass_systemd_analyze_verify_and_a_broken_one_fails() {
         "{text}"
     );
 }
+
+#[test]
+fn bundled_rclone_and_etcdctl_are_installed_next_to_our_tools() {
+    let rclone = common::require("rclone", "rclone");
+    let etcdctl = common::require("etcdctl", "etcd-client");
+    let t = tempfile::tempdir().expect("tempdir");
+    let dir = t.path().join("build");
+    fs::create_dir_all(&dir).expect("mkdir");
+    let out = dir.join("etcd2-backup.tgz");
+    let mut c = packager(&dir, &conf(), Some(RCLONE_CONF), &out);
+    c.arg("--with-rclone")
+        .arg(&rclone)
+        .arg("--with-etcdctl")
+        .arg(&etcdctl);
+    run_ok(&mut c);
+    let x = extract(&out, &t.path().join("x"));
+    let root = stage(t.path(), FLATCAR);
+    assert!(install(&x, &root, &[]).status.success());
+    for (name, src) in [("rclone", &rclone), ("etcdctl", &etcdctl)] {
+        let p = root.join("opt/bin").join(name);
+        assert_eq!(mode(&p), 0o755, "{}", p.display());
+        assert!(
+            fs::read(&p).expect("r") == fs::read(src).expect("r"),
+            "{name} differs from {}",
+            src.display()
+        );
+    }
+    // Not bundled, not installed.
+    assert!(!root.join("opt/bin/etcd").exists());
+    // And an uninstall takes them away again.
+    let o = run(Command::new(root.join("opt/bin/etcd2-backup-install"))
+        .arg("--uninstall")
+        .arg("--root")
+        .arg(&root));
+    assert!(o.status.success());
+    assert!(!root.join("opt/bin/rclone").exists() && !root.join("opt/bin/etcdctl").exists());
+}
