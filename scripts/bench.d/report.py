@@ -31,10 +31,14 @@ def ours_peak(r): return max([v for k, v in r.get("peak_kib", {}).items() if k i
 def child_peak(r, prog): return r.get("peak_kib", {}).get(prog, 0)
 
 
+FAILED = [r for r in rows if r.get("failed")]
+
+
 def group(scn, *keys):
+    """Runs of a scenario by keys; failed runs are reported apart, not timed."""
     g = OrderedDict()
     for r in rows:
-        if r["scenario"] == scn:
+        if r["scenario"] == scn and not r.get("failed"):
             g.setdefault(tuple(r.get(k) for k in keys), []).append(r)
     return g
 
@@ -134,7 +138,7 @@ summary["targets"] = targets
 #  NCPU-1 cores (+10%) busy; among eligible, archives within 3% of the
 #  smallest; of those the least CPU (5% or 0.05 s is a tie: the default wins
 #  ties, then its thread count, then its level, then the shortest wall).
-DEFAULT = "zstd-3-t1"
+DEFAULT = "zstd-3-t0"
 
 
 def choose(size):
@@ -288,7 +292,7 @@ P("")
 
 # ---- scenario 1
 P("## 1. Backup cycle\n")
-P("- **ours**: `etcd2-snapshot --api API -o - | etcd2-push -` (default codec zstd 3, one worker thread; "
+P("- **ours**: `etcd2-snapshot --api API -o - | etcd2-push -` (the default codec, zstd level 3; "
   "push verifies the archive, uploads, checks the remote hash, writes sidecar and `LATEST.json`, applies retention).")
 P("- **original**: the commands of the original `etcd2-backup.service` (`scripts/bench.d/orig-backup.sh`): "
   "`rm -rf` + `mkdir`, `etcdctl backup` (v2) or `etcdctl snapshot save` (v3, as issue 6 asks), touch, "
@@ -363,6 +367,11 @@ for s in size_names:
     P("")
 
 # ---- scenario 3
+for r in FAILED:
+    P(f"- **{r['contender']} {r['api']} at {r['size']} failed** after {r.get('wall', 0):.1f} s: `{r.get('reason', '?')}` "
+      "(not in the medians above).")
+if FAILED:
+    P("")
 P("## 3. Codecs\n")
 P("One real `etcd2-snapshot --api v3 -o FILE --codec C --level L --threads T` per configuration (snapshot "
   "save into the work dir, sha256, tar + compress), plus the floor. MB/s = snapshot bytes / median wall "
@@ -404,7 +413,7 @@ for s in size_names:
         if d is None:
             P(f"Chosen: {ch['best']}.\n")
         elif ch["best"] == DEFAULT:
-            P(f"**At {s} the default (zstd 3, one worker) is the measured best**: {d['wall_med']:.2f} s, "
+            P(f"**At {s} the default (zstd 3, main thread) is the measured best**: {d['wall_med']:.2f} s, "
               f"{d['cpu_med']:.2f} CPU s ({100 * d['cpu_med'] / (INTERVAL * NCPU):.1f}% of the host over the interval), "
               f"ratio {snap / d['out_bytes_med']:.3f}.\n")
         else:

@@ -59,8 +59,10 @@ pub struct Cli {
     #[arg(long, env = "ETCD2_BACKUP_LEVEL")]
     pub level: Option<i32>,
 
-    /// Compression worker threads (zstd only; 0 compresses on the main thread)
-    #[arg(long, env = "ETCD2_BACKUP_THREADS", default_value_t = 1)]
+    /// Compression worker threads (zstd only). 0, the default, compresses on
+    /// the main thread: measured smaller archives and a sixth of the memory of
+    /// 1 worker for the same CPU (docs/benchmarks.md)
+    #[arg(long, env = "ETCD2_BACKUP_THREADS", default_value_t = 0)]
     pub threads: u32,
 
     /// Recorded in the manifest [default: read from /etc/machine-id]
