@@ -42,6 +42,15 @@ run_recovery() {
         while read -r pid; do [ -n "$pid" ] && PIDS+=("$pid"); done <"$run/pids"
         while read -r pid; do [ -n "$pid" ] && { stop_pid "$pid"; forget_pid "$pid"; }; done <"$run/pids"
       fi
+      if [ "$rc" != 0 ] && [ "$who" = seed ]; then
+        # The seed procedure failing is a result, not a bench error: it is
+        # recorded (and reported) as a failed run, and the others go on.
+        local why; why=$(grep -v '^\s*$' "$run/out.log" | tail -n 1)
+        rec "$out" scenario=recovery size="$label" size_bytes="$bytes" contender="$who" api="$api" rep="$rep" \
+          failed=true reason="$why"
+        log "[$label] recovery rep $rep $who $api: FAILED after $(wall_of "$out"): $why"
+        rm -rf "$run"; continue
+      fi
       [ "$rc" = 0 ] || die "[$label] recovery $who $api failed (exit $rc): $(tail -n 5 "$run/out.log")"
       rec "$out" scenario=recovery size="$label" size_bytes="$bytes" contender="$who" api="$api" rep="$rep" \
         phases="$(python3 -c 'import json,sys; p={l.split()[0]: float(l.split()[1]) for l in open(sys.argv[1])}; print(json.dumps({k: round(v-p["start"],3) for k,v in p.items()}))' "$run/phases")"
