@@ -16,6 +16,14 @@ use common::{assert_fails_with, run, run_ok};
 
 const RCLONE_CONF: &str = "[backups]\ntype = local\n";
 
+/// The units the package ships.
+const UNITS: [&str; 4] = [
+    "etcd2-backup.service",
+    "etcd2-backup.timer",
+    "etcd2-restore.service",
+    "etcd2-join.service",
+];
+
 fn conf() -> String {
     conf_with("backups:/srv/etcd2-backups", "http://10.0.0.1:2379", &[])
 }
@@ -187,12 +195,7 @@ fn package_is_reproducible_private_and_complete() {
             assert!(names.contains(&want), "{want} missing from:\n{listing}");
         }
     }
-    for unit in [
-        "etcd2-backup.service",
-        "etcd2-backup.timer",
-        "etcd2-restore.service",
-        "etcd2-join.service",
-    ] {
+    for unit in UNITS {
         assert!(
             names.contains(&format!("etcd2-backup/units/{unit}")),
             "{unit} missing"
@@ -273,12 +276,7 @@ fn installer_puts_every_file_in_place_and_reinstalls_idempotently() {
             .expect("r")
         );
     }
-    for unit in [
-        "etcd2-backup.service",
-        "etcd2-backup.timer",
-        "etcd2-restore.service",
-        "etcd2-join.service",
-    ] {
+    for unit in UNITS {
         let p = root.join("etc/systemd/system").join(unit);
         assert_eq!(mode(&p), 0o644);
         assert_eq!(
@@ -466,13 +464,7 @@ fn installed_units_pass_systemd_analyze_verify_and_a_broken_one_fails() {
     let x = payload(t.path());
     let root = stage(t.path(), FLATCAR);
     assert!(install(&x, &root, &[]).status.success());
-    let units = [
-        "etcd2-backup.service",
-        "etcd2-backup.timer",
-        "etcd2-restore.service",
-        "etcd2-join.service",
-    ];
-    let o = verify_units(&root, &units);
+    let o = verify_units(&root, &UNITS);
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&o.stdout),
