@@ -192,21 +192,6 @@ pub fn read_pointer(rclone: &Rclone, layout: &Layout) -> Result<Option<Pointer>>
     }
 }
 
-fn local_hash(path: &Path, algo: &str) -> Result<String> {
-    let mut f = BufReader::new(
-        std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?,
-    );
-    fn run<D: sha1::Digest + Write>(mut d: D, r: &mut dyn Read) -> io::Result<String> {
-        io::copy(r, &mut d)?;
-        Ok(archive::hex(&d.finalize()))
-    }
-    Ok(match algo {
-        "sha1" => run(sha1::Sha1::new(), &mut f)?,
-        "md5" => run(md5::Md5::new(), &mut f)?,
-        _ => run(sha2::Sha256::new(), &mut f)?,
-    })
-}
-
 impl PushJob {
     pub fn run(&self) -> Result<Pushed> {
         let started = Instant::now();
@@ -363,7 +348,7 @@ impl PushJob {
                 let ours = if algo == "sha256" {
                     sha256.to_owned()
                 } else {
-                    local_hash(local, algo)?
+                    crate::fsutil::file_hash(local, algo)?
                 };
                 ensure!(
                     theirs.eq_ignore_ascii_case(&ours),
