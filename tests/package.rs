@@ -361,8 +361,21 @@ fn installer_refuses_an_unknown_os_unless_told_and_a_damaged_package() {
     assert_fails_with(&o, "etcd2-backup-install", "bin/etcd2-push is damaged");
     assert!(!root.join("opt").exists());
 
-    // With the flag and an intact package it installs.
+    // A bad --etcd-dropin is refused before anything is written.
     let x2 = extract(&shared().1, &t.path().join("x2"));
+    let o = install(
+        &x2,
+        &root,
+        &["--any-os", "--etcd-dropin", "20-cloudinit.conf"],
+    );
+    assert_fails_with(
+        &o,
+        "etcd2-backup-install",
+        "--etcd-dropin 20-cloudinit.conf: give the absolute path",
+    );
+    assert!(!root.join("opt").exists());
+
+    // With the flag and an intact package it installs.
     let o = install(&x2, &root, &["--any-os"]);
     assert!(o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("installing anyway (--any-os)"));

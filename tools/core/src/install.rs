@@ -479,6 +479,9 @@ impl InstallJob {
             ),
         }
         let sums = verify_payload(&self.from)?;
+        // Every check that can refuse comes before the first write, so a
+        // refusal leaves the target as it was.
+        let settings = etcd_settings(root, &self.etcd_dropins)?;
         let previous = read_manifest(root)?
             .entries
             .into_iter()
@@ -518,7 +521,6 @@ impl InstallJob {
                 false,
             )?;
         }
-        let settings = etcd_settings(root, &self.etcd_dropins)?;
         if settings.is_empty() {
             tracing::warn!(
                 "found no etcd2 settings drop-in in {}: the units see only 30-etcd2-backup-restore.conf, \
