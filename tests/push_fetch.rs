@@ -124,7 +124,6 @@ fn v2_pipeline_round_trip_and_migration_with_fetch_push() {
     for k in 0..5 {
         c.put_v2(0, &format!("/old/k{k}"), &format!("v{k}"));
     }
-    c.settle();
     let remote = Remote::local(c.path());
     let env = Env::new(c.path());
     // etcd2-snapshot -o - | etcd2-push -
@@ -569,7 +568,6 @@ fn legacy_backup_written_like_the_original_is_fetched_as_unverified() {
     for k in 0..5 {
         c.put_v2(0, &format!("/legacy/k{k}"), &format!("v{k}"));
     }
-    c.settle();
     let remote = Remote::local(c.path());
     let env = Env::new(c.path());
     // What etcd2-backup.service did: etcdctl backup, then rclone copy.

@@ -170,7 +170,6 @@ fn restore_the_cluster_v2_keeps_keys_and_ttls() {
         c.etcdctl(0, "2")
             .args(["set", "--ttl", "3600", "/v2/ttl", "expiring"]),
     );
-    c.settle();
     let remote = Remote::sftp(c.path());
     let env = Env::new(c.path());
     backup(&c, 0, &remote, &env, MID[0]);

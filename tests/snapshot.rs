@@ -144,7 +144,6 @@ fn v2_snapshot_with_gzip_restores_with_force_new_cluster() {
     for k in 0..10 {
         c.put_v2(k % 3, &format!("/v2/k{k}"), &format!("old-{k}"));
     }
-    c.settle();
     let archive = c.path().join("v2.tar.gz");
     run_ok(
         snapshot(&c, 0)

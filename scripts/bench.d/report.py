@@ -556,8 +556,9 @@ if F:
       "newest *published* backup at the crash: at most one interval since the last cycle started plus that "
       "cycle's own duration (a crash during a cycle loses the cycle in flight, which publishes nothing). The "
       "seed's bound adds etcd's snapshot-count because `etcdctl backup` copied on-disk files; `snapshot save` "
-      "reads the live store, so that term does not apply to ours (v2 backups via `etcdctl backup` still lag "
-      "by the persisted commit index, usually a write or two).")
+      "reads the live store, so that term does not apply to ours; v2 backups via `etcdctl backup` are made "
+      "after a raft barrier that flushes the commit index (docs/archive-format.md), so they lose no "
+      "acknowledged write either.")
 P("")
 open(os.path.join(docs, "summary.json"), "w").write(json.dumps(summary, indent=1, default=str) + "\n")
 

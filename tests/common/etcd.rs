@@ -347,18 +347,6 @@ impl Cluster {
     pub fn get_v2(&self, i: usize, key: &str) -> Option<String> {
         get_v2_at(self.endpoint(i), key)
     }
-
-    /// Write a sentinel and wait until it is readable: a live v2 backup can
-    /// miss the very last write (TESTING.md), this makes the writes before it
-    /// durable enough to be in the backup.
-    /// The sentinel is a v2 key (a v2 backup skips v3 entries) and is
-    /// itself left in the store; tests do not assert on it.
-    pub fn settle(&self) {
-        for i in 0..3 {
-            self.put_v2(0, "/__settle", &i.to_string());
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
 }
 
 pub fn endpoint_wait_healthy(endpoint: &str, tls_args: &[String], log: &Path) {

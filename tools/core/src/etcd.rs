@@ -308,7 +308,9 @@ impl Etcdctl {
         parse_member_list(&out.stdout)
     }
 
-    /// Whether the v3 keyspace holds at least one key.
+    /// Whether the v3 keyspace holds at least one key. A linearizable
+    /// read (etcdctl's default consistency): the member answers only after
+    /// applying everything committed before the request.
     pub fn v3_has_keys(&self) -> Result<bool> {
         let out = self
             .v3(&[
@@ -354,6 +356,42 @@ impl Etcdctl {
             )));
         }
         Ok(parse_v2_ls_has_keys(&out.stdout))
+    }
+
+    /// Make the member's on-disk raft log cover every write it acknowledged
+    /// before now, for `etcdctl backup` (v2), which reads the WAL as found on
+    /// disk.
+    ///
+    /// etcd does not flush a HardState change that only moves the commit
+    /// index, so on an idle member the WAL's commit lags its last entry;
+    /// `etcdctl backup` then lowers it further by every entry it strips, and
+    /// `--force-new-cluster` drops what lies past it: the last acknowledged
+    /// write is lost (TESTING.md: 39 of 40 keys on any member). A v2 quorum
+    /// read is a raft entry that changes no key: appending it flushes a
+    /// HardState whose commit covers everything acknowledged before it. Two
+    /// in a row leave one spare entry between that commit and the last write,
+    /// so one stripped entry past the commit cannot reach the write. Sent to
+    /// the member being backed up, which answers only once it applied it.
+    pub fn v2_quorum_barrier(&self) -> Result<()> {
+        for _ in 0..2 {
+            let (code, out) = self
+                .v2(&["ls", "--quorum", "/"])
+                .run_accepting(&[4])
+                .map_err(|e| self.unreachable(e))?;
+            if code == 4 {
+                if v2_api_disabled(&out.stderr) {
+                    // No client can have written a v2 key through this
+                    // member: there is no acknowledged v2 write to lose.
+                    tracing::debug!("v2 API disabled: no quorum barrier needed");
+                    return Ok(());
+                }
+                return Err(self.unreachable(anyhow::anyhow!(
+                    "`etcdctl ls --quorum /` failed (exit code 4): {}",
+                    out.stderr.trim()
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// `etcdctl snapshot save` into `path` (etcdctl itself writes

@@ -155,6 +155,11 @@ impl SnapshotJob {
             self.etcd.endpoints()
         );
         let v2_has = self.etcd.v2_has_keys()?;
+        // Also the v3 half of the acknowledged-write guarantee: this probe
+        // is a linearizable read of the member backed up, answered only once
+        // it applied everything committed before it (a lagging follower
+        // catches up first), so the `snapshot save` below holds every write
+        // acknowledged before we started. Keep it ahead of the save.
         let v3_has = self.etcd.v3_has_keys()?;
         let (api, warning) = choose_api(self.api, v2_has, v3_has, self.allow_dropping_keyspace)?;
         if let Some(w) = warning {
@@ -200,6 +205,7 @@ impl SnapshotJob {
             }
             Api::V2 => {
                 check_data_dir(&self.data_dir)?;
+                self.etcd.v2_quorum_barrier()?;
                 let b = scratch.path().join("backup");
                 self.etcd.v2_backup(&self.data_dir, &b)?;
                 tracing::info!("v2 backup of {} taken", self.data_dir.display());
