@@ -296,20 +296,24 @@ pub fn write_archive<W: Write>(
     enc.finish().context("finishing compression")
 }
 
-/// Peek at a stream and wrap it in the matching decompressor.
-pub fn decoder<'a, R: Read + 'a>(r: R) -> Result<(Codec, Box<dyn Read + 'a>)> {
-    let mut br = BufReader::with_capacity(BUF, r);
+/// Peek at a stream's magic bytes.
+fn sniff_codec<R: BufRead>(br: &mut R) -> Result<Codec> {
     let head = br.fill_buf().context("reading the archive header")?;
-    let codec = match Codec::sniff(head) {
-        Some(c) => c,
+    match Codec::sniff(head) {
+        Some(c) => Ok(c),
         None if head.is_empty() => bail!("the archive is empty"),
         None => bail!("not a gzip or zstd compressed archive"),
-    };
-    let d: Box<dyn Read> = match codec {
-        Codec::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(br)),
-        Codec::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(br)?),
-    };
-    Ok((codec, d))
+    }
+}
+
+/// The decompressor for `codec` over `br`, stopping at the end of the one
+/// gzip member or zstd frame our writer produces (never reading past it), so
+/// the caller can tell that nothing follows.
+fn decoder<'a, R: BufRead + 'a>(br: R, codec: Codec) -> Result<Box<dyn Read + 'a>> {
+    Ok(match codec {
+        Codec::Gzip => Box::new(flate2::bufread::GzDecoder::new(br)),
+        Codec::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(br)?.single_frame()),
+    })
 }
 
 /// Check that `p` is a plain relative path that cannot escape a directory.
@@ -326,15 +330,55 @@ fn safe_relative(p: &Path) -> Result<()> {
 /// `dest`, files are written below it (dirs 0700, files 0600); `dest` must
 /// be an empty or missing directory that the caller renames into place only
 /// after this returns Ok. Without `dest`, it only verifies.
+///
+/// The whole stream is part of the check: the tar's end, the codec's own end
+/// of stream (gzip's CRC32 and length, zstd's frame end), and nothing after
+/// it. `gzip -t`, `zstd -t` and the hand restore (`tar -xf`) fail on an archive
+/// that misses its last bytes or carries junk, so we refuse it too. On Ok the
+/// reader has been read to its end.
 pub fn read_verified<R: Read>(r: R, dest: Option<&Path>) -> Result<Manifest> {
-    let (codec, dec) = decoder(r)?;
+    let mut br = BufReader::with_capacity(BUF, r);
+    let codec = sniff_codec(&mut br)?;
+    let mut dec = decoder(&mut br, codec)?;
+    let manifest = read_entries(&mut dec, codec, dest)?;
+    // Past the tar's end-of-archive marker only zero padding may follow,
+    // then the codec's trailer, which the decoder checks as it reaches it.
+    let mut tail = [0u8; 4096];
+    loop {
+        let n =
+            match dec.read(&mut tail) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e).with_context(|| {
+                    format!(
+                        "the {codec} stream does not end properly (archive truncated or corrupt?)"
+                    )
+                }),
+            };
+        ensure!(
+            tail[..n].iter().all(|b| *b == 0),
+            "data after the end of the tar archive: not an archive etcd2-snapshot wrote"
+        );
+    }
+    drop(dec);
+    let rest = br.fill_buf().context("reading the end of the archive")?;
+    ensure!(
+        rest.is_empty(),
+        "{} or more bytes follow the end of the {codec} stream (junk appended to the archive?)",
+        rest.len()
+    );
+    Ok(manifest)
+}
+
+fn read_entries(dec: &mut dyn Read, codec: Codec, dest: Option<&Path>) -> Result<Manifest> {
     let mut ar = tar::Archive::new(dec);
     let mut entries = ar.entries().context("reading the tar stream")?;
 
     let mut first = entries
         .next()
         .context("the archive holds no entries")?
-        .context("reading the first tar entry")?;
+        .context("reading the first tar entry (archive truncated or corrupt?)")?;
     let first_path = first.path()?.into_owned();
     ensure!(
         first_path == Path::new(MANIFEST_NAME),
@@ -536,6 +580,33 @@ mod tests {
         let cut = &bytes[..bytes.len() / 2];
         let e = read_verified(cut, None).unwrap_err();
         assert!(!format!("{e:#}").is_empty());
+    }
+
+    #[test]
+    fn the_codec_end_and_nothing_after_it_are_verified() {
+        for codec in [Codec::Gzip, Codec::Zstd] {
+            let src = tempfile::tempdir().unwrap();
+            let m = sample(src.path(), codec);
+            let good = write_archive(Vec::new(), &m, src.path(), codec.default_level(), 1).unwrap();
+            assert_eq!(read_verified(good.as_slice(), None).unwrap(), m);
+            for cut in 1..=12 {
+                let e = read_verified(&good[..good.len() - cut], None).unwrap_err();
+                assert!(
+                    format!("{e:#}").contains("truncated"),
+                    "{codec} minus {cut} bytes: {e:#}"
+                );
+            }
+            for junk in [&b"\0"[..], b"junk", &[0u8; 512], &good] {
+                let mut bad = good.clone();
+                bad.extend_from_slice(junk);
+                let e = read_verified(bad.as_slice(), None).unwrap_err();
+                assert!(
+                    format!("{e:#}").contains("follow the end of the"),
+                    "{codec} plus {} bytes: {e:#}",
+                    junk.len()
+                );
+            }
+        }
     }
 
     #[test]
