@@ -345,17 +345,18 @@ pub fn read_verified<R: Read>(r: R, dest: Option<&Path>) -> Result<Manifest> {
     // then the codec's trailer, which the decoder checks as it reaches it.
     let mut tail = [0u8; 4096];
     loop {
-        let n =
-            match dec.read(&mut tail) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e).with_context(|| {
+        let n = match dec.read(&mut tail) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                return Err(e).with_context(|| {
                     format!(
                         "the {codec} stream does not end properly (archive truncated or corrupt?)"
                     )
-                }),
-            };
+                })
+            }
+        };
         ensure!(
             tail[..n].iter().all(|b| *b == 0),
             "data after the end of the tar archive: not an archive etcd2-snapshot wrote"

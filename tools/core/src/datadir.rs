@@ -89,15 +89,22 @@ pub fn set_aside_dirs(data_dir: &Path) -> Vec<PathBuf> {
     v
 }
 
-/// Delete all but the newest `keep` set-aside dirs.
-pub fn prune_aside(data_dir: &Path, keep: usize) -> Result<Vec<PathBuf>> {
-    let all = set_aside_dirs(data_dir);
-    let n = all.len().saturating_sub(keep);
-    for d in &all[..n] {
+/// Delete set-aside dirs beyond `keep` (at least 1), never `just_set`: the
+/// copy this run set aside is always kept, and counts as one of the `keep`.
+/// The others go oldest first by name; a clock that once ran ahead makes
+/// their names claim to be newer than ours, which changes nothing for ours.
+pub fn prune_aside(data_dir: &Path, keep: usize, just_set: Option<&Path>) -> Result<Vec<PathBuf>> {
+    let others: Vec<PathBuf> = set_aside_dirs(data_dir)
+        .into_iter()
+        .filter(|d| Some(d.as_path()) != just_set)
+        .collect();
+    let keep_others = keep.max(1) - usize::from(just_set.is_some());
+    let n = others.len().saturating_sub(keep_others);
+    for d in &others[..n] {
         std::fs::remove_dir_all(d).with_context(|| format!("removing {}", d.display()))?;
         tracing::info!("removed old {}", d.display());
     }
-    Ok(all[..n].to_vec())
+    Ok(others[..n].to_vec())
 }
 
 /// Move `data_dir/member` aside to `member.wiped-<time>`; None when there
@@ -217,7 +224,7 @@ pub fn wipe(
         }
         aside
     };
-    prune_aside(data_dir, keep_aside)?;
+    prune_aside(data_dir, keep_aside, result.as_deref())?;
     fix_ownership(data_dir, owner)?;
     Ok(result)
 }
@@ -252,8 +259,22 @@ mod tests {
             assert!(set_aside(d.path()).unwrap().is_some());
         }
         assert_eq!(set_aside_dirs(d.path()).len(), 3);
-        assert_eq!(prune_aside(d.path(), 1).unwrap().len(), 2);
+        assert_eq!(prune_aside(d.path(), 1, None).unwrap().len(), 2);
         assert_eq!(set_aside_dirs(d.path()).len(), 1);
+    }
+
+    #[test]
+    fn prune_keeps_what_was_just_set_aside_whatever_the_names_claim() {
+        let d = tempfile::tempdir().unwrap();
+        for future in ["20990101T000000Z", "20990102T000000Z"] {
+            std::fs::create_dir_all(d.path().join(format!("member{ASIDE_MARK}{future}"))).unwrap();
+        }
+        std::fs::create_dir_all(d.path().join("member")).unwrap();
+        let mine = set_aside(d.path()).unwrap().unwrap();
+        for keep in [0, 1] {
+            prune_aside(d.path(), keep, Some(&mine)).unwrap();
+            assert_eq!(set_aside_dirs(d.path()), vec![mine.clone()], "keep {keep}");
+        }
     }
 
     #[test]

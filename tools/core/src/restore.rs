@@ -276,7 +276,7 @@ impl RestoreJob {
         if let Some(a) = &aside {
             tracing::info!("previous member data kept at {}", a.display());
         }
-        datadir::prune_aside(&self.data_dir, self.keep_aside)?;
+        datadir::prune_aside(&self.data_dir, self.keep_aside, aside.as_deref())?;
         drop(staging);
         datadir::fix_ownership(&self.data_dir, &self.owner)?;
         tracing::info!(

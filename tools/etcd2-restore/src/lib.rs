@@ -51,7 +51,7 @@ pub struct Cli {
     #[arg(long, default_value = "2m", value_parser = cli::parse_duration, value_name = "DURATION")]
     pub wait: Duration,
 
-    /// How many set-aside copies of old member data to keep
+    /// How many set-aside copies of old member data to keep (the one this run sets aside always stays)
     #[arg(long, env = "ETCD2_BACKUP_KEEP_ASIDE", default_value_t = 2)]
     pub keep_aside: usize,
 

@@ -26,7 +26,7 @@ pub struct Cli {
     #[arg(long)]
     pub purge: bool,
 
-    /// How many set-aside copies to keep
+    /// How many set-aside copies to keep (the one this run sets aside always stays)
     #[arg(long, env = "ETCD2_BACKUP_KEEP_ASIDE", default_value_t = 2)]
     pub keep_aside: usize,
 
