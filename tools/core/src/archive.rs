@@ -306,6 +306,21 @@ fn sniff_codec<R: BufRead>(br: &mut R) -> Result<Codec> {
     }
 }
 
+/// The codec of an archive file, from its first bytes, read without moving
+/// the file's offset.
+pub fn sniff_file(f: &File) -> Result<Codec> {
+    use std::os::unix::fs::FileExt;
+    let mut head = [0u8; 4];
+    let n = f
+        .read_at(&mut head, 0)
+        .context("reading the archive header")?;
+    match Codec::sniff(&head[..n]) {
+        Some(c) => Ok(c),
+        None if n == 0 => bail!("the archive is empty"),
+        None => bail!("not a gzip or zstd compressed archive"),
+    }
+}
+
 /// The decompressor for `codec` over `br`, stopping at the end of the one
 /// gzip member or zstd frame our writer produces (never reading past it), so
 /// the caller can tell that nothing follows.

@@ -141,7 +141,16 @@ impl Invocation {
     }
 
     fn expression(&self) -> duct::Expression {
-        let mut e = duct::cmd(self.program.path.as_os_str(), &self.args);
+        let e = self.bare_expression();
+        match &self.stdin {
+            Some(b) => e.stdin_bytes(b.clone()),
+            None => e.stdin_null(),
+        }
+    }
+
+    /// Program, arguments and environment; stdin, stdout and stderr unset.
+    fn bare_expression(&self) -> duct::Expression {
+        let mut e = duct::cmd(self.program.path.as_os_str(), &self.args).unchecked();
         for prefix in &self.env_remove_prefixes {
             for (k, _) in std::env::vars_os() {
                 if k.to_string_lossy().starts_with(prefix.as_str()) {
@@ -152,10 +161,41 @@ impl Invocation {
         for (k, v) in &self.env {
             e = e.env(k, v);
         }
-        match &self.stdin {
-            Some(b) => e.stdin_bytes(b.clone()).unchecked(),
-            None => e.stdin_null().unchecked(),
-        }
+        e
+    }
+
+    /// Start the child with a pipe to its stdin, for streaming data into it
+    /// (`rclone rcat`). Its stdout and stderr are captured; the deadline
+    /// counts from now and is enforced by [`ChildWriter::finish`] and by a
+    /// write that finds the child gone.
+    pub fn spawn_writer(&self) -> Result<ChildWriter> {
+        tracing::debug!("running: {}", self.display());
+        let (reader, writer) = io::pipe().context("creating a pipe")?;
+        let handle = self
+            .bare_expression()
+            .stdin_file(reader)
+            .stdout_capture()
+            .stderr_capture()
+            .start()
+            .with_context(|| format!("starting {}", self.program.path.display()))?;
+        let handle = std::sync::Arc::new(handle);
+        // The watchdog kills the child at the deadline, which also frees a
+        // write of ours blocked on a child that stopped reading.
+        let (done, rx) = std::sync::mpsc::channel::<()>();
+        let (h, limit) = (std::sync::Arc::clone(&handle), self.timeout);
+        std::thread::spawn(move || {
+            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(limit) {
+                let _ = h.kill(); // best effort: it may have just exited
+            }
+        });
+        Ok(ChildWriter {
+            handle,
+            stdin: Some(writer),
+            display: self.display(),
+            deadline: std::time::Instant::now() + self.timeout,
+            timeout: self.timeout,
+            _watchdog: done,
+        })
     }
 
     /// Run to completion, capturing stdout and stderr. Fails with the command
@@ -345,6 +385,106 @@ mod tests {
     }
 }
 
+/// A running child fed through a pipe to its stdin (see
+/// [`Invocation::spawn_writer`]). Dropping it without `finish` kills the
+/// child, so a failed producer never lets it commit a truncated stream as if
+/// it were whole.
+pub struct ChildWriter {
+    handle: std::sync::Arc<duct::Handle>,
+    stdin: Option<io::PipeWriter>,
+    display: String,
+    deadline: std::time::Instant,
+    timeout: Duration,
+    /// Dropping it (with us) stops the watchdog thread.
+    _watchdog: std::sync::mpsc::Sender<()>,
+}
+
+impl ChildWriter {
+    /// Close the child's stdin (end of data) and wait for it, at most until
+    /// its deadline; fails with its command line and stderr tail.
+    pub fn finish(mut self) -> Result<Captured> {
+        drop(self.stdin.take());
+        let left = self
+            .deadline
+            .saturating_duration_since(std::time::Instant::now());
+        let waited = self
+            .handle
+            .wait_timeout(left)
+            .with_context(|| format!("waiting for {}", self.display))?;
+        let Some(output) = waited else {
+            let _ = self.handle.kill(); // best effort: it may have just exited
+            return Err(self.timed_out().into());
+        };
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        if !output.status.success() {
+            if std::time::Instant::now() >= self.deadline {
+                // Killed by the watchdog.
+                return Err(self.timed_out().into());
+            }
+            bail!(
+                "`{}` failed ({}){}",
+                self.display,
+                describe_status(output.status),
+                format_tail(&stderr, &stdout)
+            );
+        }
+        Ok(Captured { stdout, stderr })
+    }
+
+    fn timed_out(&self) -> io::Error {
+        io::Error::other(format!(
+            "`{}` did not finish within {} and was killed",
+            self.display,
+            humantime::format_duration(self.timeout)
+        ))
+    }
+
+    /// Why a write failed: the deadline, or the child's own failure when it
+    /// has exited.
+    fn write_failure(&self, e: io::Error) -> io::Error {
+        if std::time::Instant::now() >= self.deadline {
+            return self.timed_out();
+        }
+        match self.handle.try_wait() {
+            Ok(Some(out)) => io::Error::other(format!(
+                "`{}` stopped reading ({}){}",
+                self.display,
+                describe_status(out.status),
+                format_tail(&String::from_utf8_lossy(&out.stderr), "")
+            )),
+            _ => e,
+        }
+    }
+}
+
+impl io::Write for ChildWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if std::time::Instant::now() > self.deadline {
+            let _ = self.handle.kill(); // best effort: it may have just exited
+            return Err(self.timed_out());
+        }
+        let w = self.stdin.as_mut().ok_or(io::ErrorKind::BrokenPipe)?;
+        match w.write(buf) {
+            Ok(n) => Ok(n),
+            Err(e) => Err(self.write_failure(e)),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for ChildWriter {
+    fn drop(&mut self) {
+        if self.stdin.is_some() {
+            // Not finished: kill before closing stdin, so the child never
+            // sees a clean end of a partial stream.
+            let _ = self.handle.kill(); // no-op when it already exited
+        }
+    }
+}
+
 /// A child's stdout as a stream, bounded in time by a watchdog that kills the
 /// child at the deadline. At EOF the exit status is checked and a failure is
 /// reported with the command line and the tail of stderr.
@@ -430,6 +570,58 @@ impl Drop for StreamReader {
             let _ = tx.send(()); // the watchdog may have fired already
         }
         let _ = self.handle.kill(); // no-op when it already exited
+    }
+}
+
+#[cfg(test)]
+mod writer_tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn a_child_fed_through_a_pipe_gets_every_byte() {
+        let sh = Program::find("sh", None, "dash").unwrap();
+        let mut w = sh.command(["-c", "wc -c"]).spawn_writer().unwrap();
+        w.write_all(&[7u8; 300_000]).unwrap();
+        assert_eq!(w.finish().unwrap().stdout.trim(), "300000");
+    }
+
+    #[test]
+    fn a_child_that_stops_reading_fails_the_write_with_its_cause() {
+        let sh = Program::find("sh", None, "dash").unwrap();
+        let mut w = sh
+            .command(["-c", "echo disk full >&2; exit 5"])
+            .spawn_writer()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        let e = w.write_all(&[0u8; 1 << 20]).unwrap_err();
+        assert!(e.to_string().contains("disk full"), "{e}");
+    }
+
+    #[test]
+    fn a_child_that_hangs_is_killed_at_the_deadline_even_mid_write() {
+        let sh = Program::find("sh", None, "dash").unwrap();
+        let mut w = sh
+            .command(["-c", "exec sleep 30"])
+            .timeout(Duration::from_millis(300))
+            .spawn_writer()
+            .unwrap();
+        // More than a pipe holds: blocks until the watchdog kills sleep.
+        let e = w.write_all(&[0u8; 4 << 20]).unwrap_err();
+        assert!(e.to_string().contains("did not finish within"), "{e}");
+    }
+
+    #[test]
+    fn dropping_an_unfinished_writer_kills_the_child_before_it_sees_eof() {
+        let d = tempfile::tempdir().unwrap();
+        let out = d.path().join("out");
+        let sh = Program::find("sh", None, "dash").unwrap();
+        let script = format!("cat > {0}.part && mv {0}.part {0}", out.display());
+        let mut w = sh.command(["-c", &script]).spawn_writer().unwrap();
+        w.write_all(b"half").unwrap();
+        drop(w);
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(!out.exists(), "a partial stream was committed");
     }
 }
 

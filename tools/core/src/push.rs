@@ -49,31 +49,93 @@ pub struct Pushed {
     pub deleted: Vec<String>,
 }
 
-/// Reads through, hashing everything that passes with sha256.
+/// Reads through, hashing everything that passes with sha256 and, when
+/// asked, also with sha1 and md5 (the hashes rclone backends report), so an
+/// upload is compared with the very bytes that went into it.
 struct HashingReader<R> {
     inner: R,
-    hasher: sha2::Sha256,
+    sha256: sha2::Sha256,
+    more: Option<(sha1::Sha1, md5::Md5)>,
     count: u64,
 }
 
+/// What passed through a [`HashingReader`].
+#[derive(Debug, Clone)]
+pub struct Digests {
+    pub size: u64,
+    pub sha256: String,
+    pub sha1: Option<String>,
+    pub md5: Option<String>,
+}
+
+impl Digests {
+    /// Ours for a hash type rclone names.
+    fn get(&self, algo: &str) -> Option<&str> {
+        match algo {
+            "sha256" => Some(&self.sha256),
+            "sha1" => self.sha1.as_deref(),
+            "md5" => self.md5.as_deref(),
+            _ => None,
+        }
+    }
+}
+
 impl<R: Read> HashingReader<R> {
-    fn new(inner: R) -> Self {
+    fn new(inner: R, backend_hashes: bool) -> Self {
         HashingReader {
             inner,
-            hasher: sha2::Sha256::new(),
+            sha256: sha2::Sha256::new(),
+            more: backend_hashes.then(|| (sha1::Sha1::new(), md5::Md5::new())),
             count: 0,
         }
     }
-    fn finish(self) -> (u64, String) {
-        (self.count, archive::hex(&self.hasher.finalize()))
+    fn finish(self) -> Digests {
+        let (sha1, md5) = match self.more {
+            Some((a, b)) => (
+                Some(archive::hex(&a.finalize())),
+                Some(archive::hex(&b.finalize())),
+            ),
+            None => (None, None),
+        };
+        Digests {
+            size: self.count,
+            sha256: archive::hex(&self.sha256.finalize()),
+            sha1,
+            md5,
+        }
     }
 }
 
 impl<R: Read> Read for HashingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
+        self.sha256.update(&buf[..n]);
+        if let Some((a, b)) = &mut self.more {
+            a.update(&buf[..n]);
+            b.update(&buf[..n]);
+        }
         self.count += n as u64;
+        Ok(n)
+    }
+}
+
+/// Passes reads through while writing them to `out` (the upload). A
+/// failed write is kept apart, so that the error names the upload, not the
+/// archive being read.
+struct TeeReader<R, W> {
+    inner: R,
+    out: W,
+    out_error: Option<io::Error>,
+}
+
+impl<R: Read, W: Write> Read for TeeReader<R, W> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Err(e) = self.out.write_all(&buf[..n]) {
+            let shown = io::Error::new(e.kind(), e.to_string());
+            self.out_error = Some(e);
+            return Err(shown);
+        }
         Ok(n)
     }
 }
@@ -82,21 +144,27 @@ impl<R: Read> Read for HashingReader<R> {
 /// return its manifest, total size and sha256. With `extract`, files land
 /// below that directory.
 pub fn verify_stream<R: Read>(r: R, extract: Option<&Path>) -> Result<(Manifest, u64, String)> {
-    let mut hr = HashingReader::new(r);
+    let mut hr = HashingReader::new(r, false);
     // read_verified reads to the end (and refuses anything after the
     // codec's end), so the hash covers the whole file.
     let manifest = archive::read_verified(&mut hr, extract)?;
-    let (n, sha) = hr.finish();
-    Ok((manifest, n, sha))
+    let d = hr.finish();
+    Ok((manifest, d.size, d.sha256))
 }
 
 /// The hook tests use to SIGKILL a push at an exact point: with
 /// `ETCD2_BACKUP_FAULT_PAUSE=<point>` the tool announces the point on stderr
 /// and pauses (at most 60 s). Not for operators; harmless when unset.
+/// With `ETCD2_BACKUP_FAULT_RESUME=<path>` the pause ends as soon as that
+/// path exists, so a test can interleave two tools.
 pub fn fault_point(point: &str) {
     if std::env::var("ETCD2_BACKUP_FAULT_PAUSE").as_deref() == Ok(point) {
         eprintln!("fault-point: {point}");
-        std::thread::sleep(Duration::from_secs(60));
+        let resume = std::env::var_os("ETCD2_BACKUP_FAULT_RESUME").map(PathBuf::from);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline && !resume.as_deref().is_some_and(Path::exists) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }
 
@@ -179,16 +247,37 @@ pub fn check_owner(prev: &Pointer, m: &Manifest, where_: &str, force: bool) -> R
 /// Read LATEST.json; a missing pointer is None, a damaged one is reported
 /// and treated as missing (generations are still listed by their sidecars).
 pub fn read_pointer(rclone: &Rclone, layout: &Layout) -> Result<Option<Pointer>> {
-    let Some(bytes) = rclone.cat(&layout.pointer())? else {
-        return Ok(None);
-    };
-    match serde_json::from_slice::<Pointer>(&bytes) {
-        Ok(p) => Ok(Some(p)),
-        Err(e) => {
+    match read_pointer_checked(rclone, layout)? {
+        PointerState::Missing => Ok(None),
+        PointerState::Damaged(e) => {
             tracing::warn!("{} is damaged ({e}); ignoring it", layout.pointer());
             Ok(None)
         }
+        PointerState::Valid(p) => Ok(Some(p)),
     }
+}
+
+/// What LATEST.json holds.
+pub enum PointerState {
+    /// No pointer yet: no backup was ever published here.
+    Missing,
+    /// Present but unreadable (the reason).
+    Damaged(String),
+    Valid(Pointer),
+}
+
+/// Read LATEST.json, telling a missing pointer from a damaged one. Empty
+/// counts as missing: `rclone cat` of a missing S3 object exits 0 and prints
+/// nothing, and we never write an empty pointer.
+pub fn read_pointer_checked(rclone: &Rclone, layout: &Layout) -> Result<PointerState> {
+    Ok(match rclone.cat(&layout.pointer())? {
+        None => PointerState::Missing,
+        Some(b) if b.is_empty() => PointerState::Missing,
+        Some(b) => match serde_json::from_slice::<Pointer>(&b) {
+            Ok(p) => PointerState::Valid(p),
+            Err(e) => PointerState::Damaged(e.to_string()),
+        },
+    })
 }
 
 impl PushJob {
@@ -197,64 +286,90 @@ impl PushJob {
         let _lock = lock(&self.lock_file, self.lock_wait)?;
         self.rclone.check_endpoint(&self.layout.endpoint)?;
 
-        // The archive as a local file: the given one, or stdin spooled to
-        // the work dir (so a truncated stream is caught before upload).
-        let spool;
-        let path: &Path = match &self.input {
-            Input::File(p) => p,
-            Input::Stdin => {
-                std::fs::create_dir_all(&self.work_dir).with_context(|| {
-                    format!(
-                        "creating work dir {} (ETCD_BACKUP_DIR)",
-                        self.work_dir.display()
-                    )
-                })?;
-                let mut t = tempfile::Builder::new()
-                    .prefix("etcd2-push.")
-                    .tempfile_in(&self.work_dir)
-                    .with_context(|| {
-                        format!("creating a spool file in {}", self.work_dir.display())
-                    })?;
-                let n = io::copy(&mut io::stdin().lock(), t.as_file_mut())
-                    .context("reading the archive from stdin")?;
-                if n == 0 {
-                    bail!("stdin is empty: no archive to push (did the producer fail?)");
-                }
-                spool = t;
-                spool.path()
-            }
-        };
+        // The archive as one open file, read exactly once: the given file,
+        // or stdin spooled to the work dir (rcat needs the size up front).
+        // Whatever replaces the path meanwhile, what is verified, hashed
+        // and uploaded are the same bytes.
         let shown = match &self.input {
             Input::File(p) => p.display().to_string(),
             Input::Stdin => "stdin".to_owned(),
         };
-        let file = std::fs::File::open(path).with_context(|| format!("opening {shown}"))?;
-        let (manifest, size, sha256) = verify_stream(BufReader::new(file), None)
-            .with_context(|| format!("{shown} is not a whole etcd2-backup archive"))?;
-        tracing::info!(
-            "verified {shown}: {} backup of member {:?} taken {} ({} bytes, sha256 {})",
-            manifest.api,
-            manifest.member_name,
-            manifest.created_at,
-            size,
-            &sha256[..16]
+        let file = match &self.input {
+            Input::File(p) => std::fs::File::open(p).with_context(|| format!("opening {shown}"))?,
+            Input::Stdin => self.spool_stdin()?,
+        };
+        let size = file
+            .metadata()
+            .with_context(|| format!("reading the size of {shown}"))?
+            .len();
+        ensure!(
+            size > 0,
+            "{shown} is empty: no archive to push (did the producer fail?)"
         );
-
-        let base = self.layout.base();
-        if let Some(prev) = read_pointer(&self.rclone, &self.layout)? {
-            check_owner(&prev, &manifest, &base, self.force)?;
-        }
 
         let generation = new_generation_id(SystemTime::now());
         let gens = self.layout.generations();
-        let archive_name = format!("{generation}.{}", manifest.codec.extension());
+        // The codec is known from the first bytes; the archive's name needs it.
+        let codec = archive::sniff_file(&file)
+            .with_context(|| format!("{shown} is not a whole etcd2-backup archive"))?;
+        let archive_name = format!("{generation}.{}", codec.extension());
         let remote_archive = join(&gens, &archive_name);
-        tracing::info!("uploading generation {generation} to {gens}");
-        self.rclone.copyto(path, &remote_archive)?;
+        tracing::info!("uploading {shown} ({size} bytes) as generation {generation} to {gens}");
+        let upload = self.rclone.rcat(&remote_archive, size)?;
+        let mut tee = TeeReader {
+            inner: HashingReader::new(BufReader::with_capacity(1 << 20, &file), true),
+            out: upload,
+            out_error: None,
+        };
+        let manifest = archive::read_verified(&mut tee, None);
+        let TeeReader {
+            inner,
+            out: upload,
+            out_error,
+        } = tee;
+        let manifest = match (manifest, out_error) {
+            (Ok(m), _) => m,
+            (Err(_), Some(e)) => {
+                return Err(e).with_context(|| format!("uploading to {remote_archive}"));
+            }
+            (Err(e), None) => {
+                // Dropping the upload kills rclone before it sees the end of
+                // the stream: nothing whole is left under that name.
+                drop(upload);
+                return Err(e.context(format!("{shown} is not a whole etcd2-backup archive")));
+            }
+        };
+        let digests = inner.finish();
+        ensure!(
+            digests.size == size,
+            "{shown} changed size while being read ({size} bytes, then {}): refusing it",
+            digests.size
+        );
+        upload
+            .finish()
+            .with_context(|| format!("uploading to {remote_archive}"))?;
+        tracing::info!(
+            "verified {shown}: {} backup of member {:?} taken {} ({size} bytes, sha256 {})",
+            manifest.api,
+            manifest.member_name,
+            manifest.created_at,
+            &digests.sha256[..16]
+        );
         fault_point("after-upload");
-        let how = self.verify_remote(&gens, &archive_name, path, size, &sha256)?;
+        let how = self.verify_remote(&gens, &archive_name, &digests)?;
         tracing::info!("remote copy verified ({how})");
 
+        // Refuse before the sidecar makes the upload a complete generation
+        // under this machine-id.
+        let base = self.layout.base();
+        if let Err(e) = self.check_publishable(&manifest, &generation, true) {
+            // Best effort: an archive without a sidecar is an orphan that the
+            // next push removes anyway.
+            let _ = self.rclone.delete(&remote_archive);
+            return Err(e);
+        }
+
+        let sha256 = digests.sha256.clone();
         let sidecar = Sidecar {
             format: SIDECAR_FORMAT,
             generation: generation.clone(),
@@ -275,6 +390,9 @@ impl PushJob {
         );
         fault_point("before-pointer");
 
+        // Again, just before the pointer moves: another writer for this
+        // machine-id may have published meanwhile.
+        self.check_publishable(&manifest, &generation, false)?;
         let pointer = Pointer {
             format: SIDECAR_FORMAT,
             generation: generation.clone(),
@@ -292,7 +410,7 @@ impl PushJob {
         // backends, one PUT on object stores; never a half-written pointer.
         let tmp = join(&gens, &format!("{POINTER_NAME}.tmp-{generation}"));
         self.rclone.put_bytes(&tmp, &ptr_bytes)?;
-        self.rclone.moveto(&tmp, &self.layout.pointer())?;
+        self.rclone.replace(&tmp, &self.layout.pointer())?;
         ensure!(
             self.rclone.cat(&self.layout.pointer())?.as_deref() == Some(ptr_bytes.as_slice()),
             "{} did not read back as written",
@@ -304,6 +422,7 @@ impl PushJob {
         let deleted = self.retention(&generation).with_context(|| {
             format!("generation {generation} is published, but retention failed")
         })?;
+        self.confirm_published(&generation)?;
         tracing::info!(
             "pushed {generation} ({size} bytes, sha256 {}) to {base} in {:.1}s; deleted {}",
             &sha256[..16],
@@ -322,15 +441,72 @@ impl PushJob {
         })
     }
 
-    fn verify_remote(
-        &self,
-        dir: &str,
-        name: &str,
-        local: &Path,
-        size: u64,
-        sha256: &str,
-    ) -> Result<String> {
+    /// stdin, copied to an unlinked file in the work dir (nothing is left
+    /// behind, whatever kills us), then read from its start.
+    fn spool_stdin(&self) -> Result<std::fs::File> {
+        use std::io::Seek;
+        std::fs::create_dir_all(&self.work_dir).with_context(|| {
+            format!(
+                "creating work dir {} (ETCD_BACKUP_DIR)",
+                self.work_dir.display()
+            )
+        })?;
+        let mut f = tempfile::tempfile_in(&self.work_dir)
+            .with_context(|| format!("creating a spool file in {}", self.work_dir.display()))?;
+        io::copy(&mut io::stdin().lock(), &mut f).context("reading the archive from stdin")?;
+        f.rewind().context("rewinding the spooled archive")?;
+        Ok(f)
+    }
+
+    /// May `generation` be published now? Not over another member's
+    /// backups (`owner`: checked once, before the sidecar), and never
+    /// moving LATEST.json backwards to an older generation than it names.
+    fn check_publishable(&self, m: &Manifest, generation: &str, owner: bool) -> Result<()> {
+        let Some(prev) = read_pointer(&self.rclone, &self.layout)? else {
+            return Ok(());
+        };
+        if owner {
+            check_owner(&prev, m, &self.layout.base(), self.force)?;
+        }
+        ensure!(
+            prev.generation.as_str() < generation,
+            "{} already names generation {}, newer than this push's {generation}: another \
+             push for this machine-id published meanwhile (a cloned machine-id, or two lock \
+             files?), or this host's clock is behind. Not moving the pointer backwards; \
+             {generation} stays unpublished",
+            self.layout.pointer(),
+            prev.generation
+        );
+        Ok(())
+    }
+
+    /// After retention: LATEST.json still names our generation and it is
+    /// still complete, or we did not publish it (another writer won).
+    fn confirm_published(&self, generation: &str) -> Result<()> {
+        let now = read_pointer(&self.rclone, &self.layout)?.map(|p| p.generation);
+        ensure!(
+            now.as_deref() == Some(generation),
+            "{} names {} instead of {generation} after publishing it: another push for this \
+             machine-id is writing here too (a cloned machine-id, or two lock files?)",
+            self.layout.pointer(),
+            now.as_deref().unwrap_or("nothing")
+        );
+        let listing = self
+            .rclone
+            .list(&self.layout.generations(), false)?
+            .map(|e| Listing::from_entries(&e))
+            .unwrap_or_default();
+        ensure!(
+            listing.complete().iter().any(|g| g == generation),
+            "generation {generation} was deleted right after it was published: another push \
+             for this machine-id is writing here too (a cloned machine-id, or two lock files?)"
+        );
+        Ok(())
+    }
+
+    fn verify_remote(&self, dir: &str, name: &str, ours: &Digests) -> Result<String> {
         let remote = join(dir, name);
+        let size = ours.size;
         let e = self
             .rclone
             .stat(dir, name)?
@@ -344,14 +520,10 @@ impl PushJob {
         let mut checked = false;
         for algo in ["sha256", "sha1", "md5"] {
             if let Some(theirs) = e.hashes.get(algo).filter(|h| !h.is_empty()) {
-                let ours = if algo == "sha256" {
-                    sha256.to_owned()
-                } else {
-                    crate::fsutil::file_hash(local, algo)?
-                };
+                let ours = ours.get(algo).context("internal: hash not computed")?;
                 ensure!(
-                    theirs.eq_ignore_ascii_case(&ours),
-                    "{remote}: remote {algo} {theirs} differs from the local {ours}"
+                    theirs.eq_ignore_ascii_case(ours),
+                    "{remote}: remote {algo} {theirs} differs from the uploaded bytes' {ours}"
                 );
                 how = format!("size and {algo}");
                 checked = true;
@@ -363,13 +535,16 @@ impl PushJob {
         }
         if self.verify == Verify::Download {
             let stream = self.rclone.stream_file(&remote)?;
-            let mut hr = HashingReader::new(stream);
+            let mut hr = HashingReader::new(stream, false);
             io::copy(&mut hr, &mut io::sink())
                 .with_context(|| format!("downloading {remote} to verify it"))?;
-            let (n, theirs) = hr.finish();
+            let theirs = hr.finish();
             ensure!(
-                n == size && theirs == sha256,
-                "{remote} downloads as {n} bytes sha256 {theirs}, expected {size} bytes sha256 {sha256}"
+                theirs.size == size && theirs.sha256 == ours.sha256,
+                "{remote} downloads as {} bytes sha256 {}, expected {size} bytes sha256 {}",
+                theirs.size,
+                theirs.sha256,
+                ours.sha256
             );
             how.push_str(", downloaded and sha256 compared");
         }
@@ -412,9 +587,10 @@ pub struct RetentionPlan {
     pub orphans: Vec<String>,
 }
 
-/// Keep the newest `keep` complete generations, the pointer's target and
-/// the generation just published, whatever their age; everything of ours
-/// older than `published` that is not a complete generation is an orphan.
+/// Keep the newest `keep` complete generations, the pointer's target, the
+/// generation just published and anything newer than it, whatever their age;
+/// everything of ours older than `published` that is not a complete
+/// generation is an orphan.
 pub fn plan_retention(
     listing: &Listing,
     pointed: Option<&str>,
@@ -423,9 +599,12 @@ pub fn plan_retention(
 ) -> RetentionPlan {
     let complete = listing.complete();
     let keep_from = complete.len().saturating_sub(keep);
+    // Only generations older than the one just published: a newer complete
+    // one belongs to a push still running elsewhere (a cloned machine-id),
+    // about to be published.
     let expired = complete[..keep_from]
         .iter()
-        .filter(|id| Some(id.as_str()) != pointed && id.as_str() != published)
+        .filter(|id| Some(id.as_str()) != pointed && id.as_str() < published)
         .cloned()
         .collect();
     let mut orphans = Vec::new();
@@ -532,6 +711,24 @@ mod tests {
         // The generation just published survives even if the pointer moved on.
         let plan = plan_retention(&l, Some("B"), "C", 1);
         assert_eq!(plan.expired, vec!["A"]);
+    }
+
+    #[test]
+    fn retention_never_expires_a_complete_generation_newer_than_the_one_published() {
+        // B and C are complete and newer than A, the one this push published
+        // (another writer's, about to be published): --keep 1 keeps them.
+        let l = listing(&[
+            "0.tar.zst",
+            "0.json",
+            "A.tar.zst",
+            "A.json",
+            "B.tar.zst",
+            "B.json",
+            "C.tar.zst",
+            "C.json",
+        ]);
+        let plan = plan_retention(&l, Some("A"), "A", 1);
+        assert_eq!(plan.expired, vec!["0"]);
     }
 
     #[test]

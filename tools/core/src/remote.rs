@@ -19,7 +19,7 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::archive::{Codec, Manifest};
-use crate::cmd::{Captured, Invocation, Program};
+use crate::cmd::{Invocation, Program};
 
 pub const POINTER_NAME: &str = "LATEST.json";
 pub const GENERATIONS_DIR: &str = "generations";
@@ -171,14 +171,6 @@ impl Rclone {
             .find(|e| e.name == name && !e.is_dir))
     }
 
-    pub fn copyto(&self, local: &Path, remote: &str) -> Result<Captured> {
-        let l = local.to_string_lossy();
-        self.cmd(&["copyto", &l, remote])
-            .timeout(self.transfer_timeout)
-            .run()
-            .with_context(|| format!("uploading to {remote}"))
-    }
-
     /// Write small bytes to a remote file.
     pub fn put_bytes(&self, remote: &str, bytes: &[u8]) -> Result<()> {
         self.cmd(&["rcat", remote])
@@ -188,11 +180,28 @@ impl Rclone {
         Ok(())
     }
 
-    pub fn moveto(&self, src: &str, dst: &str) -> Result<()> {
-        self.cmd(&["moveto", src, dst])
+    /// Move `src` over `dst`, unconditionally. rclone skips a move whose
+    /// destination has the same size (and, where known, time) and deletes the
+    /// source all the same: on WebDAV (vendor other) a rewritten pointer kept
+    /// its old content. `--ignore-times` makes it transfer every time; the
+    /// caller reads the result back by content.
+    pub fn replace(&self, src: &str, dst: &str) -> Result<()> {
+        self.cmd(&["moveto", "--ignore-times", src, dst])
             .run()
             .with_context(|| format!("moving {src} to {dst}"))?;
         Ok(())
+    }
+
+    /// Start `rclone rcat` into `remote`, fed through the returned writer;
+    /// `size` must be the exact number of bytes that will be written (rclone
+    /// then uploads as it would a file of that size: one PUT or multipart on
+    /// object stores, no spooling on its side). Bounded by the transfer
+    /// timeout; dropping the writer unfinished kills rclone.
+    pub fn rcat(&self, remote: &str, size: u64) -> Result<crate::cmd::ChildWriter> {
+        self.cmd(&["rcat", "--size", &size.to_string(), remote])
+            .timeout(self.transfer_timeout)
+            .spawn_writer()
+            .with_context(|| format!("uploading to {remote}"))
     }
 
     /// Delete one file; a file already gone is not an error.
