@@ -535,7 +535,7 @@ fn configuration_mistakes_give_one_clear_line() {
     assert_fails_with(
         &out,
         "etcd2-fetch",
-        &format!("no backups for machine-id {OLD}"),
+        &format!("no backup yet for machine-id {OLD}"),
     );
 
     let out = run(env.push(&remote, OLD).arg(&archive));

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::archive::{self, Api, Codec, Manifest, FORMAT_VERSION};
 use crate::fsutil::{sync_dir, AtomicFile};
-use crate::push::{read_pointer, verify_stream};
+use crate::push::{read_pointer, read_pointer_checked, verify_stream, PointerState};
 use crate::remote::{join, valid_generation_id, Layout, Listing, Rclone, Sidecar};
 use crate::snapshot::Output;
 
@@ -25,6 +25,9 @@ pub struct FetchJob {
     pub rclone: Rclone,
     pub layout: Layout,
     pub generation: Option<String>,
+    /// Fall back to the newest complete generation when LATEST.json cannot
+    /// be followed.
+    pub allow_older: bool,
     /// Fetch the original package's `<machine-id>_backup` copy instead.
     pub legacy_previous: bool,
     pub work_dir: PathBuf,
@@ -42,6 +45,15 @@ pub enum Source {
 pub struct GenerationInfo {
     pub generation: String,
     pub latest: bool,
+    /// Why the sidecar could not be read; the details are then absent.
+    pub damaged: Option<String>,
+    #[serde(flatten)]
+    pub details: Option<Details>,
+}
+
+/// What a readable sidecar says of its generation.
+#[derive(Debug, Serialize)]
+pub struct Details {
     pub created_at: String,
     pub age_seconds: u64,
     pub size: u64,
@@ -111,37 +123,76 @@ impl FetchJob {
             );
             return Ok(Source::Generation(Box::new(self.read_sidecar(id)?)));
         }
-        let pointer = read_pointer(&self.rclone, &self.layout)?;
-        if let Some(p) = &pointer {
-            if complete.contains(&p.generation) {
-                return Ok(Source::Generation(Box::new(
-                    self.read_sidecar(&p.generation)?,
-                )));
+        let pointer = self.layout.pointer();
+        // Why LATEST.json cannot be followed, when it cannot.
+        let problem = match read_pointer_checked(&self.rclone, &self.layout)? {
+            PointerState::Valid(p) if complete.contains(&p.generation) => {
+                match self.read_sidecar(&p.generation) {
+                    Ok(sc) => {
+                        let newer: Vec<&String> =
+                            complete.iter().filter(|g| **g > p.generation).collect();
+                        if !newer.is_empty() {
+                            tracing::warn!(
+                                "{pointer} names {}, but newer complete generations exist unpublished \
+                                 ({}): a push failed at its last step, or another writer uses this \
+                                 machine-id. Fetching {} as published; see --list and --generation",
+                                p.generation,
+                                newer.iter().map(|g| g.as_str()).collect::<Vec<_>>().join(", "),
+                                p.generation
+                            );
+                        }
+                        return Ok(Source::Generation(Box::new(sc)));
+                    }
+                    Err(e) => format!(
+                        "{pointer} names {}, whose sidecar is damaged ({e:#})",
+                        p.generation
+                    ),
+                }
             }
-            tracing::warn!(
-                "{} names generation {}, which is not complete; using the newest complete one",
-                self.layout.pointer(),
+            PointerState::Valid(p) => format!(
+                "{pointer} names {}, which is not a complete generation (deleted?)",
                 p.generation
+            ),
+            PointerState::Damaged(e) => format!("{pointer} is damaged ({e})"),
+            PointerState::Missing if complete.is_empty() => {
+                if self.is_legacy(&base)? {
+                    return Ok(Source::Legacy(base));
+                }
+                bail!(
+                    "no backup yet for machine-id {} under {} (no {}, no complete generation, \
+                     no legacy member/ dir)",
+                    self.layout.machine_id,
+                    self.layout.endpoint,
+                    crate::remote::POINTER_NAME
+                )
+            }
+            PointerState::Missing => {
+                format!("{pointer} is missing: no backup was published here")
+            }
+        };
+        // The newest complete generation whose sidecar reads.
+        let fallback = complete
+            .iter()
+            .rev()
+            .find_map(|id| self.read_sidecar(id).ok());
+        let Some(sc) = fallback else {
+            bail!("{problem}, and no complete generation with a readable sidecar is left under {base}");
+        };
+        if !self.allow_older {
+            bail!(
+                "{problem}; the newest complete generation is {} (taken {}): pass --generation {} \
+                 or --allow-older to fetch it",
+                sc.generation,
+                sc.manifest.created_at,
+                sc.generation
             );
         }
-        if let Some(id) = complete.last() {
-            if pointer.is_none() {
-                tracing::warn!(
-                    "{} is missing; using the newest complete generation",
-                    self.layout.pointer()
-                );
-            }
-            return Ok(Source::Generation(Box::new(self.read_sidecar(id)?)));
-        }
-        if self.is_legacy(&base)? {
-            return Ok(Source::Legacy(base));
-        }
-        bail!(
-            "no backups for machine-id {} under {} (no {}, no complete generation, no legacy member/ dir)",
-            self.layout.machine_id,
-            self.layout.endpoint,
-            crate::remote::POINTER_NAME
-        )
+        tracing::warn!(
+            "{problem}; --allow-older: fetching the newest complete generation {} (taken {}) instead",
+            sc.generation,
+            sc.manifest.created_at
+        );
+        Ok(Source::Generation(Box::new(sc)))
     }
 
     fn is_legacy(&self, dir: &str) -> Result<bool> {
@@ -356,23 +407,39 @@ impl FetchJob {
             .unwrap_or(0);
         let mut rows = Vec::new();
         for id in listing.complete() {
-            let sc = self.read_sidecar(&id)?;
+            let latest = latest.as_deref() == Some(id.as_str());
+            let sc = match self.read_sidecar(&id) {
+                Ok(sc) => sc,
+                Err(e) => {
+                    tracing::warn!("{e:#}; listing it as damaged");
+                    rows.push(GenerationInfo {
+                        generation: id,
+                        latest,
+                        damaged: Some(format!("{e:#}")),
+                        details: None,
+                    });
+                    continue;
+                }
+            };
             let m = &sc.manifest;
             rows.push(GenerationInfo {
-                latest: latest.as_deref() == Some(id.as_str()),
+                latest,
                 generation: id,
-                created_at: m.created_at.clone(),
-                age_seconds: now.saturating_sub(m.created_unix),
-                size: sc.size,
-                sha256: sc.sha256.clone(),
-                api: m.api,
-                member_name: m.member_name.clone(),
-                member_id: m.member_id.clone(),
-                cluster_id: m.cluster_id.clone(),
-                revision: m.revision,
-                raft_index: m.raft_index,
-                key_count: m.key_count,
-                host: m.host.clone(),
+                damaged: None,
+                details: Some(Details {
+                    created_at: m.created_at.clone(),
+                    age_seconds: now.saturating_sub(m.created_unix),
+                    size: sc.size,
+                    sha256: sc.sha256.clone(),
+                    api: m.api,
+                    member_name: m.member_name.clone(),
+                    member_id: m.member_id.clone(),
+                    cluster_id: m.cluster_id.clone(),
+                    revision: m.revision,
+                    raft_index: m.raft_index,
+                    key_count: m.key_count,
+                    host: m.host.clone(),
+                }),
             });
         }
         let incomplete = listing.archives.len() - rows.len();
@@ -392,23 +459,31 @@ pub fn format_table(rows: &[GenerationInfo]) -> String {
         "GENERATION", "CREATED", "AGE", "SIZE", "API", "MEMBER", "REVISION"
     );
     for r in rows {
+        let mark = if r.latest { "  <- LATEST" } else { "" };
+        let Some(d) = &r.details else {
+            out.push_str(&format!(
+                "{:<30} DAMAGED: {}{mark}\n",
+                r.generation,
+                r.damaged.as_deref().unwrap_or("unreadable sidecar")
+            ));
+            continue;
+        };
         out.push_str(&format!(
-            "{:<30} {:<21} {:>9} {:>10} {:<3} {:<12} {:>10}{}\n",
+            "{:<30} {:<21} {:>9} {:>10} {:<3} {:<12} {:>10}{mark}\n",
             r.generation,
-            r.created_at,
-            human_age(r.age_seconds),
-            human_size(r.size),
-            r.api.to_string(),
-            if r.member_name.is_empty() {
+            d.created_at,
+            human_age(d.age_seconds),
+            human_size(d.size),
+            d.api.to_string(),
+            if d.member_name.is_empty() {
                 "?"
             } else {
-                &r.member_name
+                &d.member_name
             },
-            r.revision
-                .or(r.raft_index)
+            d.revision
+                .or(d.raft_index)
                 .map(|v| v.to_string())
                 .unwrap_or_else(|| "-".into()),
-            if r.latest { "  <- LATEST" } else { "" }
         ));
     }
     out

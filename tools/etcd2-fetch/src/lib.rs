@@ -31,7 +31,8 @@ pub struct Cli {
     #[arg(short, long, value_name = "FILE|-")]
     pub output: Option<String>,
 
-    /// List the complete generations (newest last) instead of fetching
+    /// List the complete generations (newest last) instead of fetching; a
+    /// generation whose sidecar cannot be read is listed as DAMAGED
     #[arg(long)]
     pub list: bool,
 
@@ -42,6 +43,13 @@ pub struct Cli {
     /// Fetch this generation instead of the one LATEST.json names
     #[arg(long, value_name = "ID", conflicts_with = "list")]
     pub generation: Option<String>,
+
+    /// When LATEST.json is missing or damaged, or names a generation that is
+    /// gone or damaged, fetch the newest complete generation instead (with a
+    /// warning). Without it fetch refuses and names that generation, so that
+    /// nothing older than what was published is restored unasked
+    #[arg(long, env = "ETCD2_BACKUP_ALLOW_OLDER", conflicts_with_all = ["generation", "list"])]
+    pub allow_older: bool,
 
     /// Fetch the original package's previous copy (<machine-id>_backup)
     #[arg(long, conflicts_with_all = ["generation", "list"])]

@@ -16,6 +16,7 @@ fn main() -> ExitCode {
             rclone: cli.remote.rclone()?,
             layout: cli.remote.layout()?,
             generation: cli.generation,
+            allow_older: cli.allow_older,
             legacy_previous: cli.legacy_previous,
             work_dir: cli.work_dir,
         };
