@@ -50,6 +50,23 @@ pub fn require(program: &str, package: &str) -> PathBuf {
     })
 }
 
+/// A program from PyPI, installed by `scripts/ensure-deps` into the
+/// project's venv (build/venv), or else found in PATH. Fails loudly.
+pub fn require_pypi(program: &str, package: &str) -> PathBuf {
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("build/venv/bin")
+        .join(program);
+    if venv.is_file() {
+        return venv;
+    }
+    which(program).unwrap_or_else(|| {
+        panic!(
+            "{program} not found in build/venv/bin nor in PATH: run scripts/ensure-deps \
+             (make test does), which pip-installs {package:?} into build/venv"
+        )
+    })
+}
+
 fn which(program: &str) -> Option<PathBuf> {
     std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)

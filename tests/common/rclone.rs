@@ -154,10 +154,7 @@ impl Remote {
     /// unused and inspection goes through rclone.
     pub fn s3(base: &Path) -> Remote {
         require("rclone", "rclone");
-        require(
-            "moto_server",
-            "python3 -m pip install 'moto[server]' (make test installs it)",
-        );
+        let moto = super::require_pypi("moto_server", "moto[server]");
         let port = free_port();
         let config = base.join("rclone-s3.conf");
         std::fs::write(
@@ -168,9 +165,15 @@ impl Remote {
             ),
         )
         .expect("rclone.conf");
-        let serve_cmd = ["moto_server", "-H", "127.0.0.1", "-p", &port.to_string()]
-            .map(String::from)
-            .to_vec();
+        let serve_cmd = [
+            &moto.display().to_string(),
+            "-H",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+        ]
+        .map(String::from)
+        .to_vec();
         let mut r = Remote {
             config,
             endpoint: "backup:etcd-backups/etcd".into(),
@@ -253,7 +256,7 @@ impl Remote {
         self.server = Some(child);
         let addr = self.addr.clone();
         wait_for(
-            &format!("{} on {addr}", self.serve_cmd[..2].join(" ")),
+            &format!("{} on {addr}", self.serve_cmd.join(" ")),
             Duration::from_secs(30),
             || std::net::TcpStream::connect(&addr).ok().map(|_| ()),
         );
