@@ -77,6 +77,10 @@ pub struct EtcdArgs {
     pub conn: EtcdConnArgs,
 }
 
+/// Where every tool looks for the member's data dir when neither the flag
+/// nor ETCD_DATA_DIR says: the original package's (and CoreOS etcd2's).
+pub const DEFAULT_DATA_DIR: &str = "/var/lib/etcd2";
+
 /// The default client URL when neither --endpoints nor etcd's settings say.
 pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:2379";
 

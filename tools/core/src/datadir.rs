@@ -10,6 +10,64 @@ use anyhow::{bail, Context, Result};
 use crate::fsutil::sync_dir;
 
 pub const ASIDE_MARK: &str = ".wiped-";
+/// Prefix of etcd2-restore's staging dir inside the data dir.
+pub const RESTORE_STAGING_PREFIX: &str = ".restore-";
+
+/// What may stand in a data dir that wipe and restore act on: etcd's own
+/// `member/`, our set-aside copies and staging, and a filesystem's
+/// `lost+found` (a dedicated disk mounted there), which is never touched.
+fn is_ours(name: &str) -> bool {
+    name == "member"
+        || name.starts_with(&format!("member{ASIDE_MARK}"))
+        || name.starts_with(RESTORE_STAGING_PREFIX)
+        || name == "lost+found"
+}
+
+/// Refuse to act on anything but an etcd data dir: an empty dir, or one
+/// holding nothing but what [`is_ours`] accepts, each a real directory (a
+/// link is never followed out of the tree). Names what it found otherwise,
+/// so a wrong ETCD_DATA_DIR (`/var/lib`, `/tmp`) is caught before anything
+/// is moved or chowned.
+pub fn check_recognised(data_dir: &Path) -> Result<()> {
+    let rd = std::fs::read_dir(data_dir)
+        .with_context(|| format!("reading data dir {} (ETCD_DATA_DIR)", data_dir.display()))?;
+    let mut foreign = Vec::new();
+    for e in rd {
+        let e = e.with_context(|| format!("reading data dir {}", data_dir.display()))?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        let ft = e
+            .file_type()
+            .with_context(|| format!("reading {}", e.path().display()))?;
+        if ft.is_symlink() && is_ours(&name) {
+            let to = std::fs::read_link(e.path()).unwrap_or_default();
+            bail!(
+                "{} is a symlink (to {}): refusing to follow a link out of the data dir",
+                e.path().display(),
+                to.display()
+            );
+        }
+        if !(ft.is_dir() && is_ours(&name)) {
+            foreign.push(name);
+        }
+    }
+    if !foreign.is_empty() {
+        foreign.sort();
+        let n = foreign.len();
+        foreign.truncate(5);
+        bail!(
+            "{} is not an etcd data dir: besides etcd's member/ it holds {}{}; refusing to touch \
+             it (wrong ETCD_DATA_DIR or --data-dir?)",
+            data_dir.display(),
+            foreign.join(", "),
+            if n > 5 {
+                format!(" and {} more", n - 5)
+            } else {
+                String::new()
+            }
+        );
+    }
+    Ok(())
+}
 
 /// Which process has files under `dir` open, from /proc (best effort: other
 /// users' processes may be invisible to a non-root caller).
@@ -166,7 +224,12 @@ pub fn install_member(data_dir: &Path, new_member: &Path) -> Result<Option<PathB
 
 /// Mode 0700 on the data dir and, when an `etcd` user exists and we may,
 /// ownership by it for everything below (the original did `chown -R etcd:etcd`).
+/// Only in a recognised data dir ([`check_recognised`]); a link is changed
+/// itself, never followed (lchown), and the walk neither descends into a
+/// link, nor crosses into another filesystem, nor enters `lost+found`.
 pub fn fix_ownership(data_dir: &Path, user: &str) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    check_recognised(data_dir)?;
     std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))
         .with_context(|| format!("setting mode 0700 on {}", data_dir.display()))?;
     let Ok(Some(u)) = nix::unistd::User::from_name(user) else {
@@ -177,17 +240,44 @@ pub fn fix_ownership(data_dir: &Path, user: &str) -> Result<()> {
         tracing::debug!("not root; ownership left as is");
         return Ok(());
     }
-    fn walk(p: &Path, uid: nix::unistd::Uid, gid: nix::unistd::Gid) -> Result<()> {
-        nix::unistd::chown(p, Some(uid), Some(gid))
-            .with_context(|| format!("chown {}", p.display()))?;
-        if p.is_dir() && !p.is_symlink() {
-            for e in std::fs::read_dir(p)? {
-                walk(&e?.path(), uid, gid)?;
+    let dev = std::fs::metadata(data_dir)
+        .with_context(|| format!("reading {}", data_dir.display()))?
+        .dev();
+    fn lchown(p: &Path, uid: nix::unistd::Uid, gid: nix::unistd::Gid) -> Result<()> {
+        nix::unistd::fchownat(
+            nix::fcntl::AT_FDCWD,
+            p,
+            Some(uid),
+            Some(gid),
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .with_context(|| format!("chown {}", p.display()))
+    }
+    fn walk(
+        dir: &Path,
+        top: bool,
+        dev: u64,
+        ids: (nix::unistd::Uid, nix::unistd::Gid),
+    ) -> Result<()> {
+        for e in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+            let p = e?.path();
+            if top && p.file_name().is_some_and(|n| n == "lost+found") {
+                continue; // the filesystem's own
+            }
+            let meta = std::fs::symlink_metadata(&p)
+                .with_context(|| format!("reading {}", p.display()))?;
+            if meta.dev() != dev {
+                continue; // a mount point below: not ours to change
+            }
+            lchown(&p, ids.0, ids.1)?;
+            if meta.is_dir() {
+                walk(&p, false, dev, ids)?;
             }
         }
         Ok(())
     }
-    walk(data_dir, u.uid, u.gid)?;
+    lchown(data_dir, u.uid, u.gid)?;
+    walk(data_dir, true, dev, (u.uid, u.gid))?;
     tracing::info!("{} owned by {user}, mode 0700", data_dir.display());
     Ok(())
 }
@@ -203,6 +293,7 @@ pub fn wipe(
     let meta = std::fs::metadata(data_dir)
         .with_context(|| format!("data dir {} (ETCD_DATA_DIR)", data_dir.display()))?;
     anyhow::ensure!(meta.is_dir(), "{} is not a directory", data_dir.display());
+    check_recognised(data_dir)?;
     ensure_unused(data_dir)?;
     let member = data_dir.join("member");
     let result = if !member.exists() {
@@ -275,6 +366,36 @@ mod tests {
             prune_aside(d.path(), keep, Some(&mine)).unwrap();
             assert_eq!(set_aside_dirs(d.path()), vec![mine.clone()], "keep {keep}");
         }
+    }
+
+    #[test]
+    fn only_an_etcd_data_dir_is_recognised() {
+        let d = tempfile::tempdir().unwrap();
+        assert!(check_recognised(d.path()).is_ok(), "empty");
+        for dir in [
+            "member",
+            "member.wiped-20261124T000000Z",
+            ".restore-x",
+            "lost+found",
+        ] {
+            std::fs::create_dir(d.path().join(dir)).unwrap();
+        }
+        assert!(check_recognised(d.path()).is_ok());
+        std::fs::write(d.path().join("notes.txt"), b"x").unwrap();
+        let e = check_recognised(d.path()).unwrap_err().to_string();
+        assert!(
+            e.contains("not an etcd data dir") && e.contains("notes.txt"),
+            "{e}"
+        );
+        std::fs::remove_file(d.path().join("notes.txt")).unwrap();
+        // A file named member is not etcd's member dir.
+        std::fs::remove_dir(d.path().join("member")).unwrap();
+        std::fs::write(d.path().join("member"), b"x").unwrap();
+        assert!(check_recognised(d.path()).is_err());
+        std::fs::remove_file(d.path().join("member")).unwrap();
+        std::os::unix::fs::symlink("/etc", d.path().join("member")).unwrap();
+        let e = check_recognised(d.path()).unwrap_err().to_string();
+        assert!(e.contains("symlink"), "{e}");
     }
 
     #[test]

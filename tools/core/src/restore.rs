@@ -228,6 +228,7 @@ impl RestoreJob {
                     self.data_dir.display()
                 )
             })?;
+        datadir::check_recognised(&self.data_dir)?;
         datadir::ensure_unused(&self.data_dir)?;
         let peer = self.peer_urls.trim();
         ensure!(
@@ -241,7 +242,7 @@ impl RestoreJob {
         // Staging inside the data dir: same filesystem, so the final step is
         // an atomic exchange. Removed on every error path.
         let staging = tempfile::Builder::new()
-            .prefix(".restore-")
+            .prefix(datadir::RESTORE_STAGING_PREFIX)
             .tempdir_in(&self.data_dir)
             .with_context(|| format!("creating a staging dir in {}", self.data_dir.display()))?;
         let (manifest, backup) = if self.from.is_dir() {

@@ -30,7 +30,7 @@ pub struct Cli {
     #[arg(
         long,
         env = "ETCD_DATA_DIR",
-        default_value = "/var/lib/etcd2",
+        default_value = cli::DEFAULT_DATA_DIR,
         value_name = "DIR"
     )]
     pub data_dir: PathBuf,

@@ -3,7 +3,7 @@
 
 use clap::Parser;
 use etcd2_backup::archive::Codec;
-use etcd2_backup::cli::{EtcdArgs, LogArgs};
+use etcd2_backup::cli::{self, EtcdArgs, LogArgs};
 use etcd2_backup::snapshot::ApiChoice;
 use std::path::PathBuf;
 
@@ -37,7 +37,7 @@ pub struct Cli {
     #[arg(
         long,
         env = "ETCD_DATA_DIR",
-        default_value = "/var/lib/etcd2",
+        default_value = cli::DEFAULT_DATA_DIR,
         value_name = "DIR"
     )]
     pub data_dir: PathBuf,

@@ -2,12 +2,16 @@
 //! generate its man page and shell completions from the same definition.
 
 use clap::Parser;
-use etcd2_backup::cli::LogArgs;
+use etcd2_backup::cli::{self, LogArgs};
 use std::path::PathBuf;
 
 /// Move an etcd member's data aside so the node can be restored or re-joined.
 ///
-/// Refuses while a process (etcd) uses the data dir, and names it. By default
+/// Acts only on an etcd data dir: empty, or holding nothing but member/, our
+/// member.wiped-* copies and a filesystem's lost+found; anything else is
+/// refused and named, so a wrong ETCD_DATA_DIR changes nothing. Links inside
+/// are never followed. Refuses while a process (etcd) uses the data dir, and
+/// names it. By default
 /// DATA_DIR/member is renamed to DATA_DIR/member.wiped-<time> and only the
 /// newest --keep-aside such copies are kept; --purge deletes it instead. The
 /// data dir is left mode 0700, owned by the etcd user when one exists.
@@ -18,8 +22,9 @@ use std::path::PathBuf;
 #[derive(Parser, Debug)]
 #[command(version, verbatim_doc_comment)]
 pub struct Cli {
-    /// The member's data dir
-    #[arg(env = "ETCD_DATA_DIR", value_name = "DATA_DIR")]
+    /// The member's data dir; wipe acts only on an etcd data dir (nothing in
+    /// it but member/, member.wiped-*, lost+found) and names anything else
+    #[arg(env = "ETCD_DATA_DIR", default_value = cli::DEFAULT_DATA_DIR, value_name = "DATA_DIR")]
     pub data_dir: PathBuf,
 
     /// Delete the member data instead of moving it aside
