@@ -157,3 +157,118 @@ fn wipe_finds_the_data_dir_like_every_tool_flag_env_default() {
         "--help names the default"
     );
 }
+
+const MID: &str = "c0000000000000000000000000000001";
+
+/// Secret canaries in a connection-string endpoint, in rclone flags given as
+/// a flag and through the environment: never printed, at any verbosity, in
+/// any error, nor by --help.
+#[test]
+fn secrets_never_reach_stderr_stdout_or_help() {
+    use common::rclone::Remote;
+    use common::Env;
+    let c = Cluster::start(1);
+    c.put_v3(0, "/a", "1");
+    let mut remote = Remote::s3(c.path());
+    let env = Env::new(c.path());
+    let archive = c.path().join("a.tar.zst");
+    run_ok(
+        tool("etcd2-snapshot")
+            .env("ETCDCTL_ENDPOINTS", c.endpoint(0))
+            .env("ETCD_BACKUP_DIR", c.path().join("snapwork"))
+            .args(["--api", "v3", "-o"])
+            .arg(&archive),
+    );
+    let canaries = [
+        "AKIDCANARY1",
+        "SECRETCANARY2",
+        "TOKENCANARY3",
+        "PASSCANARY4",
+    ];
+    let port = remote
+        .rclone(&["config", "show"])
+        .stdout
+        .split(|b| *b == b'\n')
+        .find_map(|l| {
+            let l = String::from_utf8_lossy(l);
+            l.strip_prefix("endpoint = ").map(str::to_owned)
+        })
+        .expect("moto endpoint in the test config");
+    let endpoint = format!(
+        ":s3,provider=Other,endpoint='{port}',access_key_id={},secret_access_key={},force_path_style=true:etcd-backups/etcd",
+        canaries[0], canaries[1]
+    );
+    let empty_conf = c.path().join("empty-rclone.conf");
+    std::fs::write(&empty_conf, "").unwrap();
+    let work = env.work.clone();
+    let with = |mut cmd: std::process::Command| {
+        cmd.env_remove("AWS_CA_BUNDLE")
+            .env("ETCD2_BACKUP_MACHINE_ID", MID)
+            .env("ETCD_BACKUP_DIR", &work)
+            .env("ETCD2_BACKUP_LOCK", work.join("push.lock"))
+            .env("RCLONE_ENDPOINT", &endpoint)
+            .env("RCLONE_CONFIG_PATH", &empty_conf)
+            .env(
+                "ETCD2_BACKUP_RCLONE_FLAGS",
+                format!("--sftp-pass={} --retries=1", canaries[3]),
+            )
+            .arg(format!("--rclone-flag=--s3-session-token={}", canaries[2]));
+        cmd
+    };
+    let check = |what: &str, out: &std::process::Output| {
+        for stream in [&out.stderr, &out.stdout] {
+            let text = String::from_utf8_lossy(stream);
+            for canary in canaries {
+                assert!(!text.contains(canary), "{what} printed {canary}:\n{text}");
+            }
+        }
+    };
+    for verbosity in ["-q", "-v", "-vv"] {
+        let out = run(with(tool("etcd2-push")).arg(verbosity).arg(&archive));
+        check(&format!("push {verbosity}"), &out);
+        assert!(out.status.success());
+    }
+    let out = run(&mut with(tool("etcd2-push")).arg(&archive));
+    check("push", &out);
+    assert!(out.status.success());
+    let out = run(with(tool("etcd2-fetch")).args(["-vv", "--list"]));
+    check("fetch --list -vv", &out);
+    assert!(out.status.success());
+    // Failures: a generation that does not exist, a server that is gone.
+    let out = run(with(tool("etcd2-fetch")).args([
+        "-vv",
+        "--generation",
+        "20200101T000000.000Z-00",
+        "-o",
+        "/dev/null",
+    ]));
+    check("fetch of a missing generation", &out);
+    assert_eq!(out.status.code(), Some(1));
+    remote.stop_server();
+    for (name, extra) in [
+        ("etcd2-push", archive.display().to_string()),
+        ("etcd2-fetch", "--list".into()),
+    ] {
+        for verbosity in ["-q", "-v"] {
+            let out = run(with(tool(name))
+                .arg(verbosity)
+                .args([
+                    "--rclone-flag=--contimeout=1s",
+                    "--rclone-flag=--low-level-retries=1",
+                ])
+                .arg(&extra));
+            check(&format!("{name} {verbosity} against a dead server"), &out);
+            assert_eq!(out.status.code(), Some(1), "{name} must fail");
+        }
+    }
+    for name in ["etcd2-push", "etcd2-fetch", "etcd2-snapshot"] {
+        let mut cmd = tool(name);
+        cmd.env("RCLONE_ENDPOINT", &endpoint).env(
+            "ETCD2_BACKUP_RCLONE_FLAGS",
+            format!("--sftp-pass={} --retries=1", canaries[3]),
+        );
+        let out = run(cmd.arg("--help"));
+        assert!(out.status.success());
+        check(&format!("{name} --help"), &out);
+    }
+}

@@ -48,18 +48,37 @@ pub fn init_logging(args: &LogArgs) {
         .without_time()
         .with_target(false)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
+        .with_writer(|| RedactingStderr)
         .with_env_filter(filter)
         .try_init();
 }
 
-/// Run a tool's body; print any error once, as `tool: error: <chain>`, and
-/// turn it into exit code 1. (clap exits 2 on usage errors before this.)
+/// stderr for log lines, each passed through [`crate::cmd::redact`]. The
+/// fmt layer formats an event into one buffer and writes it in one call, so
+/// a secret is never split across two writes.
+struct RedactingStderr;
+
+impl std::io::Write for RedactingStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        std::io::stderr()
+            .lock()
+            .write_all(crate::cmd::redact(&text).as_bytes())?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+/// Run a tool's body; print any error once, as `tool: error: <chain>`
+/// (secrets redacted), and turn it into exit code 1. (clap exits 2 on usage
+/// errors before this.)
 pub fn run_main(tool: &str, body: impl FnOnce() -> Result<()>) -> ExitCode {
     match body() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("{tool}: error: {e:#}");
+            eprintln!("{tool}: error: {}", crate::cmd::redact(&format!("{e:#}")));
             ExitCode::from(1)
         }
     }
@@ -181,8 +200,15 @@ pub fn machine_id_or_local(given: Option<String>) -> Result<Option<String>> {
 /// Where backups live and how rclone reaches them.
 #[derive(Args, Debug, Clone)]
 pub struct RemoteArgs {
-    /// rclone remote and path holding all machines' backups (REMOTE:PATH, or a local path)
-    #[arg(long, env = "RCLONE_ENDPOINT", value_name = "REMOTE:PATH")]
+    /// rclone remote and path holding all machines' backups (REMOTE:PATH, or
+    /// an absolute local path). Secrets in a connection string
+    /// (:s3,secret_access_key=…:bucket) are never printed
+    #[arg(
+        long,
+        env = "RCLONE_ENDPOINT",
+        value_name = "REMOTE:PATH",
+        hide_env_values = true
+    )]
     pub endpoint: String,
 
     /// rclone config file (it holds credentials: keep it mode 0600) [default: rclone's own]
@@ -201,6 +227,7 @@ pub struct RemoteArgs {
     #[arg(
         long = "rclone-flag",
         env = "ETCD2_BACKUP_RCLONE_FLAGS",
+        hide_env_values = true,
         value_delimiter = ' ',
         allow_hyphen_values = true,
         value_name = "FLAG"

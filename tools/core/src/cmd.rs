@@ -112,8 +112,8 @@ impl Invocation {
         self
     }
 
-    /// The command line as shown in logs and errors. Values of flags that may
-    /// carry secrets are replaced by `***`.
+    /// The command line as shown in logs and errors, secrets redacted
+    /// ([`redact`]).
     pub fn display(&self) -> String {
         let mut out = self.program.name.to_owned();
         let mut redact_next = false;
@@ -125,17 +125,12 @@ impl Invocation {
                 redact_next = false;
                 continue;
             }
-            match redacted_flag(&s) {
-                Redact::Whole(flag) => {
-                    out.push_str(flag);
-                    out.push_str("=***");
-                }
-                Redact::Next => {
-                    out.push_str(&s);
-                    redact_next = true;
-                }
-                Redact::No => out.push_str(&shell_quote(&s)),
+            if is_secret_flag(&s) && !s.contains('=') {
+                out.push_str(&s);
+                redact_next = true;
+                continue;
             }
+            out.push_str(&redact(&shell_quote(&s)));
         }
         out
     }
@@ -246,24 +241,54 @@ impl Invocation {
     }
 }
 
-enum Redact {
-    No,
-    Whole(&'static str),
-    Next,
+/// Words that mark a flag or a connection-string parameter as secret.
+const SECRET_WORDS: &str = "pass|secret|key|token|credential|user";
+
+fn is_secret_flag(arg: &str) -> bool {
+    static RE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(&format!("(?i)^--[a-z0-9-]*(?:{SECRET_WORDS})[a-z0-9-]*$"))
+            .expect("static regex")
+    });
+    RE.is_match(arg)
 }
 
-const SECRET_FLAGS: &[&str] = &["--password", "--pass", "--user", "--key-pass"];
-
-fn redacted_flag(arg: &str) -> Redact {
-    for flag in SECRET_FLAGS {
-        if arg == *flag {
-            return Redact::Next;
-        }
-        if arg.len() > flag.len() && arg.starts_with(flag) && arg.as_bytes()[flag.len()] == b'=' {
-            return Redact::Whole(flag);
+/// Hide secrets in text we print (log lines, errors, command lines, a
+/// child's stderr): the one rule for every output of the tools. Replaced by
+/// `***` is the value of
+/// - a flag whose name says pass/secret/key/token/credential/user:
+///   `--s3-secret-access-key=X`, `--sftp-pass X`;
+/// - a connection-string parameter whose name says the same:
+///   `:s3,access_key_id=X,secret_access_key='Y':bucket`, also URL-encoded
+///   (`%2Csecret_access_key%3DY`, as rclone echoes it in errors).
+pub fn redact(text: &str) -> std::borrow::Cow<'_, str> {
+    static RES: std::sync::LazyLock<[(regex::Regex, &'static str); 3]> =
+        std::sync::LazyLock::new(|| {
+            let re = |s: String| regex::Regex::new(&s).expect("static regex");
+            let name = format!("[a-z0-9_-]*(?:{SECRET_WORDS})[a-z0-9_-]*");
+            [
+                // --flag=value and --flag value (a value is not a flag)
+                (
+                    re(format!(
+                        r#"(?i)(--{name})(=|\s+)(?:'[^']*'|"[^"]*"|[^\s'"-][^\s'"]*)"#
+                    )),
+                    "${1}${2}***",
+                ),
+                // ,param=value in a connection string; quotes may hold , and :
+                (
+                    re(format!(r#"(?i)(,{name}=)(?:'[^']*'|"[^"]*"|[^,:\s'"]*)"#)),
+                    "${1}***",
+                ),
+                // the same, URL-encoded
+                (re(format!(r"(?i)(%2C{name}%3D)[^%\s]*")), "${1}***"),
+            ]
+        });
+    let mut out = std::borrow::Cow::Borrowed(text);
+    for (re, with) in RES.iter() {
+        if let std::borrow::Cow::Owned(s) = re.replace_all(&out, *with) {
+            out = std::borrow::Cow::Owned(s);
         }
     }
-    Redact::No
+    out
 }
 
 fn shell_quote(s: &str) -> String {
@@ -299,7 +324,7 @@ pub fn format_tail(stderr: &str, stdout: &str) -> String {
         return String::new();
     }
     let start = lines.len().saturating_sub(STDERR_TAIL_LINES);
-    format!(": {}", lines[start..].join(" | "))
+    format!(": {}", redact(&lines[start..].join(" | ")))
 }
 
 /// A duration for messages, to the second (`3s`, `5m`), never `2s 999ms 944us`.
@@ -333,6 +358,39 @@ mod tests {
         assert_eq!(format_tail(err, "out"), ": b | c | d | e | f | g");
         assert_eq!(format_tail("  \n", "only stdout"), ": only stdout");
         assert_eq!(format_tail("", ""), "");
+    }
+
+    #[test]
+    fn redact_hides_secret_flags_and_connection_string_parameters() {
+        let cases = [
+            (
+                "--s3-secret-access-key=AAA --bwlimit=1M",
+                "--s3-secret-access-key=*** --bwlimit=1M",
+            ),
+            ("--sftp-pass AAA --retries 1", "--sftp-pass *** --retries 1"),
+            ("--webdav-pass='a b' x", "--webdav-pass=*** x"),
+            (
+                ":s3,provider=AWS,access_key_id=AAA,secret_access_key='B,C:D',region=x:bucket/p",
+                ":s3,provider=AWS,access_key_id=***,secret_access_key=***,region=x:bucket/p",
+            ),
+            ("remote,token=\"T\":path", "remote,token=***:path"),
+            (
+                "Put \"https://h/%2Csecret_access_key%3DSSS%2Cforce%3Dtrue\"",
+                "Put \"https://h/%2Csecret_access_key%3D***%2Cforce%3Dtrue\"",
+            ),
+            (
+                "--keep 3 --hash-type sha1 s3:bucket",
+                "--keep 3 --hash-type sha1 s3:bucket",
+            ),
+            // A flag with a secret name and no value keeps the next flag.
+            (
+                "--sftp-key-use-agent --retries=1",
+                "--sftp-key-use-agent --retries=1",
+            ),
+        ];
+        for (text, want) in cases {
+            assert_eq!(redact(text), want, "{text}");
+        }
     }
 
     #[test]
