@@ -228,7 +228,7 @@ fn secrets_never_reach_stderr_stdout_or_help() {
         check(&format!("push {verbosity}"), &out);
         assert!(out.status.success());
     }
-    let out = run(&mut with(tool("etcd2-push")).arg(&archive));
+    let out = run(with(tool("etcd2-push")).arg(&archive));
     check("push", &out);
     assert!(out.status.success());
     let out = run(with(tool("etcd2-fetch")).args(["-vv", "--list"]));
