@@ -7,6 +7,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
+use std::process::Command;
 
 use common::etcd::Cluster;
 use common::{assert_fails_with, run, run_ok, tool};
@@ -271,4 +272,181 @@ fn secrets_never_reach_stderr_stdout_or_help() {
         assert!(out.status.success());
         check(&format!("{name} --help"), &out);
     }
+}
+
+/// A member holding `mib` MiB of incompressible v3 data.
+fn cluster_with_data(mib: usize) -> Cluster {
+    use std::io::Write;
+    let c = Cluster::start(1);
+    for k in 0..mib {
+        let mut put = c
+            .etcdctl(0, "3")
+            .args(["put", &format!("/big/{k}")])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut v = vec![0u8; 1 << 20];
+        std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut v))
+            .unwrap();
+        // etcdctl reads a value from stdin as text: keep it printable.
+        let v: Vec<u8> = v.iter().map(|b| b'a' + b % 26).collect();
+        put.stdin.take().unwrap().write_all(&v).unwrap();
+        assert!(put.wait().unwrap().success());
+    }
+    c
+}
+
+fn entries_named(dir: &Path, prefix: &str) -> Vec<String> {
+    common::names(dir)
+        .into_iter()
+        .filter(|n| n.starts_with(prefix))
+        .collect()
+}
+
+fn stop(mut child: std::process::Child, sig: nix::sys::signal::Signal) -> std::process::ExitStatus {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig).unwrap();
+    child.wait().unwrap()
+}
+
+#[test]
+fn snapshot_and_fetch_stopped_or_killed_leave_nothing_the_rerun_cannot_sweep() {
+    use nix::sys::signal::Signal::{SIGKILL, SIGTERM};
+    use std::os::unix::process::ExitStatusExt;
+    let c = cluster_with_data(3);
+    let remote = common::rclone::Remote::local(c.path());
+    let env = common::Env::new(c.path());
+    let archive = c.path().join("a.tar.zst");
+    let snap = |work: &Path| {
+        let mut cmd = tool("etcd2-snapshot");
+        cmd.env("ETCDCTL_ENDPOINTS", c.endpoint(0))
+            .env("ETCD_BACKUP_DIR", work)
+            .args(["--api", "v3", "-o"])
+            .arg(&archive);
+        cmd
+    };
+    run_ok(&mut snap(&c.path().join("plain-work")));
+    let db_size = {
+        let out = run_ok(Command::new("sh").arg("-c").arg(format!(
+            "tar --zstd -xOf {} snapshot.db | wc -c",
+            archive.display()
+        )));
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse::<u64>()
+            .unwrap()
+    };
+    // Room for one run's scratch, not for a second beside a killed one's.
+    let small = db_size + db_size / 2;
+
+    // etcd2-snapshot, stopped with its snapshot.db in scratch.
+    let work = c.path().join("snap-tmpfs");
+    let _fs = common::Tmpfs::mount(&work, small);
+    let st = stop(
+        common::spawn_at_fault(&mut snap(&work), "snapshot-saved"),
+        SIGTERM,
+    );
+    assert_eq!(st.code(), Some(143), "SIGTERM: exit 128+15");
+    assert!(
+        entries_named(&work, "etcd2-snapshot.").is_empty(),
+        "SIGTERM left scratch"
+    );
+    let st = stop(
+        common::spawn_at_fault(&mut snap(&work), "snapshot-saved"),
+        SIGKILL,
+    );
+    assert_eq!(st.signal(), Some(9));
+    assert_eq!(
+        entries_named(&work, "etcd2-snapshot.").len(),
+        1,
+        "SIGKILL leaves debris (the test bites)"
+    );
+    run_ok(&mut snap(&work));
+    assert!(
+        entries_named(&work, "etcd2-snapshot.").is_empty(),
+        "the rerun swept the debris"
+    );
+
+    // etcd2-fetch --into, stopped with the extracted backup in staging.
+    run_ok(env.push(&remote, MID).arg(&archive));
+    let dest = c.path().join("fetch-tmpfs");
+    let _fs2 = common::Tmpfs::mount(&dest, small);
+    let into = dest.join("restored");
+    let fetch = || {
+        let mut cmd = env.fetch(&remote, MID);
+        cmd.arg("--into").arg(&into);
+        cmd
+    };
+    let st = stop(
+        common::spawn_at_fault(&mut fetch(), "fetch-staged"),
+        SIGTERM,
+    );
+    assert_eq!(st.code(), Some(143));
+    assert!(
+        entries_named(&dest, ".restored.fetch").is_empty(),
+        "SIGTERM left staging"
+    );
+    let st = stop(
+        common::spawn_at_fault(&mut fetch(), "fetch-staged"),
+        SIGKILL,
+    );
+    assert_eq!(st.signal(), Some(9));
+    assert_eq!(entries_named(&dest, ".restored.fetch").len(), 1);
+    run_ok(&mut fetch());
+    assert_eq!(
+        common::names(&dest),
+        vec!["restored"],
+        "only the placed backup is left"
+    );
+}
+
+#[test]
+fn restore_stopped_or_killed_leaves_no_temporary_etcd_and_no_staging() {
+    use nix::sys::signal::Signal::{SIGKILL, SIGTERM};
+    let c = Cluster::start(1);
+    c.put_v2(0, "/a", "1");
+    let archive = c.path().join("v2.tar.zst");
+    run_ok(
+        tool("etcd2-snapshot")
+            .env("ETCDCTL_ENDPOINTS", c.endpoint(0))
+            .env("ETCD_DATA_DIR", &c.members[0].data_dir)
+            .env("ETCD_BACKUP_DIR", c.path().join("snapwork"))
+            .args(["--api", "v2", "-o"])
+            .arg(&archive),
+    );
+    let data = c.path().join("restore-data");
+    let restore = || {
+        let mut cmd = tool("etcd2-restore");
+        cmd.arg("--data-dir")
+            .arg(&data)
+            .args(["--name", "r1", "--peer-urls", "http://127.0.0.1:2380"])
+            .arg(&archive);
+        cmd
+    };
+    let needle = data.display().to_string();
+    for sig in [SIGTERM, SIGKILL] {
+        let child = common::spawn_at_fault(&mut restore(), "restore-etcd-started");
+        let pid = child.id();
+        assert!(
+            common::procs_mentioning(&needle).iter().any(|p| *p != pid),
+            "the temporary etcd runs (the test bites)"
+        );
+        stop(child, sig);
+        common::wait_for(
+            &format!("the temporary etcd to die after {sig}"),
+            std::time::Duration::from_secs(10),
+            || common::procs_mentioning(&needle).is_empty().then_some(()),
+        );
+        let staging = entries_named(&data, ".restore.");
+        if sig == SIGTERM {
+            assert!(staging.is_empty(), "SIGTERM left {staging:?}");
+        }
+    }
+    run_ok(&mut restore());
+    assert!(
+        entries_named(&data, ".restore.").is_empty(),
+        "the rerun swept the staging"
+    );
+    assert!(data.join("member/wal").is_dir());
 }

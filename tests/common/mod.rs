@@ -207,3 +207,80 @@ pub fn pipe_ok(mut producer: Command, mut consumer: Command) -> Output {
     );
     out
 }
+
+/// Start `cmd` with `ETCD2_BACKUP_FAULT_PAUSE=point` and return once it has
+/// announced that it stopped there (stderr is drained in the background).
+pub fn spawn_at_fault(cmd: &mut Command, point: &str) -> std::process::Child {
+    use std::io::{BufRead, BufReader};
+    let mut child = cmd
+        .env("ETCD2_BACKUP_FAULT_PAUSE", point)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}"));
+    let mut lines = BufReader::new(child.stderr.take().expect("piped stderr")).lines();
+    let want = format!("fault-point: {point}");
+    let mut seen = Vec::new();
+    loop {
+        match lines.next() {
+            Some(Ok(l)) if l.contains(&want) => break,
+            Some(Ok(l)) => seen.push(l),
+            _ => panic!(
+                "{cmd:?} ended before reaching {point}:\n{}",
+                seen.join("\n")
+            ),
+        }
+    }
+    std::thread::spawn(move || lines.for_each(drop));
+    child
+}
+
+/// PIDs of processes whose command line mentions `needle`.
+pub fn procs_mentioning(needle: &str) -> Vec<u32> {
+    let me = std::process::id();
+    std::fs::read_dir("/proc")
+        .map(|rd| {
+            rd.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+                .filter(|pid| *pid != me)
+                .filter(|pid| {
+                    std::fs::read(format!("/proc/{pid}/cmdline"))
+                        .map(|c| String::from_utf8_lossy(&c).contains(needle))
+                        .unwrap_or(false)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A tmpfs of `bytes` mounted on `dir` (created), unmounted on drop: a small
+/// disk that debris would fill.
+pub struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    pub fn mount(dir: &Path, bytes: u64) -> Tmpfs {
+        std::fs::create_dir_all(dir).expect("tmpfs mount point");
+        let st = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={bytes},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(dir)
+            .status()
+            .expect("mount");
+        assert!(
+            st.success(),
+            "mount -t tmpfs on {} failed (tests run as root)",
+            dir.display()
+        );
+        Tmpfs(dir.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        // Lazy: a test that failed may still hold a file open in it.
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}

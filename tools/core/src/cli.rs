@@ -75,6 +75,7 @@ impl std::io::Write for RedactingStderr {
 /// (secrets redacted), and turn it into exit code 1. (clap exits 2 on usage
 /// errors before this.)
 pub fn run_main(tool: &str, body: impl FnOnce() -> Result<()>) -> ExitCode {
+    crate::scratch::install_signal_handler(tool);
     match body() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

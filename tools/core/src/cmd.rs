@@ -145,7 +145,12 @@ impl Invocation {
 
     /// Program, arguments and environment; stdin, stdout and stderr unset.
     fn bare_expression(&self) -> duct::Expression {
-        let mut e = duct::cmd(self.program.path.as_os_str(), &self.args).unchecked();
+        let mut e = duct::cmd(self.program.path.as_os_str(), &self.args)
+            .unchecked()
+            .before_spawn(|cmd| {
+                crate::scratch::dies_with_us(cmd);
+                Ok(())
+            });
         for prefix in &self.env_remove_prefixes {
             for (k, _) in std::env::vars_os() {
                 if k.to_string_lossy().starts_with(prefix.as_str()) {
@@ -173,6 +178,7 @@ impl Invocation {
             .stderr_capture()
             .start()
             .with_context(|| format!("starting {}", self.program.path.display()))?;
+        let running = guard_children(handle.pids());
         let handle = std::sync::Arc::new(handle);
         // The watchdog kills the child at the deadline, which also frees a
         // write of ours blocked on a child that stopped reading.
@@ -190,6 +196,7 @@ impl Invocation {
             deadline: std::time::Instant::now() + self.timeout,
             timeout: self.timeout,
             _watchdog: done,
+            _running: running,
         })
     }
 
@@ -210,6 +217,7 @@ impl Invocation {
             .stderr_capture()
             .start()
             .with_context(|| format!("starting {}", self.program.path.display()))?;
+        let _running = guard_children(handle.pids());
         let waited = handle
             .wait_timeout(self.timeout)
             .with_context(|| format!("waiting for {}", self.display()))?;
@@ -239,6 +247,13 @@ impl Invocation {
             format_tail(&stderr, &stdout)
         );
     }
+}
+
+/// Register running children with the signal handler until dropped.
+fn guard_children(pids: Vec<u32>) -> Vec<crate::scratch::ChildGuard> {
+    pids.into_iter()
+        .map(crate::scratch::ChildGuard::new)
+        .collect()
 }
 
 /// Words that mark a flag or a connection-string parameter as secret.
@@ -455,6 +470,7 @@ pub struct ChildWriter {
     timeout: Duration,
     /// Dropping it (with us) stops the watchdog thread.
     _watchdog: std::sync::mpsc::Sender<()>,
+    _running: Vec<crate::scratch::ChildGuard>,
 }
 
 impl ChildWriter {
@@ -552,6 +568,7 @@ pub struct StreamReader {
     done: Option<std::sync::mpsc::Sender<()>>,
     timed_out: std::sync::Arc<std::sync::atomic::AtomicBool>,
     timeout: Duration,
+    _running: Vec<crate::scratch::ChildGuard>,
 }
 
 impl Invocation {
@@ -565,6 +582,7 @@ impl Invocation {
                 .reader()
                 .with_context(|| format!("starting {}", self.program.path.display()))?,
         );
+        let running = guard_children(handle.pids());
         let (tx, rx) = mpsc::channel::<()>();
         let timed_out = Arc::new(AtomicBool::new(false));
         let (h, flag, limit) = (Arc::clone(&handle), Arc::clone(&timed_out), self.timeout);
@@ -581,6 +599,7 @@ impl Invocation {
             done: Some(tx),
             timed_out,
             timeout: self.timeout,
+            _running: running,
         })
     }
 }

@@ -10,8 +10,9 @@ use anyhow::{bail, Context, Result};
 use crate::fsutil::sync_dir;
 
 pub const ASIDE_MARK: &str = ".wiped-";
-/// Prefix of etcd2-restore's staging dir inside the data dir.
-pub const RESTORE_STAGING_PREFIX: &str = ".restore-";
+/// Name of etcd2-restore's staging dir inside the data dir
+/// (`.restore.<pid>.*`, see [`crate::scratch`]).
+pub const RESTORE_STAGING: &str = ".restore";
 
 /// What may stand in a data dir that wipe and restore act on: etcd's own
 /// `member/`, our set-aside copies and staging, and a filesystem's
@@ -19,7 +20,7 @@ pub const RESTORE_STAGING_PREFIX: &str = ".restore-";
 fn is_ours(name: &str) -> bool {
     name == "member"
         || name.starts_with(&format!("member{ASIDE_MARK}"))
-        || name.starts_with(RESTORE_STAGING_PREFIX)
+        || name.starts_with(&format!("{RESTORE_STAGING}."))
         || name == "lost+found"
 }
 

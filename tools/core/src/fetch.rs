@@ -266,9 +266,11 @@ impl FetchJob {
         let manifest = match target {
             Target::Into(dir) => {
                 let staging = staging_for(dir)?;
+                let _stop_removes = crate::scratch::Guard::new(staging.path());
                 let data = staging.path().join("data");
                 let (m, n, sha) = verify_stream(stream, Some(&data)).map_err(bad)?;
                 check(&m, n, &sha)?;
+                crate::scratch::fault_point("fetch-staged");
                 place(&m, &data, dir)?;
                 m
             }
@@ -291,13 +293,13 @@ impl FetchJob {
                 let (m, n, sha) = verify_stream(
                     Tee {
                         inner: stream,
-                        out: spool.as_file_mut(),
+                        out: &mut spool,
                     },
                     None,
                 )
                 .map_err(bad)?;
                 check(&m, n, &sha)?;
-                copy_to_stdout(spool.as_file_mut())?;
+                copy_to_stdout(&mut spool)?;
                 m
             }
         };
@@ -310,16 +312,15 @@ impl FetchJob {
         Ok(manifest)
     }
 
-    fn spool(&self) -> Result<tempfile::NamedTempFile> {
+    /// An unlinked file in the work dir: nothing is left, whatever kills us.
+    fn spool(&self) -> Result<std::fs::File> {
         std::fs::create_dir_all(&self.work_dir).with_context(|| {
             format!(
                 "creating work dir {} (ETCD_BACKUP_DIR)",
                 self.work_dir.display()
             )
         })?;
-        tempfile::Builder::new()
-            .prefix("etcd2-fetch.")
-            .tempfile_in(&self.work_dir)
+        tempfile::tempfile_in(&self.work_dir)
             .with_context(|| format!("creating a spool file in {}", self.work_dir.display()))
     }
 
@@ -334,14 +335,16 @@ impl FetchJob {
         );
         let staging = match target {
             Target::Into(d) => staging_for(d)?,
-            Target::Archive(_) => tempfile::Builder::new()
-                .prefix("etcd2-fetch.")
-                .tempdir_in({
-                    std::fs::create_dir_all(&self.work_dir)?;
-                    &self.work_dir
-                })
-                .context("creating a staging dir")?,
+            Target::Archive(_) => {
+                std::fs::create_dir_all(&self.work_dir)?;
+                crate::scratch::sweep(&self.work_dir, "etcd2-fetch")?;
+                tempfile::Builder::new()
+                    .prefix(&crate::scratch::prefix("etcd2-fetch"))
+                    .tempdir_in(&self.work_dir)
+                    .context("creating a staging dir")?
+            }
         };
+        let _stop_removes = crate::scratch::Guard::new(staging.path());
         let data = staging.path().join("data");
         self.rclone
             .copy_dir(&join(dir, "member"), &data.join("member"))?;
@@ -540,15 +543,18 @@ fn parent_of(dir: &Path) -> PathBuf {
 }
 
 /// A temporary directory beside `dir`, on the same filesystem, so the final
-/// placement is a rename. Removed on every path unless placed.
+/// placement is a rename (`.<name>.fetch.<pid>.*`). Removed on every path
+/// unless placed; what a killed run left there is swept first.
 fn staging_for(dir: &Path) -> Result<tempfile::TempDir> {
     let name = dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let parent = parent_of(dir);
+    let scratch = format!(".{name}.fetch");
+    crate::scratch::sweep(&parent, &scratch)?;
     tempfile::Builder::new()
-        .prefix(&format!(".{name}.fetch-"))
+        .prefix(&crate::scratch::prefix(&scratch))
         .tempdir_in(&parent)
         .with_context(|| format!("creating a staging dir in {}", parent.display()))
 }

@@ -17,4 +17,5 @@ pub mod node;
 pub mod push;
 pub mod remote;
 pub mod restore;
+pub mod scratch;
 pub mod snapshot;

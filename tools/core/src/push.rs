@@ -152,22 +152,6 @@ pub fn verify_stream<R: Read>(r: R, extract: Option<&Path>) -> Result<(Manifest,
     Ok((manifest, d.size, d.sha256))
 }
 
-/// The hook tests use to SIGKILL a push at an exact point: with
-/// `ETCD2_BACKUP_FAULT_PAUSE=<point>` the tool announces the point on stderr
-/// and pauses (at most 60 s). Not for operators; harmless when unset.
-/// With `ETCD2_BACKUP_FAULT_RESUME=<path>` the pause ends as soon as that
-/// path exists, so a test can interleave two tools.
-pub fn fault_point(point: &str) {
-    if std::env::var("ETCD2_BACKUP_FAULT_PAUSE").as_deref() == Ok(point) {
-        eprintln!("fault-point: {point}");
-        let resume = std::env::var_os("ETCD2_BACKUP_FAULT_RESUME").map(PathBuf::from);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline && !resume.as_deref().is_some_and(Path::exists) {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
 /// An exclusive lock on this host, so two pushes never interleave.
 pub struct HostLock {
     _lock: nix::fcntl::Flock<std::fs::File>,
@@ -355,7 +339,7 @@ impl PushJob {
             manifest.created_at,
             &digests.sha256[..16]
         );
-        fault_point("after-upload");
+        crate::scratch::fault_point("after-upload");
         let how = self.verify_remote(&gens, &archive_name, &digests)?;
         tracing::info!("remote copy verified ({how})");
 
@@ -388,7 +372,7 @@ impl PushJob {
             self.rclone.cat(&side_path)?.as_deref() == Some(side_bytes.as_slice()),
             "sidecar {side_path} did not read back as written"
         );
-        fault_point("before-pointer");
+        crate::scratch::fault_point("before-pointer");
 
         // Again, just before the pointer moves: another writer for this
         // machine-id may have published meanwhile.
@@ -417,7 +401,7 @@ impl PushJob {
             self.layout.pointer()
         );
         tracing::info!("published {generation} as {}", self.layout.pointer());
-        fault_point("after-pointer");
+        crate::scratch::fault_point("after-pointer");
 
         let deleted = self.retention(&generation).with_context(|| {
             format!("generation {generation} is published, but retention failed")
@@ -563,7 +547,7 @@ impl PushJob {
             // Sidecar first: the generation stops being "complete" before
             // its data goes; a kill in between leaves an orphan, not a lie.
             self.rclone.delete(&join(&gens, &format!("{id}.json")))?;
-            fault_point("retention");
+            crate::scratch::fault_point("retention");
             if let Some((name, _)) = listing.archives.get(id) {
                 self.rclone.delete(&join(&gens, name))?;
             }

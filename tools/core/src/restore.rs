@@ -35,11 +35,16 @@ struct TempEtcd {
     child: Option<Child>,
     client_url: String,
     log: PathBuf,
+    _running: crate::scratch::ChildGuard,
 }
 
-fn free_port() -> Result<u16> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free loopback port")?;
-    Ok(l.local_addr()?.port())
+/// Two distinct free loopback ports (client, peer): both listeners are held
+/// while the second is picked, so the kernel cannot hand out one twice.
+fn two_free_ports() -> Result<(u16, u16)> {
+    let bind =
+        || std::net::TcpListener::bind("127.0.0.1:0").context("finding a free loopback port");
+    let (a, b) = (bind()?, bind()?);
+    Ok((a.local_addr()?.port(), b.local_addr()?.port()))
 }
 
 fn log_tail(log: &Path) -> String {
@@ -55,8 +60,9 @@ impl TempEtcd {
         extra: &[&str],
         log: PathBuf,
     ) -> Result<TempEtcd> {
-        let client_url = format!("http://127.0.0.1:{}", free_port()?);
-        let peer_url = format!("http://127.0.0.1:{}", free_port()?);
+        let (client_port, peer_port) = two_free_ports()?;
+        let client_url = format!("http://127.0.0.1:{client_port}");
+        let peer_url = format!("http://127.0.0.1:{peer_port}");
         let logf =
             std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
         let mut cmd = std::process::Command::new(etcd.path());
@@ -88,14 +94,20 @@ impl TempEtcd {
                 cmd.env_remove(k);
             }
         }
+        // It serves the restored keys on loopback: it must not outlive us,
+        // whatever stops us.
+        crate::scratch::dies_with_us(&mut cmd);
         tracing::debug!("starting temporary etcd on {client_url}: {cmd:?}");
         let child = cmd
             .spawn()
             .with_context(|| format!("starting {}", etcd.path().display()))?;
+        let running = crate::scratch::ChildGuard::new(child.id());
+        crate::scratch::fault_point("restore-etcd-started");
         Ok(TempEtcd {
             child: Some(child),
             client_url,
             log,
+            _running: running,
         })
     }
 
@@ -241,10 +253,12 @@ impl RestoreJob {
 
         // Staging inside the data dir: same filesystem, so the final step is
         // an atomic exchange. Removed on every error path.
+        crate::scratch::sweep(&self.data_dir, datadir::RESTORE_STAGING)?;
         let staging = tempfile::Builder::new()
-            .prefix(datadir::RESTORE_STAGING_PREFIX)
+            .prefix(&crate::scratch::prefix(datadir::RESTORE_STAGING))
             .tempdir_in(&self.data_dir)
             .with_context(|| format!("creating a staging dir in {}", self.data_dir.display()))?;
+        let _stop_removes = crate::scratch::Guard::new(staging.path());
         let (manifest, backup) = if self.from.is_dir() {
             (verify_dir(&self.from)?, self.from.clone())
         } else {

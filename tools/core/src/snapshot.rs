@@ -53,6 +53,9 @@ pub struct SnapshotJob {
     pub machine_id: Option<String>,
 }
 
+/// Name of the scratch dir in the work dir (`etcd2-snapshot.<pid>.*`).
+const SCRATCH: &str = "etcd2-snapshot";
+
 /// What a finished snapshot produced.
 #[derive(Debug)]
 pub struct Produced {
@@ -181,10 +184,14 @@ impl SnapshotJob {
                     self.work_dir.display()
                 )
             })?;
+        // What a killed run left (up to the size of the db) goes before we
+        // need the space.
+        crate::scratch::sweep(&self.work_dir, SCRATCH)?;
         let scratch = tempfile::Builder::new()
-            .prefix("etcd2-snapshot.")
+            .prefix(&crate::scratch::prefix(SCRATCH))
             .tempdir_in(&self.work_dir)
             .with_context(|| format!("creating a scratch dir in {}", self.work_dir.display()))?;
+        let _stop_removes = crate::scratch::Guard::new(scratch.path());
 
         let (root, revision, key_count) = match api {
             Api::V3 => {
@@ -212,6 +219,7 @@ impl SnapshotJob {
                 (b, None, None)
             }
         };
+        crate::scratch::fault_point("snapshot-saved");
         let files = archive::list_files(&root)?;
         if files.is_empty() {
             bail!("etcdctl produced no files in {}", root.display());
