@@ -450,3 +450,85 @@ fn restore_stopped_or_killed_leaves_no_temporary_etcd_and_no_staging() {
     );
     assert!(data.join("member/wal").is_dir());
 }
+
+/// A webdav remote at `port` (nothing there, or our stalling listener).
+fn webdav_conf(dir: &Path, port: u16) -> std::path::PathBuf {
+    let conf = dir.join(format!("webdav-{port}.conf"));
+    std::fs::write(
+        &conf,
+        format!("[backup]\ntype = webdav\nurl = http://127.0.0.1:{port}\nvendor = other\n"),
+    )
+    .unwrap();
+    conf
+}
+
+/// Our tools with a remote and none of the test suite's quick-fail rclone
+/// flags: the defaults are what is tested.
+fn with_remote(mut cmd: Command, conf: &Path, work: &Path) -> Command {
+    cmd.env("RCLONE_ENDPOINT", "backup:etcd")
+        .env("RCLONE_CONFIG_PATH", conf)
+        .env("ETCD2_BACKUP_MACHINE_ID", MID)
+        .env("ETCD_BACKUP_DIR", work)
+        .env("ETCD2_BACKUP_LOCK", work.join("push.lock"));
+    cmd
+}
+
+#[test]
+fn a_refused_or_stalled_remote_fails_within_its_documented_bound_naming_the_cause() {
+    let d = tempfile::tempdir().unwrap();
+    let work = d.path().join("work");
+    // Nothing listens on this port: connection refused.
+    let refused = webdav_conf(d.path(), common::free_port());
+    let started = std::time::Instant::now();
+    let out = run(&mut with_remote(tool("etcd2-fetch"), &refused, &work).arg("--list"));
+    let took = started.elapsed();
+    let line = assert_fails_with(&out, "etcd2-fetch", "connection refused");
+    // The documented default bound on a metadata call is --remote-timeout
+    // 60s; rclone's own retries used to take 205 s to say it.
+    assert!(
+        took < std::time::Duration::from_secs(60),
+        "gave up after {took:?}, past the 60s --remote-timeout default: {line}"
+    );
+
+    // A server that accepts and never answers.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in listener.incoming().take(64) {
+            held.push(s);
+        }
+    });
+    let stalled = webdav_conf(d.path(), port);
+    let archive = d.path().join("a.tar.zst");
+    {
+        let c = Cluster::start(1);
+        c.put_v3(0, "/a", "1");
+        run_ok(
+            tool("etcd2-snapshot")
+                .env("ETCDCTL_ENDPOINTS", c.endpoint(0))
+                .env("ETCD_BACKUP_DIR", &work)
+                .args(["--api", "v3", "-o"])
+                .arg(&archive),
+        );
+    }
+    let started = std::time::Instant::now();
+    let out = run(with_remote(tool("etcd2-push"), &stalled, &work)
+        .args(["--stall-timeout", "2s", "--remote-timeout", "20s"])
+        .arg(&archive));
+    let took = started.elapsed();
+    let line = assert_fails_with(&out, "etcd2-push", "--stall-timeout");
+    assert!(
+        took < std::time::Duration::from_secs(20),
+        "a stalled upload took {took:?}: {line}"
+    );
+    // Metadata calls are bounded by --remote-timeout, named when hit.
+    let out = run(with_remote(tool("etcd2-fetch"), &stalled, &work).args([
+        "--stall-timeout",
+        "30s",
+        "--remote-timeout",
+        "2s",
+        "--list",
+    ]));
+    assert_fails_with(&out, "etcd2-fetch", "--remote-timeout");
+}

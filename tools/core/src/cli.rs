@@ -235,8 +235,26 @@ pub struct RemoteArgs {
     )]
     pub rclone_flags: Vec<String>,
 
-    /// Bound on one archive upload or download
-    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    /// Give up connecting to the remote after this long (rclone --contimeout)
+    #[arg(long, env = "ETCD2_BACKUP_CONNECT_TIMEOUT", default_value = "10s",
+          value_parser = parse_duration, value_name = "DURATION")]
+    pub connect_timeout: Duration,
+
+    /// Give up a transfer when no data moved for this long, on the network
+    /// (rclone --timeout) or between rclone and us
+    #[arg(long, env = "ETCD2_BACKUP_STALL_TIMEOUT", default_value = "60s",
+          value_parser = parse_duration, value_name = "DURATION")]
+    pub stall_timeout: Duration,
+
+    /// Bound on each listing or small read/write on the remote, retries
+    /// included (rclone itself tries once, with two low-level tries)
+    #[arg(long, env = "ETCD2_BACKUP_REMOTE_TIMEOUT", default_value = "60s",
+          value_parser = parse_duration, value_name = "DURATION")]
+    pub remote_timeout: Duration,
+
+    /// Bound on one archive upload or download, however steady its progress
+    #[arg(long, env = "ETCD2_BACKUP_TRANSFER_TIMEOUT", default_value = "1h",
+          value_parser = parse_duration, value_name = "DURATION")]
     pub transfer_timeout: Duration,
 }
 
@@ -250,7 +268,12 @@ impl RemoteArgs {
             .collect();
         let mut r =
             crate::remote::Rclone::new(self.rclone.as_deref(), self.rclone_config.clone(), flags)?;
-        r.transfer_timeout = self.transfer_timeout;
+        r.bounds = crate::remote::Bounds {
+            connect: self.connect_timeout,
+            stall: self.stall_timeout,
+            remote: self.remote_timeout,
+            transfer: self.transfer_timeout,
+        };
         Ok(r)
     }
 

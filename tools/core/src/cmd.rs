@@ -57,6 +57,8 @@ impl Program {
             env_remove_prefixes: Vec::new(),
             stdin: None,
             timeout: Duration::from_secs(60),
+            timeout_name: None,
+            stall: None,
         }
     }
 }
@@ -70,6 +72,10 @@ pub struct Invocation {
     env_remove_prefixes: Vec<String>,
     stdin: Option<Vec<u8>>,
     timeout: Duration,
+    /// The flag that sets `timeout`, named when it is hit.
+    timeout_name: Option<&'static str>,
+    /// For streams: kill when no data moved for this long (and its flag).
+    stall: Option<(Duration, &'static str)>,
 }
 
 /// What a finished child printed.
@@ -110,6 +116,25 @@ impl Invocation {
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
+    }
+
+    /// A deadline set by an operator's flag, which the error names when hit.
+    pub fn bounded(mut self, timeout: Duration, flag: &'static str) -> Self {
+        self.timeout = timeout;
+        self.timeout_name = Some(flag);
+        self
+    }
+
+    /// For [`Invocation::stream`] and [`Invocation::spawn_writer`]: kill the
+    /// child when no data moved through us for `stall`, naming `flag`.
+    pub fn stall(mut self, stall: Duration, flag: &'static str) -> Self {
+        self.stall = Some((stall, flag));
+        self
+    }
+
+    /// "within 1m (--remote-timeout)": the bound, as an error names it.
+    fn bound_text(&self) -> String {
+        bound_text(self.timeout, self.timeout_name)
     }
 
     /// The command line as shown in logs and errors, secrets redacted
@@ -165,9 +190,10 @@ impl Invocation {
     }
 
     /// Start the child with a pipe to its stdin, for streaming data into it
-    /// (`rclone rcat`). Its stdout and stderr are captured; the deadline
-    /// counts from now and is enforced by [`ChildWriter::finish`] and by a
-    /// write that finds the child gone.
+    /// (`rclone rcat`). Its stdout and stderr are captured. A watchdog kills
+    /// it at the deadline, or when a write of ours made no progress for the
+    /// stall bound (a child that stopped reading), which also frees that
+    /// blocked write.
     pub fn spawn_writer(&self) -> Result<ChildWriter> {
         tracing::debug!("running: {}", self.display());
         let (reader, writer) = io::pipe().context("creating a pipe")?;
@@ -180,22 +206,15 @@ impl Invocation {
             .with_context(|| format!("starting {}", self.program.path.display()))?;
         let running = guard_children(handle.pids());
         let handle = std::sync::Arc::new(handle);
-        // The watchdog kills the child at the deadline, which also frees a
-        // write of ours blocked on a child that stopped reading.
-        let (done, rx) = std::sync::mpsc::channel::<()>();
-        let (h, limit) = (std::sync::Arc::clone(&handle), self.timeout);
-        std::thread::spawn(move || {
-            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(limit) {
-                let _ = h.kill(); // best effort: it may have just exited
-            }
+        let h = std::sync::Arc::clone(&handle);
+        let watchdog = Watchdog::start(self, move || {
+            let _ = h.kill(); // best effort: it may have just exited
         });
         Ok(ChildWriter {
             handle,
             stdin: Some(writer),
             display: self.display(),
-            deadline: std::time::Instant::now() + self.timeout,
-            timeout: self.timeout,
-            _watchdog: done,
+            watchdog,
             _running: running,
         })
     }
@@ -226,9 +245,9 @@ impl Invocation {
             // blocks forever on the bbolt lock). Kill it and say so.
             let _ = handle.kill(); // best effort: it may have just exited
             bail!(
-                "`{}` did not finish within {} and was killed",
+                "`{}` did not finish {} and was killed",
                 self.display(),
-                humantime::format_duration(self.timeout)
+                self.bound_text()
             );
         };
         let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
@@ -458,6 +477,100 @@ mod tests {
     }
 }
 
+fn bound_text(limit: Duration, flag: Option<&'static str>) -> String {
+    match flag {
+        Some(f) => format!("within {} ({f})", human_duration(limit)),
+        None => format!("within {}", human_duration(limit)),
+    }
+}
+
+/// Kills a streaming child at its deadline or when no data moved through us
+/// for its stall bound, and remembers which, for the error.
+struct Watchdog {
+    /// When data last moved; None once the stall clock is off.
+    progress: std::sync::Arc<std::sync::Mutex<Option<std::time::Instant>>>,
+    fired: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+    /// Dropping it stops the thread.
+    _stop: std::sync::mpsc::Sender<()>,
+}
+
+impl Watchdog {
+    fn start(inv: &Invocation, kill: impl Fn() + Send + 'static) -> Watchdog {
+        use std::sync::{mpsc, Arc, Mutex};
+        use std::time::Instant;
+        let started = Instant::now();
+        let progress = Arc::new(Mutex::new(Some(started)));
+        let fired = Arc::new(Mutex::new(None::<String>));
+        let (stop, rx) = mpsc::channel::<()>();
+        let (p, f) = (Arc::clone(&progress), Arc::clone(&fired));
+        let (total, total_name, stall) = (inv.timeout, inv.timeout_name, inv.stall);
+        let display = inv.display();
+        std::thread::spawn(move || loop {
+            // Woken every 200 ms, or at once when the stream is done.
+            if !matches!(
+                rx.recv_timeout(Duration::from_millis(200)),
+                Err(mpsc::RecvTimeoutError::Timeout)
+            ) {
+                return;
+            }
+            let idle = p
+                .lock()
+                .ok()
+                .and_then(|t| t.map(|t| t.elapsed()))
+                .unwrap_or_default();
+            let why = if started.elapsed() >= total {
+                Some(format!(
+                    "`{display}` did not finish {} and was killed",
+                    bound_text(total, total_name)
+                ))
+            } else {
+                stall
+                    .filter(|(limit, _)| idle >= *limit)
+                    .map(|(limit, name)| {
+                        format!(
+                            "`{display}` moved no data for {} ({name}) and was killed",
+                            human_duration(limit)
+                        )
+                    })
+            };
+            if let Some(why) = why {
+                if let Ok(mut slot) = f.lock() {
+                    *slot = Some(why);
+                }
+                kill();
+                return;
+            }
+        });
+        Watchdog {
+            progress,
+            fired,
+            _stop: stop,
+        }
+    }
+
+    /// Data moved: the stall clock restarts.
+    fn progressed(&self) {
+        if let Ok(mut t) = self.progress.lock() {
+            if t.is_some() {
+                *t = Some(std::time::Instant::now());
+            }
+        }
+    }
+
+    /// No more data passes through us: from here on only the deadline (and
+    /// the child's own timeouts) apply.
+    fn stop_stall_clock(&self) {
+        if let Ok(mut t) = self.progress.lock() {
+            *t = None;
+        }
+    }
+
+    /// Why the watchdog killed the child, if it did.
+    fn fired(&self) -> Option<String> {
+        self.fired.lock().ok().and_then(|f| f.clone())
+    }
+}
+
 /// A running child fed through a pipe to its stdin (see
 /// [`Invocation::spawn_writer`]). Dropping it without `finish` kills the
 /// child, so a failed producer never lets it commit a truncated stream as if
@@ -466,36 +579,30 @@ pub struct ChildWriter {
     handle: std::sync::Arc<duct::Handle>,
     stdin: Option<io::PipeWriter>,
     display: String,
-    deadline: std::time::Instant,
-    timeout: Duration,
-    /// Dropping it (with us) stops the watchdog thread.
-    _watchdog: std::sync::mpsc::Sender<()>,
+    watchdog: Watchdog,
     _running: Vec<crate::scratch::ChildGuard>,
 }
 
 impl ChildWriter {
-    /// Close the child's stdin (end of data) and wait for it, at most until
-    /// its deadline; fails with its command line and stderr tail.
+    /// Close the child's stdin (end of data) and wait for it (the watchdog
+    /// still bounds the wait); fails with its command line and stderr tail.
     pub fn finish(mut self) -> Result<Captured> {
         drop(self.stdin.take());
-        let left = self
-            .deadline
-            .saturating_duration_since(std::time::Instant::now());
-        let waited = self
+        // All data is handed over; rclone may still be sending what it
+        // buffered (up to --buffer-size) at the link's pace. From here on its
+        // own idle timeout and our total deadline bound it, not our stall
+        // clock, which sees no data move.
+        self.watchdog.stop_stall_clock();
+        let output = self
             .handle
-            .wait_timeout(left)
+            .wait()
             .with_context(|| format!("waiting for {}", self.display))?;
-        let Some(output) = waited else {
-            let _ = self.handle.kill(); // best effort: it may have just exited
-            return Err(self.timed_out().into());
-        };
+        if let Some(why) = self.watchdog.fired() {
+            bail!("{why}");
+        }
         let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
         let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
         if !output.status.success() {
-            if std::time::Instant::now() >= self.deadline {
-                // Killed by the watchdog.
-                return Err(self.timed_out().into());
-            }
             bail!(
                 "`{}` failed ({}){}",
                 self.display,
@@ -506,19 +613,11 @@ impl ChildWriter {
         Ok(Captured { stdout, stderr })
     }
 
-    fn timed_out(&self) -> io::Error {
-        io::Error::other(format!(
-            "`{}` did not finish within {} and was killed",
-            self.display,
-            humantime::format_duration(self.timeout)
-        ))
-    }
-
-    /// Why a write failed: the deadline, or the child's own failure when it
+    /// Why a write failed: the watchdog, or the child's own failure when it
     /// has exited.
     fn write_failure(&self, e: io::Error) -> io::Error {
-        if std::time::Instant::now() >= self.deadline {
-            return self.timed_out();
+        if let Some(why) = self.watchdog.fired() {
+            return io::Error::other(why);
         }
         match self.handle.try_wait() {
             Ok(Some(out)) => io::Error::other(format!(
@@ -534,13 +633,15 @@ impl ChildWriter {
 
 impl io::Write for ChildWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if std::time::Instant::now() > self.deadline {
-            let _ = self.handle.kill(); // best effort: it may have just exited
-            return Err(self.timed_out());
+        if let Some(why) = self.watchdog.fired() {
+            return Err(io::Error::other(why));
         }
         let w = self.stdin.as_mut().ok_or(io::ErrorKind::BrokenPipe)?;
         match w.write(buf) {
-            Ok(n) => Ok(n),
+            Ok(n) => {
+                self.watchdog.progressed();
+                Ok(n)
+            }
             Err(e) => Err(self.write_failure(e)),
         }
     }
@@ -559,46 +660,34 @@ impl Drop for ChildWriter {
     }
 }
 
-/// A child's stdout as a stream, bounded in time by a watchdog that kills the
-/// child at the deadline. At EOF the exit status is checked and a failure is
+/// A child's stdout as a stream, bounded by a watchdog (deadline and stall)
+/// that kills the child. At EOF the exit status is checked and a failure is
 /// reported with the command line and the tail of stderr.
 pub struct StreamReader {
     handle: std::sync::Arc<duct::ReaderHandle>,
     display: String,
-    done: Option<std::sync::mpsc::Sender<()>>,
-    timed_out: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    timeout: Duration,
+    watchdog: Watchdog,
     _running: Vec<crate::scratch::ChildGuard>,
 }
 
 impl Invocation {
     pub fn stream(&self) -> Result<StreamReader> {
-        use std::sync::atomic::{AtomicBool, Ordering};
-        use std::sync::{mpsc, Arc};
         tracing::debug!("streaming: {}", self.display());
-        let handle = Arc::new(
+        let handle = std::sync::Arc::new(
             self.expression()
                 .stderr_capture()
                 .reader()
                 .with_context(|| format!("starting {}", self.program.path.display()))?,
         );
         let running = guard_children(handle.pids());
-        let (tx, rx) = mpsc::channel::<()>();
-        let timed_out = Arc::new(AtomicBool::new(false));
-        let (h, flag, limit) = (Arc::clone(&handle), Arc::clone(&timed_out), self.timeout);
-        std::thread::spawn(move || {
-            // Either the reader finished (message or hang-up) or time is up.
-            if let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(limit) {
-                flag.store(true, Ordering::SeqCst);
-                let _ = h.kill(); // best effort: it may have just exited
-            }
+        let h = std::sync::Arc::clone(&handle);
+        let watchdog = Watchdog::start(self, move || {
+            let _ = h.kill(); // best effort: it may have just exited
         });
         Ok(StreamReader {
             handle,
             display: self.display(),
-            done: Some(tx),
-            timed_out,
-            timeout: self.timeout,
+            watchdog,
             _running: running,
         })
     }
@@ -606,12 +695,8 @@ impl Invocation {
 
 impl StreamReader {
     fn failure(&self) -> io::Error {
-        if self.timed_out.load(std::sync::atomic::Ordering::SeqCst) {
-            return io::Error::other(format!(
-                "`{}` did not finish within {} and was killed",
-                self.display,
-                humantime::format_duration(self.timeout)
-            ));
+        if let Some(why) = self.watchdog.fired() {
+            return io::Error::other(why);
         }
         match self.handle.try_wait() {
             Ok(Some(out)) if !out.status.success() => io::Error::other(format!(
@@ -633,7 +718,10 @@ impl io::Read for StreamReader {
                 Ok(Some(out)) if out.status.success() => Ok(0),
                 _ => Err(self.failure()),
             },
-            Ok(n) => Ok(n),
+            Ok(n) => {
+                self.watchdog.progressed();
+                Ok(n)
+            }
             Err(_) => Err(self.failure()),
         }
     }
@@ -641,11 +729,7 @@ impl io::Read for StreamReader {
 
 impl Drop for StreamReader {
     fn drop(&mut self) {
-        // Stop the watchdog; an unfinished child is killed by ReaderHandle's
-        // own drop.
-        if let Some(tx) = self.done.take() {
-            let _ = tx.send(()); // the watchdog may have fired already
-        }
+        // An unfinished child is killed (ReaderHandle's drop would too).
         let _ = self.handle.kill(); // no-op when it already exited
     }
 }
@@ -689,6 +773,20 @@ mod writer_tests {
     }
 
     #[test]
+    fn a_writer_whose_child_stops_reading_is_killed_after_the_stall_bound() {
+        let sh = Program::find("sh", None, "dash").unwrap();
+        let mut w = sh
+            .command(["-c", "exec sleep 30"])
+            .bounded(Duration::from_secs(60), "--transfer-timeout")
+            .stall(Duration::from_millis(400), "--stall-timeout")
+            .spawn_writer()
+            .unwrap();
+        let e = w.write_all(&[0u8; 4 << 20]).unwrap_err();
+        assert!(e.to_string().contains("moved no data for"), "{e}");
+        assert!(e.to_string().contains("(--stall-timeout)"), "{e}");
+    }
+
+    #[test]
     fn dropping_an_unfinished_writer_kills_the_child_before_it_sees_eof() {
         let d = tempfile::tempdir().unwrap();
         let out = d.path().join("out");
@@ -726,6 +824,33 @@ mod stream_tests {
             .unwrap_err();
         assert!(err.to_string().contains("exit code 4"), "{err}");
         assert!(err.to_string().contains("broken"), "{err}");
+    }
+
+    #[test]
+    fn a_stream_that_stalls_is_killed_naming_the_bound_while_a_slow_one_lives() {
+        let sh = Program::find("sh", None, "dash").unwrap();
+        let mut buf = Vec::new();
+        let err = sh
+            .command(["-c", "echo start; exec sleep 30"])
+            .stall(Duration::from_millis(400), "--stall-timeout")
+            .stream()
+            .unwrap()
+            .read_to_end(&mut buf)
+            .unwrap_err();
+        assert!(err.to_string().contains("moved no data"), "{err}");
+        // Slow but steady: a line every 150 ms for 1.2 s outlives a 400 ms
+        // stall bound.
+        let mut out = String::new();
+        sh.command([
+            "-c",
+            "for i in 1 2 3 4 5 6 7 8; do echo $i; sleep 0.15; done",
+        ])
+        .stall(Duration::from_millis(400), "--stall-timeout")
+        .stream()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+        assert_eq!(out.lines().count(), 8);
     }
 
     #[test]

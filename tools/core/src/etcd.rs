@@ -226,7 +226,7 @@ impl Etcdctl {
         for a in args {
             inv = inv.arg(*a);
         }
-        inv.timeout(self.query_timeout)
+        inv.bounded(self.query_timeout, "--query-timeout")
     }
 
     /// A v2 command against the configured endpoints (v2 etcdctl spells its
@@ -247,12 +247,12 @@ impl Etcdctl {
         for a in args {
             inv = inv.arg(*a);
         }
-        inv.timeout(self.query_timeout)
+        inv.bounded(self.query_timeout, "--query-timeout")
     }
 
     /// An offline command (no endpoint involved).
     pub fn offline(&self, api: &str, args: &[&str]) -> Invocation {
-        self.base(api, args).timeout(self.long_timeout)
+        self.base(api, args).bounded(self.long_timeout, "--timeout")
     }
 
     fn unreachable(&self, e: anyhow::Error) -> anyhow::Error {
@@ -399,7 +399,7 @@ impl Etcdctl {
     pub fn snapshot_save(&self, path: &Path) -> Result<Captured> {
         let p = path.to_string_lossy();
         self.v3(&["snapshot", "save", &p])
-            .timeout(self.long_timeout)
+            .bounded(self.long_timeout, "--timeout")
             .run()
             .map_err(|e| self.unreachable(e))
     }

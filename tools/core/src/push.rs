@@ -314,7 +314,8 @@ impl PushJob {
         let manifest = match (manifest, out_error) {
             (Ok(m), _) => m,
             (Err(_), Some(e)) => {
-                return Err(e).with_context(|| format!("uploading to {remote_archive}"));
+                let e = anyhow::Error::new(e).context(format!("uploading to {remote_archive}"));
+                return Err(self.rclone.explain(e));
             }
             (Err(e), None) => {
                 // Dropping the upload kills rclone before it sees the end of
@@ -329,9 +330,10 @@ impl PushJob {
             "{shown} changed size while being read ({size} bytes, then {}): refusing it",
             digests.size
         );
-        upload
-            .finish()
-            .with_context(|| format!("uploading to {remote_archive}"))?;
+        upload.finish().map_err(|e| {
+            self.rclone
+                .explain(e.context(format!("uploading to {remote_archive}")))
+        })?;
         tracing::info!(
             "verified {shown}: {} backup of member {:?} taken {} ({size} bytes, sha256 {})",
             manifest.api,

@@ -19,7 +19,7 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::archive::{Codec, Manifest};
-use crate::cmd::{Invocation, Program};
+use crate::cmd::{Captured, Invocation, Program};
 
 pub const POINTER_NAME: &str = "LATEST.json";
 pub const GENERATIONS_DIR: &str = "generations";
@@ -33,10 +33,37 @@ pub struct Rclone {
     program: Program,
     config: Option<PathBuf>,
     flags: Vec<String>,
-    /// Bound on listings and small reads/writes.
-    pub query_timeout: Duration,
-    /// Bound on one archive upload or download.
-    pub transfer_timeout: Duration,
+    pub bounds: Bounds,
+}
+
+/// How long rclone may take, each bound named by the flag that sets it.
+#[derive(Debug, Clone)]
+pub struct Bounds {
+    /// Establishing a connection (rclone's --contimeout).
+    pub connect: Duration,
+    /// No data moving, on the network (rclone's --timeout, its idle
+    /// timeout) or through our pipe to or from rclone.
+    pub stall: Duration,
+    /// One listing or small read/write, retries included.
+    pub remote: Duration,
+    /// One archive upload or download, whatever its pace.
+    pub transfer: Duration,
+}
+
+impl Default for Bounds {
+    fn default() -> Self {
+        Bounds {
+            connect: Duration::from_secs(10),
+            stall: Duration::from_secs(60),
+            remote: Duration::from_secs(60),
+            transfer: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// rclone's flag value for a duration (whole seconds, at least 1).
+fn rclone_secs(d: Duration) -> String {
+    format!("{}s", d.as_secs().max(1))
 }
 
 /// One entry of `rclone lsjson`.
@@ -73,20 +100,74 @@ impl Rclone {
             program,
             config,
             flags,
-            query_timeout: Duration::from_secs(120),
-            transfer_timeout: Duration::from_secs(3600),
+            bounds: Bounds::default(),
         })
     }
 
+    /// One rclone call bounded by --remote-timeout. rclone's own defaults
+    /// retry a refused connection for minutes (205 s measured) before it
+    /// says why; ours give up within seconds with rclone's cause in the
+    /// error: one attempt, two low-level tries, the connect and stall
+    /// bounds. The operator's --rclone-flag values come after ours and win.
     fn cmd(&self, args: &[&str]) -> Invocation {
         let mut inv = self.program.command(args.iter().copied());
         if let Some(c) = &self.config {
             inv = inv.arg("--config").arg(c);
         }
+        inv = inv
+            .arg(format!("--contimeout={}", rclone_secs(self.bounds.connect)))
+            .arg(format!("--timeout={}", rclone_secs(self.bounds.stall)))
+            .arg("--low-level-retries=2")
+            .arg("--retries=1");
         for f in &self.flags {
             inv = inv.arg(f);
         }
-        inv.timeout(self.query_timeout)
+        inv.bounded(self.bounds.remote, "--remote-timeout")
+    }
+
+    /// One archive transfer: bounded in total by --transfer-timeout, and
+    /// by --stall-timeout while no data moves through us.
+    fn transfer(&self, args: &[&str]) -> Invocation {
+        self.cmd(args)
+            .bounded(self.bounds.transfer, "--transfer-timeout")
+            .stall(self.bounds.stall, "--stall-timeout")
+    }
+
+    /// Run `inv`; a failure gets `what` as context, and [`Rclone::explain`].
+    fn run(
+        &self,
+        inv: Invocation,
+        accept: &[i32],
+        what: impl FnOnce() -> String,
+    ) -> Result<(i32, Captured)> {
+        inv.run_accepting(accept)
+            .map_err(|e| self.explain(e.context(what())))
+    }
+
+    /// Say which bound rclone hit when it gave up on a timeout of its own.
+    pub fn explain(&self, e: anyhow::Error) -> anyhow::Error {
+        // rclone's (Go's) words for a timeout; not "timeout" alone, which
+        // our own command line (--contimeout=, --timeout=) contains.
+        let text = format!("{e:#}").to_lowercase();
+        let timed_out = [
+            "i/o timeout",
+            "deadline exceeded",
+            "client.timeout",
+            "timeout awaiting",
+            "handshake timeout",
+        ]
+        .iter()
+        .any(|w| text.contains(w));
+        if timed_out {
+            e.context(format!(
+                "the remote did not answer: no connection within --connect-timeout {} or no \
+                 data moving for --stall-timeout {}",
+                crate::cmd::human_duration(self.bounds.connect),
+                crate::cmd::human_duration(self.bounds.stall)
+            ))
+        } else {
+            e
+        }
     }
 
     /// Fail with one clear line when `endpoint` names a remote that the
@@ -95,10 +176,9 @@ impl Rclone {
         let Some(name) = remote_name(endpoint) else {
             return Ok(());
         };
-        let out = self
-            .cmd(&["listremotes"])
-            .run()
-            .context("listing rclone remotes")?;
+        let (_, out) = self.run(self.cmd(&["listremotes"]), &[], || {
+            "listing rclone remotes".to_owned()
+        })?;
         let names: Vec<&str> = out
             .stdout
             .lines()
@@ -119,10 +199,9 @@ impl Rclone {
 
     /// The whole content of a small remote file; None when it does not exist.
     pub fn cat(&self, path: &str) -> Result<Option<Vec<u8>>> {
-        let (code, out) = self
-            .cmd(&["cat", path])
-            .run_accepting(NOT_FOUND)
-            .with_context(|| format!("reading {path}"))?;
+        let (code, out) = self.run(self.cmd(&["cat", path]), NOT_FOUND, || {
+            format!("reading {path}")
+        })?;
         Ok((code == 0).then(|| out.stdout.into_bytes()))
     }
 
@@ -132,10 +211,7 @@ impl Rclone {
         if hashes {
             args.push("--hash");
         }
-        let (code, out) = self
-            .cmd(&args)
-            .run_accepting(NOT_FOUND)
-            .with_context(|| format!("listing {dir}"))?;
+        let (code, out) = self.run(self.cmd(&args), NOT_FOUND, || format!("listing {dir}"))?;
         if code != 0 {
             return Ok(None);
         }
@@ -145,11 +221,12 @@ impl Rclone {
     /// One file's size and the hashes the backend knows; None when missing.
     pub fn stat(&self, dir: &str, name: &str) -> Result<Option<Entry>> {
         let path = join(dir, name);
-        let (code, out) = self
-            // Only the hashes we compare: a bare --hash makes the local
-            // backend compute every type it knows (whirlpool, crc32,
-            // quickxor, ...), reading the archive once per type: 3.9 s
-            // instead of 0.6 s for a 120 MB archive.
+        // Only the hashes we compare: a bare --hash makes the local backend
+        // compute every type it knows (whirlpool, crc32, quickxor, ...),
+        // reading the archive once per type: 3.9 s instead of 0.6 s for a
+        // 120 MB archive. Hashing a large file is a transfer's worth of
+        // reading on some backends: the transfer bound applies.
+        let inv = self
             .cmd(&[
                 "lsjson",
                 "--hash-type",
@@ -161,8 +238,8 @@ impl Rclone {
                 "--files-only",
                 &path,
             ])
-            .run_accepting(NOT_FOUND)
-            .with_context(|| format!("checking {path}"))?;
+            .bounded(self.bounds.transfer, "--transfer-timeout");
+        let (code, out) = self.run(inv, NOT_FOUND, || format!("checking {path}"))?;
         if code != 0 {
             return Ok(None);
         }
@@ -173,10 +250,8 @@ impl Rclone {
 
     /// Write small bytes to a remote file.
     pub fn put_bytes(&self, remote: &str, bytes: &[u8]) -> Result<()> {
-        self.cmd(&["rcat", remote])
-            .stdin_bytes(bytes.to_vec())
-            .run()
-            .with_context(|| format!("writing {remote}"))?;
+        let inv = self.cmd(&["rcat", remote]).stdin_bytes(bytes.to_vec());
+        self.run(inv, &[], || format!("writing {remote}"))?;
         Ok(())
     }
 
@@ -186,9 +261,8 @@ impl Rclone {
     /// its old content. `--ignore-times` makes it transfer every time; the
     /// caller reads the result back by content.
     pub fn replace(&self, src: &str, dst: &str) -> Result<()> {
-        self.cmd(&["moveto", "--ignore-times", src, dst])
-            .run()
-            .with_context(|| format!("moving {src} to {dst}"))?;
+        let inv = self.cmd(&["moveto", "--ignore-times", src, dst]);
+        self.run(inv, &[], || format!("moving {src} to {dst}"))?;
         Ok(())
     }
 
@@ -198,35 +272,32 @@ impl Rclone {
     /// object stores, no spooling on its side). Bounded by the transfer
     /// timeout; dropping the writer unfinished kills rclone.
     pub fn rcat(&self, remote: &str, size: u64) -> Result<crate::cmd::ChildWriter> {
-        self.cmd(&["rcat", "--size", &size.to_string(), remote])
-            .timeout(self.transfer_timeout)
+        self.transfer(&["rcat", "--size", &size.to_string(), remote])
             .spawn_writer()
             .with_context(|| format!("uploading to {remote}"))
     }
 
     /// Delete one file; a file already gone is not an error.
     pub fn delete(&self, path: &str) -> Result<()> {
-        self.cmd(&["deletefile", path])
-            .run_accepting(NOT_FOUND)
-            .with_context(|| format!("deleting {path}"))?;
+        self.run(self.cmd(&["deletefile", path]), NOT_FOUND, || {
+            format!("deleting {path}")
+        })?;
         Ok(())
     }
 
     /// Copy a remote directory tree to a local directory.
     pub fn copy_dir(&self, remote: &str, local: &Path) -> Result<()> {
         let l = local.to_string_lossy();
-        self.cmd(&["copy", remote, &l])
-            .timeout(self.transfer_timeout)
-            .run()
-            .with_context(|| format!("downloading {remote}"))?;
+        let inv = self
+            .cmd(&["copy", remote, &l])
+            .bounded(self.bounds.transfer, "--transfer-timeout");
+        self.run(inv, &[], || format!("downloading {remote}"))?;
         Ok(())
     }
 
     /// A remote file as a byte stream, bounded by the transfer timeout.
     pub fn stream_file(&self, remote: &str) -> Result<crate::cmd::StreamReader> {
-        self.cmd(&["cat", remote])
-            .timeout(self.transfer_timeout)
-            .stream()
+        self.transfer(&["cat", remote]).stream()
     }
 }
 
