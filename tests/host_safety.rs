@@ -480,7 +480,7 @@ fn a_refused_or_stalled_remote_fails_within_its_documented_bound_naming_the_caus
     // Nothing listens on this port: connection refused.
     let refused = webdav_conf(d.path(), common::free_port());
     let started = std::time::Instant::now();
-    let out = run(&mut with_remote(tool("etcd2-fetch"), &refused, &work).arg("--list"));
+    let out = run(with_remote(tool("etcd2-fetch"), &refused, &work).arg("--list"));
     let took = started.elapsed();
     let line = assert_fails_with(&out, "etcd2-fetch", "connection refused");
     // The documented default bound on a metadata call is --remote-timeout

@@ -376,7 +376,7 @@ mod tests {
         for dir in [
             "member",
             "member.wiped-20261124T000000Z",
-            ".restore-x",
+            ".restore.1.x",
             "lost+found",
         ] {
             std::fs::create_dir(d.path().join(dir)).unwrap();
