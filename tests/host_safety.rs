@@ -532,3 +532,199 @@ fn a_refused_or_stalled_remote_fails_within_its_documented_bound_naming_the_caus
     ]));
     assert_fails_with(&out, "etcd2-fetch", "--remote-timeout");
 }
+
+// ---- Wrong causes and panics: one test each -------------------------------
+
+#[test]
+fn a_full_disk_during_a_snapshot_is_named_as_such() {
+    let c = cluster_with_data(3);
+    let work = c.path().join("tiny");
+    let _fs = common::Tmpfs::mount(&work, 1 << 20);
+    let out = run(tool("etcd2-snapshot")
+        .env("ETCDCTL_ENDPOINTS", c.endpoint(0))
+        .env("ETCD_BACKUP_DIR", &work)
+        .args(["--api", "v3", "-o"])
+        .arg(c.path().join("a.tar.zst")));
+    let line = assert_fails_with(&out, "etcd2-snapshot", "no space left on device");
+    assert!(!line.contains("cannot reach etcd"), "{line}");
+}
+
+#[test]
+fn an_unreadable_data_dir_is_named_as_unreadable() {
+    let c = Cluster::start(1);
+    c.put_v2(0, "/a", "1");
+    // Traversable by anyone down to the data dir; member/ root-only.
+    let top = tempfile::Builder::new()
+        .prefix("unreadable")
+        .tempdir_in("/tmp")
+        .unwrap();
+    std::fs::set_permissions(top.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let data = top.path().join("data");
+    std::fs::create_dir_all(data.join("member/wal")).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(data.join("member"), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let work = top.path().join("work");
+    std::fs::create_dir(&work).unwrap();
+    std::fs::set_permissions(&work, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let mut cmd = Command::new(common::require("setpriv", "util-linux"));
+    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(common::bin("etcd2-snapshot"))
+        .env_remove("ETCDCTL_API")
+        .env("ETCDCTL_ENDPOINTS", c.endpoint(0))
+        .env("ETCD_DATA_DIR", &data)
+        .env("ETCD_BACKUP_DIR", &work)
+        .args(["--api", "v2", "-o"])
+        .arg(work.join("a.tar.zst"));
+    let out = run(&mut cmd);
+    let line = assert_fails_with(&out, "etcd2-snapshot", "ermission denied");
+    assert!(line.contains(&data.display().to_string()), "{line}");
+    assert!(!line.contains("wrong ETCD_DATA_DIR"), "{line}");
+}
+
+#[test]
+fn an_endpoint_that_is_neither_a_remote_nor_an_absolute_path_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let archive = d.path().join("a.tar.zst");
+    std::fs::write(&archive, b"x").unwrap();
+    for (tool_name, extra) in [
+        ("etcd2-push", vec![archive.display().to_string()]),
+        ("etcd2-fetch", vec!["--list".into()]),
+    ] {
+        let out = run(tool(tool_name)
+            .current_dir(d.path())
+            .env("RCLONE_ENDPOINT", "s3bucket/etcd-backups")
+            .env("ETCD2_BACKUP_MACHINE_ID", MID)
+            .env("ETCD_BACKUP_DIR", d.path().join("work"))
+            .env("ETCD2_BACKUP_LOCK", d.path().join("lock"))
+            .args(&extra));
+        assert_fails_with(&out, tool_name, "s3bucket/etcd-backups");
+        assert_eq!(out.status.code(), Some(1));
+        assert!(
+            !d.path().join("s3bucket").exists(),
+            "{tool_name} wrote into a relative dir"
+        );
+    }
+}
+
+#[test]
+fn a_download_that_times_out_is_not_called_a_failed_verification() {
+    let c = Cluster::start(1);
+    c.put_v3(0, "/a", "1");
+    let remote = common::rclone::Remote::local(c.path());
+    let env = common::Env::new(c.path());
+    let archive = c.path().join("a.tar.zst");
+    run_ok(
+        tool("etcd2-snapshot")
+            .env("ETCDCTL_ENDPOINTS", c.endpoint(0))
+            .env("ETCD_BACKUP_DIR", c.path().join("snapwork"))
+            .args(["--api", "v3", "-o"])
+            .arg(&archive),
+    );
+    run_ok(env.push(&remote, MID).arg(&archive));
+    // rclone cat of the archive hangs; everything else is real rclone.
+    let wrapper = c.path().join("rclone-hangs-on-cat");
+    std::fs::write(
+        &wrapper,
+        "#!/bin/sh\ncase \" $* \" in *' cat '*.tar.*) exec sleep 30;; esac\nexec rclone \"$@\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = run(env
+        .fetch(&remote, MID)
+        .env("ETCD2_BACKUP_RCLONE", &wrapper)
+        .args(["--transfer-timeout", "2s", "-o"])
+        .arg(c.path().join("out.tar.zst")));
+    let line = assert_fails_with(&out, "etcd2-fetch", "--transfer-timeout");
+    assert!(!line.contains("failed verification"), "{line}");
+}
+
+#[test]
+fn a_closed_stdout_is_not_a_failure_and_never_a_panic() {
+    let c = Cluster::start(1);
+    c.put_v3(0, "/a", "1");
+    let remote = common::rclone::Remote::local(c.path());
+    let env = common::Env::new(c.path());
+    let archive = c.path().join("a.tar.zst");
+    run_ok(
+        tool("etcd2-snapshot")
+            .env("ETCDCTL_ENDPOINTS", c.endpoint(0))
+            .env("ETCD_BACKUP_DIR", c.path().join("snapwork"))
+            .args(["--api", "v3", "-o"])
+            .arg(&archive),
+    );
+    run_ok(env.push(&remote, MID).arg(&archive));
+    for args in [vec!["--list"], vec!["--list", "--json"]] {
+        // `etcd2-fetch --list | head -0`: the reader is gone before we write.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = env
+            .fetch(&remote, MID)
+            .args(&args)
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn an_absurd_wait_is_a_usage_error_not_a_panic() {
+    for (name, flag) in [
+        ("etcd2-push", "--lock-wait"),
+        ("etcd2-health", "--wait"),
+        ("etcd2-member-add", "--wait"),
+        ("etcd2-restore", "--wait"),
+    ] {
+        let out = run(tool(name).args([flag, "1000000000d", "--help"]));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{name} {flag}: {err}");
+        assert!(
+            err.contains(flag) && !err.contains("panicked"),
+            "{name}: {err}"
+        );
+    }
+    // And at run time, where the old code overflowed an Instant.
+    let d = tempfile::tempdir().unwrap();
+    let out = run(tool("etcd2-push")
+        .env("RCLONE_ENDPOINT", d.path())
+        .env("ETCD2_BACKUP_MACHINE_ID", MID)
+        .env("ETCD2_BACKUP_LOCK", d.path().join("lock"))
+        .args(["--lock-wait", "1000000000d"])
+        .arg(d.path().join("missing.tar.zst")));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
+    assert_ne!(out.status.code(), Some(101), "a panic");
+}
+
+#[test]
+fn an_oversized_sidecar_is_reported_damaged_without_being_read_whole() {
+    let c = Cluster::start(1);
+    c.put_v3(0, "/a", "1");
+    let remote = common::rclone::Remote::local(c.path());
+    let env = common::Env::new(c.path());
+    for i in 0..2 {
+        let archive = c.path().join(format!("{i}.tar.zst"));
+        run_ok(
+            tool("etcd2-snapshot")
+                .env("ETCDCTL_ENDPOINTS", c.endpoint(0))
+                .env("ETCD_BACKUP_DIR", c.path().join("snapwork"))
+                .args(["--api", "v3", "-o"])
+                .arg(&archive),
+        );
+        run_ok(env.push(&remote, MID).arg(&archive));
+    }
+    let gens = remote.machine_dir(MID).join("generations");
+    let oldest = common::names(&gens)
+        .into_iter()
+        .find(|n| n.ends_with(".json"))
+        .unwrap();
+    // 64 MiB of spaces then a brace: valid-looking JSON start, huge.
+    let f = std::fs::File::create(gens.join(&oldest)).unwrap();
+    f.set_len(64 << 20).unwrap();
+    let out = run_ok(env.fetch(&remote, MID).args(["--list", "--json"]));
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let damaged = rows[0]["damaged"].as_str().unwrap_or_default().to_owned();
+    assert!(damaged.contains("larger than"), "{rows}");
+}

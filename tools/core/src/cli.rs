@@ -151,7 +151,7 @@ pub struct EtcdConnArgs {
     pub etcdctl: Option<PathBuf>,
 
     /// Bound on each quick etcdctl call (status, member list)
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
     pub query_timeout: Duration,
 
     /// Bound on each long etcdctl call (snapshot save, backup)
@@ -159,7 +159,7 @@ pub struct EtcdConnArgs {
         long,
         env = "ETCD2_BACKUP_TIMEOUT",
         default_value = "10m",
-        value_parser = humantime::parse_duration,
+        value_parser = parse_duration,
         value_name = "DURATION"
     )]
     pub timeout: Duration,
@@ -288,14 +288,46 @@ impl RemoteArgs {
     }
 }
 
-/// Parse a duration flag such as `30s`, `5m`, `1h 30m`.
-pub fn parse_duration(s: &str) -> std::result::Result<Duration, humantime::DurationError> {
-    humantime::parse_duration(s)
+/// The longest wait or timeout a flag accepts. Longer ones are typos (and
+/// overflowed the clock arithmetic: `--lock-wait 1000000000d` panicked).
+pub const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
+
+/// Parse a duration flag such as `30s`, `5m`, `1h 30m`, at most
+/// [`MAX_DURATION`].
+pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    if d > MAX_DURATION {
+        return Err(format!(
+            "{s} is longer than the longest wait a flag accepts ({})",
+            humantime::format_duration(MAX_DURATION)
+        ));
+    }
+    Ok(d)
+}
+
+/// Print `text` to stdout; a reader that went away (`| head`) is not an
+/// error: the data was not wanted (exit 0, as ripgrep does).
+pub fn print_stdout(text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => Ok(r?),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_are_bounded() {
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert!(parse_duration("366d").is_ok());
+        assert!(parse_duration("367d").unwrap_err().contains("longest wait"));
+        assert!(parse_duration("1000000000d").is_err());
+        assert!(parse_duration("soon").is_err());
+    }
 
     #[test]
     fn endpoints_come_from_the_flag_then_etcds_settings_then_the_default() {

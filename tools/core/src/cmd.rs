@@ -693,19 +693,43 @@ impl Invocation {
     }
 }
 
+/// The failure of the child behind a stream or pipe, as opposed to a
+/// problem with the data that came through it: callers tell "the download
+/// failed" from "the archive is corrupt" with [`is_child_failure`].
+#[derive(Debug)]
+pub struct ChildFailure(pub String);
+
+impl std::fmt::Display for ChildFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ChildFailure {}
+
+/// Whether `e` (anywhere in its chain) is a [`ChildFailure`].
+pub fn is_child_failure(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.is::<ChildFailure>()
+            || c.downcast_ref::<io::Error>()
+                .and_then(|io| io.get_ref())
+                .is_some_and(|inner| inner.is::<ChildFailure>())
+    })
+}
+
 impl StreamReader {
     fn failure(&self) -> io::Error {
         if let Some(why) = self.watchdog.fired() {
-            return io::Error::other(why);
+            return io::Error::other(ChildFailure(why));
         }
         match self.handle.try_wait() {
-            Ok(Some(out)) if !out.status.success() => io::Error::other(format!(
+            Ok(Some(out)) if !out.status.success() => io::Error::other(ChildFailure(format!(
                 "`{}` failed ({}){}",
                 self.display,
                 describe_status(out.status),
                 format_tail(&String::from_utf8_lossy(&out.stderr), "")
-            )),
-            Ok(_) => io::Error::other(format!("`{}` ended abnormally", self.display)),
+            ))),
+            Ok(_) => io::Error::other(ChildFailure(format!("`{}` ended abnormally", self.display))),
             Err(e) => e,
         }
     }

@@ -134,6 +134,22 @@ struct RangeCount {
     count: u64,
 }
 
+/// Whether etcdctl's complaint is about reaching the member at all.
+pub fn looks_unreachable(msg: &str) -> bool {
+    [
+        "connection refused",
+        "context deadline exceeded",
+        "no route to host",
+        "connection reset",
+        "dial tcp",
+        "transport: ",
+        "certificate",
+        "did not finish within",
+    ]
+    .iter()
+    .any(|m| msg.contains(m))
+}
+
 /// etcd IDs are shown in hex everywhere operators see them.
 pub fn hex_id(id: u64) -> String {
     format!("{id:x}")
@@ -395,13 +411,24 @@ impl Etcdctl {
     }
 
     /// `etcdctl snapshot save` into `path` (etcdctl itself writes
-    /// `path.part` and renames).
+    /// `path.part` and renames). A failure is blamed on the connection only
+    /// when etcdctl says so: a full disk is a full disk.
     pub fn snapshot_save(&self, path: &Path) -> Result<Captured> {
         let p = path.to_string_lossy();
         self.v3(&["snapshot", "save", &p])
             .bounded(self.long_timeout, "--timeout")
             .run()
-            .map_err(|e| self.unreachable(e))
+            .map_err(|e| {
+                if looks_unreachable(&format!("{e:#}")) {
+                    self.unreachable(e)
+                } else {
+                    e.context(format!(
+                        "saving a snapshot of etcd at {} into {}",
+                        self.endpoints,
+                        path.display()
+                    ))
+                }
+            })
     }
 
     pub fn snapshot_status(&self, path: &Path) -> Result<SnapshotStatus> {
@@ -478,6 +505,16 @@ mod tests {
         let e = parse_endpoint_status("Error: x").unwrap_err();
         assert!(format!("{e:#}").contains("endpoint status"));
         assert!(parse_endpoint_status("[]").is_err());
+    }
+
+    #[test]
+    fn a_full_disk_is_not_an_unreachable_member() {
+        assert!(!looks_unreachable(
+            "Error: write /w/snapshot.db.part: no space left on device"
+        ));
+        assert!(looks_unreachable(
+            "Error: dial tcp 127.0.0.1:2379: connect: connection refused"
+        ));
     }
 
     #[test]

@@ -242,11 +242,20 @@ impl FetchJob {
             sc.size
         );
         let stream = self.rclone.stream_file(&remote)?;
+        // A download that failed (rclone died, a bound was hit) is not a
+        // backup that failed verification: say which.
         let bad = |e: anyhow::Error| {
-            e.context(format!(
-                "generation {} at {remote} failed verification",
-                sc.generation
-            ))
+            if crate::cmd::is_child_failure(&e) {
+                self.rclone.explain(e.context(format!(
+                    "downloading generation {} from {remote}",
+                    sc.generation
+                )))
+            } else {
+                e.context(format!(
+                    "generation {} at {remote} failed verification",
+                    sc.generation
+                ))
+            }
         };
         let check = |manifest: &Manifest, n: u64, sha: &str| -> Result<()> {
             ensure!(

@@ -137,15 +137,33 @@ pub struct MemberAddJob {
 }
 
 /// The systemd drop-in that makes etcd2.service join as `name`.
-pub fn render_dropin(name: &str, initial_cluster: &str, founder: &str) -> String {
-    format!(
+pub fn render_dropin(name: &str, initial_cluster: &str, founder: &str) -> Result<String> {
+    let (name, initial_cluster, founder) = (
+        systemd_quoted(name, "the member name")?,
+        systemd_quoted(initial_cluster, "ETCD_INITIAL_CLUSTER")?,
+        systemd_quoted(founder, "the founder's URL")?,
+    );
+    Ok(format!(
         "# Written by etcd2-member-add: join {name} to the cluster at {founder}.\n\
          # Remove this file once the member has started (it is only read at first start).\n\
          [Service]\n\
          Environment=\"ETCD_NAME={name}\"\n\
          Environment=\"ETCD_INITIAL_CLUSTER={initial_cluster}\"\n\
          Environment=\"ETCD_INITIAL_CLUSTER_STATE=existing\"\n"
-    )
+    ))
+}
+
+/// `value` escaped for the inside of a double-quoted systemd
+/// `Environment="K=V"`: `%` starts a specifier, `\` and `"` are escapes. A
+/// control character (a newline would end the directive) is refused.
+fn systemd_quoted(value: &str, what: &str) -> Result<String> {
+    if let Some(c) = value.chars().find(|c| c.is_control()) {
+        anyhow::bail!("{what} {value:?} holds a control character ({c:?}): it cannot go into a systemd drop-in");
+    }
+    Ok(value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('%', "%%"))
 }
 
 /// ETCD_INITIAL_CLUSTER from a member list, naming the unstarted member
@@ -256,7 +274,7 @@ impl MemberAddJob {
 
     fn emit(&self, members: &[Member]) -> Result<String> {
         let ic = initial_cluster(members, &self.name, self.peer_urls.trim());
-        let text = render_dropin(&self.name, &ic, self.founder.endpoints());
+        let text = render_dropin(&self.name, &ic, self.founder.endpoints())?;
         match &self.dropin {
             Some(p) => {
                 if let Some(d) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -266,7 +284,7 @@ impl MemberAddJob {
                 crate::fsutil::write_atomic(p, text.as_bytes(), 0o644)?;
                 tracing::info!("wrote {} (ETCD_INITIAL_CLUSTER={ic}); run systemctl daemon-reload, then start etcd", p.display());
             }
-            None => print!("{text}"),
+            None => crate::cli::print_stdout(&text)?,
         }
         Ok(text)
     }
@@ -333,12 +351,23 @@ mod tests {
 
     #[test]
     fn dropin_has_the_three_settings() {
-        let d = render_dropin("e2", "e1=http://a:2380,e2=http://b:2380", "http://a:2379");
+        let d = render_dropin("e2", "e1=http://a:2380,e2=http://b:2380", "http://a:2379").unwrap();
         assert!(d.contains("[Service]\n"));
         assert!(d.contains("Environment=\"ETCD_NAME=e2\"\n"));
         assert!(
             d.contains("Environment=\"ETCD_INITIAL_CLUSTER=e1=http://a:2380,e2=http://b:2380\"\n")
         );
         assert!(d.contains("Environment=\"ETCD_INITIAL_CLUSTER_STATE=existing\"\n"));
+    }
+
+    #[test]
+    fn dropin_values_are_escaped_for_systemd_and_control_characters_refused() {
+        let d = render_dropin("e%2\"x\\", "a=http://h:1", "http://h:2").unwrap();
+        assert!(
+            d.contains("Environment=\"ETCD_NAME=e%%2\\\"x\\\\\"\n"),
+            "{d}"
+        );
+        let e = render_dropin("e2\nExecStart=/bin/evil", "a=http://h:1", "http://h:2").unwrap_err();
+        assert!(e.to_string().contains("control character"), "{e}");
     }
 }

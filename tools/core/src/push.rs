@@ -10,7 +10,7 @@ use sha1::Digest as _;
 
 use crate::archive::{self, Manifest};
 use crate::remote::{
-    join, new_generation_id, Layout, Listing, Pointer, Rclone, Sidecar, POINTER_NAME,
+    join, new_generation_id, Layout, Listing, Pointer, Rclone, Sidecar, Small, POINTER_NAME,
     SIDECAR_FORMAT,
 };
 
@@ -254,10 +254,11 @@ pub enum PointerState {
 /// counts as missing: `rclone cat` of a missing S3 object exits 0 and prints
 /// nothing, and we never write an empty pointer.
 pub fn read_pointer_checked(rclone: &Rclone, layout: &Layout) -> Result<PointerState> {
-    Ok(match rclone.cat(&layout.pointer())? {
-        None => PointerState::Missing,
-        Some(b) if b.is_empty() => PointerState::Missing,
-        Some(b) => match serde_json::from_slice::<Pointer>(&b) {
+    Ok(match rclone.cat_small(&layout.pointer())? {
+        Small::Missing => PointerState::Missing,
+        Small::Bytes(b) if b.is_empty() => PointerState::Missing,
+        Small::TooLarge => PointerState::Damaged(Small::TOO_LARGE.to_owned()),
+        Small::Bytes(b) => match serde_json::from_slice::<Pointer>(&b) {
             Ok(p) => PointerState::Valid(p),
             Err(e) => PointerState::Damaged(e.to_string()),
         },

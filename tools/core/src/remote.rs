@@ -24,6 +24,20 @@ use crate::cmd::{Captured, Invocation, Program};
 pub const POINTER_NAME: &str = "LATEST.json";
 pub const GENERATIONS_DIR: &str = "generations";
 pub const SIDECAR_FORMAT: u32 = 1;
+/// The most a pointer or sidecar may hold. A sidecar lists every file of a
+/// backup (about 150 bytes each); a v2 backup has tens.
+pub const SMALL_FILE_MAX: u64 = 1 << 20;
+/// What [`Rclone::cat_small`] found.
+pub enum Small {
+    Missing,
+    TooLarge,
+    Bytes(Vec<u8>),
+}
+
+impl Small {
+    pub const TOO_LARGE: &'static str = "is larger than 1 MiB: not a file etcd2-push wrote";
+}
+
 /// rclone's exit codes for "directory not found" and "file not found".
 const NOT_FOUND: &[i32] = &[3, 4];
 
@@ -197,12 +211,31 @@ impl Rclone {
         Ok(())
     }
 
-    /// The whole content of a small remote file; None when it does not exist.
+    /// A small remote file (a pointer or sidecar), reading at most
+    /// [`SMALL_FILE_MAX`] bytes of it: a larger one is not one we wrote.
+    pub fn cat_small(&self, path: &str) -> Result<Small> {
+        let count = (SMALL_FILE_MAX + 1).to_string();
+        let inv = self.cmd(&["cat", "--count", &count, path]);
+        let (code, out) = self.run(inv, NOT_FOUND, || format!("reading {path}"))?;
+        if code != 0 {
+            return Ok(Small::Missing);
+        }
+        let bytes = out.stdout.into_bytes();
+        Ok(if bytes.len() as u64 > SMALL_FILE_MAX {
+            Small::TooLarge
+        } else {
+            Small::Bytes(bytes)
+        })
+    }
+
+    /// The whole content of a small remote file; None when it does not
+    /// exist; an error when it is larger than [`SMALL_FILE_MAX`].
     pub fn cat(&self, path: &str) -> Result<Option<Vec<u8>>> {
-        let (code, out) = self.run(self.cmd(&["cat", path]), NOT_FOUND, || {
-            format!("reading {path}")
-        })?;
-        Ok((code == 0).then(|| out.stdout.into_bytes()))
+        match self.cat_small(path)? {
+            Small::Missing => Ok(None),
+            Small::Bytes(b) => Ok(Some(b)),
+            Small::TooLarge => bail!("{path} {}", Small::TOO_LARGE),
+        }
     }
 
     /// List a remote directory; None when it does not exist.
@@ -332,6 +365,16 @@ impl Layout {
     pub fn new(endpoint: &str, machine_id: &str) -> Result<Self> {
         if endpoint.trim().is_empty() {
             bail!("RCLONE_ENDPOINT is empty: set --endpoint or RCLONE_ENDPOINT (e.g. s3:bucket/backups)");
+        }
+        // rclone takes anything without a colon as a path relative to the
+        // working directory: a typo (`s3bucket/x` for `s3:bucket/x`) would
+        // put backups where nobody looks.
+        if !endpoint.starts_with('/') && !endpoint.contains(':') {
+            bail!(
+                "RCLONE_ENDPOINT {endpoint:?} is neither an rclone remote (NAME:PATH, \
+                 :BACKEND:PATH) nor an absolute local path: a typo? (rclone would write \
+                 into {endpoint:?} below the working directory)"
+            );
         }
         crate::node::validate_machine_id(machine_id)?;
         Ok(Layout {
@@ -490,6 +533,10 @@ mod tests {
             "s3:b/p/0123456789abcdef0123456789abcdef_backup"
         );
         assert!(Layout::new("", "0123456789abcdef0123456789abcdef").is_err());
+        assert!(Layout::new("s3bucket/x", "0123456789abcdef0123456789abcdef").is_err());
+        assert!(Layout::new("relative", "0123456789abcdef0123456789abcdef").is_err());
+        assert!(Layout::new("/var/backups", "0123456789abcdef0123456789abcdef").is_ok());
+        assert!(Layout::new(":local:/x", "0123456789abcdef0123456789abcdef").is_ok());
         assert!(Layout::new("s3:", "../x").is_err());
     }
 

@@ -111,13 +111,21 @@ fn check_data_dir(dir: &Path) -> Result<()> {
         bail!("etcd data dir {} is not a directory", dir.display());
     }
     let wal = dir.join("member/wal");
-    if !wal.is_dir() {
-        bail!(
+    match std::fs::metadata(&wal) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
             "etcd data dir {} holds no etcd member (no member/wal inside): wrong ETCD_DATA_DIR?",
             dir.display()
-        );
+        ),
+        Ok(_) => bail!("{} is not a directory", wal.display()),
+        Err(e) => Err(e).with_context(|| {
+            format!(
+                "cannot read {} in etcd data dir {} (run as root, or as etcd's own user)",
+                wal.display(),
+                dir.display()
+            )
+        }),
     }
-    Ok(())
 }
 
 fn now() -> (u64, String) {

@@ -23,11 +23,11 @@ fn main() -> ExitCode {
         if cli.list {
             let rows = job.list()?;
             if cli.json {
-                println!("{}", serde_json::to_string_pretty(&rows)?);
+                cli::print_stdout(&format!("{}\n", serde_json::to_string_pretty(&rows)?))?;
             } else if rows.is_empty() {
                 anyhow::bail!("no complete generations under {}", job.layout.base());
             } else {
-                print!("{}", format_table(&rows));
+                cli::print_stdout(&format_table(&rows))?;
             }
             return Ok(());
         }
