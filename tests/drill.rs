@@ -25,8 +25,11 @@ struct Node {
     data: PathBuf,
 }
 
-/// The stand-in for CoreOS's etcd2.service: Debian's etcd, configured only
-/// through the environment of its settings drop-in, like the original.
+/// The stand-in for CoreOS's etcd2.service: Debian's etcd, configured
+/// through the environment of its settings drop-in, like the original, except
+/// ETCD_DATA_DIR, which CoreOS sets in etcd2.service itself: the installer
+/// links only the drop-in, so our units do not see it and must find the data
+/// dir by the documented default.
 const ETCD2_SERVICE: &str = "\
 [Unit]
 Description=etcd (drill fixture standing in for etcd2.service)
@@ -34,6 +37,7 @@ After=network.target
 
 [Service]
 Type=notify
+Environment=ETCD_DATA_DIR=/var/lib/etcd2
 ExecStart=/usr/bin/etcd
 TimeoutStartSec=90
 ";
@@ -57,7 +61,6 @@ fn settings(n: &Node, all: &[Node]) -> String {
         .collect();
     let env = [
         ("ETCD_NAME", n.name.clone()),
-        ("ETCD_DATA_DIR", "/var/lib/etcd2".into()),
         ("ETCD_LISTEN_CLIENT_URLS", n.client.clone()),
         ("ETCD_ADVERTISE_CLIENT_URLS", n.client.clone()),
         ("ETCD_LISTEN_PEER_URLS", n.peer.clone()),
