@@ -728,3 +728,63 @@ fn an_oversized_sidecar_is_reported_damaged_without_being_read_whole() {
     let damaged = rows[0]["damaged"].as_str().unwrap_or_default().to_owned();
     assert!(damaged.contains("larger than"), "{rows}");
 }
+
+#[test]
+fn push_stopped_or_killed_leaves_nothing_locally_and_publishes_nothing() {
+    use nix::sys::signal::Signal::{SIGKILL, SIGTERM};
+    use std::io::Write;
+    let c = Cluster::start(1);
+    c.put_v3(0, "/a", "1");
+    let remote = common::rclone::Remote::local(c.path());
+    let env = common::Env::new(c.path());
+    let archive = c.path().join("a.tar.zst");
+    run_ok(
+        tool("etcd2-snapshot")
+            .env("ETCDCTL_ENDPOINTS", c.endpoint(0))
+            .env("ETCD_BACKUP_DIR", c.path().join("snapwork"))
+            .args(["--api", "v3", "-o"])
+            .arg(&archive),
+    );
+    let local_files = || -> Vec<String> {
+        common::names(&env.work)
+            .into_iter()
+            .filter(|n| n != "push.lock")
+            .collect()
+    };
+    // Killed while spooling stdin (the producer still writing).
+    let mut push = env
+        .push(&remote, MID)
+        .arg("-")
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = push.stdin.take().unwrap();
+    stdin
+        .write_all(&std::fs::read(&archive).unwrap()[..100])
+        .unwrap();
+    common::wait_for(
+        "push to start spooling",
+        std::time::Duration::from_secs(10),
+        || {
+            std::fs::read_to_string(format!("/proc/{}/wchan", push.id()))
+                .ok()
+                .filter(|w| w.contains("pipe"))
+                .map(|_| ())
+        },
+    );
+    stop(push, SIGKILL);
+    drop(stdin);
+    assert!(local_files().is_empty(), "SIGKILL left {:?}", local_files());
+    // Stopped after its upload, before its sidecar: nothing published.
+    let child = common::spawn_at_fault(env.push(&remote, MID).arg(&archive), "after-upload");
+    assert_eq!(stop(child, SIGTERM).code(), Some(143));
+    assert!(local_files().is_empty(), "SIGTERM left {:?}", local_files());
+    assert!(
+        !remote.machine_dir(MID).join("LATEST.json").exists(),
+        "a stopped push published"
+    );
+    // And the next push goes through.
+    run_ok(env.push(&remote, MID).arg(&archive));
+    assert!(remote.machine_dir(MID).join("LATEST.json").exists());
+}
