@@ -1,22 +1,13 @@
-//! Every tool: `--help` teaches, `--version` answers, a bad flag exits 2.
+//! Every tool of the one list: `--help` teaches, `--version` answers, a bad
+//! flag exits 2.
 
-mod common;
-
-use common::{run, tool};
-
-const TOOLS: &[&str] = &[
-    "etcd2-snapshot",
-    "etcd2-push",
-    "etcd2-fetch",
-    "etcd2-wipe",
-    "etcd2-restore",
-    "etcd2-member-add",
-    "etcd2-health",
-];
+use harness::{run, tool, tools};
 
 #[test]
 fn help_version_and_bad_flags() {
-    for t in TOOLS {
+    let tools = tools();
+    assert!(tools.len() >= 8, "{tools:?}");
+    for t in tools {
         let out = run(tool(t).arg("--help"));
         assert!(out.status.success(), "{t} --help failed");
         let help = String::from_utf8_lossy(&out.stdout);

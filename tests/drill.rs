@@ -4,15 +4,13 @@
 //! the seed README's "Restore the cluster" procedure, typed as an operator
 //! would with systemctl, with no sleeps; every key checked on every node.
 
-mod common;
-
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::nspawn::Container;
-use common::package::{build, conf_with, extract};
-use common::{free_port, require, run, run_ok};
+use harness::nspawn::Container;
+use harness::package::{build, conf_with, extract};
+use harness::{free_port, require, run, run_ok};
 
 const KEYS: usize = 100;
 const REMOTE_IN: &str = "/srv/etcd2-backups";
@@ -306,7 +304,7 @@ fn restore_the_cluster_procedure_under_systemd() {
     // A failing step shows its journal, and costs no data: restoring e2
     // from a machine-id that has no backups fails in the fetch, before
     // anything of e2's is touched.
-    let before: Vec<String> = common::names(&nodes[1].data.join("member/wal"));
+    let before: Vec<String> = harness::names(&nodes[1].data.join("member/wal"));
     cts[1].systemctl(&[
         "set-environment",
         "ETCD2_BACKUP_MACHINE_ID=00000000000000000000000000000000",
@@ -318,8 +316,8 @@ fn restore_the_cluster_procedure_under_systemd() {
     assert!(err.contains("etcd2-fetch: error:"), "{err}");
     assert!(err.contains("00000000000000000000000000000000"), "{err}");
     cts[1].systemctl(&["unset-environment", "ETCD2_BACKUP_MACHINE_ID"]);
-    assert_eq!(common::names(&nodes[1].data.join("member/wal")), before);
-    assert!(!common::names(&nodes[1].data)
+    assert_eq!(harness::names(&nodes[1].data.join("member/wal")), before);
+    assert!(!harness::names(&nodes[1].data)
         .iter()
         .any(|n| n.starts_with("member.wiped")));
 
@@ -367,7 +365,7 @@ fn restore_the_cluster_procedure_under_systemd() {
         assert!(list.contains(&n.peer), "{} missing from\n{list}", n.name);
         // The corrupted data was moved aside, not deleted.
         assert!(
-            common::names(&n.data)
+            harness::names(&n.data)
                 .iter()
                 .any(|x| x.starts_with("member.wiped-")),
             "{}",

@@ -2,15 +2,13 @@
 //! directory, links planted in a data dir, the data dir found the same way by
 //! every tool.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::Command;
 
-use common::etcd::Cluster;
-use common::{assert_fails_with, run, run_ok, tool};
+use harness::etcd::Cluster;
+use harness::{assert_fails_with, run, run_ok, tool};
 
 /// Every entry below `dir` (links not followed): mode, owner, and content.
 fn state(dir: &Path) -> BTreeMap<String, (u32, u32, u32, Vec<u8>)> {
@@ -166,8 +164,8 @@ const MID: &str = "c0000000000000000000000000000001";
 /// any error, nor by --help.
 #[test]
 fn secrets_never_reach_stderr_stdout_or_help() {
-    use common::rclone::Remote;
-    use common::Env;
+    use harness::rclone::Remote;
+    use harness::Env;
     let c = Cluster::start(1);
     c.put_v3(0, "/a", "1");
     let mut remote = Remote::s3(c.path());
@@ -299,7 +297,7 @@ fn cluster_with_data(mib: usize) -> Cluster {
 }
 
 fn entries_named(dir: &Path, prefix: &str) -> Vec<String> {
-    common::names(dir)
+    harness::names(dir)
         .into_iter()
         .filter(|n| n.starts_with(prefix))
         .collect()
@@ -315,8 +313,8 @@ fn snapshot_and_fetch_stopped_or_killed_leave_nothing_the_rerun_cannot_sweep() {
     use nix::sys::signal::Signal::{SIGKILL, SIGTERM};
     use std::os::unix::process::ExitStatusExt;
     let c = cluster_with_data(3);
-    let remote = common::rclone::Remote::local(c.path());
-    let env = common::Env::new(c.path());
+    let remote = harness::rclone::Remote::local(c.path());
+    let env = harness::Env::new(c.path());
     let archive = c.path().join("a.tar.zst");
     let snap = |work: &Path| {
         let mut cmd = tool("etcd2-snapshot");
@@ -342,9 +340,9 @@ fn snapshot_and_fetch_stopped_or_killed_leave_nothing_the_rerun_cannot_sweep() {
 
     // etcd2-snapshot, stopped with its snapshot.db in scratch.
     let work = c.path().join("snap-tmpfs");
-    let _fs = common::Tmpfs::mount(&work, small);
+    let _fs = harness::Tmpfs::mount(&work, small);
     let st = stop(
-        common::spawn_at_fault(&mut snap(&work), "snapshot-saved"),
+        harness::spawn_at_fault(&mut snap(&work), "snapshot-saved"),
         SIGTERM,
     );
     assert_eq!(st.code(), Some(143), "SIGTERM: exit 128+15");
@@ -353,7 +351,7 @@ fn snapshot_and_fetch_stopped_or_killed_leave_nothing_the_rerun_cannot_sweep() {
         "SIGTERM left scratch"
     );
     let st = stop(
-        common::spawn_at_fault(&mut snap(&work), "snapshot-saved"),
+        harness::spawn_at_fault(&mut snap(&work), "snapshot-saved"),
         SIGKILL,
     );
     assert_eq!(st.signal(), Some(9));
@@ -371,7 +369,7 @@ fn snapshot_and_fetch_stopped_or_killed_leave_nothing_the_rerun_cannot_sweep() {
     // etcd2-fetch --into, stopped with the extracted backup in staging.
     run_ok(env.push(&remote, MID).arg(&archive));
     let dest = c.path().join("fetch-tmpfs");
-    let _fs2 = common::Tmpfs::mount(&dest, small);
+    let _fs2 = harness::Tmpfs::mount(&dest, small);
     let into = dest.join("restored");
     let fetch = || {
         let mut cmd = env.fetch(&remote, MID);
@@ -379,7 +377,7 @@ fn snapshot_and_fetch_stopped_or_killed_leave_nothing_the_rerun_cannot_sweep() {
         cmd
     };
     let st = stop(
-        common::spawn_at_fault(&mut fetch(), "fetch-staged"),
+        harness::spawn_at_fault(&mut fetch(), "fetch-staged"),
         SIGTERM,
     );
     assert_eq!(st.code(), Some(143));
@@ -388,14 +386,14 @@ fn snapshot_and_fetch_stopped_or_killed_leave_nothing_the_rerun_cannot_sweep() {
         "SIGTERM left staging"
     );
     let st = stop(
-        common::spawn_at_fault(&mut fetch(), "fetch-staged"),
+        harness::spawn_at_fault(&mut fetch(), "fetch-staged"),
         SIGKILL,
     );
     assert_eq!(st.signal(), Some(9));
     assert_eq!(entries_named(&dest, ".restored.fetch").len(), 1);
     run_ok(&mut fetch());
     assert_eq!(
-        common::names(&dest),
+        harness::names(&dest),
         vec!["restored"],
         "only the placed backup is left"
     );
@@ -426,17 +424,17 @@ fn restore_stopped_or_killed_leaves_no_temporary_etcd_and_no_staging() {
     };
     let needle = data.display().to_string();
     for sig in [SIGTERM, SIGKILL] {
-        let child = common::spawn_at_fault(&mut restore(), "restore-etcd-started");
+        let child = harness::spawn_at_fault(&mut restore(), "restore-etcd-started");
         let pid = child.id();
         assert!(
-            common::procs_mentioning(&needle).iter().any(|p| *p != pid),
+            harness::procs_mentioning(&needle).iter().any(|p| *p != pid),
             "the temporary etcd runs (the test bites)"
         );
         stop(child, sig);
-        common::wait_for(
+        harness::wait_for(
             &format!("the temporary etcd to die after {sig}"),
             std::time::Duration::from_secs(10),
-            || common::procs_mentioning(&needle).is_empty().then_some(()),
+            || harness::procs_mentioning(&needle).is_empty().then_some(()),
         );
         let staging = entries_named(&data, ".restore.");
         if sig == SIGTERM {
@@ -478,7 +476,7 @@ fn a_refused_or_stalled_remote_fails_within_its_documented_bound_naming_the_caus
     let d = tempfile::tempdir().unwrap();
     let work = d.path().join("work");
     // Nothing listens on this port: connection refused.
-    let refused = webdav_conf(d.path(), common::free_port());
+    let refused = webdav_conf(d.path(), harness::free_port());
     let started = std::time::Instant::now();
     let out = run(with_remote(tool("etcd2-fetch"), &refused, &work).arg("--list"));
     let took = started.elapsed();
@@ -539,7 +537,7 @@ fn a_refused_or_stalled_remote_fails_within_its_documented_bound_naming_the_caus
 fn a_full_disk_during_a_snapshot_is_named_as_such() {
     let c = cluster_with_data(3);
     let work = c.path().join("tiny");
-    let _fs = common::Tmpfs::mount(&work, 1 << 20);
+    let _fs = harness::Tmpfs::mount(&work, 1 << 20);
     let out = run(tool("etcd2-snapshot")
         .env("ETCDCTL_ENDPOINTS", c.endpoint(0))
         .env("ETCD_BACKUP_DIR", &work)
@@ -566,9 +564,9 @@ fn an_unreadable_data_dir_is_named_as_unreadable() {
     let work = top.path().join("work");
     std::fs::create_dir(&work).unwrap();
     std::fs::set_permissions(&work, std::fs::Permissions::from_mode(0o777)).unwrap();
-    let mut cmd = Command::new(common::require("setpriv", "util-linux"));
+    let mut cmd = Command::new(harness::require("setpriv", "util-linux"));
     cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        .arg(common::bin("etcd2-snapshot"))
+        .arg(harness::bin("etcd2-snapshot"))
         .env_remove("ETCDCTL_API")
         .env("ETCDCTL_ENDPOINTS", c.endpoint(0))
         .env("ETCD_DATA_DIR", &data)
@@ -610,8 +608,8 @@ fn an_endpoint_that_is_neither_a_remote_nor_an_absolute_path_is_refused() {
 fn a_download_that_times_out_is_not_called_a_failed_verification() {
     let c = Cluster::start(1);
     c.put_v3(0, "/a", "1");
-    let remote = common::rclone::Remote::local(c.path());
-    let env = common::Env::new(c.path());
+    let remote = harness::rclone::Remote::local(c.path());
+    let env = harness::Env::new(c.path());
     let archive = c.path().join("a.tar.zst");
     run_ok(
         tool("etcd2-snapshot")
@@ -642,8 +640,8 @@ fn a_download_that_times_out_is_not_called_a_failed_verification() {
 fn a_closed_stdout_is_not_a_failure_and_never_a_panic() {
     let c = Cluster::start(1);
     c.put_v3(0, "/a", "1");
-    let remote = common::rclone::Remote::local(c.path());
-    let env = common::Env::new(c.path());
+    let remote = harness::rclone::Remote::local(c.path());
+    let env = harness::Env::new(c.path());
     let archive = c.path().join("a.tar.zst");
     run_ok(
         tool("etcd2-snapshot")
@@ -702,8 +700,8 @@ fn an_absurd_wait_is_a_usage_error_not_a_panic() {
 fn an_oversized_sidecar_is_reported_damaged_without_being_read_whole() {
     let c = Cluster::start(1);
     c.put_v3(0, "/a", "1");
-    let remote = common::rclone::Remote::local(c.path());
-    let env = common::Env::new(c.path());
+    let remote = harness::rclone::Remote::local(c.path());
+    let env = harness::Env::new(c.path());
     for i in 0..2 {
         let archive = c.path().join(format!("{i}.tar.zst"));
         run_ok(
@@ -716,7 +714,7 @@ fn an_oversized_sidecar_is_reported_damaged_without_being_read_whole() {
         run_ok(env.push(&remote, MID).arg(&archive));
     }
     let gens = remote.machine_dir(MID).join("generations");
-    let oldest = common::names(&gens)
+    let oldest = harness::names(&gens)
         .into_iter()
         .find(|n| n.ends_with(".json"))
         .unwrap();
@@ -735,8 +733,8 @@ fn push_stopped_or_killed_leaves_nothing_locally_and_publishes_nothing() {
     use std::io::Write;
     let c = Cluster::start(1);
     c.put_v3(0, "/a", "1");
-    let remote = common::rclone::Remote::local(c.path());
-    let env = common::Env::new(c.path());
+    let remote = harness::rclone::Remote::local(c.path());
+    let env = harness::Env::new(c.path());
     let archive = c.path().join("a.tar.zst");
     run_ok(
         tool("etcd2-snapshot")
@@ -746,7 +744,7 @@ fn push_stopped_or_killed_leaves_nothing_locally_and_publishes_nothing() {
             .arg(&archive),
     );
     let local_files = || -> Vec<String> {
-        common::names(&env.work)
+        harness::names(&env.work)
             .into_iter()
             .filter(|n| n != "push.lock")
             .collect()
@@ -763,7 +761,7 @@ fn push_stopped_or_killed_leaves_nothing_locally_and_publishes_nothing() {
     stdin
         .write_all(&std::fs::read(&archive).unwrap()[..100])
         .unwrap();
-    common::wait_for(
+    harness::wait_for(
         "push to start spooling",
         std::time::Duration::from_secs(10),
         || {
@@ -777,7 +775,7 @@ fn push_stopped_or_killed_leaves_nothing_locally_and_publishes_nothing() {
     drop(stdin);
     assert!(local_files().is_empty(), "SIGKILL left {:?}", local_files());
     // Stopped after its upload, before its sidecar: nothing published.
-    let child = common::spawn_at_fault(env.push(&remote, MID).arg(&archive), "after-upload");
+    let child = harness::spawn_at_fault(env.push(&remote, MID).arg(&archive), "after-upload");
     assert_eq!(stop(child, SIGTERM).code(), Some(143));
     assert!(local_files().is_empty(), "SIGTERM left {:?}", local_files());
     assert!(

@@ -4,17 +4,15 @@
 //! an archive replaced mid-push, broken codec framing, two writers for one
 //! machine-id, a damaged sidecar and a clock that once ran ahead.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::etcd::{self, Cluster, MemberSpec};
-use common::rclone::Remote;
-use common::{assert_fails_with, free_port, names, run, run_ok, tool, wait_for, Env};
+use harness::etcd::{self, Cluster, MemberSpec};
+use harness::rclone::Remote;
+use harness::{assert_fails_with, free_port, names, run, run_ok, tool, wait_for, Env};
 
 const MID: &str = "a0000000000000000000000000000001";
 

@@ -2,8 +2,6 @@
 //! `etcd2-backup-install --root` puts where (file by file), its refusals, and
 //! `systemd-analyze verify` on the units as installed.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -11,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use common::package::{build, conf_with, extract, packager};
-use common::{assert_fails_with, run, run_ok};
+use harness::package::{build, conf_with, extract, packager};
+use harness::{assert_fails_with, run, run_ok};
 
 const RCLONE_CONF: &str = "[backups]\ntype = local\n";
 
@@ -281,13 +279,13 @@ fn installer_puts_every_file_in_place_and_reinstalls_idempotently() {
         assert_eq!(mode(&p), 0o644);
         assert_eq!(
             fs::read(&p).expect("r"),
-            fs::read(common::package::repo_units().join(unit)).expect("r")
+            fs::read(harness::package::repo_units().join(unit)).expect("r")
         );
     }
     for job in ["etcd2-backup", "etcd2-restore", "etcd2-join"] {
         let d = root.join(format!("etc/systemd/system/{job}.service.d"));
         assert_eq!(
-            common::names(&d),
+            harness::names(&d),
             ["20-cloudinit.conf", "30-etcd2-backup-restore.conf"],
             "{job}"
         );
@@ -311,7 +309,7 @@ fn installer_puts_every_file_in_place_and_reinstalls_idempotently() {
     assert!(root.join("opt/etcd2-backup/installed.json").is_file());
     // Nothing enabled, nothing outside the expected places.
     assert!(!root.join("etc/systemd/system/timers.target.wants").exists());
-    let mut top = common::names(&root);
+    let mut top = harness::names(&root);
     top.sort();
     assert_eq!(top, ["etc", "opt", "run"]);
 
@@ -327,7 +325,7 @@ fn installer_puts_every_file_in_place_and_reinstalls_idempotently() {
     fs::write(&edited, "[Service]\nEnvironment=\"ETCD2_BACKUP_KEEP=9\"\n").expect("w");
     let o = install(&x, &root, &[]);
     assert!(o.status.success());
-    let kept: Vec<String> = common::names(edited.parent().expect("dir"))
+    let kept: Vec<String> = harness::names(edited.parent().expect("dir"))
         .into_iter()
         .filter(|n| n.starts_with("30-etcd2-backup-restore.conf.before-install-"))
         .collect();
@@ -346,10 +344,10 @@ fn installer_refuses_an_unknown_os_unless_told_and_a_damaged_package() {
     let o = install(&x, &root, &[]);
     let line = assert_fails_with(&o, "etcd2-backup-install", "Ubuntu 24.04 LTS (ID=ubuntu)");
     assert!(line.contains("--any-os"), "{line}");
-    let mut top = common::names(&root);
+    let mut top = harness::names(&root);
     top.sort();
     assert_eq!(top, ["etc"], "nothing may be installed");
-    assert_eq!(common::names(&root.join("etc")), ["os-release", "systemd"]);
+    assert_eq!(harness::names(&root.join("etc")), ["os-release", "systemd"]);
 
     // A bit flipped in one program: refused before anything is written.
     let victim = x.join("bin/etcd2-push");
@@ -451,7 +449,7 @@ fn uninstall_removes_ours_and_keeps_the_credentials_and_local_edits() {
 /// programs at /opt/bin: run in a throwaway container so that the host's
 /// /opt and /etc are not touched.
 fn verify_units(root: &Path, units: &[&str]) -> std::process::Output {
-    common::require("systemd-nspawn", "systemd-container");
+    harness::require("systemd-nspawn", "systemd-container");
     let mut c = Command::new("systemd-nspawn");
     c.args([
         "--quiet",
@@ -509,8 +507,8 @@ fn installed_units_pass_systemd_analyze_verify_and_a_broken_one_fails() {
 
 #[test]
 fn bundled_rclone_and_etcdctl_are_installed_next_to_our_tools() {
-    let rclone = common::require("rclone", "rclone");
-    let etcdctl = common::require("etcdctl", "etcd-client");
+    let rclone = harness::require("rclone", "rclone");
+    let etcdctl = harness::require("etcdctl", "etcd-client");
     let t = tempfile::tempdir().expect("tempdir");
     let dir = t.path().join("build");
     fs::create_dir_all(&dir).expect("mkdir");

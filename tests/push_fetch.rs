@@ -1,15 +1,13 @@
 //! etcd2-push and etcd2-fetch against real rclone remotes (local and
 //! `rclone serve sftp` on loopback) and real etcd members.
 
-mod common;
-
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::etcd::{self, Cluster, MemberSpec};
-use common::rclone::{Remote, QUICK_FAIL};
-use common::{assert_fails_with, free_port, names, pipe_ok, run, run_ok, tool, wait_for, Env};
+use harness::etcd::{self, Cluster, MemberSpec};
+use harness::rclone::{Remote, QUICK_FAIL};
+use harness::{assert_fails_with, free_port, names, pipe_ok, run, run_ok, tool, wait_for, Env};
 
 const OLD: &str = "0000000000000000000000000000000a";
 const NEW: &str = "0000000000000000000000000000000b";

@@ -2,14 +2,12 @@
 //! 3-member etcd clusters on loopback: restore, migrate, change the founder;
 //! and the failure paths of wipe, restore and member-add.
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 
-use common::etcd::{self, parse_dropin, Cluster};
-use common::rclone::Remote;
-use common::{assert_fails_with, names, pipe_ok, run, run_ok, tool, Env};
+use harness::etcd::{self, parse_dropin, Cluster};
+use harness::rclone::Remote;
+use harness::{assert_fails_with, names, pipe_ok, run, run_ok, tool, Env};
 
 const MID: [&str; 3] = [
     "e1000000000000000000000000000001",

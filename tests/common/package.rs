@@ -8,7 +8,7 @@ use super::{bin, run_ok};
 
 /// The repository's own units and settings.
 pub fn repo_units() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("units")
+    super::workspace().join("units")
 }
 
 /// The shipped settings drop-in with RCLONE_ENDPOINT and the founder's

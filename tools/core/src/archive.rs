@@ -7,11 +7,12 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Component, Path};
 
 use anyhow::{bail, ensure, Context, Result};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+
+use crate::digest::{self, HashingWriter};
 
 pub const MANIFEST_NAME: &str = "manifest.json";
 pub const FORMAT_VERSION: u32 = 1;
@@ -121,33 +122,6 @@ impl Manifest {
     }
 }
 
-/// sha256 and size of a file, read in bounded chunks.
-pub fn hash_file(path: &Path) -> Result<(u64, String)> {
-    let mut f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    hash_reader(&mut f).with_context(|| format!("reading {}", path.display()))
-}
-
-pub fn hash_reader(r: &mut dyn Read) -> io::Result<(u64, String)> {
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; BUF];
-    let mut n = 0u64;
-    loop {
-        let k = match r.read(&mut buf) {
-            Ok(0) => break,
-            Ok(k) => k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        h.update(&buf[..k]);
-        n += k as u64;
-    }
-    Ok((n, hex(&h.finalize())))
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// Regular files below `root`, as sorted relative paths. Anything else
 /// (symlinks, devices) is an error: a backup holds plain files only.
 pub fn list_files(root: &Path) -> Result<Vec<String>> {
@@ -184,11 +158,11 @@ pub fn file_entries(root: &Path, files: &[String]) -> Result<Vec<FileEntry>> {
     files
         .iter()
         .map(|p| {
-            let (size, sha256) = hash_file(&root.join(p))?;
+            let d = digest::file_sha256(&root.join(p))?;
             Ok(FileEntry {
                 path: p.clone(),
-                size,
-                sha256,
+                size: d.size,
+                sha256: d.sha256,
             })
         })
         .collect()
@@ -471,14 +445,17 @@ fn read_entries(dec: &mut dyn Read, codec: Codec, dest: Option<&Path>) -> Result
                 io::copy(&mut entry, &mut tee).with_context(|| {
                     format!("extracting {name} (archive truncated or corrupt?)")
                 })?;
-                let (n, sha, w) = tee.finish();
+                let (d, w) = tee.finish();
                 let file = w.into_inner().map_err(|e| e.into_error())?;
                 file.sync_all()
                     .with_context(|| format!("syncing {}", out_path.display()))?;
-                (n, sha)
+                (d.size, d.sha256)
             }
-            None => hash_reader(&mut entry)
-                .with_context(|| format!("reading {name} (archive truncated or corrupt?)"))?,
+            None => {
+                let d = digest::reader_sha256(&mut entry)
+                    .with_context(|| format!("reading {name} (archive truncated or corrupt?)"))?;
+                (d.size, d.sha256)
+            }
         };
         ensure!(
             size == want.size && sha == want.sha256,
@@ -495,45 +472,53 @@ fn read_entries(dec: &mut dyn Read, codec: Codec, dest: Option<&Path>) -> Result
     Ok(manifest)
 }
 
-/// A writer that hashes what passes through it.
-pub struct HashingWriter<W: Write> {
-    inner: W,
-    hasher: Sha256,
-    count: u64,
+/// Verify an archive stream end to end (every file against the manifest) and
+/// return its manifest, total size and sha256. With `extract`, files land
+/// below that directory.
+pub fn verify_stream<R: Read>(r: R, extract: Option<&Path>) -> Result<(Manifest, u64, String)> {
+    let mut hr = digest::HashingReader::new(r, digest::Hasher::new());
+    // read_verified reads to the end (and refuses anything after the
+    // codec's end), so the hash covers the whole file.
+    let manifest = read_verified(&mut hr, extract)?;
+    let d = hr.finish();
+    Ok((manifest, d.size, d.sha256))
 }
 
-impl<W: Write> HashingWriter<W> {
-    pub fn new(inner: W) -> Self {
-        HashingWriter {
-            inner,
-            hasher: Sha256::new(),
-            count: 0,
-        }
-    }
-    pub fn finish(self) -> (u64, String, W) {
-        (self.count, hex(&self.hasher.finalize()), self.inner)
-    }
+/// A verified directory: what `etcd2-fetch --into` leaves and
+/// `etcd2-restore` reads. The archive's files as extracted, and its
+/// manifest as `manifest.json` at the top (docs/archive-format.md).
+pub fn mark_verified_dir(manifest: &Manifest, dir: &Path) -> Result<()> {
+    crate::fsutil::write_atomic(
+        &dir.join(MANIFEST_NAME),
+        &serde_json::to_vec_pretty(manifest)?,
+        0o600,
+    )
 }
 
-impl<W: Write> Write for HashingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.count += n as u64;
-        Ok(n)
+/// Read a verified directory's manifest and re-check every file against it
+/// (size and sha256): it may have changed since it was fetched.
+pub fn verify_dir(dir: &Path) -> Result<Manifest> {
+    let mpath = dir.join(MANIFEST_NAME);
+    let bytes = std::fs::read(&mpath).with_context(|| {
+        format!(
+            "reading {} (was {} made by etcd2-fetch --into?)",
+            mpath.display(),
+            dir.display()
+        )
+    })?;
+    let m: Manifest =
+        serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", mpath.display()))?;
+    for f in &m.files {
+        safe_relative(Path::new(&f.path))?;
+        let d = digest::file_sha256(&dir.join(&f.path))?;
+        ensure!(
+            d.size == f.size && d.sha256 == f.sha256,
+            "{} in {} does not match its manifest (changed since it was fetched?)",
+            f.path,
+            dir.display()
+        );
     }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-
-/// Where a verified extraction lands: the directory a caller renames.
-pub fn staging_dir_for(target: &Path, tag: &str) -> PathBuf {
-    let name = target
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    target.with_file_name(format!(".{name}.{tag}.{}", std::process::id()))
+    Ok(m)
 }
 
 #[cfg(test)]

@@ -259,7 +259,7 @@ pub struct RemoteArgs {
 }
 
 impl RemoteArgs {
-    pub fn rclone(&self) -> Result<crate::remote::Rclone> {
+    pub fn rclone(&self) -> Result<crate::rclone::Rclone> {
         let flags = self
             .rclone_flags
             .iter()
@@ -267,8 +267,8 @@ impl RemoteArgs {
             .cloned()
             .collect();
         let mut r =
-            crate::remote::Rclone::new(self.rclone.as_deref(), self.rclone_config.clone(), flags)?;
-        r.bounds = crate::remote::Bounds {
+            crate::rclone::Rclone::new(self.rclone.as_deref(), self.rclone_config.clone(), flags)?;
+        r.bounds = crate::rclone::Bounds {
             connect: self.connect_timeout,
             stall: self.stall_timeout,
             remote: self.remote_timeout,
@@ -277,14 +277,69 @@ impl RemoteArgs {
         Ok(r)
     }
 
-    pub fn layout(&self) -> Result<crate::remote::Layout> {
+    pub fn layout(&self) -> Result<crate::repo::Layout> {
         let id = match machine_id_or_local(self.machine_id.clone())? {
             Some(id) => id,
             None => anyhow::bail!(
                 "cannot read /etc/machine-id: pass --machine-id (or ETCD2_BACKUP_MACHINE_ID)"
             ),
         };
-        crate::remote::Layout::new(&self.endpoint, &id)
+        crate::repo::Layout::new(&self.endpoint, &id)
+    }
+}
+
+/// Where a tool writes an archive: a file (written atomically) or stdout
+/// (`-`). Parsed by clap from FILE|-.
+#[derive(Debug, Clone)]
+pub enum Output {
+    File(PathBuf),
+    Stdout,
+}
+
+impl std::str::FromStr for Output {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        Ok(if s == "-" {
+            Output::Stdout
+        } else {
+            Output::File(PathBuf::from(s))
+        })
+    }
+}
+
+impl std::fmt::Display for Output {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Output::File(p) => write!(f, "{}", p.display()),
+            Output::Stdout => f.write_str("stdout"),
+        }
+    }
+}
+
+/// Where a tool reads an archive from: a file or stdin (`-`).
+#[derive(Debug, Clone)]
+pub enum Input {
+    File(PathBuf),
+    Stdin,
+}
+
+impl std::str::FromStr for Input {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        Ok(if s == "-" {
+            Input::Stdin
+        } else {
+            Input::File(PathBuf::from(s))
+        })
+    }
+}
+
+impl std::fmt::Display for Input {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Input::File(p) => write!(f, "{}", p.display()),
+            Input::Stdin => f.write_str("stdin"),
+        }
     }
 }
 

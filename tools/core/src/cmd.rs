@@ -1,7 +1,7 @@
 //! Running external programs (`etcdctl`, `rclone`, `etcd`) with a timeout and
 //! with errors that carry the command line and the tail of the child's stderr.
 
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsString;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -241,8 +241,8 @@ impl Invocation {
             .wait_timeout(self.timeout)
             .with_context(|| format!("waiting for {}", self.display()))?;
         let Some(output) = waited else {
-            // The child is stuck (etcdctl backup --with-v3 on a live member
-            // blocks forever on the bbolt lock). Kill it and say so.
+            // The child is stuck (a hung remote, an etcd that does not
+            // answer). Kill it and say so.
             let _ = handle.kill(); // best effort: it may have just exited
             bail!(
                 "`{}` did not finish {} and was killed",
@@ -369,11 +369,6 @@ pub fn human_duration(d: Duration) -> String {
 /// Render a path for messages.
 pub fn show(path: &Path) -> std::path::Display<'_> {
     path.display()
-}
-
-/// Convenience for building argument lists that mix strings and paths.
-pub fn os(s: impl AsRef<OsStr>) -> OsString {
-    s.as_ref().to_owned()
 }
 
 #[cfg(test)]

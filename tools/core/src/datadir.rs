@@ -125,11 +125,6 @@ pub fn ensure_unused(data_dir: &Path) -> Result<()> {
     Ok(())
 }
 
-fn stamp() -> String {
-    let s = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
-    s.chars().filter(|c| *c != '-' && *c != ':').collect()
-}
-
 /// Old `member` dirs set aside in `data_dir`, oldest first.
 pub fn set_aside_dirs(data_dir: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(data_dir)
@@ -173,7 +168,10 @@ pub fn set_aside(data_dir: &Path) -> Result<Option<PathBuf>> {
     if !member.exists() {
         return Ok(None);
     }
-    let aside = unique(data_dir.join(format!("member{ASIDE_MARK}{}", stamp())));
+    let aside = unique(data_dir.join(format!(
+        "member{ASIDE_MARK}{}",
+        crate::clock::compact(SystemTime::now(), false)
+    )));
     std::fs::rename(&member, &aside)
         .with_context(|| format!("moving {} aside to {}", member.display(), aside.display()))?;
     sync_dir(data_dir)?;
@@ -216,7 +214,10 @@ pub fn install_member(data_dir: &Path, new_member: &Path) -> Result<Option<PathB
         )
     })?;
     // new_member now holds the old data: give it its set-aside name.
-    let aside = unique(data_dir.join(format!("member{ASIDE_MARK}{}", stamp())));
+    let aside = unique(data_dir.join(format!(
+        "member{ASIDE_MARK}{}",
+        crate::clock::compact(SystemTime::now(), false)
+    )));
     std::fs::rename(new_member, &aside)
         .with_context(|| format!("moving the old member aside to {}", aside.display()))?;
     sync_dir(data_dir)?;
@@ -281,44 +282,6 @@ pub fn fix_ownership(data_dir: &Path, user: &str) -> Result<()> {
     walk(data_dir, true, dev, (u.uid, u.gid))?;
     tracing::info!("{} owned by {user}, mode 0700", data_dir.display());
     Ok(())
-}
-
-/// The `etcd2-wipe` job: make `data_dir` ready to receive a new member.
-/// Returns where the old member went (None when purged or absent).
-pub fn wipe(
-    data_dir: &Path,
-    purge: bool,
-    keep_aside: usize,
-    owner: &str,
-) -> Result<Option<PathBuf>> {
-    let meta = std::fs::metadata(data_dir)
-        .with_context(|| format!("data dir {} (ETCD_DATA_DIR)", data_dir.display()))?;
-    anyhow::ensure!(meta.is_dir(), "{} is not a directory", data_dir.display());
-    check_recognised(data_dir)?;
-    ensure_unused(data_dir)?;
-    let member = data_dir.join("member");
-    let result = if !member.exists() {
-        tracing::info!(
-            "{} holds no member data: nothing to wipe",
-            data_dir.display()
-        );
-        None
-    } else if purge {
-        std::fs::remove_dir_all(&member)
-            .with_context(|| format!("deleting {}", member.display()))?;
-        sync_dir(data_dir)?;
-        tracing::info!("deleted {}", member.display());
-        None
-    } else {
-        let aside = set_aside(data_dir)?;
-        if let Some(a) = &aside {
-            tracing::info!("moved {} aside to {}", member.display(), a.display());
-        }
-        aside
-    };
-    prune_aside(data_dir, keep_aside, result.as_deref())?;
-    fix_ownership(data_dir, owner)?;
-    Ok(result)
 }
 
 #[cfg(test)]

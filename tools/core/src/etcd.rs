@@ -214,10 +214,6 @@ impl Etcdctl {
         &self.endpoints
     }
 
-    pub fn tls(&self) -> &Tls {
-        &self.tls
-    }
-
     fn base(&self, api: &str, args: &[&str]) -> Invocation {
         self.program
             .command(args.iter().copied())

@@ -126,25 +126,6 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     f.commit()
 }
 
-/// The hex digest of a file's contents: `sha1`, `md5`, else sha256.
-pub fn file_hash(path: &Path, algo: &str) -> Result<String> {
-    use sha1::Digest as _;
-    use std::io::Read;
-    let mut f = io::BufReader::new(
-        File::open(path).with_context(|| format!("opening {}", path.display()))?,
-    );
-    fn run<D: sha1::Digest + Write>(mut d: D, r: &mut dyn Read) -> io::Result<String> {
-        io::copy(r, &mut d)?;
-        Ok(crate::archive::hex(&d.finalize()))
-    }
-    match algo {
-        "sha1" => run(sha1::Sha1::new(), &mut f),
-        "md5" => run(md5::Md5::new(), &mut f),
-        _ => run(sha2::Sha256::new(), &mut f),
-    }
-    .with_context(|| format!("reading {}", path.display()))
-}
-
 /// fsync a directory so that renames inside it survive a crash.
 pub fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)

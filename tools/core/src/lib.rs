@@ -3,19 +3,67 @@
 //! Every tool's `main.rs` is a thin shim: it parses its flags and calls into
 //! this crate. This crate is the only code that spawns `etcdctl` or `rclone`,
 //! reads configuration from the environment, or touches on-disk layouts.
+//!
+//! # Layers: infrastructure below, one job per tool above, nothing sideways
+//!
+//! - **Infrastructure** (the modules at the top level) wraps a program or
+//!   owns a format or concern: [`cmd`] runs programs, [`etcd`] and
+//!   [`rclone`] wrap theirs, [`repo`] owns the remote repository layout,
+//!   [`archive`] the archive and the verified directory, [`digest`] hashing,
+//!   [`fsutil`] atomic files, [`datadir`] an etcd data dir, [`scratch`] our
+//!   debris, [`cluster`] a cluster's health, [`poll`] bounded waits,
+//!   [`clock`] timestamps, [`node`] this host, [`cli`] the shared command
+//!   line. Infrastructure never imports from the job module; only files
+//!   under `job/` do.
+//! - **Jobs** ([`job`]) are one per tool, named after it. A job uses
+//!   infrastructure and never another job.
+//!
+//! docs/architecture.md describes each module and how a backup's bytes flow.
 
 pub mod archive;
 pub mod cli;
+pub mod clock;
+pub mod cluster;
 pub mod cmd;
 pub mod datadir;
+pub mod digest;
 pub mod etcd;
-pub mod fetch;
 pub mod fsutil;
-pub mod install;
-pub mod join;
+pub mod job;
 pub mod node;
-pub mod push;
-pub mod remote;
-pub mod restore;
+pub mod poll;
+pub mod rclone;
+pub mod repo;
 pub mod scratch;
-pub mod snapshot;
+
+/// The tools etcd2-backup ships, from `tools/tools.list`: the one list the
+/// packager, the installer, the tests and the bench read.
+pub fn tools() -> Vec<&'static str> {
+    include_str!("../../tools.list")
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_tool_list_names_each_tool_crate_once() {
+        let tools = super::tools();
+        assert!(tools.contains(&"etcd2-snapshot") && tools.contains(&"etcd2-backup-install"));
+        let mut sorted = tools.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), tools.len(), "a tool listed twice");
+        for t in tools {
+            let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("..")
+                .join(t);
+            assert!(
+                dir.join("Cargo.toml").is_file(),
+                "{t} has no crate in tools/"
+            );
+        }
+    }
+}

@@ -3,7 +3,7 @@
 use anyhow::Context;
 use clap::Parser;
 use etcd2_backup::cli;
-use etcd2_backup::install::{uninstall, InstallJob};
+use etcd2_backup::job::install::{uninstall, InstallJob};
 use std::process::ExitCode;
 
 use etcd2_backup_install::Cli;

@@ -2,8 +2,7 @@
 
 use clap::Parser;
 use etcd2_backup::cli;
-use etcd2_backup::fetch::{format_table, FetchJob, Target};
-use etcd2_backup::snapshot::Output;
+use etcd2_backup::job::fetch::{format_table, FetchJob, Target};
 use std::process::ExitCode;
 
 use etcd2_fetch::Cli;
@@ -33,7 +32,7 @@ fn main() -> ExitCode {
         }
         let target = match (cli.into, cli.output) {
             (Some(dir), _) => Target::Into(dir),
-            (None, Some(o)) => Target::Archive(Output::parse(&o)),
+            (None, Some(o)) => Target::Archive(o),
             (None, None) => unreachable!("clap requires one of --into, -o, --list"),
         };
         job.run(&target).map(|_| ())

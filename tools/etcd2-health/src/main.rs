@@ -3,7 +3,6 @@
 use clap::Parser;
 use etcd2_backup::cli;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use etcd2_health::Cli;
 
@@ -11,8 +10,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     cli::init_logging(&cli.log);
     cli::run_main("etcd2-health", || {
-        let mut ctl = cli.etcd.client()?;
-        ctl.query_timeout = ctl.query_timeout.min(Duration::from_secs(10));
-        etcd2_backup::join::wait_healthy(&ctl, cli.members, cli.wait).map(|_| ())
+        etcd2_backup::job::health::HealthJob {
+            etcd: cli.etcd.client()?,
+            members: cli.members,
+            wait: cli.wait,
+        }
+        .run()
+        .map(|_| ())
     })
 }

@@ -2,7 +2,7 @@
 
 use clap::Parser;
 use etcd2_backup::cli;
-use etcd2_backup::join::MemberAddJob;
+use etcd2_backup::job::member_add::MemberAddJob;
 use std::process::ExitCode;
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 
 use clap::Parser;
 use etcd2_backup::cli::{self, LogArgs, RemoteArgs};
-use etcd2_backup::push::Verify;
+use etcd2_backup::job::push::Verify;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -26,7 +26,7 @@ use std::time::Duration;
 pub struct Cli {
     /// The archive to push, or - to read it from stdin
     #[arg(value_name = "ARCHIVE|-")]
-    pub archive: String,
+    pub archive: cli::Input,
 
     #[command(flatten)]
     pub remote: RemoteArgs,
@@ -69,14 +69,4 @@ pub struct Cli {
 
     #[command(flatten)]
     pub log: LogArgs,
-}
-
-#[cfg(test)]
-mod tests {
-    use clap::CommandFactory;
-
-    #[test]
-    fn cli_is_well_formed() {
-        super::Cli::command().debug_assert();
-    }
 }

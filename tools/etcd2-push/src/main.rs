@@ -2,8 +2,7 @@
 
 use clap::Parser;
 use etcd2_backup::cli;
-use etcd2_backup::push::{Input, PushJob};
-use std::path::PathBuf;
+use etcd2_backup::job::push::PushJob;
 use std::process::ExitCode;
 
 use etcd2_push::Cli;
@@ -13,10 +12,7 @@ fn main() -> ExitCode {
     cli::init_logging(&cli.log);
     cli::run_main("etcd2-push", || {
         let job = PushJob {
-            input: match cli.archive.as_str() {
-                "-" => Input::Stdin,
-                p => Input::File(PathBuf::from(p)),
-            },
+            input: cli.archive,
             rclone: cli.remote.rclone()?,
             layout: cli.remote.layout()?,
             keep: cli.keep as usize,

@@ -3,7 +3,7 @@
 use clap::Parser;
 use etcd2_backup::cli::{self, EtcdConnArgs};
 use etcd2_backup::cmd::Program;
-use etcd2_backup::restore::RestoreJob;
+use etcd2_backup::job::restore::RestoreJob;
 use std::process::ExitCode;
 
 use etcd2_restore::Cli;

@@ -4,7 +4,7 @@
 use clap::Parser;
 use etcd2_backup::archive::Codec;
 use etcd2_backup::cli::{self, EtcdArgs, LogArgs};
-use etcd2_backup::snapshot::ApiChoice;
+use etcd2_backup::job::snapshot::ApiChoice;
 use std::path::PathBuf;
 
 /// Take a consistent backup of the local etcd member and write it as one archive.
@@ -22,7 +22,7 @@ use std::path::PathBuf;
 pub struct Cli {
     /// Where to write the archive: a file (written atomically) or - for stdout
     #[arg(short, long, value_name = "FILE|-")]
-    pub output: String,
+    pub output: cli::Output,
 
     /// Which etcd keyspace to back up
     #[arg(long, env = "ETCD2_BACKUP_API", value_enum, default_value_t = ApiChoice::Auto)]
@@ -74,14 +74,4 @@ pub struct Cli {
 
     #[command(flatten)]
     pub log: LogArgs,
-}
-
-#[cfg(test)]
-mod tests {
-    use clap::CommandFactory;
-
-    #[test]
-    fn cli_is_well_formed() {
-        super::Cli::command().debug_assert();
-    }
 }

@@ -3,7 +3,7 @@
 
 use clap::Parser;
 use etcd2_backup::cli;
-use etcd2_backup::snapshot::{Output, SnapshotJob};
+use etcd2_backup::job::snapshot::SnapshotJob;
 use std::process::ExitCode;
 
 use etcd2_snapshot::Cli;
@@ -17,7 +17,7 @@ fn main() -> ExitCode {
             allow_dropping_keyspace: cli.allow_dropping_keyspace,
             data_dir: cli.data_dir,
             etcd: cli.etcd.client()?,
-            output: Output::parse(&cli.output),
+            output: cli.output,
             codec: cli.codec,
             level: cli.level,
             threads: cli.threads,

@@ -42,13 +42,3 @@ pub struct Cli {
     #[command(flatten)]
     pub log: LogArgs,
 }
-
-#[cfg(test)]
-mod tests {
-    use clap::CommandFactory;
-
-    #[test]
-    fn cli_is_well_formed() {
-        super::Cli::command().debug_assert();
-    }
-}

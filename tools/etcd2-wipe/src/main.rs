@@ -10,7 +10,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     cli::init_logging(&cli.log);
     cli::run_main("etcd2-wipe", || {
-        etcd2_backup::datadir::wipe(&cli.data_dir, cli.purge, cli.keep_aside, &cli.owner)
-            .map(|_| ())
+        etcd2_backup::job::wipe::WipeJob {
+            data_dir: cli.data_dir,
+            purge: cli.purge,
+            keep_aside: cli.keep_aside,
+            owner: cli.owner,
+        }
+        .run()
+        .map(|_| ())
     })
 }

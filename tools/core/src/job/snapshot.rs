@@ -4,11 +4,13 @@
 use std::io::{IsTerminal, Write};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 
-use crate::archive::{self, Api, Codec, HashingWriter, Manifest, FORMAT_VERSION};
+use crate::archive::{self, Api, Codec, Manifest, FORMAT_VERSION};
+use crate::cli::Output;
+use crate::digest::HashingWriter;
 use crate::etcd::{hex_id, Etcdctl};
 use crate::fsutil::AtomicFile;
 
@@ -21,23 +23,6 @@ pub enum ApiChoice {
     V2,
     /// `etcdctl snapshot save` from the endpoint: the v3 keyspace
     V3,
-}
-
-/// Where the archive goes.
-#[derive(Debug, Clone)]
-pub enum Output {
-    File(PathBuf),
-    Stdout,
-}
-
-impl Output {
-    pub fn parse(s: &str) -> Output {
-        if s == "-" {
-            Output::Stdout
-        } else {
-            Output::File(PathBuf::from(s))
-        }
-    }
 }
 
 pub struct SnapshotJob {
@@ -126,15 +111,6 @@ fn check_data_dir(dir: &Path) -> Result<()> {
             )
         }),
     }
-}
-
-fn now() -> (u64, String) {
-    let t = SystemTime::now();
-    let secs = t
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    (secs, humantime::format_rfc3339_seconds(t).to_string())
 }
 
 impl SnapshotJob {
@@ -232,7 +208,7 @@ impl SnapshotJob {
         if files.is_empty() {
             bail!("etcdctl produced no files in {}", root.display());
         }
-        let (created_unix, created_at) = now();
+        let (created_unix, created_at) = crate::clock::now();
         let manifest = Manifest {
             format: FORMAT_VERSION,
             tool: format!("etcd2-snapshot {}", env!("CARGO_PKG_VERSION")),
@@ -255,7 +231,8 @@ impl SnapshotJob {
         let hashing = HashingWriter::new(&mut sink);
         let hashing = archive::write_archive(hashing, &manifest, &root, level, self.threads)
             .with_context(|| format!("writing {}", self.output))?;
-        let (archive_size, archive_sha256, _) = hashing.finish();
+        let (written, _) = hashing.finish();
+        let (archive_size, archive_sha256) = (written.size, written.sha256);
         sink.finish()?;
         tracing::info!(
             "wrote {}: {} files, {} bytes of etcd data -> {} bytes {} (sha256 {}) in {:.1}s",
@@ -272,15 +249,6 @@ impl SnapshotJob {
             archive_size,
             archive_sha256,
         })
-    }
-}
-
-impl std::fmt::Display for Output {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Output::File(p) => write!(f, "{}", p.display()),
-            Output::Stdout => f.write_str("stdout"),
-        }
     }
 }
 

@@ -186,30 +186,6 @@ impl Drop for TempEtcd {
     }
 }
 
-/// Read the manifest of a fetched directory and re-check every file.
-fn verify_dir(dir: &Path) -> Result<Manifest> {
-    let mpath = dir.join(archive::MANIFEST_NAME);
-    let bytes = std::fs::read(&mpath).with_context(|| {
-        format!(
-            "reading {} (was {} made by etcd2-fetch --into?)",
-            mpath.display(),
-            dir.display()
-        )
-    })?;
-    let m: Manifest =
-        serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", mpath.display()))?;
-    for f in &m.files {
-        let (size, sha) = archive::hash_file(&dir.join(&f.path))?;
-        ensure!(
-            size == f.size && sha == f.sha256,
-            "{} in {} does not match its manifest (changed since it was fetched?)",
-            f.path,
-            dir.display()
-        );
-    }
-    Ok(m)
-}
-
 fn copy_tree(from: &Path, to: &Path) -> Result<()> {
     std::fs::DirBuilder::new()
         .recursive(true)
@@ -260,7 +236,7 @@ impl RestoreJob {
             .with_context(|| format!("creating a staging dir in {}", self.data_dir.display()))?;
         let _stop_removes = crate::scratch::Guard::new(staging.path());
         let (manifest, backup) = if self.from.is_dir() {
-            (verify_dir(&self.from)?, self.from.clone())
+            (archive::verify_dir(&self.from)?, self.from.clone())
         } else {
             let f = std::fs::File::open(&self.from)
                 .with_context(|| format!("opening {}", self.from.display()))?;
@@ -357,7 +333,7 @@ impl RestoreJob {
         let db = backup.join(archive::V3_SNAPSHOT_NAME);
         let token = format!(
             "etcd2-restore-{}",
-            crate::remote::new_generation_id(std::time::SystemTime::now())
+            crate::repo::new_generation_id(std::time::SystemTime::now())
         );
         let (d, dbs, ic) = (
             new_dir.to_string_lossy().into_owned(),

@@ -1,132 +1,15 @@
-//! Joining a node to the founding member's cluster, and waiting (bounded)
-//! for a cluster to be healthy instead of sleeping.
+//! The `etcd2-member-add` job: add this node to the founding member's
+//! cluster (idempotent, waiting out etcd's reconfiguration guard) and write
+//! the etcd2.service drop-in it starts with.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
+use crate::cluster::{check_health, peer, Health};
 use crate::etcd::{hex_id, is_transient_reconfig_error, Etcdctl, Member};
-
-/// What a health check found.
-#[derive(Debug)]
-pub struct Health {
-    pub started: usize,
-    pub unstarted: Vec<String>,
-    pub problems: Vec<String>,
-}
-
-impl Health {
-    pub fn ok(&self, want_started: usize) -> bool {
-        self.problems.is_empty() && self.unstarted.is_empty() && self.started >= want_started
-    }
-
-    pub fn describe(&self, want_started: usize) -> String {
-        let mut parts = vec![format!(
-            "{}/{} members started",
-            self.started,
-            want_started.max(self.started)
-        )];
-        if !self.unstarted.is_empty() {
-            parts.push(format!("not started: {}", self.unstarted.join(", ")));
-        }
-        parts.extend(self.problems.iter().cloned());
-        parts.join("; ")
-    }
-}
-
-fn peer(m: &Member) -> String {
-    m.peer_urls.join(",")
-}
-
-/// One look at the cluster through `ctl`: every started member reachable,
-/// agreeing on a leader, and caught up (applied the leader's commit index as
-/// it was when the check began).
-pub fn check_health(ctl: &Etcdctl) -> Result<Health> {
-    let list = ctl.member_list()?;
-    let mut h = Health {
-        started: 0,
-        unstarted: vec![],
-        problems: vec![],
-    };
-    let mut statuses = Vec::new();
-    for m in &list.members {
-        if !m.started() || m.client_urls.is_empty() {
-            h.unstarted.push(format!("{} ({})", hex_id(m.id), peer(m)));
-            continue;
-        }
-        h.started += 1;
-        let mut c = ctl.at(&m.client_urls.join(","));
-        c.query_timeout = Duration::from_secs(5);
-        match c.endpoint_status() {
-            Ok(s) => statuses.push((m.name.clone(), s)),
-            Err(_) => h.problems.push(format!(
-                "{} unreachable at {}",
-                m.name,
-                m.client_urls.join(",")
-            )),
-        }
-    }
-    let leaders: std::collections::BTreeSet<u64> =
-        statuses.iter().map(|(_, s)| s.status.leader).collect();
-    if leaders.len() > 1 || leaders.contains(&0) {
-        h.problems.push("members do not agree on a leader".into());
-        return Ok(h);
-    }
-    if let Some((_, ls)) = statuses
-        .iter()
-        .find(|(_, s)| s.status.leader == s.status.header.member_id)
-    {
-        let target = ls.status.raft_index;
-        for (name, s) in &statuses {
-            let applied = s.status.raft_applied_index.max(s.status.raft_index);
-            if applied < target {
-                h.problems
-                    .push(format!("{name} catching up (index {applied} of {target})"));
-            }
-        }
-    } else if !statuses.is_empty() {
-        h.problems
-            .push("the leader is not among the reachable members".into());
-    }
-    Ok(h)
-}
-
-/// Poll until healthy with at least `want_started` started members and no
-/// unstarted one, logging progress; bounded by `limit`.
-pub fn wait_healthy(ctl: &Etcdctl, want_started: usize, limit: Duration) -> Result<Health> {
-    let started = Instant::now();
-    let mut last_note = Instant::now();
-    loop {
-        let last = match check_health(ctl) {
-            Ok(h) if h.ok(want_started) => {
-                tracing::info!(
-                    "cluster healthy: {} ({:.1}s)",
-                    h.describe(want_started),
-                    started.elapsed().as_secs_f64()
-                );
-                return Ok(h);
-            }
-            Ok(h) => h.describe(want_started),
-            Err(e) => format!("{e:#}"),
-        };
-        if started.elapsed() > limit {
-            bail!(
-                "cluster at {} not healthy within {}: {last}",
-                ctl.endpoints(),
-                crate::cmd::human_duration(limit)
-            );
-        }
-        if last_note.elapsed() >= Duration::from_secs(5) {
-            tracing::info!(
-                "waiting for the cluster ({:.0}s): {last}",
-                started.elapsed().as_secs_f64()
-            );
-            last_note = Instant::now();
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
-}
+use crate::poll::{self, Probe};
 
 pub struct MemberAddJob {
     pub founder: Etcdctl,
@@ -296,34 +179,30 @@ impl MemberAddJob {
 /// `shown` is the bound as the operator gave it (`limit` is what is left of it).
 fn wait_healthy_or_unstarted(ctl: &Etcdctl, limit: Duration, shown: Duration) -> Result<Health> {
     let started = Instant::now();
-    let mut last_note = Instant::now();
-    loop {
-        let last = match check_health(ctl) {
-            Ok(h)
-                if h.problems.is_empty()
-                    && (h.unstarted.is_empty() || started.elapsed() > limit) =>
-            {
-                return Ok(h)
-            }
-            Ok(h) => h.describe(0),
-            Err(e) => format!("{e:#}"),
-        };
-        if started.elapsed() > limit {
-            bail!(
+    poll::until(
+        limit,
+        Duration::from_millis(500),
+        "waiting for the founding member's cluster",
+        || {
+            Ok(match check_health(ctl) {
+                Ok(h)
+                    if h.problems.is_empty()
+                        && (h.unstarted.is_empty() || started.elapsed() > limit) =>
+                {
+                    Probe::Done(h)
+                }
+                Ok(h) => Probe::Waiting(h.describe(0)),
+                Err(e) => Probe::Waiting(format!("{e:#}")),
+            })
+        },
+        |last| {
+            anyhow::anyhow!(
                 "the cluster at {} is not healthy within {}: {last}",
                 ctl.endpoints(),
                 crate::cmd::human_duration(shown)
-            );
-        }
-        if last_note.elapsed() >= Duration::from_secs(5) {
-            tracing::info!(
-                "waiting for the founding member's cluster ({:.0}s): {last}",
-                started.elapsed().as_secs_f64()
-            );
-            last_note = Instant::now();
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
+            )
+        },
+    )
 }
 
 #[cfg(test)]

@@ -6,12 +6,14 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, ensure, Context, Result};
-use sha1::Digest as _;
 
 use crate::archive::{self, Manifest};
-use crate::remote::{
-    join, new_generation_id, Layout, Listing, Pointer, Rclone, Sidecar, Small, POINTER_NAME,
-    SIDECAR_FORMAT,
+use crate::cli::Input;
+use crate::digest::{Digests, Hasher, HashingReader};
+use crate::rclone::{join, Rclone};
+use crate::repo::{
+    check_owner, new_generation_id, plan_retention, read_pointer, Layout, Listing, Pointer,
+    Sidecar, POINTER_NAME, SIDECAR_FORMAT,
 };
 
 /// How the uploaded copy is checked before it is published.
@@ -22,11 +24,6 @@ pub enum Verify {
     Hash,
     /// Also download the copy again and compare its sha256 (works on every backend)
     Download,
-}
-
-pub enum Input {
-    File(PathBuf),
-    Stdin,
 }
 
 pub struct PushJob {
@@ -49,76 +46,6 @@ pub struct Pushed {
     pub deleted: Vec<String>,
 }
 
-/// Reads through, hashing everything that passes with sha256 and, when
-/// asked, also with sha1 and md5 (the hashes rclone backends report), so an
-/// upload is compared with the very bytes that went into it.
-struct HashingReader<R> {
-    inner: R,
-    sha256: sha2::Sha256,
-    more: Option<(sha1::Sha1, md5::Md5)>,
-    count: u64,
-}
-
-/// What passed through a [`HashingReader`].
-#[derive(Debug, Clone)]
-pub struct Digests {
-    pub size: u64,
-    pub sha256: String,
-    pub sha1: Option<String>,
-    pub md5: Option<String>,
-}
-
-impl Digests {
-    /// Ours for a hash type rclone names.
-    fn get(&self, algo: &str) -> Option<&str> {
-        match algo {
-            "sha256" => Some(&self.sha256),
-            "sha1" => self.sha1.as_deref(),
-            "md5" => self.md5.as_deref(),
-            _ => None,
-        }
-    }
-}
-
-impl<R: Read> HashingReader<R> {
-    fn new(inner: R, backend_hashes: bool) -> Self {
-        HashingReader {
-            inner,
-            sha256: sha2::Sha256::new(),
-            more: backend_hashes.then(|| (sha1::Sha1::new(), md5::Md5::new())),
-            count: 0,
-        }
-    }
-    fn finish(self) -> Digests {
-        let (sha1, md5) = match self.more {
-            Some((a, b)) => (
-                Some(archive::hex(&a.finalize())),
-                Some(archive::hex(&b.finalize())),
-            ),
-            None => (None, None),
-        };
-        Digests {
-            size: self.count,
-            sha256: archive::hex(&self.sha256.finalize()),
-            sha1,
-            md5,
-        }
-    }
-}
-
-impl<R: Read> Read for HashingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.sha256.update(&buf[..n]);
-        if let Some((a, b)) = &mut self.more {
-            a.update(&buf[..n]);
-            b.update(&buf[..n]);
-        }
-        self.count += n as u64;
-        Ok(n)
-    }
-}
-
 /// Passes reads through while writing them to `out` (the upload). A
 /// failed write is kept apart, so that the error names the upload, not the
 /// archive being read.
@@ -138,18 +65,6 @@ impl<R: Read, W: Write> Read for TeeReader<R, W> {
         }
         Ok(n)
     }
-}
-
-/// Verify an archive stream end to end (every file against the manifest) and
-/// return its manifest, total size and sha256. With `extract`, files land
-/// below that directory.
-pub fn verify_stream<R: Read>(r: R, extract: Option<&Path>) -> Result<(Manifest, u64, String)> {
-    let mut hr = HashingReader::new(r, false);
-    // read_verified reads to the end (and refuses anything after the
-    // codec's end), so the hash covers the whole file.
-    let manifest = archive::read_verified(&mut hr, extract)?;
-    let d = hr.finish();
-    Ok((manifest, d.size, d.sha256))
 }
 
 /// An exclusive lock on this host, so two pushes never interleave.
@@ -196,75 +111,6 @@ pub fn lock(path: &Path, wait: Duration) -> Result<HostLock> {
     }
 }
 
-/// Refuse to publish over another member's backups (a cloned machine-id).
-pub fn check_owner(prev: &Pointer, m: &Manifest, where_: &str, force: bool) -> Result<()> {
-    if prev.member_name != m.member_name || prev.host != m.host {
-        let msg = format!(
-            "{where_} holds backups of member {:?} ({}) of cluster {} from host {:?} (last {}), \
-             but this archive is of member {:?} ({}) of cluster {} from host {:?}: two machines \
-             share this machine-id (a cloned VM?). Give each its own --machine-id, or pass --force \
-             if this machine really replaces the other",
-            prev.member_name,
-            prev.member_id,
-            prev.cluster_id,
-            prev.host,
-            prev.written_at,
-            m.member_name,
-            m.member_id,
-            m.cluster_id,
-            m.host
-        );
-        if !force {
-            bail!("{msg}");
-        }
-        tracing::warn!("--force: {msg}");
-    } else if prev.cluster_id != m.cluster_id {
-        tracing::info!(
-            "cluster id changed from {} to {} since the last backup (a restored cluster?)",
-            prev.cluster_id,
-            m.cluster_id
-        );
-    }
-    Ok(())
-}
-
-/// Read LATEST.json; a missing pointer is None, a damaged one is reported
-/// and treated as missing (generations are still listed by their sidecars).
-pub fn read_pointer(rclone: &Rclone, layout: &Layout) -> Result<Option<Pointer>> {
-    match read_pointer_checked(rclone, layout)? {
-        PointerState::Missing => Ok(None),
-        PointerState::Damaged(e) => {
-            tracing::warn!("{} is damaged ({e}); ignoring it", layout.pointer());
-            Ok(None)
-        }
-        PointerState::Valid(p) => Ok(Some(p)),
-    }
-}
-
-/// What LATEST.json holds.
-pub enum PointerState {
-    /// No pointer yet: no backup was ever published here.
-    Missing,
-    /// Present but unreadable (the reason).
-    Damaged(String),
-    Valid(Pointer),
-}
-
-/// Read LATEST.json, telling a missing pointer from a damaged one. Empty
-/// counts as missing: `rclone cat` of a missing S3 object exits 0 and prints
-/// nothing, and we never write an empty pointer.
-pub fn read_pointer_checked(rclone: &Rclone, layout: &Layout) -> Result<PointerState> {
-    Ok(match rclone.cat_small(&layout.pointer())? {
-        Small::Missing => PointerState::Missing,
-        Small::Bytes(b) if b.is_empty() => PointerState::Missing,
-        Small::TooLarge => PointerState::Damaged(Small::TOO_LARGE.to_owned()),
-        Small::Bytes(b) => match serde_json::from_slice::<Pointer>(&b) {
-            Ok(p) => PointerState::Valid(p),
-            Err(e) => PointerState::Damaged(e.to_string()),
-        },
-    })
-}
-
 impl PushJob {
     pub fn run(&self) -> Result<Pushed> {
         let started = Instant::now();
@@ -302,7 +148,10 @@ impl PushJob {
         tracing::info!("uploading {shown} ({size} bytes) as generation {generation} to {gens}");
         let upload = self.rclone.rcat(&remote_archive, size)?;
         let mut tee = TeeReader {
-            inner: HashingReader::new(BufReader::with_capacity(1 << 20, &file), true),
+            inner: HashingReader::new(
+                BufReader::with_capacity(1 << 20, &file),
+                Hasher::with_backend_hashes(),
+            ),
             out: upload,
             out_error: None,
         };
@@ -364,7 +213,7 @@ impl PushJob {
             size,
             sha256: sha256.clone(),
             codec: manifest.codec,
-            pushed_at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+            pushed_at: crate::clock::rfc3339(SystemTime::now()),
             pushed_from: crate::node::hostname(),
             manifest: manifest.clone(),
         };
@@ -522,7 +371,7 @@ impl PushJob {
         }
         if self.verify == Verify::Download {
             let stream = self.rclone.stream_file(&remote)?;
-            let mut hr = HashingReader::new(stream, false);
+            let mut hr = HashingReader::new(stream, Hasher::new());
             io::copy(&mut hr, &mut io::sink())
                 .with_context(|| format!("downloading {remote} to verify it"))?;
             let theirs = hr.finish();
@@ -563,180 +412,9 @@ impl PushJob {
     }
 }
 
-/// What retention deletes.
-#[derive(Debug, PartialEq, Eq)]
-pub struct RetentionPlan {
-    /// Complete generations beyond the newest `keep`, oldest first.
-    pub expired: Vec<String>,
-    /// File names left by interrupted pushes: archives without sidecar and
-    /// sidecars without archive (older than the generation just published),
-    /// and temporary pointers.
-    pub orphans: Vec<String>,
-}
-
-/// Keep the newest `keep` complete generations, the pointer's target, the
-/// generation just published and anything newer than it, whatever their age;
-/// everything of ours older than `published` that is not a complete
-/// generation is an orphan.
-pub fn plan_retention(
-    listing: &Listing,
-    pointed: Option<&str>,
-    published: &str,
-    keep: usize,
-) -> RetentionPlan {
-    let complete = listing.complete();
-    let keep_from = complete.len().saturating_sub(keep);
-    // Only generations older than the one just published: a newer complete
-    // one belongs to a push still running elsewhere (a cloned machine-id),
-    // about to be published.
-    let expired = complete[..keep_from]
-        .iter()
-        .filter(|id| Some(id.as_str()) != pointed && id.as_str() < published)
-        .cloned()
-        .collect();
-    let mut orphans = Vec::new();
-    for (id, (name, _)) in &listing.archives {
-        if id.as_str() < published && !listing.sidecars.contains(id) && Some(id.as_str()) != pointed
-        {
-            orphans.push(name.clone());
-        }
-    }
-    for id in &listing.sidecars {
-        if id.as_str() < published && !listing.archives.contains_key(id) {
-            orphans.push(format!("{id}.json"));
-        }
-    }
-    let tmp_prefix = format!("{POINTER_NAME}.tmp-");
-    for stray in &listing.strays {
-        if stray.starts_with(&tmp_prefix) && !stray.ends_with(published) {
-            orphans.push(stray.clone());
-        }
-    }
-    RetentionPlan { expired, orphans }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn manifest(name: &str, host: &str, cluster: &str) -> Manifest {
-        Manifest {
-            format: 1,
-            tool: "t".into(),
-            api: archive::Api::V3,
-            codec: archive::Codec::Zstd,
-            etcd_version: "3.4.23".into(),
-            member_name: name.into(),
-            member_id: "a".into(),
-            cluster_id: cluster.into(),
-            revision: Some(1),
-            raft_index: Some(1),
-            key_count: Some(1),
-            created_at: "x".into(),
-            created_unix: 0,
-            host: host.into(),
-            machine_id: None,
-            files: vec![],
-        }
-    }
-
-    fn pointer(name: &str, host: &str, cluster: &str) -> Pointer {
-        Pointer {
-            format: 1,
-            generation: "g".into(),
-            archive: "g.tar.zst".into(),
-            size: 1,
-            sha256: "s".into(),
-            member_name: name.into(),
-            member_id: "b".into(),
-            cluster_id: cluster.into(),
-            host: host.into(),
-            written_at: "w".into(),
-        }
-    }
-
-    #[test]
-    fn owner_check_refuses_another_member_or_host() {
-        let p = pointer("e1", "h1", "c1");
-        assert!(check_owner(&p, &manifest("e1", "h1", "c1"), "r:x", false).is_ok());
-        // A restored cluster has a new cluster id: same member, same host.
-        assert!(check_owner(&p, &manifest("e1", "h1", "c2"), "r:x", false).is_ok());
-        let e = check_owner(&p, &manifest("e2", "h2", "c1"), "r:x", false).unwrap_err();
-        assert!(e.to_string().contains("share this machine-id"), "{e}");
-        assert!(check_owner(&p, &manifest("e1", "h2", "c1"), "r:x", false).is_err());
-        assert!(check_owner(&p, &manifest("e2", "h2", "c1"), "r:x", true).is_ok());
-    }
-
-    fn listing(names: &[&str]) -> Listing {
-        let json: Vec<String> = names
-            .iter()
-            .map(|n| format!(r#"{{"Name":"{n}","Size":1,"IsDir":false}}"#))
-            .collect();
-        Listing::from_entries(
-            &crate::remote::parse_lsjson(&format!("[{}]", json.join(","))).unwrap(),
-        )
-    }
-
-    #[test]
-    fn retention_keeps_newest_n_and_the_pointer_target() {
-        let l = listing(&[
-            "A.tar.zst",
-            "A.json",
-            "B.tar.zst",
-            "B.json",
-            "C.tar.zst",
-            "C.json",
-            "D.tar.zst",
-            "D.json",
-        ]);
-        let plan = plan_retention(&l, Some("D"), "D", 2);
-        assert_eq!(plan.expired, vec!["A", "B"]);
-        assert!(plan.orphans.is_empty());
-        // The pointer names an old generation: it survives even --keep 1.
-        let plan = plan_retention(&l, Some("A"), "D", 1);
-        assert_eq!(plan.expired, vec!["B", "C"]);
-        // The generation just published survives even if the pointer moved on.
-        let plan = plan_retention(&l, Some("B"), "C", 1);
-        assert_eq!(plan.expired, vec!["A"]);
-    }
-
-    #[test]
-    fn retention_never_expires_a_complete_generation_newer_than_the_one_published() {
-        // B and C are complete and newer than A, the one this push published
-        // (another writer's, about to be published): --keep 1 keeps them.
-        let l = listing(&[
-            "0.tar.zst",
-            "0.json",
-            "A.tar.zst",
-            "A.json",
-            "B.tar.zst",
-            "B.json",
-            "C.tar.zst",
-            "C.json",
-        ]);
-        let plan = plan_retention(&l, Some("A"), "A", 1);
-        assert_eq!(plan.expired, vec!["0"]);
-    }
-
-    #[test]
-    fn retention_removes_orphans_older_than_the_new_generation_only() {
-        let l = listing(&[
-            "A.tar.zst",
-            "B.json",
-            "C.tar.zst",
-            "C.json",
-            "E.tar.zst",
-            "LATEST.json.tmp-A",
-            "LATEST.json.tmp-C",
-        ]);
-        // E (an upload still running elsewhere, newer than C) is left alone.
-        let plan = plan_retention(&l, Some("C"), "C", 3);
-        assert!(plan.expired.is_empty());
-        assert_eq!(
-            plan.orphans,
-            vec!["A.tar.zst", "B.json", "LATEST.json.tmp-A"]
-        );
-    }
 
     #[test]
     fn lock_excludes_a_second_holder_with_a_clear_message() {

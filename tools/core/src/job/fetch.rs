@@ -3,16 +3,19 @@
 
 use std::io::{self, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use anyhow::{bail, ensure, Context, Result};
 use serde::Serialize;
 
+use crate::archive::verify_stream;
 use crate::archive::{self, Api, Codec, Manifest, FORMAT_VERSION};
+use crate::cli::Output;
 use crate::fsutil::{sync_dir, AtomicFile};
-use crate::push::{read_pointer, read_pointer_checked, verify_stream, PointerState};
-use crate::remote::{join, valid_generation_id, Layout, Listing, Rclone, Sidecar};
-use crate::snapshot::Output;
+use crate::rclone::{join, Rclone};
+use crate::repo::{
+    read_pointer, read_pointer_checked, valid_generation_id, Layout, Listing, PointerState, Sidecar,
+};
 
 pub enum Target {
     /// Extract into a new (or empty) directory, placed by rename.
@@ -163,7 +166,7 @@ impl FetchJob {
                      no legacy member/ dir)",
                     self.layout.machine_id,
                     self.layout.endpoint,
-                    crate::remote::POINTER_NAME
+                    crate::repo::POINTER_NAME
                 )
             }
             PointerState::Missing => {
@@ -362,15 +365,7 @@ impl FetchJob {
             "legacy backup at {dir} has no member/wal: incomplete, refusing it"
         );
         let files = archive::list_files(&data)?;
-        let (created_unix, created_at) = {
-            let t = SystemTime::now();
-            (
-                t.duration_since(UNIX_EPOCH)
-                    .map(|d| d.as_secs())
-                    .unwrap_or(0),
-                humantime::format_rfc3339_seconds(t).to_string(),
-            )
-        };
+        let (created_unix, created_at) = crate::clock::now();
         let manifest = Manifest {
             format: FORMAT_VERSION,
             tool: format!(
@@ -413,10 +408,7 @@ impl FetchJob {
         self.rclone.check_endpoint(&self.layout.endpoint)?;
         let listing = self.listing()?;
         let latest = read_pointer(&self.rclone, &self.layout)?.map(|p| p.generation);
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        let now = crate::clock::unix(SystemTime::now());
         let mut rows = Vec::new();
         for id in listing.complete() {
             let latest = latest.as_deref() == Some(id.as_str());
@@ -568,14 +560,10 @@ fn staging_for(dir: &Path) -> Result<tempfile::TempDir> {
         .with_context(|| format!("creating a staging dir in {}", parent.display()))
 }
 
-/// Write the manifest beside the data (restore reads it) and rename the
-/// verified tree into place.
+/// Make `data` a verified directory (restore reads it) and rename it into
+/// place.
 fn place(manifest: &Manifest, data: &Path, dir: &Path) -> Result<()> {
-    crate::fsutil::write_atomic(
-        &data.join(archive::MANIFEST_NAME),
-        &serde_json::to_vec_pretty(manifest)?,
-        0o600,
-    )?;
+    archive::mark_verified_dir(manifest, data)?;
     if dir.exists() {
         // Checked empty before the download; rename(2) replaces an empty dir.
         check_empty_target(dir)?;

@@ -1,29 +1,17 @@
-//! Remote storage through the real `rclone` (any backend, crypt included),
-//! and the layout of backups under `<RCLONE_ENDPOINT>/<machine-id>/`:
-//!
-//! ```text
-//! <endpoint>/<machine-id>/LATEST.json                  pointer, written last
-//! <endpoint>/<machine-id>/generations/<GEN>.tar.zst    immutable archive
-//! <endpoint>/<machine-id>/generations/<GEN>.json       sidecar: written after the
-//!                                                      archive is verified; a
-//!                                                      generation is complete iff
-//!                                                      its sidecar exists
-//! <endpoint>/<machine-id>/member/...                   legacy (etcd2-backup-coreos)
-//! ```
+//! The real `rclone` program (any backend, crypt included), driven as a thin
+//! wrapper: each method is one rclone call, bounded, with secrets redacted
+//! from anything shown. It knows nothing of our backup layout ([`crate::repo`]
+//! does).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
-use crate::archive::{Codec, Manifest};
 use crate::cmd::{Captured, Invocation, Program};
 
-pub const POINTER_NAME: &str = "LATEST.json";
-pub const GENERATIONS_DIR: &str = "generations";
-pub const SIDECAR_FORMAT: u32 = 1;
 /// The most a pointer or sidecar may hold. A sidecar lists every file of a
 /// backup (about 150 bytes each); a v2 backup has tens.
 pub const SMALL_FILE_MAX: u64 = 1 << 20;
@@ -354,159 +342,6 @@ pub fn join(base: &str, name: &str) -> String {
     }
 }
 
-/// Where one machine's backups live.
-#[derive(Debug, Clone)]
-pub struct Layout {
-    pub endpoint: String,
-    pub machine_id: String,
-}
-
-impl Layout {
-    pub fn new(endpoint: &str, machine_id: &str) -> Result<Self> {
-        if endpoint.trim().is_empty() {
-            bail!("RCLONE_ENDPOINT is empty: set --endpoint or RCLONE_ENDPOINT (e.g. s3:bucket/backups)");
-        }
-        // rclone takes anything without a colon as a path relative to the
-        // working directory: a typo (`s3bucket/x` for `s3:bucket/x`) would
-        // put backups where nobody looks.
-        if !endpoint.starts_with('/') && !endpoint.contains(':') {
-            bail!(
-                "RCLONE_ENDPOINT {endpoint:?} is neither an rclone remote (NAME:PATH, \
-                 :BACKEND:PATH) nor an absolute local path: a typo? (rclone would write \
-                 into {endpoint:?} below the working directory)"
-            );
-        }
-        crate::node::validate_machine_id(machine_id)?;
-        Ok(Layout {
-            endpoint: endpoint.trim_end_matches('/').to_owned(),
-            machine_id: machine_id.to_owned(),
-        })
-    }
-
-    pub fn base(&self) -> String {
-        join(&self.endpoint, &self.machine_id)
-    }
-
-    pub fn generations(&self) -> String {
-        join(&self.base(), GENERATIONS_DIR)
-    }
-
-    pub fn pointer(&self) -> String {
-        join(&self.base(), POINTER_NAME)
-    }
-
-    /// The original package's copy of the previous backup.
-    pub fn legacy_previous(&self) -> String {
-        join(&self.endpoint, &format!("{}_backup", self.machine_id))
-    }
-}
-
-/// A generation's name: UTC time to the millisecond (so names sort by time)
-/// plus a random suffix (so two writers never collide).
-pub fn new_generation_id(now: SystemTime) -> String {
-    let d = now.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let ts = humantime::format_rfc3339_millis(now).to_string(); // 2026-11-24T15:01:02.123Z
-    let compact: String = ts.chars().filter(|c| *c != '-' && *c != ':').collect();
-    let mut bytes = [0u8; 4];
-    // Best effort randomness: the timestamp already orders; this only splits
-    // ties between writers, so falling back to time-derived bits is fine.
-    if std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
-        .is_err()
-    {
-        bytes = (d.subsec_nanos() ^ std::process::id()).to_le_bytes();
-    }
-    format!("{compact}-{}", crate::archive::hex(&bytes))
-}
-
-/// Checks a generation id is one of ours (and safe to use in a path).
-pub fn valid_generation_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() < 64
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
-        && !id.starts_with('.')
-}
-
-/// The sidecar beside each archive, written once the archive is verified.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Sidecar {
-    pub format: u32,
-    pub generation: String,
-    /// File name of the archive in the generations directory.
-    pub archive: String,
-    pub size: u64,
-    pub sha256: String,
-    pub codec: Codec,
-    pub pushed_at: String,
-    pub pushed_from: String,
-    /// The archive's own manifest, so listings need not download archives.
-    pub manifest: Manifest,
-}
-
-/// LATEST.json: which generation is the newest whole backup.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Pointer {
-    pub format: u32,
-    pub generation: String,
-    pub archive: String,
-    pub size: u64,
-    pub sha256: String,
-    pub member_name: String,
-    pub member_id: String,
-    pub cluster_id: String,
-    pub host: String,
-    pub written_at: String,
-}
-
-/// What the generations directory holds, by generation id.
-#[derive(Debug, Default)]
-pub struct Listing {
-    /// Generation id -> archive file name and size.
-    pub archives: BTreeMap<String, (String, u64)>,
-    /// Generation ids with a sidecar.
-    pub sidecars: Vec<String>,
-    /// Anything else of ours (interrupted pointer writes), by file name.
-    pub strays: Vec<String>,
-}
-
-impl Listing {
-    pub fn from_entries(entries: &[Entry]) -> Listing {
-        let mut l = Listing::default();
-        for e in entries.iter().filter(|e| !e.is_dir) {
-            let n = &e.name;
-            if let Some(id) = n.strip_suffix(".json") {
-                if valid_generation_id(id) {
-                    l.sidecars.push(id.to_owned());
-                    continue;
-                }
-            }
-            let archive_id = [Codec::Zstd, Codec::Gzip]
-                .iter()
-                .find_map(|c| n.strip_suffix(&format!(".{}", c.extension())));
-            match archive_id {
-                Some(id) if valid_generation_id(id) => {
-                    l.archives
-                        .insert(id.to_owned(), (n.clone(), e.size.max(0) as u64));
-                }
-                _ => l.strays.push(n.clone()),
-            }
-        }
-        l.sidecars.sort();
-        l
-    }
-
-    /// Complete generations (sidecar and archive both present), oldest first.
-    pub fn complete(&self) -> Vec<String> {
-        self.sidecars
-            .iter()
-            .filter(|id| self.archives.contains_key(*id))
-            .cloned()
-            .collect()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -523,51 +358,5 @@ mod tests {
     fn joins_like_rclone() {
         assert_eq!(join("s3:", "abc"), "s3:abc");
         assert_eq!(join("s3:b/p", "abc"), "s3:b/p/abc");
-        let l = Layout::new("s3:b/p/", "0123456789abcdef0123456789abcdef").unwrap();
-        assert_eq!(
-            l.pointer(),
-            "s3:b/p/0123456789abcdef0123456789abcdef/LATEST.json"
-        );
-        assert_eq!(
-            l.legacy_previous(),
-            "s3:b/p/0123456789abcdef0123456789abcdef_backup"
-        );
-        assert!(Layout::new("", "0123456789abcdef0123456789abcdef").is_err());
-        assert!(Layout::new("s3bucket/x", "0123456789abcdef0123456789abcdef").is_err());
-        assert!(Layout::new("relative", "0123456789abcdef0123456789abcdef").is_err());
-        assert!(Layout::new("/var/backups", "0123456789abcdef0123456789abcdef").is_ok());
-        assert!(Layout::new(":local:/x", "0123456789abcdef0123456789abcdef").is_ok());
-        assert!(Layout::new("s3:", "../x").is_err());
-    }
-
-    #[test]
-    fn generation_ids_sort_by_time_and_differ() {
-        let t0 = UNIX_EPOCH + Duration::from_millis(1_795_000_000_123);
-        let t1 = t0 + Duration::from_millis(1);
-        let (a, b, c) = (
-            new_generation_id(t0),
-            new_generation_id(t0),
-            new_generation_id(t1),
-        );
-        assert!(a.starts_with("20261118T110640.123Z-"), "{a}");
-        assert_ne!(a, b);
-        assert!(a < c && b < c);
-        assert!(valid_generation_id(&a));
-        assert!(!valid_generation_id("../LATEST"));
-    }
-
-    #[test]
-    fn listing_classifies_files() {
-        let json = r#"[
-          {"Name":"20261124T000000.000Z-aa.tar.zst","Size":10,"IsDir":false},
-          {"Name":"20261124T000000.000Z-aa.json","Size":1,"IsDir":false},
-          {"Name":"20261124T000001.000Z-bb.tar.gz","Size":10,"IsDir":false},
-          {"Name":"20261124T000002.000Z-cc.json","Size":1,"IsDir":false},
-          {"Name":"LATEST.json.tmp-x","Size":1,"IsDir":false}
-        ]"#;
-        let l = Listing::from_entries(&parse_lsjson(json).unwrap());
-        assert_eq!(l.complete(), vec!["20261124T000000.000Z-aa"]);
-        assert_eq!(l.archives.len(), 2);
-        assert_eq!(l.strays, vec!["LATEST.json.tmp-x"]);
     }
 }

@@ -1,0 +1,200 @@
+//! Hashing: the one owner of hex digests and of hashing while reading or
+//! writing. sha256 is what our manifests, sidecars and SHA256SUMS record;
+//! sha1 and md5 are computed alongside, in the same pass, only to compare
+//! with what an rclone backend reports for an upload.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use sha2::Digest as _;
+
+const BUF: usize = 256 << 10;
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// sha256 of bytes in memory, as hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&sha2::Sha256::digest(bytes))
+}
+
+/// What passed through a [`HashingReader`] or [`HashingWriter`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Digests {
+    pub size: u64,
+    pub sha256: String,
+    /// Only when asked for ([`Hasher::with_backend_hashes`]).
+    pub sha1: Option<String>,
+    pub md5: Option<String>,
+}
+
+impl Digests {
+    /// Ours for a hash type as rclone names it.
+    pub fn get(&self, algo: &str) -> Option<&str> {
+        match algo {
+            "sha256" => Some(&self.sha256),
+            "sha1" => self.sha1.as_deref(),
+            "md5" => self.md5.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+/// sha256, and optionally sha1 and md5, of a byte stream, in one pass.
+pub struct Hasher {
+    sha256: sha2::Sha256,
+    backend: Option<(sha1::Sha1, md5::Md5)>,
+    size: u64,
+}
+
+impl Hasher {
+    pub fn new() -> Hasher {
+        Hasher {
+            sha256: sha2::Sha256::new(),
+            backend: None,
+            size: 0,
+        }
+    }
+
+    /// Also sha1 and md5, the hashes rclone backends report.
+    pub fn with_backend_hashes() -> Hasher {
+        Hasher {
+            backend: Some((sha1::Sha1::new(), md5::Md5::new())),
+            ..Hasher::new()
+        }
+    }
+
+    pub fn update(&mut self, buf: &[u8]) {
+        self.sha256.update(buf);
+        if let Some((a, b)) = &mut self.backend {
+            a.update(buf);
+            b.update(buf);
+        }
+        self.size += buf.len() as u64;
+    }
+
+    pub fn finish(self) -> Digests {
+        let (sha1, md5) = match self.backend {
+            Some((a, b)) => (Some(hex(&a.finalize())), Some(hex(&b.finalize()))),
+            None => (None, None),
+        };
+        Digests {
+            size: self.size,
+            sha256: hex(&self.sha256.finalize()),
+            sha1,
+            md5,
+        }
+    }
+}
+
+impl Default for Hasher {
+    fn default() -> Self {
+        Hasher::new()
+    }
+}
+
+/// Reads through, hashing everything that passes.
+pub struct HashingReader<R> {
+    inner: R,
+    hasher: Hasher,
+}
+
+impl<R: Read> HashingReader<R> {
+    pub fn new(inner: R, hasher: Hasher) -> Self {
+        HashingReader { inner, hasher }
+    }
+    pub fn finish(self) -> Digests {
+        self.hasher.finish()
+    }
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// Writes through, hashing everything that was written.
+pub struct HashingWriter<W> {
+    inner: W,
+    hasher: Hasher,
+}
+
+impl<W: Write> HashingWriter<W> {
+    pub fn new(inner: W) -> Self {
+        HashingWriter {
+            inner,
+            hasher: Hasher::new(),
+        }
+    }
+    /// What was written, and the inner writer back.
+    pub fn finish(self) -> (Digests, W) {
+        (self.hasher.finish(), self.inner)
+    }
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Size and sha256 of everything `r` yields.
+pub fn reader_sha256(r: &mut dyn Read) -> io::Result<Digests> {
+    let mut h = HashingReader::new(r, Hasher::new());
+    io::copy(&mut h, &mut io::sink())?;
+    Ok(h.finish())
+}
+
+/// Size and sha256 of a file, read in bounded chunks.
+pub fn file_sha256(path: &Path) -> Result<Digests> {
+    let f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut r = io::BufReader::with_capacity(BUF, f);
+    reader_sha256(&mut r).with_context(|| format!("reading {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_digests_in_one_pass() {
+        let mut h = Hasher::with_backend_hashes();
+        h.update(b"ab");
+        h.update(b"c");
+        let d = h.finish();
+        assert_eq!(d.size, 3);
+        assert_eq!(
+            d.sha256,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(
+            d.get("sha1"),
+            Some("a9993e364706816aba3e25717850c26c9cd0d89d")
+        );
+        assert_eq!(d.get("md5"), Some("900150983cd24fb0d6963f7d28e17f72"));
+        assert_eq!(sha256_hex(b"abc"), d.sha256);
+        assert_eq!(Hasher::new().finish().sha1, None);
+    }
+
+    #[test]
+    fn reader_writer_and_file_agree() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("f");
+        let mut w = HashingWriter::new(File::create(&p).unwrap());
+        w.write_all(&[7u8; 300_000]).unwrap();
+        let (written, _) = w.finish();
+        assert_eq!(file_sha256(&p).unwrap(), written);
+        assert_eq!(reader_sha256(&mut &[7u8; 300_000][..]).unwrap(), written);
+    }
+}

@@ -1,0 +1,319 @@
+//! The `etcd2-backup-install` job: puts an extracted `etcd2-backup.tgz` in
+//! place on a host (or under a staging root), and takes it away again. Split
+//! by concern: [`package`] (layout and SHA256SUMS), [`os`], [`dropins`]
+//! (etcd's settings drop-ins), [`record`] (installed.json and uninstall).
+//!
+//! The package layout ([`Payload`]) is shared with the packager, so the two
+//! cannot drift apart. Every file is written atomically; a file that the
+//! operator changed since we installed it is copied aside before it is
+//! replaced, and left alone on uninstall.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io;
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+use crate::cmd::{show, Program};
+use crate::fsutil::{sync_dir, AtomicFile};
+
+pub mod dropins;
+pub mod os;
+pub mod package;
+pub mod record;
+
+pub use dropins::{dropin_env, env_only_dropin};
+pub use os::{classify_os, parse_os_release, read_os, Os};
+pub use package::{payload, verify_payload};
+pub use record::{uninstall, Entry, Manifest};
+
+/// Where things go on the target (absolute paths inside the root).
+pub const BIN_DIR: &str = "/opt/bin";
+pub const UNIT_DIR: &str = "/etc/systemd/system";
+pub const SHARE_DIR: &str = "/opt/etcd2-backup/share";
+pub const MANIFEST: &str = "/opt/etcd2-backup/installed.json";
+pub const DEFAULT_RCLONE_CONF: &str = "/etc/rclone.conf";
+/// The units that get our settings drop-in and etcd2's settings.
+pub const JOBS: [&str; 3] = ["etcd2-backup", "etcd2-restore", "etcd2-join"];
+/// Where etcd2's own settings drop-ins live (CoreOS put its cloud-config
+/// one, 20-cloudinit.conf, in /run).
+pub const ETCD_DROPIN_DIRS: [&str; 2] = [
+    "/etc/systemd/system/etcd2.service.d",
+    "/run/systemd/system/etcd2.service.d",
+];
+/// The drop-in etcd2-join.service writes; never linked into our units.
+pub const JOIN_DROPIN: &str = "40-join-cluster.conf";
+
+/// A path on the target, inside `root`.
+pub(crate) fn at(root: &Path, abs: &str) -> PathBuf {
+    root.join(abs.trim_start_matches('/'))
+}
+
+fn mkdirs(dir: &Path) -> Result<()> {
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", show(dir)))
+}
+
+pub struct InstallJob {
+    /// The extracted package.
+    pub from: PathBuf,
+    /// The target's root: `/`, or a staging dir.
+    pub root: PathBuf,
+    /// Install on an OS other than CoreOS/Flatcar/Fedora CoreOS.
+    pub any_os: bool,
+    /// etcd2 settings drop-ins to link, besides those found.
+    pub etcd_dropins: Vec<PathBuf>,
+}
+
+struct Installer<'a> {
+    root: &'a Path,
+    previous: BTreeMap<String, Entry>,
+    entries: Vec<Entry>,
+    changed: usize,
+}
+
+impl Installer<'_> {
+    /// Put `bytes` at `abs` with `mode`, atomically. A file there that is
+    /// neither this content nor what we installed last time (the operator
+    /// edited it, or it was never ours) is copied aside first.
+    fn file(&mut self, abs: &str, bytes: &[u8], mode: u32, keep: bool) -> Result<()> {
+        let path = at(self.root, abs);
+        let sha = crate::digest::sha256_hex(bytes);
+        match fs::symlink_metadata(&path) {
+            Ok(meta) if meta.is_file() => {
+                let old = crate::digest::file_sha256(&path)?.sha256;
+                if old == sha && meta.permissions().mode() & 0o7777 == mode {
+                    tracing::debug!("{abs}: unchanged");
+                    self.entries.push(Entry::File {
+                        path: abs.into(),
+                        sha256: sha,
+                        mode,
+                        keep,
+                    });
+                    return Ok(());
+                }
+                let ours = matches!(self.previous.get(abs), Some(Entry::File { sha256, .. }) if *sha256 == old);
+                if old != sha && !ours {
+                    let aside = at(
+                        self.root,
+                        &format!(
+                            "{abs}.before-install-{}",
+                            crate::clock::compact(std::time::SystemTime::now(), false)
+                        ),
+                    );
+                    fs::copy(&path, &aside)
+                        .with_context(|| format!("keeping {} as {}", show(&path), show(&aside)))?;
+                    tracing::warn!(
+                        "{abs} was changed here since it was installed: kept it as {}",
+                        show(&aside)
+                    );
+                }
+            }
+            Ok(meta) if meta.is_dir() => bail!("{} is a directory; expected a file", show(&path)),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("inspecting {}", show(&path))),
+        }
+        if let Some(d) = path.parent() {
+            mkdirs(d)?;
+        }
+        let mut f = AtomicFile::create(&path, mode)?;
+        io::Write::write_all(&mut f, bytes).with_context(|| format!("writing {}", show(&path)))?;
+        f.commit()?;
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode))
+            .with_context(|| format!("setting mode {mode:o} on {}", show(&path)))?;
+        if abs.starts_with(SHARE_DIR) {
+            tracing::debug!("installed {abs} (mode {mode:04o})");
+        } else {
+            tracing::info!("installed {abs} (mode {mode:04o})");
+        }
+        self.changed += 1;
+        self.entries.push(Entry::File {
+            path: abs.into(),
+            sha256: sha,
+            mode,
+            keep,
+        });
+        Ok(())
+    }
+
+    /// A symlink `abs` -> `target`, replaced atomically when it differs.
+    fn link(&mut self, abs: &str, target: &str) -> Result<()> {
+        let path = at(self.root, abs);
+        if fs::read_link(&path).is_ok_and(|t| t == Path::new(target)) {
+            tracing::debug!("{abs} -> {target}: unchanged");
+        } else {
+            if let Some(d) = path.parent() {
+                mkdirs(d)?;
+            }
+            if fs::symlink_metadata(&path).is_ok_and(|m| !m.file_type().is_symlink()) {
+                bail!(
+                    "{} exists and is not a link; move it away first",
+                    show(&path)
+                );
+            }
+            let tmp = crate::fsutil::part_path(&path);
+            let _ = fs::remove_file(&tmp);
+            symlink(target, &tmp).with_context(|| format!("creating link {}", show(&tmp)))?;
+            fs::rename(&tmp, &path)
+                .with_context(|| format!("renaming {} into place", show(&tmp)))?;
+            if let Some(d) = path.parent() {
+                sync_dir(d)?;
+            }
+            tracing::info!("linked {abs} -> {target}");
+            self.changed += 1;
+        }
+        self.entries.push(Entry::Link {
+            path: abs.into(),
+            target: target.into(),
+        });
+        Ok(())
+    }
+}
+
+pub(crate) fn systemd_running(root: &Path) -> bool {
+    root == Path::new("/") && Path::new("/run/systemd/system").is_dir()
+}
+
+pub(crate) fn systemctl(args: &[&str]) -> Result<()> {
+    let prog = Program::find("systemctl", None, "systemd")?;
+    prog.command(args).run().map(|_| ())
+}
+
+/// etcd2's settings drop-ins on the target: found in [`ETCD_DROPIN_DIRS`]
+/// plus the given ones; only environment-only ones are kept.
+impl InstallJob {
+    pub fn run(&self) -> Result<()> {
+        let root = self.root.as_path();
+        if root == Path::new("/") && !nix::unistd::geteuid().is_root() {
+            bail!("installing into / needs root (or stage it with --root DIR)");
+        }
+        match read_os(root)? {
+            Os::Supported(name) => tracing::info!("target OS: {name}"),
+            Os::Other(name) if self.any_os => {
+                tracing::warn!("target OS is {name}, not CoreOS/Flatcar/Fedora CoreOS: installing anyway (--any-os)")
+            }
+            Os::Other(name) => bail!(
+                "the target OS is {name}, not Container Linux, Flatcar or Fedora CoreOS; \
+                 on another systemd host pass --any-os"
+            ),
+        }
+        let sums = verify_payload(&self.from)?;
+        // Every check that can refuse comes before the first write, so a
+        // refusal leaves the target as it was.
+        let settings = dropins::etcd_settings(root, &self.etcd_dropins)?;
+        let previous = record::read_manifest(root)?
+            .entries
+            .into_iter()
+            .map(|e| (e.path().to_string(), e))
+            .collect();
+        let mut inst = Installer {
+            root,
+            previous,
+            entries: Vec::new(),
+            changed: 0,
+        };
+        let read = |rel: &str| -> Result<Vec<u8>> {
+            let p = self.from.join(rel);
+            fs::read(&p).with_context(|| format!("reading {}", show(&p)))
+        };
+
+        // Programs: ours, then whatever third-party ones the package bundles.
+        for name in payload::tools().into_iter().chain(payload::BUNDLED) {
+            let rel = format!("{}/{name}", payload::BIN);
+            if sums.contains_key(&rel) {
+                inst.file(&format!("{BIN_DIR}/{name}"), &read(&rel)?, 0o755, false)?;
+            }
+        }
+        // The installer too, so that `etcd2-backup-install --uninstall` is at hand.
+        inst.file(
+            &format!("{BIN_DIR}/{}", payload::INSTALLER),
+            &read(payload::INSTALLER)?,
+            0o755,
+            false,
+        )?;
+        let conf = read(payload::CONF)?;
+        for unit in payload::UNIT_FILES {
+            inst.file(
+                &format!("{UNIT_DIR}/{unit}"),
+                &read(&format!("{}/{unit}", payload::UNITS))?,
+                0o644,
+                false,
+            )?;
+        }
+        if settings.is_empty() {
+            tracing::warn!(
+                "found no etcd2 settings drop-in in {}: the units see only 30-etcd2-backup-restore.conf, \
+                 so it must set ETCD_NAME and ETCD_INITIAL_ADVERTISE_PEER_URLS for restore and join",
+                ETCD_DROPIN_DIRS.join(" or ")
+            );
+        }
+        for job in JOBS {
+            let d = format!("{UNIT_DIR}/{job}.service.d");
+            inst.file(
+                &format!("{d}/30-etcd2-backup-restore.conf"),
+                &conf,
+                0o644,
+                false,
+            )?;
+            for s in &settings {
+                let name = Path::new(s)
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                if name == "30-etcd2-backup-restore.conf" {
+                    continue;
+                }
+                inst.link(&format!("{d}/{name}"), s)?;
+            }
+        }
+        // The rclone config holds the remote's credentials: 0600, kept on uninstall.
+        let conf_text = String::from_utf8_lossy(&conf);
+        let rclone_conf = dropin_env(&conf_text, "RCLONE_CONFIG_PATH")
+            .filter(|p| p.starts_with('/'))
+            .unwrap_or_else(|| DEFAULT_RCLONE_CONF.to_string());
+        inst.file(&rclone_conf, &read(payload::RCLONE_CONF)?, 0o600, true)?;
+        // Man pages and completions.
+        let share_files: Vec<&String> = sums
+            .keys()
+            .filter(|k| k.starts_with(&format!("{}/", payload::SHARE)))
+            .collect();
+        for rel in share_files {
+            let dest = format!("{SHARE_DIR}/{}", &rel[payload::SHARE.len() + 1..]);
+            inst.file(&dest, &read(rel)?, 0o644, false)?;
+        }
+
+        // Whatever we installed last time and not now (an older package's
+        // file) is left for the operator, and named.
+        let now: Vec<String> = inst.entries.iter().map(|e| e.path().to_string()).collect();
+        for old in inst.previous.keys().filter(|p| !now.contains(p)) {
+            tracing::warn!("{old} was installed by an earlier package and is not part of this one: left in place");
+        }
+        let manifest = Manifest {
+            version: env!("CARGO_PKG_VERSION").into(),
+            entries: inst.entries.clone(),
+        };
+        let mpath = at(root, MANIFEST);
+        mkdirs(mpath.parent().unwrap_or(root))?;
+        let text = serde_json::to_vec_pretty(&manifest)?;
+        if fs::read(&mpath).ok().as_deref() != Some(text.as_slice()) {
+            crate::fsutil::write_atomic(&mpath, &text, 0o644)?;
+        }
+
+        if systemd_running(root) {
+            systemctl(&["daemon-reload"])?;
+            tracing::info!("systemctl daemon-reload: done");
+        } else {
+            tracing::info!("systemd is not running here (or --root): no daemon-reload");
+        }
+        tracing::info!(
+            "installed {} paths ({} changed) under {}; to take backups on this node: \
+             systemctl enable --now etcd2-backup.timer",
+            inst.entries.len(),
+            inst.changed,
+            show(root)
+        );
+        Ok(())
+    }
+}

@@ -1,0 +1,153 @@
+//! What was installed (`installed.json`), and uninstalling exactly that.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+use super::{at, systemctl, systemd_running, MANIFEST, SHARE_DIR, UNIT_DIR};
+use crate::cmd::show;
+
+/// What we installed, so that a reinstall knows the operator's edits and an
+/// uninstall removes exactly our files.
+#[derive(Serialize, Deserialize, Debug, Default)]
+pub struct Manifest {
+    pub version: String,
+    pub entries: Vec<Entry>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Entry {
+    File {
+        path: String,
+        sha256: String,
+        mode: u32,
+        keep: bool,
+    },
+    Link {
+        path: String,
+        target: String,
+    },
+}
+
+impl Entry {
+    pub fn path(&self) -> &str {
+        match self {
+            Entry::File { path, .. } | Entry::Link { path, .. } => path,
+        }
+    }
+}
+
+pub(super) fn read_manifest(root: &Path) -> Result<Manifest> {
+    let p = at(root, MANIFEST);
+    match fs::read(&p) {
+        Ok(b) => serde_json::from_slice(&b).with_context(|| format!("{} is damaged", show(&p))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Manifest::default()),
+        Err(e) => Err(e).with_context(|| format!("reading {}", show(&p))),
+    }
+}
+
+/// Remove what the manifest lists, except files the operator changed since
+/// and files marked keep (the rclone config); stop and disable the timer.
+pub fn uninstall(root: &Path) -> Result<()> {
+    if root == Path::new("/") && !nix::unistd::geteuid().is_root() {
+        bail!("uninstalling from / needs root (or use --root DIR)");
+    }
+    let mpath = at(root, MANIFEST);
+    if !mpath.exists() {
+        bail!(
+            "{} not found: etcd2-backup is not installed under {}",
+            show(&mpath),
+            show(root)
+        );
+    }
+    let manifest = read_manifest(root)?;
+    if systemd_running(root) {
+        for args in [
+            ["stop", "etcd2-backup.timer"],
+            ["disable", "etcd2-backup.timer"],
+        ] {
+            if let Err(e) = systemctl(&args) {
+                tracing::warn!("systemctl {}: {e:#}", args.join(" "));
+            }
+        }
+    }
+    // `systemctl enable` made these; remove them so no dangling link stays.
+    for wants in ["timers.target.wants", "etcd2.service.wants"] {
+        let l = at(root, &format!("{UNIT_DIR}/{wants}/etcd2-backup.timer"));
+        if fs::symlink_metadata(&l).is_ok() {
+            fs::remove_file(&l).with_context(|| format!("removing {}", show(&l)))?;
+            tracing::info!("removed {}", show(&l));
+        }
+    }
+    let mut dirs = std::collections::BTreeSet::new();
+    for e in manifest.entries.iter().rev() {
+        let p = at(root, e.path());
+        match e {
+            Entry::File {
+                keep: true, path, ..
+            } => {
+                tracing::warn!("kept {path}: it holds the remote's credentials; remove it yourself when no longer needed");
+                continue;
+            }
+            Entry::File { sha256, path, .. } => {
+                match crate::digest::file_sha256(&p).map(|d| d.sha256) {
+                    Ok(s) if s == *sha256 => {}
+                    Ok(_) => {
+                        tracing::warn!("kept {path}: it was changed since it was installed");
+                        continue;
+                    }
+                    Err(_) if !p.exists() => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+            Entry::Link { target, .. } => {
+                if !fs::read_link(&p).is_ok_and(|t| t == Path::new(target)) {
+                    continue;
+                }
+            }
+        }
+        fs::remove_file(&p).with_context(|| format!("removing {}", show(&p)))?;
+        if e.path().starts_with(SHARE_DIR) {
+            tracing::debug!("removed {}", e.path());
+        } else {
+            tracing::info!("removed {}", e.path());
+        }
+        if let Some(d) = Path::new(e.path()).parent() {
+            dirs.insert(d.to_path_buf());
+        }
+    }
+    fs::remove_file(&mpath).with_context(|| format!("removing {}", show(&mpath)))?;
+    dirs.insert(
+        Path::new(MANIFEST)
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default(),
+    );
+    // Empty directories we filled, deepest first; never /opt/bin or the unit dir.
+    let mut dirs: Vec<PathBuf> = dirs.into_iter().collect();
+    dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+    for d in dirs {
+        let mut d = d.as_path();
+        while d.starts_with("/opt/etcd2-backup") || d.extension().is_some_and(|x| x == "d") {
+            if fs::remove_dir(at(root, &d.to_string_lossy())).is_err() {
+                break;
+            }
+            match d.parent() {
+                Some(p) => d = p,
+                None => break,
+            }
+        }
+    }
+    if systemd_running(root) {
+        systemctl(&["daemon-reload"])?;
+    }
+    tracing::info!(
+        "uninstalled from {}; backups on the remote and etcd's data are untouched",
+        show(root)
+    );
+    Ok(())
+}
