@@ -361,6 +361,11 @@ fn restore_the_cluster_procedure_under_systemd() {
         3,
         "{list}"
     );
+    // The last column is isLearner: the drop-ins' promotion step ran.
+    assert!(
+        list.lines().all(|l| l.trim_end().ends_with(", false")),
+        "a joined learner was never promoted:\n{list}"
+    );
     for n in &nodes {
         assert!(list.contains(&n.peer), "{} missing from\n{list}", n.name);
         // The corrupted data was moved aside, not deleted.

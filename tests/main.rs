@@ -12,3 +12,4 @@ mod package;
 mod push_fetch;
 mod restore;
 mod snapshot;
+mod versions;

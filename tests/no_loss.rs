@@ -50,6 +50,7 @@ fn restore_and_start(dir: &Path, tag: &str, archive: &Path) -> etcd::Member {
             token: "r",
             tls: None,
             extra: vec![],
+            bin: None,
         },
         dir,
     );

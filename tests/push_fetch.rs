@@ -79,6 +79,7 @@ fn start_from(dir: &Path, data: &Path) -> etcd::Member {
             token: "r",
             tls: None,
             extra,
+            bin: None,
         },
         dir,
     );

@@ -68,26 +68,34 @@ fn member_add(c: &Cluster, founder: usize, j: usize) -> Command {
     cmd
 }
 
-/// What etcd2-join.service does, then starting etcd2, then the wait that
-/// replaces `sleep 10`.
+/// What etcd2-join.service does, then starting etcd2 with the drop-in, whose
+/// promotion step (etcd2-health --promote: the joiner is a learner until
+/// then) also replaces `sleep 10`.
 fn join(c: &mut Cluster, founder: usize, j: usize, started_after: usize) {
     run_ok(tool("etcd2-wipe").arg(&c.members[j].data_dir));
     run_ok(&mut member_add(c, founder, j));
     let text = std::fs::read_to_string(c.path().join(format!("join-{j}.conf"))).unwrap();
     let name = c.members[j].name.clone();
-    c.restart(j, Some(parse_dropin(&text, &name)));
+    assert!(
+        text.contains("--promote"),
+        "a learner's drop-in promotes it: {text}"
+    );
+    c.start_again(j, Some(parse_dropin(&text, &name)));
     run_ok(
         tool("etcd2-health")
             .args([
                 "-q",
                 "--endpoints",
                 c.endpoint(founder),
+                "--promote",
+                &name,
                 "--wait",
                 "60s",
                 "--members",
             ])
             .arg(started_after.to_string()),
     );
+    c.wait_healthy(j);
 }
 
 fn member_count(c: &Cluster, i: usize) -> usize {
@@ -143,16 +151,20 @@ fn restore_the_cluster_v3_with_idempotent_and_guarded_joins() {
     assert_fails_with(&out, "etcd2-member-add", &c.members[1].peer_url.clone());
     assert_eq!(member_count(&c, 0), 2, "a refused add must not add");
 
-    c.restart(1, Some(parse_dropin(&first, "e2")));
+    // Started from the drop-in; its promotion step makes the learner vote.
+    c.start_again(1, Some(parse_dropin(&first, "e2")));
     run_ok(tool("etcd2-health").args([
         "-q",
         "--endpoints",
         c.endpoint(0),
+        "--promote",
+        "e2",
         "--members",
         "2",
         "--wait",
         "60s",
     ]));
+    c.wait_healthy(1);
     join(&mut c, 0, 2, 3);
     assert_v3_keys_everywhere(&c, 30);
     assert_eq!(member_count(&c, 2), 3);

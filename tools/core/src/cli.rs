@@ -150,6 +150,11 @@ pub struct EtcdConnArgs {
     #[arg(long, env = "ETCD2_BACKUP_ETCDCTL", value_name = "PATH")]
     pub etcdctl: Option<PathBuf>,
 
+    /// etcdutl binary (etcd 3.5+) for snapshot status and restore [default:
+    /// etcdutl from PATH, else beside etcdctl; without one, etcdctl does it]
+    #[arg(long, env = "ETCD2_BACKUP_ETCDUTL", value_name = "PATH")]
+    pub etcdutl: Option<PathBuf>,
+
     /// Bound on each quick etcdctl call (status, member list)
     #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
     pub query_timeout: Duration,
@@ -179,7 +184,18 @@ impl EtcdConnArgs {
         let tls = self.tls();
         tls.check()?;
         let program = Program::find("etcdctl", self.etcdctl.as_deref(), "etcd-client")?;
-        let mut c = Etcdctl::new(program, endpoints, tls);
+        // etcdutl: the one named, else PATH's, else the one beside etcdctl
+        // (a release tarball unpacked in one place).
+        let etcdutl = match &self.etcdutl {
+            Some(p) => Some(Program::find("etcdutl", Some(p), "etcd 3.5+")?),
+            None => Program::find("etcdutl", None, "etcd 3.5+")
+                .ok()
+                .or_else(|| {
+                    let beside = program.path().with_file_name("etcdutl");
+                    Program::find("etcdutl", Some(&beside), "etcd 3.5+").ok()
+                }),
+        };
+        let mut c = Etcdctl::new(program, endpoints, tls).with_etcdutl(etcdutl);
         c.query_timeout = self.query_timeout;
         c.long_timeout = self.timeout;
         Ok(c)

@@ -46,10 +46,66 @@ impl Tls {
     }
 }
 
+/// An etcd version, as the programs print it (`3.5.1`, `etcd Version:
+/// 3.6.5`, `etcdctl version: 3.4.23`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Version(pub u32, pub u32, pub u32);
+
+impl Version {
+    /// The first `X.Y.Z` in `text`.
+    pub fn find(text: &str) -> Option<Version> {
+        text.split(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .find_map(|w| {
+                let mut it = w.split('.').map(|n| n.parse::<u32>().ok());
+                match (it.next(), it.next(), it.next()) {
+                    (Some(Some(a)), Some(Some(b)), Some(Some(c))) => Some(Version(a, b, c)),
+                    _ => None,
+                }
+            })
+    }
+
+    /// etcd 3.6 removed the v2 store, etcdctl's v2 commands and --enable-v2.
+    pub fn has_v2(self) -> bool {
+        self < Version(3, 6, 0)
+    }
+}
+
+impl std::fmt::Display for Version {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}.{}", self.0, self.1, self.2)
+    }
+}
+
+/// The version a program reports (`etcdctl version`, `etcdutl version`,
+/// `etcd --version`).
+pub fn program_version(p: &Program) -> Result<Version> {
+    let arg = if p.name() == "etcd" {
+        "--version"
+    } else {
+        "version"
+    };
+    let out = p
+        .command([arg])
+        .env_remove_prefix("ETCDCTL_")
+        .timeout(Duration::from_secs(10))
+        .run()
+        .with_context(|| format!("asking {} for its version", p.path().display()))?;
+    Version::find(&out.stdout).with_context(|| {
+        format!(
+            "{} printed no version: {:?}",
+            p.path().display(),
+            out.stdout.lines().next().unwrap_or_default()
+        )
+    })
+}
+
 /// A connection recipe for one etcd member.
 #[derive(Debug, Clone)]
 pub struct Etcdctl {
     program: Program,
+    /// etcdutl (3.5+), which takes over snapshot status and restore from
+    /// etcdctl (deprecated there in 3.5, removed in 3.6).
+    etcdutl: Option<Program>,
     endpoints: String,
     tls: Tls,
     /// Bound on quick queries (status, member list, key probes).
@@ -203,6 +259,7 @@ impl Etcdctl {
     pub fn new(program: Program, endpoints: &str, tls: Tls) -> Self {
         Etcdctl {
             program,
+            etcdutl: None,
             endpoints: endpoints.to_owned(),
             tls,
             query_timeout: Duration::from_secs(30),
@@ -212,6 +269,65 @@ impl Etcdctl {
 
     pub fn endpoints(&self) -> &str {
         &self.endpoints
+    }
+
+    /// Use etcdutl for offline snapshot work.
+    pub fn with_etcdutl(mut self, etcdutl: Option<Program>) -> Self {
+        self.etcdutl = etcdutl;
+        self
+    }
+
+    /// The program for offline snapshot work: etcdutl where there is one.
+    fn snapshot_tool(&self) -> &Program {
+        self.etcdutl.as_ref().unwrap_or(&self.program)
+    }
+
+    /// "etcdutl 3.5.1" or "etcdctl 3.4.23 (no etcdutl)": for messages.
+    pub fn describe_snapshot_tool(&self) -> String {
+        let p = self.snapshot_tool();
+        let v =
+            program_version(p).map_or_else(|_| "of unknown version".to_owned(), |v| v.to_string());
+        if self.etcdutl.is_some() {
+            format!("etcdutl {v}")
+        } else {
+            format!("etcdctl {v} (no etcdutl)")
+        }
+    }
+
+    /// `snapshot restore` of `db` into `data_dir` with the given extra
+    /// arguments, by etcdutl where there is one.
+    pub fn snapshot_restore(&self, db: &Path, data_dir: &Path, args: &[&str]) -> Result<()> {
+        let (d, dbs) = (data_dir.to_string_lossy(), db.to_string_lossy());
+        let mut all = vec![
+            "snapshot",
+            "restore",
+            dbs.as_ref(),
+            "--data-dir",
+            d.as_ref(),
+        ];
+        all.extend_from_slice(args);
+        let tool = self.snapshot_tool();
+        tool.command(all)
+            .env_remove_prefix("ETCDCTL_")
+            .env("ETCDCTL_API", "3")
+            .bounded(self.long_timeout, "--timeout")
+            .run()
+            .with_context(|| format!("{} snapshot restore", tool.name()))?;
+        Ok(())
+    }
+
+    /// Whether `snapshot restore` of the snapshot tool takes `flag` (e.g.
+    /// --bump-revision: etcdutl >= 3.5.10, etcdctl >= 3.4.27). Asked of the
+    /// tool itself rather than guessed from its version.
+    pub fn snapshot_restore_has(&self, flag: &str) -> Result<bool> {
+        let out = self
+            .snapshot_tool()
+            .command(["snapshot", "restore", "--help"])
+            .env_remove_prefix("ETCDCTL_")
+            .env("ETCDCTL_API", "3")
+            .timeout(Duration::from_secs(10))
+            .run()?;
+        Ok(out.stdout.contains(flag) || out.stderr.contains(flag))
     }
 
     fn base(&self, api: &str, args: &[&str]) -> Invocation {
@@ -288,20 +404,24 @@ impl Etcdctl {
         Ok(())
     }
 
-    /// `member add <name> --peer-urls=<urls>`; the raw error is returned so
-    /// that callers can tell a transient refusal from a real one.
-    pub fn member_add(&self, name: &str, peer_urls: &str) -> Result<MemberList> {
-        let out = self
-            .v3(&[
-                "member",
-                "add",
-                name,
-                &format!("--peer-urls={peer_urls}"),
-                "-w",
-                "json",
-            ])
-            .run()?;
+    /// `member add <name> --peer-urls=<urls>` (with `--learner`: a member
+    /// that does not count for quorum until promoted); the raw error is
+    /// returned so that callers can tell a transient refusal from a real one.
+    pub fn member_add(&self, name: &str, peer_urls: &str, learner: bool) -> Result<MemberList> {
+        let peer = format!("--peer-urls={peer_urls}");
+        let mut args = vec!["member", "add", name, &peer, "-w", "json"];
+        if learner {
+            args.push("--learner");
+        }
+        let out = self.v3(&args).run()?;
         parse_member_list(&out.stdout)
+    }
+
+    /// `member promote <id>`: a learner becomes a voting member. The raw
+    /// error is returned (etcd refuses while the learner is not in sync).
+    pub fn member_promote(&self, id: u64) -> Result<()> {
+        self.v3(&["member", "promote", &hex_id(id)]).run()?;
+        Ok(())
     }
 
     pub fn endpoint_status(&self) -> Result<EndpointStatus> {
@@ -370,6 +490,21 @@ impl Etcdctl {
         Ok(parse_v2_ls_has_keys(&out.stdout))
     }
 
+    /// [`Etcdctl::v2_has_keys`], where this etcdctl still has v2 commands:
+    /// one without them (3.6) cannot have written v2 keys either, and its
+    /// member has no v2 store to hold them.
+    pub fn v2_has_keys_if_any(&self) -> Result<bool> {
+        match self.v2_has_keys() {
+            Err(e) if format!("{e:#}").contains("unknown command") => {
+                tracing::info!(
+                    "etcdctl has no v2 commands (etcd 3.6): the v2 keyspace is not probed"
+                );
+                Ok(false)
+            }
+            r => r,
+        }
+    }
+
     /// Make the member's on-disk raft log cover every write it acknowledged
     /// before now, for `etcdctl backup` (v2), which reads the WAL as found on
     /// disk.
@@ -429,10 +564,16 @@ impl Etcdctl {
 
     pub fn snapshot_status(&self, path: &Path) -> Result<SnapshotStatus> {
         let p = path.to_string_lossy();
-        let out = self
-            .offline("3", &["snapshot", "status", "-w", "json", &p])
+        let tool = self.snapshot_tool();
+        let out = tool
+            .command(["snapshot", "status", "-w", "json", &p])
+            .env_remove_prefix("ETCDCTL_")
+            .env("ETCDCTL_API", "3")
+            .bounded(self.long_timeout, "--timeout")
             .run()
-            .with_context(|| format!("checking snapshot {}", path.display()))?;
+            .with_context(|| {
+                format!("checking snapshot {} with {}", path.display(), tool.name())
+            })?;
         parse_snapshot_status(&out.stdout)
     }
 
@@ -501,6 +642,35 @@ mod tests {
         let e = parse_endpoint_status("Error: x").unwrap_err();
         assert!(format!("{e:#}").contains("endpoint status"));
         assert!(parse_endpoint_status("[]").is_err());
+    }
+
+    #[test]
+    fn versions_from_what_the_programs_print() {
+        assert_eq!(
+            Version::find("etcd Version: 3.6.5\nGit SHA: x"),
+            Some(Version(3, 6, 5))
+        );
+        assert_eq!(
+            Version::find("etcdctl version: 3.4.23\nAPI version: 3.4"),
+            Some(Version(3, 4, 23))
+        );
+        assert_eq!(Version::find("no version"), None);
+        assert!(Version(3, 5, 1).has_v2() && !Version(3, 6, 0).has_v2());
+        assert!(Version(3, 4, 27) > Version(3, 4, 23));
+    }
+
+    #[test]
+    fn newer_etcd_output_with_unknown_fields_still_parses() {
+        // Captured from etcd 3.5.1, plus fields no version has (yet).
+        let s = r#"[{"Endpoint":"http://127.0.0.1:23791","Status":{"header":{"cluster_id":1,"member_id":2,"revision":2,"raft_term":2},"version":"3.5.1","dbSize":20480,"leader":2,"raftIndex":5,"raftTerm":2,"raftAppliedIndex":5,"dbSizeInUse":16384,"storageVersion":"3.6.0","downgradeInfo":{"enabled":false}}}]"#;
+        assert_eq!(parse_endpoint_status(s).unwrap().status.version, "3.5.1");
+        let m = r#"{"header":{"cluster_id":1,"member_id":2,"raft_term":2},"members":[{"ID":3,"peerURLs":["http://127.0.0.1:23802"],"isLearner":true,"future":1},{"ID":2,"name":"a","peerURLs":["http://127.0.0.1:23801"],"clientURLs":["http://127.0.0.1:23791"]}]}"#;
+        let m = parse_member_list(m).unwrap();
+        assert!(m.members[0].is_learner && !m.members[0].started());
+        assert!(parse_snapshot_status(
+            r#"{"hash":1,"revision":2,"totalKey":7,"totalSize":20480,"version":"3.6.0"}"#
+        )
+        .is_ok());
     }
 
     #[test]

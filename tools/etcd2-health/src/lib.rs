@@ -22,6 +22,13 @@ pub struct Cli {
     #[arg(long, default_value = "5m", value_parser = cli::parse_duration, value_name = "DURATION")]
     pub wait: Duration,
 
+    /// First promote this learner (a member's name) to a voting member, as
+    /// soon as it started and caught up (etcd refuses before); a member that
+    /// already votes is left as it is. etcd2-member-add's drop-in runs this
+    /// after etcd starts
+    #[arg(long, value_name = "NAME")]
+    pub promote: Option<String>,
+
     #[command(flatten)]
     pub etcd: EtcdArgs,
 

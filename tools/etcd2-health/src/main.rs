@@ -14,6 +14,7 @@ fn main() -> ExitCode {
             etcd: cli.etcd.client()?,
             members: cli.members,
             wait: cli.wait,
+            promote: cli.promote,
         }
         .run()
         .map(|_| ())

@@ -6,7 +6,7 @@ use etcd2_backup::cli::{self, EtcdConnArgs, LogArgs};
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// Add this node to the founding member's cluster; write the drop-in to join it.
+/// Add this node to the founding member's cluster as a learner; write the drop-in to join it.
 ///
 /// Waits (bounded) until the cluster is healthy and every member caught up,
 /// then runs `etcdctl member add`, retrying while etcd refuses it as unsafe
@@ -45,6 +45,13 @@ pub struct Cli {
     /// Bound on waiting for a healthy cluster and an accepted add
     #[arg(long, default_value = "5m", value_parser = cli::parse_duration, value_name = "DURATION")]
     pub wait: Duration,
+
+    /// Add a voting member at once, as before etcd 3.4's learners. By default
+    /// the node joins as a learner, which does not count for quorum: a
+    /// one-member founder stays writable even if the joiner never starts. The
+    /// drop-in then promotes it once it caught up (etcd2-health --promote)
+    #[arg(long)]
+    pub no_learner: bool,
 
     #[command(flatten)]
     pub conn: EtcdConnArgs,

@@ -20,6 +20,13 @@ fn main() -> ExitCode {
             peer_urls: cli.peer_urls,
             dropin: cli.dropin,
             wait: cli.wait,
+            learner: !cli.no_learner,
+            // The etcd2-health installed beside us, for the drop-in's
+            // promotion step.
+            health_program: std::env::current_exe()
+                .ok()
+                .and_then(|p| p.parent().map(|d| d.join("etcd2-health")))
+                .unwrap_or_else(|| "/opt/bin/etcd2-health".into()),
         };
         job.run().map(|_| ())
     })

@@ -27,6 +27,8 @@ fn main() -> ExitCode {
             }
             .client("http://127.0.0.1:1")?,
             wait: cli.wait,
+            bump_revision: cli.bump_revision,
+            mark_compacted: cli.mark_compacted,
             keep_aside: cli.keep_aside,
             owner: cli.owner,
         };

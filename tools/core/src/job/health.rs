@@ -3,16 +3,21 @@
 
 use std::time::Duration;
 
-use anyhow::Result;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
 
 use crate::cluster::{self, Health};
-use crate::etcd::Etcdctl;
+use crate::etcd::{hex_id, Etcdctl};
+use crate::poll::{self, Probe};
 
 pub struct HealthJob {
     pub etcd: Etcdctl,
     /// At least this many started members, and none added but unstarted.
     pub members: usize,
     pub wait: Duration,
+    /// First promote this learner (by name) once it caught up.
+    pub promote: Option<String>,
 }
 
 impl HealthJob {
@@ -20,6 +25,61 @@ impl HealthJob {
         // A member that does not answer within 10 s is down for this check.
         let mut ctl = self.etcd.clone();
         ctl.query_timeout = ctl.query_timeout.min(Duration::from_secs(10));
-        cluster::wait_healthy(&ctl, self.members, self.wait)
+        let started = Instant::now();
+        if let Some(name) = &self.promote {
+            promote(&ctl, name, self.wait)?;
+        }
+        let left = self.wait.saturating_sub(started.elapsed());
+        cluster::wait_healthy(&ctl, self.members, left)
     }
+}
+
+/// Promote learner `name` to a voting member, waiting (bounded) while it is
+/// not started or not yet in sync with the leader (etcd refuses until then).
+/// A member that already votes is left as it is.
+fn promote(ctl: &Etcdctl, name: &str, wait: Duration) -> Result<()> {
+    poll::until(
+        wait,
+        Duration::from_secs(1),
+        &format!("waiting to promote {name}"),
+        || {
+            let list = ctl.member_list()?;
+            let Some(m) = list.members.iter().find(|m| m.name == name) else {
+                return Ok(Probe::Waiting(format!(
+                    "{name} has not started (or is not a member)"
+                )));
+            };
+            if !m.is_learner {
+                tracing::info!("{name} ({}) is a voting member", hex_id(m.id));
+                return Ok(Probe::Done(()));
+            }
+            match ctl.member_promote(m.id) {
+                Ok(()) => {
+                    tracing::info!(
+                        "promoted learner {name} ({}) to a voting member",
+                        hex_id(m.id)
+                    );
+                    Ok(Probe::Done(()))
+                }
+                Err(e) => {
+                    let msg = format!("{e:#}");
+                    let cause = msg.rsplit(" | ").next().unwrap_or(&msg).to_owned();
+                    if msg.contains("not in sync")
+                        || msg.contains("too many requests")
+                        || msg.contains("not healthy")
+                    {
+                        Ok(Probe::Waiting(format!("{name} is catching up ({cause})")))
+                    } else {
+                        Err(e).context(format!("promoting {name} ({})", hex_id(m.id)))
+                    }
+                }
+            }
+        },
+        |last| {
+            anyhow::anyhow!(
+                "learner {name} not promoted within {}: {last}",
+                crate::cmd::human_duration(wait)
+            )
+        },
+    )
 }

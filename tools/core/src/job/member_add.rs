@@ -17,23 +17,46 @@ pub struct MemberAddJob {
     pub peer_urls: String,
     pub dropin: Option<PathBuf>,
     pub wait: Duration,
+    /// Add as a learner (the default): it does not count for quorum until
+    /// promoted, so a joiner that never starts leaves the founder writable.
+    pub learner: bool,
+    /// etcd2-health, for the drop-in's promotion step.
+    pub health_program: PathBuf,
 }
 
-/// The systemd drop-in that makes etcd2.service join as `name`.
-pub fn render_dropin(name: &str, initial_cluster: &str, founder: &str) -> Result<String> {
+/// The systemd drop-in that makes etcd2.service join as `name`; with
+/// `promote` (the etcd2-health program, for a learner), an `ExecStartPost=`
+/// that promotes it to a voting member once it caught up.
+pub fn render_dropin(
+    name: &str,
+    initial_cluster: &str,
+    founder: &str,
+    promote: Option<&std::path::Path>,
+) -> Result<String> {
     let (name, initial_cluster, founder) = (
         systemd_quoted(name, "the member name")?,
         systemd_quoted(initial_cluster, "ETCD_INITIAL_CLUSTER")?,
         systemd_quoted(founder, "the founder's URL")?,
     );
-    Ok(format!(
+    let mut text = format!(
         "# Written by etcd2-member-add: join {name} to the cluster at {founder}.\n\
          # Remove this file once the member has started (it is only read at first start).\n\
          [Service]\n\
          Environment=\"ETCD_NAME={name}\"\n\
          Environment=\"ETCD_INITIAL_CLUSTER={initial_cluster}\"\n\
          Environment=\"ETCD_INITIAL_CLUSTER_STATE=existing\"\n"
-    ))
+    );
+    if let Some(health) = promote {
+        let health = systemd_quoted(&health.to_string_lossy(), "the etcd2-health path")?;
+        text.push_str(&format!(
+            "# Added as a learner: once it caught up, make it a voting member. A\n\
+             # promotion that fails within the wait stops etcd (a learner holds no\n\
+             # quorum); its journal says why. Safe to run again.\n\
+             TimeoutStartSec=15min\n\
+             ExecStartPost=\"{health}\" --endpoints \"{founder}\" --promote \"{name}\" --wait 10m\n"
+        ));
+    }
+    Ok(text)
 }
 
 /// `value` escaped for the inside of a double-quoted systemd
@@ -133,11 +156,16 @@ impl MemberAddJob {
                     health.unstarted.join(", ")
                 );
             }
-            match self.founder.member_add(&self.name, &ours) {
+            match self.founder.member_add(&self.name, &ours, self.learner) {
                 Ok(after) => {
                     tracing::info!(
-                        "added {} to the cluster ({} members)",
+                        "added {} to the cluster as a {} ({} members)",
                         self.name,
+                        if self.learner {
+                            "learner (no vote until promoted)"
+                        } else {
+                            "voting member"
+                        },
                         after.members.len()
                     );
                     return self.emit(&after.members);
@@ -157,7 +185,15 @@ impl MemberAddJob {
 
     fn emit(&self, members: &[Member]) -> Result<String> {
         let ic = initial_cluster(members, &self.name, self.peer_urls.trim());
-        let text = render_dropin(&self.name, &ic, self.founder.endpoints())?;
+        let learner = members
+            .iter()
+            .any(|m| peer(m) == self.peer_urls.trim() && m.is_learner);
+        let text = render_dropin(
+            &self.name,
+            &ic,
+            self.founder.endpoints(),
+            learner.then_some(self.health_program.as_path()),
+        )?;
         match &self.dropin {
             Some(p) => {
                 if let Some(d) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -230,7 +266,22 @@ mod tests {
 
     #[test]
     fn dropin_has_the_three_settings() {
-        let d = render_dropin("e2", "e1=http://a:2380,e2=http://b:2380", "http://a:2379").unwrap();
+        let d = render_dropin(
+            "e2",
+            "e1=http://a:2380,e2=http://b:2380",
+            "http://a:2379",
+            None,
+        )
+        .unwrap();
+        assert!(!d.contains("ExecStartPost"));
+        let l = render_dropin(
+            "e2",
+            "e1=http://a:2380",
+            "http://a:2379",
+            Some(std::path::Path::new("/opt/bin/etcd2-health")),
+        )
+        .unwrap();
+        assert!(l.contains("ExecStartPost=\"/opt/bin/etcd2-health\" --endpoints \"http://a:2379\" --promote \"e2\""), "{l}");
         assert!(d.contains("[Service]\n"));
         assert!(d.contains("Environment=\"ETCD_NAME=e2\"\n"));
         assert!(
@@ -241,12 +292,18 @@ mod tests {
 
     #[test]
     fn dropin_values_are_escaped_for_systemd_and_control_characters_refused() {
-        let d = render_dropin("e%2\"x\\", "a=http://h:1", "http://h:2").unwrap();
+        let d = render_dropin("e%2\"x\\", "a=http://h:1", "http://h:2", None).unwrap();
         assert!(
             d.contains("Environment=\"ETCD_NAME=e%%2\\\"x\\\\\"\n"),
             "{d}"
         );
-        let e = render_dropin("e2\nExecStart=/bin/evil", "a=http://h:1", "http://h:2").unwrap_err();
+        let e = render_dropin(
+            "e2\nExecStart=/bin/evil",
+            "a=http://h:1",
+            "http://h:2",
+            None,
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("control character"), "{e}");
     }
 }

@@ -26,6 +26,10 @@ pub struct RestoreJob {
     /// etcdctl, for talking to the private temporary etcd.
     pub etcdctl: Etcdctl,
     pub wait: Duration,
+    /// v3: raise the restored revision by this much (`--bump-revision`).
+    pub bump_revision: Option<u64>,
+    /// With `bump_revision`: `--mark-compacted`.
+    pub mark_compacted: bool,
     pub keep_aside: usize,
     pub owner: String,
 }
@@ -82,7 +86,6 @@ impl TempEtcd {
                 &peer_url,
             ])
             .args(["--initial-cluster", &format!("{name}={peer_url}")])
-            .arg("--enable-v2=true")
             .args(extra)
             .stdin(Stdio::null())
             .stdout(logf.try_clone()?)
@@ -249,6 +252,7 @@ impl RestoreJob {
             })?;
             (m, dest)
         };
+        self.check_can_run(&manifest)?;
         tracing::info!(
             "restoring {} backup of member {:?} (cluster {}) taken {} into {} as member {:?} with peer URLs {peer}",
             manifest.api,
@@ -278,6 +282,41 @@ impl RestoreJob {
         Ok(())
     }
 
+    /// Refuse, before anything is built, what this host's etcd tools cannot
+    /// do: a v2 backup where etcd is 3.6 (no v2 store), a revision bump where
+    /// the snapshot tool lacks the flag or the backup is v2.
+    fn check_can_run(&self, manifest: &Manifest) -> Result<()> {
+        let etcd = crate::etcd::program_version(&self.etcd)?;
+        tracing::info!(
+            "etcd {etcd} at {} will run the restored member",
+            self.etcd.path().display()
+        );
+        if manifest.api == Api::V2 && !etcd.has_v2() {
+            bail!(
+                "this backup is of the v2 keyspace (etcdctl backup, etcd {}), and etcd {etcd} at {} \
+                 has no v2 store: it cannot restore it. Restore it with etcd 3.5 or older, then \
+                 migrate its v2 data to v3 (and back it up with --api v3) before upgrading to 3.6",
+                manifest.etcd_version,
+                self.etcd.path().display()
+            );
+        }
+        if self.bump_revision.is_some() {
+            ensure!(
+                manifest.api == Api::V3,
+                "--bump-revision applies to v3 backups only; this one is of the v2 keyspace"
+            );
+            if !self.etcdctl.snapshot_restore_has("--bump-revision")? {
+                bail!(
+                    "--bump-revision needs etcdutl >= 3.5.10 or etcdctl >= 3.4.27; this host has {}, \
+                     whose snapshot restore lacks it. Install a newer etcdutl (--etcdutl PATH) or \
+                     restore without it",
+                    self.etcdctl.describe_snapshot_tool()
+                );
+            }
+        }
+        Ok(())
+    }
+
     fn restore_v2(&self, backup: &Path, new_dir: &Path, staging: &Path) -> Result<()> {
         ensure!(
             backup.join("member/wal").is_dir(),
@@ -290,7 +329,8 @@ impl RestoreJob {
             &self.etcd,
             &self.name,
             new_dir,
-            &["--force-new-cluster"],
+            // The v2 store is served only with the v2 API on.
+            &["--force-new-cluster", "--enable-v2=true"],
             staging.join("etcd.log"),
         )?;
         etcd.wait_healthy(&self.etcdctl, self.wait)?;
@@ -335,32 +375,25 @@ impl RestoreJob {
             "etcd2-restore-{}",
             crate::repo::new_generation_id(std::time::SystemTime::now())
         );
-        let (d, dbs, ic) = (
-            new_dir.to_string_lossy().into_owned(),
-            db.to_string_lossy().into_owned(),
-            format!("{}={}", self.name, self.peer_urls.trim()),
-        );
-        self.etcdctl
-            .offline(
-                "3",
-                &[
-                    "snapshot",
-                    "restore",
-                    &dbs,
-                    "--data-dir",
-                    &d,
-                    "--name",
-                    &self.name,
-                    "--initial-cluster",
-                    &ic,
-                    "--initial-cluster-token",
-                    &token,
-                    "--initial-advertise-peer-urls",
-                    self.peer_urls.trim(),
-                ],
-            )
-            .run()
-            .context("etcdctl snapshot restore")?;
+        let ic = format!("{}={}", self.name, self.peer_urls.trim());
+        let bump = self.bump_revision.map(|n| n.to_string());
+        let mut args = vec![
+            "--name",
+            &self.name,
+            "--initial-cluster",
+            &ic,
+            "--initial-cluster-token",
+            &token,
+            "--initial-advertise-peer-urls",
+            self.peer_urls.trim(),
+        ];
+        if let Some(n) = &bump {
+            args.extend(["--bump-revision", n.as_str()]);
+            if self.mark_compacted {
+                args.push("--mark-compacted");
+            }
+        }
+        self.etcdctl.snapshot_restore(&db, new_dir, &args)?;
         // Check it: start it privately and compare its revision.
         let mut etcd = TempEtcd::start(
             &self.etcd,
@@ -372,6 +405,7 @@ impl RestoreJob {
         etcd.wait_healthy(&self.etcdctl, self.wait)?;
         let st = self.etcdctl.at(&etcd.client_url).endpoint_status()?;
         if let Some(rev) = manifest.revision {
+            let rev = rev + self.bump_revision.unwrap_or(0);
             ensure!(
                 st.status.header.revision >= rev,
                 "restored member is at revision {}, the backup was at {rev}",

@@ -141,7 +141,19 @@ impl SnapshotJob {
             hex_id(status.status.header.cluster_id),
             self.etcd.endpoints()
         );
-        let v2_has = self.etcd.v2_has_keys()?;
+        // The v2 keyspace is probed only where it can hold data: not on etcd
+        // 3.6+ (no v2 store), and not with an etcdctl that has no v2
+        // commands (3.6's). An explicit --api v3 still probes on 3.4/3.5,
+        // where v2 data can exist: dropping it is refused unless asked for.
+        let member_version = crate::etcd::Version::find(&status.status.version);
+        let member_has_v2 = member_version.is_none_or(|v| v.has_v2());
+        if self.api == ApiChoice::V2 && !member_has_v2 {
+            bail!(
+                "etcd {} has no v2 store (removed in 3.6): --api v2 cannot back it up; use --api v3",
+                status.status.version
+            );
+        }
+        let v2_has = member_has_v2 && self.etcd.v2_has_keys_if_any()?;
         // Also the v3 half of the acknowledged-write guarantee: this probe
         // is a linearizable read of the member backed up, answered only once
         // it applied everything committed before it (a lagging follower
@@ -154,7 +166,13 @@ impl SnapshotJob {
         }
         tracing::info!(
             "keyspaces: v2 {}, v3 {}; backing up through the {api} API",
-            if v2_has { "has data" } else { "empty" },
+            if !member_has_v2 {
+                "not probed (no v2 store)"
+            } else if v2_has {
+                "has data"
+            } else {
+                "empty"
+            },
             if v3_has { "has data" } else { "empty" }
         );
 
