@@ -7,6 +7,7 @@
 mod cli;
 mod drill;
 mod host_safety;
+mod monitoring;
 mod no_loss;
 mod package;
 mod push_fetch;

@@ -71,16 +71,46 @@ impl std::io::Write for RedactingStderr {
     }
 }
 
+/// Exit codes beside 0 (ok), 1 (failed) and 2 (usage), for verdicts a
+/// script branches on. Each tool that uses one lists it in its --help.
+pub const EXIT_STALE: u8 = 3;
+pub const EXIT_NO_BACKUP: u8 = 4;
+pub const EXIT_UNREACHABLE: u8 = 5;
+
+/// An error that ends the tool with its own exit code (see `EXIT_*`).
+#[derive(Debug)]
+pub struct Coded {
+    pub code: u8,
+    pub message: String,
+}
+
+impl std::fmt::Display for Coded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Coded {}
+
+/// An error ending the tool with `code` and this one line.
+pub fn coded(code: u8, message: String) -> anyhow::Error {
+    anyhow::Error::new(Coded { code, message })
+}
+
 /// Run a tool's body; print any error once, as `tool: error: <chain>`
-/// (secrets redacted), and turn it into exit code 1. (clap exits 2 on usage
-/// errors before this.)
+/// (secrets redacted), and turn it into exit code 1, or the code of a
+/// [`Coded`] error in its chain. (clap exits 2 on usage errors before this.)
 pub fn run_main(tool: &str, body: impl FnOnce() -> Result<()>) -> ExitCode {
     crate::scratch::install_signal_handler(tool);
     match body() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("{tool}: error: {}", crate::cmd::redact(&format!("{e:#}")));
-            ExitCode::from(1)
+            let code = e
+                .chain()
+                .find_map(|c| c.downcast_ref::<Coded>())
+                .map_or(1, |c| c.code);
+            ExitCode::from(code)
         }
     }
 }

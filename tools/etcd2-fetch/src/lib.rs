@@ -21,7 +21,14 @@ use std::path::PathBuf;
 ///   etcd2-fetch --machine-id OLD -o - | etcd2-push --machine-id NEW -   (migration)
 #[derive(Parser, Debug)]
 #[command(version, verbatim_doc_comment)]
-#[command(group(clap::ArgGroup::new("what").required(true).args(["into", "output", "list"])))]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["into", "output", "list", "check"])))]
+#[command(after_help = "Exit status:
+  0  done (with --check: the newest backup is fresh)
+  1  failed (one line on stderr says why)
+  2  usage error
+  3  --check: the newest complete backup is older than --max-age (stale)
+  4  --check: no complete backup for this machine-id
+  5  --check: the remote cannot be reached")]
 pub struct Cli {
     /// Extract the verified backup into this new or empty directory
     #[arg(long, value_name = "DIR")]
@@ -35,6 +42,17 @@ pub struct Cli {
     /// generation whose sidecar cannot be read is listed as DAMAGED
     #[arg(long)]
     pub list: bool,
+
+    /// Check, for monitoring, that this machine's newest complete backup is
+    /// younger than --max-age: one line, and the exit status says which
+    /// (see below). Runs anywhere rclone reaches the remote
+    #[arg(long, conflicts_with_all = ["generation", "allow_older", "legacy_previous"])]
+    pub check: bool,
+
+    /// With --check: the oldest the newest backup may be (backups run every
+    /// 30 s by default; a few intervals is a fair bound)
+    #[arg(long, default_value = "10m", value_parser = cli::parse_duration, value_name = "DURATION", requires = "check")]
+    pub max_age: std::time::Duration,
 
     /// With --list: JSON for scripts instead of a table
     #[arg(long, requires = "list")]

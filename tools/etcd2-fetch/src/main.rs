@@ -19,6 +19,9 @@ fn main() -> ExitCode {
             legacy_previous: cli.legacy_previous,
             work_dir: cli.work_dir,
         };
+        if cli.check {
+            return cli::print_stdout(&format!("{}\n", job.check(cli.max_age)?));
+        }
         if cli.list {
             let rows = job.list()?;
             if cli.json {

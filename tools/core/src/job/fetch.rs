@@ -403,6 +403,68 @@ impl FetchJob {
         Ok(manifest)
     }
 
+    /// Whether the newest complete generation is younger than `max_age`:
+    /// the one-line verdict, or an error carrying the exit code of
+    /// "stale", "no backup" or "remote unreachable" (`cli::EXIT_*`).
+    pub fn check(&self, max_age: std::time::Duration) -> Result<String> {
+        use crate::cli::{coded, EXIT_NO_BACKUP, EXIT_STALE, EXIT_UNREACHABLE};
+        self.rclone.check_endpoint(&self.layout.endpoint)?;
+        let unreachable =
+            |e: anyhow::Error| coded(EXIT_UNREACHABLE, format!("remote unreachable: {e:#}"));
+        let listing = self
+            .rclone
+            .list(&self.layout.generations(), false)
+            .map_err(unreachable)?
+            .map(|e| Listing::from_entries(&e))
+            .unwrap_or_default();
+        // Newest first; a damaged sidecar is skipped (--list shows it).
+        let mut newest = None;
+        for id in listing.complete().into_iter().rev() {
+            match self
+                .rclone
+                .cat_small(&join(&self.layout.generations(), &format!("{id}.json")))
+            {
+                Err(e) => return Err(unreachable(e)),
+                Ok(crate::rclone::Small::Bytes(b)) => {
+                    if let Ok(sc) = serde_json::from_slice::<Sidecar>(&b) {
+                        newest = Some(sc);
+                        break;
+                    }
+                }
+                Ok(_) => {}
+            }
+        }
+        let Some(sc) = newest else {
+            return Err(coded(
+                EXIT_NO_BACKUP,
+                format!(
+                    "no backup: no complete generation for machine-id {} under {}",
+                    self.layout.machine_id, self.layout.endpoint
+                ),
+            ));
+        };
+        let now = crate::clock::unix(SystemTime::now());
+        let age = std::time::Duration::from_secs(now.saturating_sub(sc.manifest.created_unix));
+        let (age_s, max_s) = (
+            crate::cmd::human_duration(age),
+            crate::cmd::human_duration(max_age),
+        );
+        if age > max_age {
+            return Err(coded(
+                EXIT_STALE,
+                format!(
+                    "stale: the newest backup of machine-id {} ({}, taken {}) is {age_s} old, more \
+                     than --max-age {max_s}",
+                    self.layout.machine_id, sc.generation, sc.manifest.created_at
+                ),
+            ));
+        }
+        Ok(format!(
+            "fresh: the newest backup of machine-id {} ({}, taken {}) is {age_s} old (--max-age {max_s})",
+            self.layout.machine_id, sc.generation, sc.manifest.created_at
+        ))
+    }
+
     /// Every complete generation, oldest first.
     pub fn list(&self) -> Result<Vec<GenerationInfo>> {
         self.rclone.check_endpoint(&self.layout.endpoint)?;
