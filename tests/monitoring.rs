@@ -85,3 +85,123 @@ fn check_says_fresh_stale_no_backup_or_unreachable_with_distinct_codes() {
         "{help}"
     );
 }
+
+/// The textfile's samples, parsed by Prometheus's own text parser
+/// (prometheus_client, from build/venv): (name, labels, value).
+fn parse_prom(file: &std::path::Path) -> Vec<(String, serde_json::Value, f64)> {
+    let py = harness::workspace().join("build/venv/bin/python3");
+    assert!(
+        py.is_file(),
+        "{} missing: run scripts/ensure-deps",
+        py.display()
+    );
+    let script = "import json,sys\nfrom prometheus_client.parser import text_string_to_metric_families as p\nout=[]\nfor f in p(open(sys.argv[1]).read()):\n  for s in f.samples: out.append([s.name, s.labels, s.value])\nprint(json.dumps(out))\n";
+    let out = run_ok(
+        std::process::Command::new(py)
+            .args(["-c", script])
+            .arg(file),
+    );
+    serde_json::from_slice::<Vec<(String, serde_json::Value, f64)>>(&out.stdout).unwrap()
+}
+
+fn sample(s: &[(String, serde_json::Value, f64)], name: &str, step: &str) -> Option<f64> {
+    s.iter()
+        .find(|(n, l, _)| n == name && l["step"] == step)
+        .map(|(_, _, v)| *v)
+}
+
+#[test]
+fn snapshot_and_push_write_textfile_metrics_that_parse_and_count_failures() {
+    let mut c = Cluster::start(1);
+    for k in 0..5 {
+        c.put_v3(0, &format!("/k{k}"), "v");
+    }
+    let remote = Remote::local(c.path());
+    let env = Env::new(c.path());
+    let metrics = c.path().join("textfile_collector");
+    std::fs::create_dir(&metrics).unwrap();
+    let archive = c.path().join("a.tar.zst");
+    let snapshot = |c: &Cluster| {
+        let mut cmd = tool("etcd2-snapshot");
+        cmd.env("ETCDCTL_ENDPOINTS", c.endpoint(0))
+            .env("ETCD_BACKUP_DIR", c.path().join("snapwork"))
+            .env("ETCD2_BACKUP_METRICS_DIR", &metrics)
+            .args(["--api", "v3", "--query-timeout", "3s", "-o"])
+            .arg(&archive);
+        cmd
+    };
+    run_ok(&mut snapshot(&c));
+    run_ok(
+        env.push(&remote, MID)
+            .env("ETCD2_BACKUP_METRICS_DIR", &metrics)
+            .arg(&archive),
+    );
+    let snap = parse_prom(&metrics.join("etcd2_backup_snapshot.prom"));
+    let push = parse_prom(&metrics.join("etcd2_backup_push.prom"));
+    let ok_at = sample(
+        &snap,
+        "etcd2_backup_last_success_timestamp_seconds",
+        "snapshot",
+    )
+    .unwrap();
+    assert_eq!(
+        sample(
+            &snap,
+            "etcd2_backup_last_attempt_timestamp_seconds",
+            "snapshot"
+        ),
+        Some(ok_at)
+    );
+    assert_eq!(
+        sample(&snap, "etcd2_backup_failures_total", "snapshot"),
+        Some(0.0)
+    );
+    assert!(sample(&snap, "etcd2_backup_keys", "snapshot").unwrap() >= 5.0);
+    assert!(sample(&snap, "etcd2_backup_archive_bytes", "snapshot").unwrap() > 0.0);
+    assert!(sample(&push, "etcd2_backup_last_success_timestamp_seconds", "push").is_some());
+    assert_eq!(sample(&push, "etcd2_backup_generations", "push"), Some(1.0));
+    let pointer: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(remote.machine_dir(MID).join("LATEST.json")).unwrap(),
+    )
+    .unwrap();
+    let info = push
+        .iter()
+        .find(|(n, _, _)| n == "etcd2_backup_info")
+        .expect("an info metric");
+    assert_eq!(info.1["generation"], pointer["generation"], "{info:?}");
+    assert_eq!(info.1["api"], "v3");
+
+    // etcd stopped: the snapshot fails, the failure counts, the last
+    // success stays where it was.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    c.members[0].stop();
+    let out = run(&mut snapshot(&c));
+    assert_eq!(out.status.code(), Some(1));
+    let snap = parse_prom(&metrics.join("etcd2_backup_snapshot.prom"));
+    assert_eq!(
+        sample(&snap, "etcd2_backup_failures_total", "snapshot"),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &snap,
+            "etcd2_backup_last_success_timestamp_seconds",
+            "snapshot"
+        ),
+        Some(ok_at)
+    );
+    assert!(
+        sample(
+            &snap,
+            "etcd2_backup_last_attempt_timestamp_seconds",
+            "snapshot"
+        )
+        .unwrap()
+            > ok_at
+    );
+    // Only our files, no temporaries, in the collector's directory.
+    assert_eq!(
+        harness::names(&metrics),
+        vec!["etcd2_backup_push.prom", "etcd2_backup_snapshot.prom"]
+    );
+}

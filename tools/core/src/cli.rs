@@ -115,6 +115,27 @@ pub fn run_main(tool: &str, body: impl FnOnce() -> Result<()>) -> ExitCode {
     }
 }
 
+/// Where the textfile metrics go.
+#[derive(Args, Debug, Clone)]
+pub struct MetricsArgs {
+    /// node_exporter's textfile collector directory: after every run this
+    /// tool rewrites etcd2_backup_<step>.prom there (success or failure).
+    /// Nothing is written where the directory does not exist; '' turns it off
+    #[arg(
+        long,
+        env = "ETCD2_BACKUP_METRICS_DIR",
+        default_value = "/var/lib/node_exporter/textfile_collector",
+        value_name = "DIR"
+    )]
+    pub metrics_dir: PathBuf,
+}
+
+impl MetricsArgs {
+    pub fn dir(&self) -> Option<&std::path::Path> {
+        (!self.metrics_dir.as_os_str().is_empty()).then_some(self.metrics_dir.as_path())
+    }
+}
+
 /// How to reach and authenticate to the local etcd member.
 #[derive(Args, Debug, Clone)]
 pub struct EtcdArgs {

@@ -12,7 +12,8 @@
 //!   [`archive`] the archive and the verified directory, [`digest`] hashing,
 //!   [`fsutil`] atomic files, [`datadir`] an etcd data dir, [`scratch`] our
 //!   debris, [`cluster`] a cluster's health, [`poll`] bounded waits,
-//!   [`clock`] timestamps, [`node`] this host, [`cli`] the shared command
+//!   [`clock`] timestamps, [`metrics`] the textfile metrics, [`node`] this
+//!   host, [`cli`] the shared command
 //!   line. Infrastructure never imports from the job module; only files
 //!   under `job/` do.
 //! - **Jobs** ([`job`]) are one per tool, named after it. A job uses
@@ -30,6 +31,7 @@ pub mod digest;
 pub mod etcd;
 pub mod fsutil;
 pub mod job;
+pub mod metrics;
 pub mod node;
 pub mod poll;
 pub mod rclone;

@@ -68,5 +68,8 @@ pub struct Cli {
     pub lock_wait: Duration,
 
     #[command(flatten)]
+    pub metrics: cli::MetricsArgs,
+
+    #[command(flatten)]
     pub log: LogArgs,
 }

@@ -3,6 +3,7 @@
 use clap::Parser;
 use etcd2_backup::cli;
 use etcd2_backup::job::push::PushJob;
+use etcd2_backup::metrics;
 use std::process::ExitCode;
 
 use etcd2_push::Cli;
@@ -11,17 +12,23 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     cli::init_logging(&cli.log);
     cli::run_main("etcd2-push", || {
-        let job = PushJob {
-            input: cli.archive,
-            rclone: cli.remote.rclone()?,
-            layout: cli.remote.layout()?,
-            keep: cli.keep as usize,
-            verify: cli.verify,
-            force: cli.force,
-            work_dir: cli.work_dir,
-            lock_file: cli.lock_file,
-            lock_wait: cli.lock_wait,
-        };
-        job.run().map(|_| ())
+        let started = std::time::Instant::now();
+        let pushed = (|| {
+            let job = PushJob {
+                input: cli.archive,
+                rclone: cli.remote.rclone()?,
+                layout: cli.remote.layout()?,
+                keep: cli.keep as usize,
+                verify: cli.verify,
+                force: cli.force,
+                work_dir: cli.work_dir,
+                lock_file: cli.lock_file,
+                lock_wait: cli.lock_wait,
+            };
+            job.run()
+        })();
+        let samples = pushed.as_ref().ok().map(|p| p.samples());
+        metrics::record(cli.metrics.dir(), "push", started, samples);
+        pushed.map(|_| ())
     })
 }

@@ -73,5 +73,8 @@ pub struct Cli {
     pub etcd: EtcdArgs,
 
     #[command(flatten)]
+    pub metrics: cli::MetricsArgs,
+
+    #[command(flatten)]
     pub log: LogArgs,
 }

@@ -4,6 +4,7 @@
 use clap::Parser;
 use etcd2_backup::cli;
 use etcd2_backup::job::snapshot::SnapshotJob;
+use etcd2_backup::metrics;
 use std::process::ExitCode;
 
 use etcd2_snapshot::Cli;
@@ -12,18 +13,24 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     cli::init_logging(&cli.log);
     cli::run_main("etcd2-snapshot", || {
-        let job = SnapshotJob {
-            api: cli.api,
-            allow_dropping_keyspace: cli.allow_dropping_keyspace,
-            data_dir: cli.data_dir,
-            etcd: cli.etcd.client()?,
-            output: cli.output,
-            codec: cli.codec,
-            level: cli.level,
-            threads: cli.threads,
-            work_dir: cli.work_dir,
-            machine_id: cli::machine_id_or_local(cli.machine_id)?,
-        };
-        job.run().map(|_| ())
+        let started = std::time::Instant::now();
+        let produced = (|| {
+            let job = SnapshotJob {
+                api: cli.api,
+                allow_dropping_keyspace: cli.allow_dropping_keyspace,
+                data_dir: cli.data_dir,
+                etcd: cli.etcd.client()?,
+                output: cli.output,
+                codec: cli.codec,
+                level: cli.level,
+                threads: cli.threads,
+                work_dir: cli.work_dir,
+                machine_id: cli::machine_id_or_local(cli.machine_id)?,
+            };
+            job.run()
+        })();
+        let samples = produced.as_ref().ok().map(|p| p.samples());
+        metrics::record(cli.metrics.dir(), "snapshot", started, samples);
+        produced.map(|_| ())
     })
 }

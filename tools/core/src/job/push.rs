@@ -44,6 +44,41 @@ pub struct Pushed {
     pub size: u64,
     pub sha256: String,
     pub deleted: Vec<String>,
+    pub manifest: Manifest,
+    /// Complete generations on the remote after retention.
+    pub generations: usize,
+}
+
+impl Pushed {
+    /// What the textfile metrics say of a push.
+    pub fn samples(&self) -> Vec<crate::metrics::Sample> {
+        use crate::metrics::Sample;
+        let m = &self.manifest;
+        vec![
+            Sample::gauge(
+                "etcd2_backup_generations",
+                "Complete generations on the remote after retention.",
+                self.generations as f64,
+            ),
+            Sample::gauge(
+                "etcd2_backup_pushed_bytes",
+                "Size of the archive pushed last.",
+                self.size as f64,
+            ),
+            Sample {
+                name: "etcd2_backup_info",
+                help: "The backup published last.",
+                labels: vec![
+                    ("api", m.api.to_string()),
+                    ("codec", m.codec.to_string()),
+                    ("member", m.member_name.clone()),
+                    ("cluster", m.cluster_id.clone()),
+                    ("generation", self.generation.clone()),
+                ],
+                value: 1.0,
+            },
+        ]
+    }
 }
 
 /// Passes reads through while writing them to `out` (the upload). A
@@ -258,7 +293,7 @@ impl PushJob {
         let deleted = self.retention(&generation).with_context(|| {
             format!("generation {generation} is published, but retention failed")
         })?;
-        self.confirm_published(&generation)?;
+        let generations = self.confirm_published(&generation)?;
         tracing::info!(
             "pushed {generation} ({size} bytes, sha256 {}) to {base} in {:.1}s; deleted {}",
             &sha256[..16],
@@ -274,6 +309,8 @@ impl PushJob {
             size,
             sha256,
             deleted,
+            manifest,
+            generations,
         })
     }
 
@@ -318,7 +355,8 @@ impl PushJob {
 
     /// After retention: LATEST.json still names our generation and it is
     /// still complete, or we did not publish it (another writer won).
-    fn confirm_published(&self, generation: &str) -> Result<()> {
+    /// Returns how many complete generations there are.
+    fn confirm_published(&self, generation: &str) -> Result<usize> {
         let now = read_pointer(&self.rclone, &self.layout)?.map(|p| p.generation);
         ensure!(
             now.as_deref() == Some(generation),
@@ -337,7 +375,7 @@ impl PushJob {
             "generation {generation} was deleted right after it was published: another push \
              for this machine-id is writing here too (a cloned machine-id, or two lock files?)"
         );
-        Ok(())
+        Ok(listing.complete().len())
     }
 
     fn verify_remote(&self, dir: &str, name: &str, ours: &Digests) -> Result<String> {

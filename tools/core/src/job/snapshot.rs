@@ -49,6 +49,41 @@ pub struct Produced {
     pub archive_sha256: String,
 }
 
+impl Produced {
+    /// What the textfile metrics say of a snapshot.
+    pub fn samples(&self) -> Vec<crate::metrics::Sample> {
+        use crate::metrics::Sample;
+        let m = &self.manifest;
+        let mut v = vec![
+            Sample::gauge(
+                "etcd2_backup_archive_bytes",
+                "Size of the archive written last.",
+                self.archive_size as f64,
+            ),
+            Sample::gauge(
+                "etcd2_backup_etcd_bytes",
+                "etcd data in the archive written last.",
+                m.total_size() as f64,
+            ),
+        ];
+        if let Some(r) = m.revision {
+            v.push(Sample::gauge(
+                "etcd2_backup_revision",
+                "v3 revision of the backup written last.",
+                r as f64,
+            ));
+        }
+        if let Some(k) = m.key_count {
+            v.push(Sample::gauge(
+                "etcd2_backup_keys",
+                "Keys in the backup written last (v3).",
+                k as f64,
+            ));
+        }
+        v
+    }
+}
+
 const BOTH_KEYSPACES: &str = "this member holds data in both the v2 and the v3 keyspace, and \
 etcd 3.4 cannot put both into one backup of a running member: `etcdctl snapshot save` (--api v3) \
 leaves out the v2 store and `etcdctl backup` (--api v2) leaves out the v3 keys. Refusing to drop \
