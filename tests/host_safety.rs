@@ -786,3 +786,55 @@ fn push_stopped_or_killed_leaves_nothing_locally_and_publishes_nothing() {
     run_ok(env.push(&remote, MID).arg(&archive));
     assert!(remote.machine_dir(MID).join("LATEST.json").exists());
 }
+
+#[test]
+fn a_restore_stopped_at_the_swap_keeps_the_old_member_data() {
+    use nix::sys::signal::Signal::{SIGKILL, SIGTERM};
+    let c = Cluster::start(1);
+    c.put_v3(0, "/a", "1");
+    let archive = c.path().join("a.tar.zst");
+    run_ok(
+        tool("etcd2-snapshot")
+            .env("ETCDCTL_ENDPOINTS", c.endpoint(0))
+            .env("ETCD_BACKUP_DIR", c.path().join("snapwork"))
+            .args(["--api", "v3", "-o"])
+            .arg(&archive),
+    );
+    for sig in [SIGTERM, SIGKILL] {
+        let data = c.path().join(format!("data-{sig}"));
+        std::fs::create_dir_all(data.join("member/wal")).unwrap();
+        std::fs::write(data.join("member/wal/precious"), b"the old member").unwrap();
+        let child = harness::spawn_at_fault(
+            tool("etcd2-restore")
+                .arg("--data-dir")
+                .arg(&data)
+                .args(["--name", "r1", "--peer-urls", "http://127.0.0.1:2380"])
+                .arg(&archive),
+            "restore-swapped",
+        );
+        stop(child, sig);
+        // And a later run, which sweeps stale scratch.
+        run_ok(
+            tool("etcd2-restore")
+                .arg("--data-dir")
+                .arg(&data)
+                .args([
+                    "--name",
+                    "r1",
+                    "--peer-urls",
+                    "http://127.0.0.1:2380",
+                    "--keep-aside",
+                    "5",
+                ])
+                .arg(&archive),
+        );
+        let kept = harness::names(&data)
+            .into_iter()
+            .any(|n| std::fs::read(data.join(&n).join("wal/precious")).is_ok());
+        assert!(
+            kept,
+            "{sig} at the swap lost the old member: {:?}",
+            harness::names(&data)
+        );
+    }
+}

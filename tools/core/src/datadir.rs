@@ -189,8 +189,12 @@ fn unique(p: PathBuf) -> PathBuf {
 }
 
 /// Put `new_member` (a complete, checked `member` dir on the same
-/// filesystem) in place of `data_dir/member` in one atomic exchange; the old
-/// one ends up set aside. At no instant is there no member dir.
+/// filesystem, in our scratch) in place of `data_dir/member`; the old one
+/// ends up set aside as `member.wiped-<time>`. At no instant is there no
+/// member dir, and at no instant is either copy inside scratch that a stop
+/// or the next run's sweep would remove: the new member first moves into the
+/// data dir under its set-aside name, then one `RENAME_EXCHANGE` swaps it
+/// with the live one, so the old data takes that name.
 pub fn install_member(data_dir: &Path, new_member: &Path) -> Result<Option<PathBuf>> {
     let member = data_dir.join("member");
     if !member.exists() {
@@ -199,27 +203,23 @@ pub fn install_member(data_dir: &Path, new_member: &Path) -> Result<Option<PathB
         sync_dir(data_dir)?;
         return Ok(None);
     }
-    nix::fcntl::renameat2(
-        nix::fcntl::AT_FDCWD,
-        new_member,
-        nix::fcntl::AT_FDCWD,
-        &member,
-        nix::fcntl::RenameFlags::RENAME_EXCHANGE,
-    )
-    .with_context(|| {
-        format!(
-            "exchanging {} with {}",
-            new_member.display(),
-            member.display()
-        )
-    })?;
-    // new_member now holds the old data: give it its set-aside name.
     let aside = unique(data_dir.join(format!(
         "member{ASIDE_MARK}{}",
         crate::clock::compact(SystemTime::now(), false)
     )));
+    // Killed after this rename: the restored copy waits as a set-aside
+    // dir, the live member is untouched.
     std::fs::rename(new_member, &aside)
-        .with_context(|| format!("moving the old member aside to {}", aside.display()))?;
+        .with_context(|| format!("moving the restored member to {}", aside.display()))?;
+    nix::fcntl::renameat2(
+        nix::fcntl::AT_FDCWD,
+        &aside,
+        nix::fcntl::AT_FDCWD,
+        &member,
+        nix::fcntl::RenameFlags::RENAME_EXCHANGE,
+    )
+    .with_context(|| format!("exchanging {} with {}", aside.display(), member.display()))?;
+    crate::scratch::fault_point("restore-swapped");
     sync_dir(data_dir)?;
     Ok(Some(aside))
 }
