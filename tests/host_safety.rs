@@ -178,12 +178,9 @@ fn secrets_never_reach_stderr_stdout_or_help() {
             .args(["--api", "v3", "-o"])
             .arg(&archive),
     );
-    let canaries = [
-        "AKIDCANARY1",
-        "SECRETCANARY2",
-        "TOKENCANARY3",
-        "PASSCANARY4",
-    ];
+    // Shapes real secrets have: a quoted value holding , and : (AWS secrets
+    // hold / and +, rclone's obscured passwords may start with -).
+    let canaries = ["AKIDCANARY1", "RET:CANARY2", "TOKENCANARY3", "PASSCANARY4"];
     let port = remote
         .rclone(&["config", "show"])
         .stdout
@@ -194,7 +191,7 @@ fn secrets_never_reach_stderr_stdout_or_help() {
         })
         .expect("moto endpoint in the test config");
     let endpoint = format!(
-        ":s3,provider=Other,endpoint='{port}',access_key_id={},secret_access_key={},force_path_style=true:etcd-backups/etcd",
+        ":s3,provider=Other,endpoint='{port}',access_key_id={},secret_access_key='SEC,{}',force_path_style=true:etcd-backups/etcd",
         canaries[0], canaries[1]
     );
     let empty_conf = c.path().join("empty-rclone.conf");
@@ -209,7 +206,7 @@ fn secrets_never_reach_stderr_stdout_or_help() {
             .env("RCLONE_CONFIG_PATH", &empty_conf)
             .env(
                 "ETCD2_BACKUP_RCLONE_FLAGS",
-                format!("--sftp-pass={} --retries=1", canaries[3]),
+                format!("--sftp-pass=-{} --retries=1", canaries[3]),
             )
             .arg(format!("--rclone-flag=--s3-session-token={}", canaries[2]));
         cmd
@@ -264,7 +261,7 @@ fn secrets_never_reach_stderr_stdout_or_help() {
         let mut cmd = tool(name);
         cmd.env("RCLONE_ENDPOINT", &endpoint).env(
             "ETCD2_BACKUP_RCLONE_FLAGS",
-            format!("--sftp-pass={} --retries=1", canaries[3]),
+            format!("--sftp-pass=-{} --retries=1", canaries[3]),
         );
         let out = run(cmd.arg("--help"));
         assert!(out.status.success());

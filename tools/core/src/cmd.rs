@@ -155,7 +155,15 @@ impl Invocation {
                 redact_next = true;
                 continue;
             }
-            out.push_str(&redact(&shell_quote(&s)));
+            // Redact the raw argument, then quote: quoting first would turn
+            // a quoted secret's ' into '\'' and hide its end from the rule.
+            match s.split_once('=') {
+                Some((flag, _)) if is_secret_flag(flag) => {
+                    out.push_str(flag);
+                    out.push_str("=***");
+                }
+                _ => out.push_str(&shell_quote(&redact(&s))),
+            }
         }
         out
     }
@@ -295,15 +303,21 @@ fn is_secret_flag(arg: &str) -> bool {
 ///   `:s3,access_key_id=X,secret_access_key='Y':bucket`, also URL-encoded
 ///   (`%2Csecret_access_key%3DY`, as rclone echoes it in errors).
 pub fn redact(text: &str) -> std::borrow::Cow<'_, str> {
-    static RES: std::sync::LazyLock<[(regex::Regex, &'static str); 3]> =
-        std::sync::LazyLock::new(|| {
+    static RES: std::sync::LazyLock<[(regex::Regex, &'static str); 4]> = std::sync::LazyLock::new(
+        || {
             let re = |s: String| regex::Regex::new(&s).expect("static regex");
             let name = format!("[a-z0-9_-]*(?:{SECRET_WORDS})[a-z0-9_-]*");
             [
-                // --flag=value and --flag value (a value is not a flag)
+                // --flag=value: everything up to whitespace, whatever its
+                // first character (obscured passwords may start with -)
+                (
+                    re(format!(r#"(?i)(--{name})=(?:'[^']*'|"[^"]*"|\S+)"#)),
+                    "${1}=***",
+                ),
+                // --flag value (a value is not a flag)
                 (
                     re(format!(
-                        r#"(?i)(--{name})(=|\s+)(?:'[^']*'|"[^"]*"|[^\s'"-][^\s'"]*)"#
+                        r#"(?i)(--{name})(\s+)(?:'[^']*'|"[^"]*"|[^\s'"-][^\s'"]*)"#
                     )),
                     "${1}${2}***",
                 ),
@@ -312,10 +326,17 @@ pub fn redact(text: &str) -> std::borrow::Cow<'_, str> {
                     re(format!(r#"(?i)(,{name}=)(?:'[^']*'|"[^"]*"|[^,:\s'"]*)"#)),
                     "${1}***",
                 ),
-                // the same, URL-encoded
-                (re(format!(r"(?i)(%2C{name}%3D)[^%\s]*")), "${1}***"),
+                // the same, URL-encoded: up to the next encoded , or :
+                // (a secret holds / and + as %2F and %2B)
+                (
+                    re(format!(
+                        r#"(?i)(%2C{name}%3D)(?:[^%\s"']|%(?:2[0-9abd-f]|3[0-9b-f]|[014-9a-f][0-9a-f]))*"#
+                    )),
+                    "${1}***",
+                ),
             ]
-        });
+        },
+    );
     let mut out = std::borrow::Cow::Borrowed(text);
     for (re, with) in RES.iter() {
         if let std::borrow::Cow::Owned(s) = re.replace_all(&out, *with) {
@@ -408,6 +429,14 @@ mod tests {
                 "Put \"https://h/%2Csecret_access_key%3D***%2Cforce%3Dtrue\"",
             ),
             (
+                "x%2Csecret_access_key%3DabcD%2FefGH%2Bz%3Abucket",
+                "x%2Csecret_access_key%3D***%3Abucket",
+            ),
+            (
+                "--webdav-pass=-Zx9 --bwlimit=1M",
+                "--webdav-pass=*** --bwlimit=1M",
+            ),
+            (
                 "--keep 3 --hash-type sha1 s3:bucket",
                 "--keep 3 --hash-type sha1 s3:bucket",
             ),
@@ -419,6 +448,24 @@ mod tests {
         ];
         for (text, want) in cases {
             assert_eq!(redact(text), want, "{text}");
+        }
+    }
+
+    #[test]
+    fn display_redacts_before_quoting() {
+        let p = Program {
+            name: "rclone",
+            path: PathBuf::from("/bin/true"),
+        };
+        let shown = p
+            .command([
+                "lsjson",
+                ":s3,access_key_id=AK,secret_access_key='SEC,RET:X':b",
+                "--webdav-pass=-Zx9 y",
+            ])
+            .display();
+        for secret in ["AK,", "RET:X", "Zx9"] {
+            assert!(!shown.contains(secret), "{shown}");
         }
     }
 
