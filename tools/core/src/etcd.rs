@@ -271,6 +271,26 @@ impl Etcdctl {
         &self.endpoints
     }
 
+    /// The arguments that make another of our tools reach etcd as this one
+    /// does: the resolved etcdctl and the TLS files.
+    pub fn conn_args(&self) -> Vec<String> {
+        let mut v = vec![
+            "--etcdctl".to_owned(),
+            self.program.path().display().to_string(),
+        ];
+        for (flag, p) in [
+            ("--cacert", &self.tls.cacert),
+            ("--cert", &self.tls.cert),
+            ("--key", &self.tls.key),
+        ] {
+            if let Some(p) = p {
+                v.push(flag.to_owned());
+                v.push(p.display().to_string());
+            }
+        }
+        v
+    }
+
     /// Use etcdutl for offline snapshot work.
     pub fn with_etcdutl(mut self, etcdutl: Option<Program>) -> Self {
         self.etcdutl = etcdutl;

@@ -14,7 +14,9 @@ fn main() -> ExitCode {
     cli::run_main("etcd2-member-add", || {
         let mut founder = cli.conn.client(&cli.endpoints)?;
         founder.query_timeout = founder.query_timeout.min(Duration::from_secs(15));
+        let health_args = founder.conn_args();
         let job = MemberAddJob {
+            health_args,
             founder,
             name: cli.name,
             peer_urls: cli.peer_urls,

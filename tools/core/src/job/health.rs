@@ -34,6 +34,20 @@ impl HealthJob {
     }
 }
 
+/// etcd's refusals of a promotion that a later try can pass: the learner
+/// is not yet in sync with the leader, or the cluster is busy.
+pub fn promotion_refused_for_now(msg: &str) -> bool {
+    [
+        "in sync with leader",
+        "too many requests",
+        "not healthy",
+        "leader changed",
+        "context deadline exceeded",
+    ]
+    .iter()
+    .any(|m| msg.contains(m))
+}
+
 /// Promote learner `name` to a voting member, waiting (bounded) while it is
 /// not started or not yet in sync with the leader (etcd refuses until then).
 /// A member that already votes is left as it is.
@@ -43,7 +57,12 @@ fn promote(ctl: &Etcdctl, name: &str, wait: Duration) -> Result<()> {
         Duration::from_secs(1),
         &format!("waiting to promote {name}"),
         || {
-            let list = ctl.member_list()?;
+            let list = match ctl.member_list() {
+                Ok(l) => l,
+                // The founder busy (sending the learner a snapshot, a
+                // leader change): not a reason to stop the learner.
+                Err(e) => return Ok(Probe::Waiting(format!("{e:#}"))),
+            };
             let Some(m) = list.members.iter().find(|m| m.name == name) else {
                 return Ok(Probe::Waiting(format!(
                     "{name} has not started (or is not a member)"
@@ -64,10 +83,7 @@ fn promote(ctl: &Etcdctl, name: &str, wait: Duration) -> Result<()> {
                 Err(e) => {
                     let msg = format!("{e:#}");
                     let cause = msg.rsplit(" | ").next().unwrap_or(&msg).to_owned();
-                    if msg.contains("not in sync")
-                        || msg.contains("too many requests")
-                        || msg.contains("not healthy")
-                    {
+                    if promotion_refused_for_now(&msg) {
                         Ok(Probe::Waiting(format!("{name} is catching up ({cause})")))
                     } else {
                         Err(e).context(format!("promoting {name} ({})", hex_id(m.id)))
@@ -82,4 +98,18 @@ fn promote(ctl: &Etcdctl, name: &str, wait: Duration) -> Result<()> {
             )
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_learner_not_yet_in_sync_is_waited_for() {
+        // etcd's own words (server/etcdserver/api/membership/errors.go).
+        assert!(super::promotion_refused_for_now(
+            "Error: etcdserver: can only promote a learner member which is in sync with leader"
+        ));
+        assert!(!super::promotion_refused_for_now(
+            "Error: etcdserver: can only promote a learner member"
+        ));
+    }
 }

@@ -22,6 +22,10 @@ pub struct MemberAddJob {
     pub learner: bool,
     /// etcd2-health, for the drop-in's promotion step.
     pub health_program: PathBuf,
+    /// Arguments etcd2-health needs there to reach the founder as we do:
+    /// the etcdctl we resolved and the TLS files. etcd2.service has neither
+    /// our settings drop-in nor /opt/bin on its PATH.
+    pub health_args: Vec<String>,
 }
 
 /// The systemd drop-in that makes etcd2.service join as `name`; with
@@ -31,7 +35,7 @@ pub fn render_dropin(
     name: &str,
     initial_cluster: &str,
     founder: &str,
-    promote: Option<&std::path::Path>,
+    promote: Option<(&std::path::Path, &[String])>,
 ) -> Result<String> {
     let (name, initial_cluster, founder) = (
         systemd_quoted(name, "the member name")?,
@@ -46,14 +50,21 @@ pub fn render_dropin(
          Environment=\"ETCD_INITIAL_CLUSTER={initial_cluster}\"\n\
          Environment=\"ETCD_INITIAL_CLUSTER_STATE=existing\"\n"
     );
-    if let Some(health) = promote {
+    if let Some((health, args)) = promote {
         let health = systemd_quoted(&health.to_string_lossy(), "the etcd2-health path")?;
+        let mut extra = String::new();
+        for a in args {
+            extra.push_str(&format!(
+                " \"{}\"",
+                systemd_quoted(a, "an etcd2-health argument")?
+            ));
+        }
         text.push_str(&format!(
             "# Added as a learner: once it caught up, make it a voting member. A\n\
              # promotion that fails within the wait stops etcd (a learner holds no\n\
              # quorum); its journal says why. Safe to run again.\n\
              TimeoutStartSec=15min\n\
-             ExecStartPost=\"{health}\" --endpoints \"{founder}\" --promote \"{name}\" --wait 10m\n"
+             ExecStartPost=\"{health}\" --endpoints \"{founder}\" --promote \"{name}\" --wait 10m{extra}\n"
         ));
     }
     Ok(text)
@@ -192,7 +203,7 @@ impl MemberAddJob {
             &self.name,
             &ic,
             self.founder.endpoints(),
-            learner.then_some(self.health_program.as_path()),
+            learner.then_some((self.health_program.as_path(), self.health_args.as_slice())),
         )?;
         match &self.dropin {
             Some(p) => {
@@ -274,14 +285,24 @@ mod tests {
         )
         .unwrap();
         assert!(!d.contains("ExecStartPost"));
+        let args = [
+            "--etcdctl",
+            "/opt/bin/etcdctl",
+            "--cacert",
+            "/etc/ssl/etcd/ca.pem",
+        ]
+        .map(String::from);
         let l = render_dropin(
             "e2",
             "e1=http://a:2380",
-            "http://a:2379",
-            Some(std::path::Path::new("/opt/bin/etcd2-health")),
+            "https://a:2379",
+            Some((std::path::Path::new("/opt/bin/etcd2-health"), &args)),
         )
         .unwrap();
-        assert!(l.contains("ExecStartPost=\"/opt/bin/etcd2-health\" --endpoints \"http://a:2379\" --promote \"e2\""), "{l}");
+        assert!(
+            l.contains("ExecStartPost=\"/opt/bin/etcd2-health\" --endpoints \"https://a:2379\" --promote \"e2\" --wait 10m \"--etcdctl\" \"/opt/bin/etcdctl\" \"--cacert\" \"/etc/ssl/etcd/ca.pem\"\n"),
+            "{l}"
+        );
         assert!(d.contains("[Service]\n"));
         assert!(d.contains("Environment=\"ETCD_NAME=e2\"\n"));
         assert!(
