@@ -835,3 +835,20 @@ fn a_restore_stopped_at_the_swap_keeps_the_old_member_data() {
         );
     }
 }
+
+#[test]
+fn a_data_dir_given_as_a_link_is_owned_by_etcd_through_the_link() {
+    // /var/lib/etcd2 -> /data/etcd2 is common; etcd must own the real dir.
+    let Ok(Some(etcd)) = nix::unistd::User::from_name("etcd") else {
+        panic!("no etcd user: Debian's etcd-server package creates it (make test installs it)");
+    };
+    let d = tempfile::tempdir().unwrap();
+    let real = d.path().join("real-etcd2");
+    std::fs::create_dir_all(real.join("member/wal")).unwrap();
+    let link = d.path().join("etcd2");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    run_ok(tool("etcd2-wipe").arg(&link));
+    let m = std::fs::metadata(&real).unwrap();
+    assert_eq!(m.uid(), etcd.uid.as_raw(), "the real data dir is etcd's");
+    assert_eq!(m.mode() & 0o777, 0o700);
+}

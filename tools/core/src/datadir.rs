@@ -226,9 +226,10 @@ pub fn install_member(data_dir: &Path, new_member: &Path) -> Result<Option<PathB
 
 /// Mode 0700 on the data dir and, when an `etcd` user exists and we may,
 /// ownership by it for everything below (the original did `chown -R etcd:etcd`).
-/// Only in a recognised data dir ([`check_recognised`]); a link is changed
-/// itself, never followed (lchown), and the walk neither descends into a
-/// link, nor crosses into another filesystem, nor enters `lost+found`.
+/// Only in a recognised data dir ([`check_recognised`]). The data dir as
+/// named is followed if it is a link; below it a link is changed itself,
+/// never followed (lchown), and the walk neither descends into a link, nor
+/// crosses into another filesystem, nor enters `lost+found`.
 pub fn fix_ownership(data_dir: &Path, user: &str) -> Result<()> {
     use std::os::unix::fs::MetadataExt;
     check_recognised(data_dir)?;
@@ -278,7 +279,10 @@ pub fn fix_ownership(data_dir: &Path, user: &str) -> Result<()> {
         }
         Ok(())
     }
-    lchown(data_dir, u.uid, u.gid)?;
+    // The data dir itself as the operator named it: a link there
+    // (/var/lib/etcd2 -> /data/etcd2) is followed, once; below it, never.
+    nix::unistd::chown(data_dir, Some(u.uid), Some(u.gid))
+        .with_context(|| format!("chown {}", data_dir.display()))?;
     walk(data_dir, true, dev, (u.uid, u.gid))?;
     tracing::info!("{} owned by {user}, mode 0700", data_dir.display());
     Ok(())
