@@ -607,3 +607,32 @@ fn legacy_backup_written_like_the_original_is_fetched_as_unverified() {
     pipe_ok(fetch, push);
     assert_eq!(complete(&remote, NEW).len(), 1);
 }
+
+#[test]
+fn a_damaged_pointer_does_not_switch_the_owner_check_off() {
+    let c = Cluster::start(1);
+    c.put_v3(0, "k", "a");
+    let remote = Remote::local(c.path());
+    let env = Env::new(c.path());
+    let archive = c.path().join("a.tar.zst");
+    snapshot_to(&c, &archive, "v3");
+    run_ok(env.push(&remote, OLD).arg(&archive));
+    // The newest backup is another host's (a cloned machine-id), and
+    // LATEST.json got damaged: the sidecar still tells whose backups these are.
+    let gens = remote.machine_dir(OLD).join("generations");
+    let side = names(&gens)
+        .into_iter()
+        .find(|n| n.ends_with(".json"))
+        .unwrap();
+    let mut sc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(gens.join(&side)).unwrap()).unwrap();
+    sc["manifest"]["host"] = "some-other-host".into();
+    std::fs::write(gens.join(&side), serde_json::to_vec(&sc).unwrap()).unwrap();
+    std::fs::write(remote.machine_dir(OLD).join("LATEST.json"), b"{damaged").unwrap();
+    let out = run(env.push(&remote, OLD).arg(&archive));
+    assert_fails_with(&out, "etcd2-push", "share this machine-id");
+    // --force publishes, and the pointer is whole again.
+    run_ok(env.push(&remote, OLD).arg("--force").arg(&archive));
+    let p = pointer(&remote, OLD);
+    assert!(p["generation"].is_string());
+}

@@ -140,6 +140,25 @@ pub struct Pointer {
     pub written_at: String,
 }
 
+impl Pointer {
+    /// The pointer that would name `sc`'s generation.
+    pub fn of(sc: &Sidecar) -> Pointer {
+        let m = &sc.manifest;
+        Pointer {
+            format: SIDECAR_FORMAT,
+            generation: sc.generation.clone(),
+            archive: sc.archive.clone(),
+            size: sc.size,
+            sha256: sc.sha256.clone(),
+            member_name: m.member_name.clone(),
+            member_id: m.member_id.clone(),
+            cluster_id: m.cluster_id.clone(),
+            host: m.host.clone(),
+            written_at: sc.pushed_at.clone(),
+        }
+    }
+}
+
 /// What the generations directory holds, by generation id.
 #[derive(Debug, Default)]
 pub struct Listing {

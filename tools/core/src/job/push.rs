@@ -10,10 +10,10 @@ use anyhow::{bail, ensure, Context, Result};
 use crate::archive::{self, Manifest};
 use crate::cli::Input;
 use crate::digest::{Digests, Hasher, HashingReader};
-use crate::rclone::{join, Rclone};
+use crate::rclone::{join, Rclone, Small};
 use crate::repo::{
-    check_owner, new_generation_id, plan_retention, read_pointer, Layout, Listing, Pointer,
-    Sidecar, POINTER_NAME, SIDECAR_FORMAT,
+    check_owner, new_generation_id, plan_retention, read_pointer, read_pointer_checked, Layout,
+    Listing, Pointer, PointerState, Sidecar, POINTER_NAME, SIDECAR_FORMAT,
 };
 
 /// How the uploaded copy is checked before it is published.
@@ -335,22 +335,58 @@ impl PushJob {
     /// backups (`owner`: checked once, before the sidecar), and never
     /// moving LATEST.json backwards to an older generation than it names.
     fn check_publishable(&self, m: &Manifest, generation: &str, owner: bool) -> Result<()> {
-        let Some(prev) = read_pointer(&self.rclone, &self.layout)? else {
-            return Ok(());
+        let prev = match read_pointer_checked(&self.rclone, &self.layout)? {
+            PointerState::Missing => return Ok(()),
+            PointerState::Valid(p) => p,
+            PointerState::Damaged(why) => {
+                // Whose backups these are is also in the newest sidecar: a
+                // damaged pointer must not switch the owner check off.
+                tracing::warn!(
+                    "{} is damaged ({why}); checking against the newest complete generation \
+                     instead, and this push rewrites the pointer",
+                    self.layout.pointer()
+                );
+                match self.newest_sidecar()? {
+                    Some(sc) => Pointer::of(&sc),
+                    None => return Ok(()),
+                }
+            }
         };
         if owner {
             check_owner(&prev, m, &self.layout.base(), self.force)?;
         }
-        ensure!(
-            prev.generation.as_str() < generation,
-            "{} already names generation {}, newer than this push's {generation}: another \
-             push for this machine-id published meanwhile (a cloned machine-id, or two lock \
-             files?), or this host's clock is behind. Not moving the pointer backwards; \
-             {generation} stays unpublished",
-            self.layout.pointer(),
-            prev.generation
-        );
+        if prev.generation.as_str() >= generation {
+            let msg = format!(
+                "{} already names generation {}, newer than this push's {generation}: another \
+                 push for this machine-id published meanwhile (a cloned machine-id, or two lock \
+                 files?), or this host's clock is behind (or was ahead when that was pushed)",
+                self.layout.pointer(),
+                prev.generation
+            );
+            if !self.force {
+                bail!("{msg}. Not moving the pointer backwards; {generation} stays unpublished (--force publishes it)");
+            }
+            tracing::warn!("--force: {msg}; publishing {generation} all the same");
+        }
         Ok(())
+    }
+
+    /// The newest complete generation's sidecar that reads, if any.
+    fn newest_sidecar(&self) -> Result<Option<Sidecar>> {
+        let gens = self.layout.generations();
+        let listing = self
+            .rclone
+            .list(&gens, false)?
+            .map(|e| Listing::from_entries(&e))
+            .unwrap_or_default();
+        for id in listing.complete().into_iter().rev() {
+            if let Small::Bytes(b) = self.rclone.cat_small(&join(&gens, &format!("{id}.json")))? {
+                if let Ok(sc) = serde_json::from_slice::<Sidecar>(&b) {
+                    return Ok(Some(sc));
+                }
+            }
+        }
+        Ok(None)
     }
 
     /// After retention: LATEST.json still names our generation and it is
