@@ -244,10 +244,14 @@ impl Invocation {
             .stderr_capture()
             .start()
             .with_context(|| format!("starting {}", self.program.path.display()))?;
-        let _running = guard_children(handle.pids());
+        let running = guard_children(handle.pids());
         let waited = handle
             .wait_timeout(self.timeout)
             .with_context(|| format!("waiting for {}", self.display()))?;
+        if waited.is_some() {
+            // Reaped: its pid may be reused; the signal handler forgets it.
+            drop(running);
+        }
         let Some(output) = waited else {
             // The child is stuck (a hung remote, an etcd that does not
             // answer). Kill it and say so.
@@ -639,6 +643,8 @@ impl ChildWriter {
             .handle
             .wait()
             .with_context(|| format!("waiting for {}", self.display))?;
+        // Reaped: its pid may be reused; the signal handler forgets it.
+        self._running.clear();
         if let Some(why) = self.watchdog.fired() {
             bail!("{why}");
         }
@@ -780,10 +786,16 @@ impl StreamReader {
 impl io::Read for StreamReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match (&*self.handle).read(buf) {
-            Ok(0) if !buf.is_empty() => match self.handle.try_wait() {
-                Ok(Some(out)) if out.status.success() => Ok(0),
-                _ => Err(self.failure()),
-            },
+            Ok(0) if !buf.is_empty() => {
+                let r = match self.handle.try_wait() {
+                    Ok(Some(out)) if out.status.success() => Ok(0),
+                    _ => Err(self.failure()),
+                };
+                // The child is reaped now: its pid may be reused, so the
+                // signal handler must no longer know it.
+                self._running.clear();
+                r
+            }
             Ok(n) => {
                 self.watchdog.progressed();
                 Ok(n)

@@ -145,8 +145,9 @@ pub fn dies_with_us(cmd: &mut std::process::Command) {
             nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
                 .map_err(std::io::Error::from)?;
             // We may have died between fork and prctl: then do not run.
+            // (from_raw_os_error does not allocate, unlike io::Error::other.)
             if nix::unistd::getppid() != parent {
-                return Err(std::io::Error::other("parent exited"));
+                return Err(std::io::Error::from_raw_os_error(nix::libc::ESRCH));
             }
             Ok(())
         });
