@@ -320,7 +320,12 @@ pub fn plan_retention(
     }
     let tmp_prefix = format!("{POINTER_NAME}.tmp-");
     for stray in &listing.strays {
-        if stray.starts_with(&tmp_prefix) && !stray.ends_with(published) {
+        // Only temporary pointers of older generations: a newer one is
+        // another writer's, about to be moved into place.
+        if stray
+            .strip_prefix(&tmp_prefix)
+            .is_some_and(|g| g < published)
+        {
             orphans.push(stray.clone());
         }
     }
@@ -495,8 +500,10 @@ mod tests {
             "E.tar.zst",
             "LATEST.json.tmp-A",
             "LATEST.json.tmp-C",
+            "LATEST.json.tmp-E",
         ]);
-        // E (an upload still running elsewhere, newer than C) is left alone.
+        // E (an upload still running elsewhere, newer than C) is left
+        // alone, and so is a newer writer's temporary pointer.
         let plan = plan_retention(&l, Some("C"), "C", 3);
         assert!(plan.expired.is_empty());
         assert_eq!(
