@@ -489,17 +489,29 @@ impl Etcdctl {
     /// disabled (etcd 3.4's default) answers the v2 probe with a non-JSON
     /// 404 (etcdctl exit 4, "server error"): no client can have written v2
     /// keys through it, so that counts as empty.
-    pub fn v2_has_keys(&self) -> Result<bool> {
+    pub fn v2_has_keys(&self, warn_if_blind: bool) -> Result<bool> {
         let (code, out) = self
             .v2(&["ls", "/"])
             .run_accepting(&[4])
             .map_err(|e| self.unreachable(e))?;
         if code == 4 {
             if v2_api_disabled(&out.stderr) {
-                tracing::info!(
-                    "the v2 API is disabled on {} (etcd 3.4's default): its v2 keyspace counts as empty",
+                // The v2 store is replicated to every member whatever its
+                // --enable-v2: data from etcd2 days, or written through
+                // another member, cannot be seen from here. Say so; the
+                // backup goes on with the v3 keyspace.
+                let msg = format!(
+                    "the v2 API is disabled on {} (etcd 3.4's default): whether its v2 keyspace \
+                     holds data (from etcd2 days, or written through another member) cannot be \
+                     checked, and a v3 backup does not hold it. Start the member with \
+                     --enable-v2 for the check, or pass --api v3 where v2 data cannot exist",
                     self.endpoints
                 );
+                if warn_if_blind {
+                    tracing::warn!("{msg}");
+                } else {
+                    tracing::info!("{msg}");
+                }
                 return Ok(false);
             }
             return Err(self.unreachable(anyhow::anyhow!(
@@ -513,8 +525,8 @@ impl Etcdctl {
     /// [`Etcdctl::v2_has_keys`], where this etcdctl still has v2 commands:
     /// one without them (3.6) cannot have written v2 keys either, and its
     /// member has no v2 store to hold them.
-    pub fn v2_has_keys_if_any(&self) -> Result<bool> {
-        match self.v2_has_keys() {
+    pub fn v2_has_keys_if_any(&self, warn_if_blind: bool) -> Result<bool> {
+        match self.v2_has_keys(warn_if_blind) {
             Err(e) if format!("{e:#}").contains("unknown command") => {
                 tracing::info!(
                     "etcdctl has no v2 commands (etcd 3.6): the v2 keyspace is not probed"
@@ -547,9 +559,14 @@ impl Etcdctl {
                 .map_err(|e| self.unreachable(e))?;
             if code == 4 {
                 if v2_api_disabled(&out.stderr) {
-                    // No client can have written a v2 key through this
-                    // member: there is no acknowledged v2 write to lose.
-                    tracing::debug!("v2 API disabled: no quorum barrier needed");
+                    // v2 writes may still arrive through other members: the
+                    // barrier cannot be sent through this one.
+                    tracing::warn!(
+                        "the v2 API is disabled on {}: no quorum barrier before etcdctl backup, \
+                         so an idle cluster's last v2 write may be missing; enable --enable-v2 \
+                         on this member",
+                        self.endpoints
+                    );
                     return Ok(());
                 }
                 return Err(self.unreachable(anyhow::anyhow!(

@@ -188,7 +188,9 @@ impl SnapshotJob {
                 status.status.version
             );
         }
-        let v2_has = member_has_v2 && self.etcd.v2_has_keys_if_any()?;
+        // An explicit --api v3 acknowledges that no v2 data matters; auto
+        // and v2 look (and warn where they cannot see).
+        let v2_has = member_has_v2 && self.etcd.v2_has_keys_if_any(self.api != ApiChoice::V3)?;
         // Also the v3 half of the acknowledged-write guarantee: this probe
         // is a linearizable read of the member backed up, answered only once
         // it applied everything committed before it (a lagging follower
