@@ -71,10 +71,6 @@ impl AtomicFile {
         })
     }
 
-    pub fn target(&self) -> &Path {
-        &self.target
-    }
-
     /// Flush to disk and publish under the target name, replacing any
     /// previous file of that name in one atomic step.
     pub fn commit(mut self) -> Result<()> {
