@@ -315,6 +315,25 @@ fn restore_the_cluster_procedure_under_systemd() {
     assert!(err.contains("journal of etcd2-restore.service"), "{err}");
     assert!(err.contains("etcd2-fetch: error:"), "{err}");
     assert!(err.contains("00000000000000000000000000000000"), "{err}");
+    // The reason is in the journal at its priority: `journalctl -p warning`
+    // shows our error line, not only systemd's "Failed".
+    let warnings = cts[1].exec(&[
+        "journalctl",
+        "--no-pager",
+        "-o",
+        "cat",
+        "-p",
+        "warning",
+        "-u",
+        "etcd2-restore.service",
+    ]);
+    let warnings = String::from_utf8_lossy(&warnings.stdout);
+    assert!(
+        warnings
+            .lines()
+            .any(|l| l.starts_with("etcd2-fetch: error:")),
+        "journalctl -p warning lacks our error line:\n{warnings}"
+    );
     cts[1].systemctl(&["unset-environment", "ETCD2_BACKUP_MACHINE_ID"]);
     assert_eq!(harness::names(&nodes[1].data.join("member/wal")), before);
     assert!(!harness::names(&nodes[1].data)

@@ -205,3 +205,39 @@ fn snapshot_and_push_write_textfile_metrics_that_parse_and_count_failures() {
         vec!["etcd2_backup_push.prom", "etcd2_backup_snapshot.prom"]
     );
 }
+
+#[test]
+fn under_the_journal_every_line_carries_its_priority() {
+    use std::os::unix::fs::MetadataExt;
+    let d = tempfile::tempdir().unwrap();
+    let log = d.path().join("stderr");
+    let run_with = |journal: bool| {
+        let f = std::fs::File::create(&log).unwrap();
+        let m = f.metadata().unwrap();
+        let mut cmd = tool("etcd2-snapshot");
+        cmd.env(
+            "ETCDCTL_ENDPOINTS",
+            format!("http://127.0.0.1:{}", free_port()),
+        )
+        .env("ETCD_BACKUP_DIR", d.path().join("work"))
+        .args(["--query-timeout", "2s", "-o"])
+        .arg(d.path().join("a.tar.zst"))
+        .stderr(f);
+        if journal {
+            // What systemd sets when it connects stderr to the journal.
+            cmd.env("JOURNAL_STREAM", format!("{}:{}", m.dev(), m.ino()));
+        }
+        let st = cmd.status().unwrap();
+        assert_eq!(st.code(), Some(1));
+        std::fs::read_to_string(&log).unwrap()
+    };
+    let plain = run_with(false);
+    assert!(!plain.lines().any(|l| l.starts_with('<')), "{plain}");
+    let journal = run_with(true);
+    let last = journal.lines().last().unwrap_or_default();
+    assert!(last.starts_with("<3>etcd2-snapshot: error: "), "{journal}");
+    assert!(
+        journal.lines().all(|l| l.starts_with('<')),
+        "every line has a priority: {journal}"
+    );
+}

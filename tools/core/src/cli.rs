@@ -47,23 +47,75 @@ pub fn init_logging(args: &LogArgs) {
     let _ = tracing_subscriber::fmt()
         .without_time()
         .with_target(false)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(|| RedactingStderr)
+        .with_ansi(std::io::stderr().is_terminal() && !stderr_is_journal())
+        .with_writer(StderrWriter)
         .with_env_filter(filter)
         .try_init();
 }
 
-/// stderr for log lines, each passed through [`crate::cmd::redact`]. The
-/// fmt layer formats an event into one buffer and writes it in one call, so
-/// a secret is never split across two writes.
-struct RedactingStderr;
+/// Whether stderr is connected to the journal: systemd then sets
+/// JOURNAL_STREAM to the device and inode of the stream it connected
+/// (systemd.exec(5)); a child's inherited value no longer matches.
+pub fn stderr_is_journal() -> bool {
+    static IS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *IS.get_or_init(|| {
+        let Ok(v) = std::env::var("JOURNAL_STREAM") else {
+            return false;
+        };
+        let Some((dev, ino)) = v.split_once(':') else {
+            return false;
+        };
+        let Ok(st) = nix::sys::stat::fstat(std::io::stderr()) else {
+            return false;
+        };
+        dev.parse::<u64>().ok() == Some(st.st_dev) && ino.parse::<u64>().ok() == Some(st.st_ino)
+    })
+}
+
+/// The syslog priority journald reads from a `<N>` line prefix
+/// (SyslogLevelPrefix=, on by default), so `journalctl -p warning` shows
+/// our warnings and the final error line.
+fn priority(level: &tracing::Level) -> u8 {
+    match *level {
+        tracing::Level::ERROR => 3,
+        tracing::Level::WARN => 4,
+        tracing::Level::INFO => 6,
+        _ => 7,
+    }
+}
+
+/// Makes a [`RedactingStderr`] for each event, knowing its level.
+struct StderrWriter;
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for StderrWriter {
+    type Writer = RedactingStderr;
+    fn make_writer(&'a self) -> RedactingStderr {
+        RedactingStderr { prefix: None }
+    }
+    fn make_writer_for(&'a self, meta: &tracing::Metadata<'_>) -> RedactingStderr {
+        RedactingStderr {
+            prefix: stderr_is_journal().then(|| priority(meta.level())),
+        }
+    }
+}
+
+/// stderr for log lines, each passed through [`crate::cmd::redact`], each
+/// line prefixed with its priority under the journal. The fmt layer
+/// formats an event into one buffer and writes it in one call, so a secret
+/// is never split across two writes.
+struct RedactingStderr {
+    prefix: Option<u8>,
+}
 
 impl std::io::Write for RedactingStderr {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let text = String::from_utf8_lossy(buf);
-        std::io::stderr()
-            .lock()
-            .write_all(crate::cmd::redact(&text).as_bytes())?;
+        let text = crate::cmd::redact(&text);
+        let out = match self.prefix {
+            None => text.into_owned(),
+            Some(p) => text.lines().map(|l| format!("<{p}>{l}\n")).collect(),
+        };
+        std::io::stderr().lock().write_all(out.as_bytes())?;
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -105,7 +157,11 @@ pub fn run_main(tool: &str, body: impl FnOnce() -> Result<()>) -> ExitCode {
     match body() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("{tool}: error: {}", crate::cmd::redact(&format!("{e:#}")));
+            let prefix = if stderr_is_journal() { "<3>" } else { "" };
+            eprintln!(
+                "{prefix}{tool}: error: {}",
+                crate::cmd::redact(&format!("{e:#}"))
+            );
             let code = e
                 .chain()
                 .find_map(|c| c.downcast_ref::<Coded>())

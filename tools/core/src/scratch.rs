@@ -198,8 +198,13 @@ pub fn install_signal_handler(tool: &str) {
                 }
             }
             let tool = TOOL.get().map(String::as_str).unwrap_or("etcd2-backup");
+            let prefix = if crate::cli::stderr_is_journal() {
+                "<3>"
+            } else {
+                ""
+            };
             eprintln!(
-                "{tool}: error: stopped by {name}{}{}",
+                "{prefix}{tool}: error: stopped by {name}{}{}",
                 if children.is_empty() {
                     String::new()
                 } else {
