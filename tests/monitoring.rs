@@ -14,13 +14,7 @@ fn check_says_fresh_stale_no_backup_or_unreachable_with_distinct_codes() {
     let remote = Remote::local(c.path());
     let env = Env::new(c.path());
     let archive = c.path().join("a.tar.zst");
-    run_ok(
-        tool("etcd2-snapshot")
-            .env("ETCDCTL_ENDPOINTS", c.endpoint(0))
-            .env("ETCD_BACKUP_DIR", c.path().join("snapwork"))
-            .args(["--api", "v3", "-o"])
-            .arg(&archive),
-    );
+    c.snapshot_to(0, "v3", &archive);
 
     // No backup yet: 4.
     let out = run(env.fetch(&remote, MID).args(["--check", "--max-age", "5m"]));
@@ -240,4 +234,81 @@ fn under_the_journal_every_line_carries_its_priority() {
         journal.lines().all(|l| l.starts_with('<')),
         "every line has a priority: {journal}"
     );
+}
+
+#[test]
+fn scripts_get_json_results_and_distinct_exit_codes() {
+    let c = Cluster::start(1);
+    c.put_v3(0, "/a", "1");
+    let remote = Remote::local(c.path());
+    let env = Env::new(c.path());
+    let archive = c.path().join("a.tar.zst");
+    // snapshot --json: the manifest, on stdout beside -o FILE.
+    let out = run_ok(
+        tool("etcd2-snapshot")
+            .env("ETCDCTL_ENDPOINTS", c.endpoint(0))
+            .env("ETCD_BACKUP_DIR", c.path().join("snapwork"))
+            .args(["--api", "v3", "--json", "-o"])
+            .arg(&archive),
+    );
+    let m: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(m["manifest"]["api"], "v3");
+    assert!(m["archive_sha256"].as_str().is_some_and(|s| s.len() == 64));
+    // push --json: the generation it published.
+    let out = run_ok(env.push(&remote, MID).arg("--json").arg(&archive));
+    let p: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let pointer: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(remote.machine_dir(MID).join("LATEST.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(p["generation"], pointer["generation"]);
+    // health --json: the members.
+    let out = run_ok(tool("etcd2-health").args(["--endpoints", c.endpoint(0), "--json"]));
+    let h: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(h["started"], 1);
+
+    // Locked: 6.
+    let lock = env.work.join("push.lock");
+    let f = std::fs::File::create(&lock).unwrap();
+    let _held = nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock).unwrap();
+    let out = run(env.push(&remote, MID).arg(&archive));
+    assert_eq!(
+        out.status.code(),
+        Some(6),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    drop(_held);
+    // Another member's backups under this machine-id: 7.
+    let mut ptr = pointer.clone();
+    ptr["host"] = "some-other-host".into();
+    std::fs::write(
+        remote.machine_dir(MID).join("LATEST.json"),
+        serde_json::to_vec(&ptr).unwrap(),
+    )
+    .unwrap();
+    let out = run(env.push(&remote, MID).arg(&archive));
+    assert_eq!(
+        out.status.code(),
+        Some(7),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A fetch with no backup: 4; an unreachable remote: 5.
+    let out = run(env
+        .fetch(&remote, "f0000000000000000000000000000009")
+        .args(["-o", "/dev/null"]));
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for t in ["etcd2-push", "etcd2-fetch"] {
+        let help = run_ok(tool(t).arg("--help"));
+        assert!(
+            String::from_utf8_lossy(&help.stdout).contains("Exit status"),
+            "{t}"
+        );
+    }
 }

@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use harness::etcd::{self, Cluster, MemberSpec};
 use harness::rclone::{Remote, QUICK_FAIL};
-use harness::{assert_fails_with, free_port, names, pipe_ok, run, run_ok, tool, wait_for, Env};
+use harness::{
+    assert_fails_with, assert_fails_with_code, free_port, names, pipe_ok, run, run_ok, tool,
+    wait_for, Env,
+};
 
 const OLD: &str = "0000000000000000000000000000000a";
 const NEW: &str = "0000000000000000000000000000000b";
@@ -454,7 +457,7 @@ fn concurrent_pushes_never_interleave() {
     snapshot_to(&c, &archive, "v3");
     let mut first = push_paused_at(&env, &remote, OLD, &archive, "before-pointer");
     let out = run(env.push(&remote, OLD).arg(&archive));
-    assert_fails_with(&out, "etcd2-push", "locked: another etcd2-push");
+    assert_fails_with_code(&out, "etcd2-push", 6, "locked: another etcd2-push");
     // A second push that waits gets its turn once the first is gone.
     let mut waiting = env.push(&remote, OLD);
     waiting
@@ -496,7 +499,7 @@ fn another_members_pointer_is_refused_unless_forced() {
     )
     .unwrap();
     let out = run(env.push(&remote, OLD).arg(&ba));
-    assert_fails_with(&out, "etcd2-push", "share this machine-id");
+    assert_fails_with_code(&out, "etcd2-push", 7, "share this machine-id");
     assert_eq!(
         complete(&remote, OLD).len(),
         1,
@@ -531,9 +534,10 @@ fn configuration_mistakes_give_one_clear_line() {
         .fetch(&remote, OLD)
         .arg("--into")
         .arg(base.path().join("x")));
-    assert_fails_with(
+    assert_fails_with_code(
         &out,
         "etcd2-fetch",
+        4,
         &format!("no backup yet for machine-id {OLD}"),
     );
 
@@ -630,7 +634,7 @@ fn a_damaged_pointer_does_not_switch_the_owner_check_off() {
     std::fs::write(gens.join(&side), serde_json::to_vec(&sc).unwrap()).unwrap();
     std::fs::write(remote.machine_dir(OLD).join("LATEST.json"), b"{damaged").unwrap();
     let out = run(env.push(&remote, OLD).arg(&archive));
-    assert_fails_with(&out, "etcd2-push", "share this machine-id");
+    assert_fails_with_code(&out, "etcd2-push", 7, "share this machine-id");
     // --force publishes, and the pointer is whole again.
     run_ok(env.push(&remote, OLD).arg("--force").arg(&archive));
     let p = pointer(&remote, OLD);

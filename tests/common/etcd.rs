@@ -377,6 +377,18 @@ impl Cluster {
         c
     }
 
+    /// `etcd2-snapshot --api API -o OUT` of member `i`, required to succeed
+    /// (scratch in the cluster's own dir).
+    pub fn snapshot_to(&self, i: usize, api: &str, out: &Path) {
+        super::run_ok(
+            super::tool("etcd2-snapshot")
+                .env("ETCDCTL_ENDPOINTS", self.endpoint(i))
+                .env("ETCD_BACKUP_DIR", self.path().join("snapwork"))
+                .args(["--api", api, "-o"])
+                .arg(out),
+        );
+    }
+
     pub fn wait_healthy(&self, i: usize) {
         endpoint_wait_healthy(self.endpoint(i), &self.tls_args_v3(), &self.members[i].log);
     }

@@ -184,8 +184,18 @@ pub fn run_ok(cmd: &mut Command) -> Output {
 /// Assert the failure shape every tool promises: exit 1 and a single
 /// `tool: error: ...` line that contains `needle`. Returns the line.
 pub fn assert_fails_with(out: &Output, tool: &str, needle: &str) -> String {
+    assert_fails_with_code(out, tool, 1, needle)
+}
+
+/// [`assert_fails_with`] for a failure with its own exit code (stale 3, no
+/// backup 4, unreachable 5, locked 6, refused 7).
+pub fn assert_fails_with_code(out: &Output, tool: &str, code: i32, needle: &str) -> String {
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "expected exit 1, stderr: {err}");
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "expected exit {code}, stderr: {err}"
+    );
     let prefix = format!("{tool}: error: ");
     let lines: Vec<&str> = err.lines().filter(|l| l.starts_with(&prefix)).collect();
     assert_eq!(lines.len(), 1, "expected one error line, stderr: {err}");

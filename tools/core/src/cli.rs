@@ -128,6 +128,11 @@ impl std::io::Write for RedactingStderr {
 pub const EXIT_STALE: u8 = 3;
 pub const EXIT_NO_BACKUP: u8 = 4;
 pub const EXIT_UNREACHABLE: u8 = 5;
+/// Another etcd2-push holds the lock (push).
+pub const EXIT_LOCKED: u8 = 6;
+/// Refused: the remote holds another member's backups under this
+/// machine-id (push, unless --force).
+pub const EXIT_REFUSED: u8 = 7;
 
 /// An error that ends the tool with its own exit code (see `EXIT_*`).
 #[derive(Debug)]

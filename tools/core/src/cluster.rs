@@ -9,8 +9,8 @@ use anyhow::Result;
 use crate::etcd::{hex_id, Etcdctl, Member};
 use crate::poll::{self, Probe};
 
-/// What a health check found.
-#[derive(Debug)]
+/// What a health check found (`etcd2-health --json`).
+#[derive(Debug, serde::Serialize)]
 pub struct Health {
     pub started: usize,
     pub unstarted: Vec<String>,

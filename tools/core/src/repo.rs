@@ -225,7 +225,7 @@ pub fn check_owner(prev: &Pointer, m: &Manifest, where_: &str, force: bool) -> R
             m.host
         );
         if !force {
-            bail!("{msg}");
+            return Err(crate::cli::coded(crate::cli::EXIT_REFUSED, msg));
         }
         tracing::warn!("--force: {msg}");
     } else if prev.cluster_id != m.cluster_id {

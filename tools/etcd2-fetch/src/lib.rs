@@ -27,7 +27,7 @@ use std::path::PathBuf;
   1  failed (one line on stderr says why)
   2  usage error
   3  --check: the newest complete backup is older than --max-age (stale)
-  4  --check: no complete backup for this machine-id
+  4  no complete backup for this machine-id (fetch and --check)
   5  --check: the remote cannot be reached")]
 pub struct Cli {
     /// Extract the verified backup into this new or empty directory

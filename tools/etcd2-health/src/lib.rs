@@ -32,6 +32,10 @@ pub struct Cli {
     #[command(flatten)]
     pub etcd: EtcdArgs,
 
+    /// Print the verdict (members started, unstarted, problems) as JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+
     #[command(flatten)]
     pub log: LogArgs,
 }

@@ -10,13 +10,16 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     cli::init_logging(&cli.log);
     cli::run_main("etcd2-health", || {
-        etcd2_backup::job::health::HealthJob {
+        let health = etcd2_backup::job::health::HealthJob {
             etcd: cli.etcd.client()?,
             members: cli.members,
             wait: cli.wait,
             promote: cli.promote,
         }
-        .run()
-        .map(|_| ())
+        .run()?;
+        if cli.json {
+            cli::print_stdout(&format!("{}\n", serde_json::to_string_pretty(&health)?))?;
+        }
+        Ok(())
     })
 }

@@ -23,6 +23,12 @@ use std::time::Duration;
 ///   etcd2-fetch --machine-id OLD -o - | etcd2-push --machine-id NEW -   (migration)
 #[derive(Parser, Debug)]
 #[command(version, verbatim_doc_comment)]
+#[command(after_help = "Exit status:
+  0  published
+  1  failed (one line on stderr says why; nothing unverified is published)
+  2  usage error
+  6  locked: another etcd2-push holds the lock (--lock-wait)
+  7  refused: the remote holds another member's backups under this machine-id (--force)")]
 pub struct Cli {
     /// The archive to push, or - to read it from stdin
     #[arg(value_name = "ARCHIVE|-")]
@@ -69,6 +75,11 @@ pub struct Cli {
 
     #[command(flatten)]
     pub metrics: cli::MetricsArgs,
+
+    /// Print what was published (generation, size, sha256, what retention deleted)
+    /// as JSON on stdout
+    #[arg(long)]
+    pub json: bool,
 
     #[command(flatten)]
     pub log: LogArgs,

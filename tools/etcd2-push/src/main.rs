@@ -29,6 +29,10 @@ fn main() -> ExitCode {
         })();
         let samples = pushed.as_ref().ok().map(|p| p.samples());
         metrics::record(cli.metrics.dir(), "push", started, samples);
-        pushed.map(|_| ())
+        let pushed = pushed?;
+        if cli.json {
+            cli::print_stdout(&format!("{}\n", serde_json::to_string_pretty(&pushed)?))?;
+        }
+        Ok(())
     })
 }

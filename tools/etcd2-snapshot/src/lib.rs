@@ -75,6 +75,11 @@ pub struct Cli {
     #[command(flatten)]
     pub metrics: cli::MetricsArgs,
 
+    /// Print what was written (the manifest, size and sha256) as JSON on stdout;
+    /// needs -o FILE, since stdout otherwise carries the archive
+    #[arg(long)]
+    pub json: bool,
+
     #[command(flatten)]
     pub log: LogArgs,
 }

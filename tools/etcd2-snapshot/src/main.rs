@@ -13,6 +13,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     cli::init_logging(&cli.log);
     cli::run_main("etcd2-snapshot", || {
+        let json = cli.json;
+        if json && matches!(cli.output, cli::Output::Stdout) {
+            anyhow::bail!("--json needs -o FILE: stdout carries the archive with -o -");
+        }
         let started = std::time::Instant::now();
         let produced = (|| {
             let job = SnapshotJob {
@@ -31,6 +35,10 @@ fn main() -> ExitCode {
         })();
         let samples = produced.as_ref().ok().map(|p| p.samples());
         metrics::record(cli.metrics.dir(), "snapshot", started, samples);
-        produced.map(|_| ())
+        let produced = produced?;
+        if json {
+            cli::print_stdout(&format!("{}\n", serde_json::to_string_pretty(&produced)?))?;
+        }
+        Ok(())
     })
 }

@@ -161,13 +161,16 @@ impl FetchJob {
                 if self.is_legacy(&base)? {
                     return Ok(Source::Legacy(base));
                 }
-                bail!(
-                    "no backup yet for machine-id {} under {} (no {}, no complete generation, \
-                     no legacy member/ dir)",
-                    self.layout.machine_id,
-                    self.layout.endpoint,
-                    crate::repo::POINTER_NAME
-                )
+                return Err(crate::cli::coded(
+                    crate::cli::EXIT_NO_BACKUP,
+                    format!(
+                        "no backup yet for machine-id {} under {} (no {}, no complete generation, \
+                         no legacy member/ dir)",
+                        self.layout.machine_id,
+                        self.layout.endpoint,
+                        crate::repo::POINTER_NAME
+                    ),
+                ));
             }
             PointerState::Missing => {
                 format!("{pointer} is missing: no backup was published here")

@@ -38,7 +38,8 @@ pub struct PushJob {
     pub lock_wait: Duration,
 }
 
-#[derive(Debug)]
+/// What a push published (`etcd2-push --json`).
+#[derive(Debug, serde::Serialize)]
 pub struct Pushed {
     pub generation: String,
     pub size: u64,
@@ -131,12 +132,15 @@ pub fn lock(path: &Path, wait: Duration) -> Result<HostLock> {
             Err((f, nix::errno::Errno::EWOULDBLOCK)) => {
                 if Instant::now() >= deadline {
                     let holder = std::fs::read_to_string(path).unwrap_or_default();
-                    bail!(
-                        "locked: another etcd2-push (pid {}) holds {}; waited {} (--lock-wait)",
-                        holder.trim(),
-                        path.display(),
-                        humantime::format_duration(wait)
-                    );
+                    return Err(crate::cli::coded(
+                        crate::cli::EXIT_LOCKED,
+                        format!(
+                            "locked: another etcd2-push (pid {}) holds {}; waited {} (--lock-wait)",
+                            holder.trim(),
+                            path.display(),
+                            humantime::format_duration(wait)
+                        ),
+                    ));
                 }
                 file = f;
                 std::thread::sleep(Duration::from_millis(100));

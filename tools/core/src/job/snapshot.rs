@@ -41,8 +41,8 @@ pub struct SnapshotJob {
 /// Name of the scratch dir in the work dir (`etcd2-snapshot.<pid>.*`).
 const SCRATCH: &str = "etcd2-snapshot";
 
-/// What a finished snapshot produced.
-#[derive(Debug)]
+/// What a finished snapshot produced (`etcd2-snapshot --json`).
+#[derive(Debug, serde::Serialize)]
 pub struct Produced {
     pub manifest: Manifest,
     pub archive_size: u64,
