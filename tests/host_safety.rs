@@ -62,13 +62,7 @@ fn wipe_and_restore_refuse_a_directory_that_is_not_an_etcd_data_dir() {
     let c = Cluster::start(1);
     c.put_v3(0, "/a", "1");
     let archive = c.path().join("a.tar.zst");
-    run_ok(
-        tool("etcd2-snapshot")
-            .env("ETCDCTL_ENDPOINTS", c.endpoint(0))
-            .env("ETCD_BACKUP_DIR", c.path().join("snapwork"))
-            .args(["--api", "v3", "-o"])
-            .arg(&archive),
-    );
+    c.snapshot_to(0, "v3", &archive);
     for with_member in [false, true] {
         let base = c.path().join(format!("case-{with_member}"));
         let d = foreign_dir(&base, with_member);
@@ -95,13 +89,7 @@ fn a_link_planted_in_the_data_dir_never_changes_its_target() {
     let c = Cluster::start(1);
     c.put_v3(0, "/a", "1");
     let archive = c.path().join("a.tar.zst");
-    run_ok(
-        tool("etcd2-snapshot")
-            .env("ETCDCTL_ENDPOINTS", c.endpoint(0))
-            .env("ETCD_BACKUP_DIR", c.path().join("snapwork"))
-            .args(["--api", "v3", "-o"])
-            .arg(&archive),
-    );
+    c.snapshot_to(0, "v3", &archive);
     // A root-only file outside, and a data dir whose member/ (writable by
     // the etcd user in real life) holds a link to it.
     let secret = c.path().join("shadow");
@@ -171,13 +159,7 @@ fn secrets_never_reach_stderr_stdout_or_help() {
     let mut remote = Remote::s3(c.path());
     let env = Env::new(c.path());
     let archive = c.path().join("a.tar.zst");
-    run_ok(
-        tool("etcd2-snapshot")
-            .env("ETCDCTL_ENDPOINTS", c.endpoint(0))
-            .env("ETCD_BACKUP_DIR", c.path().join("snapwork"))
-            .args(["--api", "v3", "-o"])
-            .arg(&archive),
-    );
+    c.snapshot_to(0, "v3", &archive);
     // Shapes real secrets have: a quoted value holding , and : (AWS secrets
     // hold / and +, rclone's obscured passwords may start with -).
     let canaries = ["AKIDCANARY1", "RET:CANARY2", "TOKENCANARY3", "PASSCANARY4"];
@@ -608,13 +590,7 @@ fn a_download_that_times_out_is_not_called_a_failed_verification() {
     let remote = harness::rclone::Remote::local(c.path());
     let env = harness::Env::new(c.path());
     let archive = c.path().join("a.tar.zst");
-    run_ok(
-        tool("etcd2-snapshot")
-            .env("ETCDCTL_ENDPOINTS", c.endpoint(0))
-            .env("ETCD_BACKUP_DIR", c.path().join("snapwork"))
-            .args(["--api", "v3", "-o"])
-            .arg(&archive),
-    );
+    c.snapshot_to(0, "v3", &archive);
     run_ok(env.push(&remote, MID).arg(&archive));
     // rclone cat of the archive hangs; everything else is real rclone.
     let wrapper = c.path().join("rclone-hangs-on-cat");
@@ -640,13 +616,7 @@ fn a_closed_stdout_is_not_a_failure_and_never_a_panic() {
     let remote = harness::rclone::Remote::local(c.path());
     let env = harness::Env::new(c.path());
     let archive = c.path().join("a.tar.zst");
-    run_ok(
-        tool("etcd2-snapshot")
-            .env("ETCDCTL_ENDPOINTS", c.endpoint(0))
-            .env("ETCD_BACKUP_DIR", c.path().join("snapwork"))
-            .args(["--api", "v3", "-o"])
-            .arg(&archive),
-    );
+    c.snapshot_to(0, "v3", &archive);
     run_ok(env.push(&remote, MID).arg(&archive));
     for args in [vec!["--list"], vec!["--list", "--json"]] {
         // `etcd2-fetch --list | head -0`: the reader is gone before we write.
@@ -701,13 +671,7 @@ fn an_oversized_sidecar_is_reported_damaged_without_being_read_whole() {
     let env = harness::Env::new(c.path());
     for i in 0..2 {
         let archive = c.path().join(format!("{i}.tar.zst"));
-        run_ok(
-            tool("etcd2-snapshot")
-                .env("ETCDCTL_ENDPOINTS", c.endpoint(0))
-                .env("ETCD_BACKUP_DIR", c.path().join("snapwork"))
-                .args(["--api", "v3", "-o"])
-                .arg(&archive),
-        );
+        c.snapshot_to(0, "v3", &archive);
         run_ok(env.push(&remote, MID).arg(&archive));
     }
     let gens = remote.machine_dir(MID).join("generations");
@@ -733,13 +697,7 @@ fn push_stopped_or_killed_leaves_nothing_locally_and_publishes_nothing() {
     let remote = harness::rclone::Remote::local(c.path());
     let env = harness::Env::new(c.path());
     let archive = c.path().join("a.tar.zst");
-    run_ok(
-        tool("etcd2-snapshot")
-            .env("ETCDCTL_ENDPOINTS", c.endpoint(0))
-            .env("ETCD_BACKUP_DIR", c.path().join("snapwork"))
-            .args(["--api", "v3", "-o"])
-            .arg(&archive),
-    );
+    c.snapshot_to(0, "v3", &archive);
     let local_files = || -> Vec<String> {
         harness::names(&env.work)
             .into_iter()
@@ -790,13 +748,7 @@ fn a_restore_stopped_at_the_swap_keeps_the_old_member_data() {
     let c = Cluster::start(1);
     c.put_v3(0, "/a", "1");
     let archive = c.path().join("a.tar.zst");
-    run_ok(
-        tool("etcd2-snapshot")
-            .env("ETCDCTL_ENDPOINTS", c.endpoint(0))
-            .env("ETCD_BACKUP_DIR", c.path().join("snapwork"))
-            .args(["--api", "v3", "-o"])
-            .arg(&archive),
-    );
+    c.snapshot_to(0, "v3", &archive);
     for sig in [SIGTERM, SIGKILL] {
         let data = c.path().join(format!("data-{sig}"));
         std::fs::create_dir_all(data.join("member/wal")).unwrap();
