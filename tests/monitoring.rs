@@ -312,3 +312,34 @@ fn scripts_get_json_results_and_distinct_exit_codes() {
         );
     }
 }
+
+#[test]
+fn a_successful_cycle_writes_at_most_three_lines() {
+    let c = Cluster::start(1);
+    c.put_v3(0, "/a", "1");
+    let remote = Remote::local(c.path());
+    let env = Env::new(c.path());
+    let archive = c.path().join("a.tar.zst");
+    let snap = run_ok(
+        tool("etcd2-snapshot")
+            .env("ETCDCTL_ENDPOINTS", c.endpoint(0))
+            .env("ETCD_BACKUP_DIR", c.path().join("snapwork"))
+            .args(["--api", "v3", "-o"])
+            .arg(&archive),
+    );
+    let push = run_ok(env.push(&remote, MID).arg(&archive));
+    let lines: Vec<String> = [&snap.stderr, &push.stderr]
+        .iter()
+        .flat_map(|e| {
+            String::from_utf8_lossy(e)
+                .lines()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert!(
+        lines.len() <= 3,
+        "a backup every 30 s must not flood the journal: {lines:#?}"
+    );
+    assert!(lines.iter().any(|l| l.contains("pushed ")), "{lines:#?}");
+}

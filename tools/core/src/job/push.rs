@@ -184,7 +184,7 @@ impl PushJob {
             .with_context(|| format!("{shown} is not a whole etcd2-backup archive"))?;
         let archive_name = format!("{generation}.{}", codec.extension());
         let remote_archive = join(&gens, &archive_name);
-        tracing::info!("uploading {shown} ({size} bytes) as generation {generation} to {gens}");
+        tracing::debug!("uploading {shown} ({size} bytes) as generation {generation} to {gens}");
         let upload = self.rclone.rcat(&remote_archive, size)?;
         let mut tee = TeeReader {
             inner: HashingReader::new(
@@ -223,7 +223,7 @@ impl PushJob {
             self.rclone
                 .explain(e.context(format!("uploading to {remote_archive}")))
         })?;
-        tracing::info!(
+        tracing::debug!(
             "verified {shown}: {} backup of member {:?} taken {} ({size} bytes, sha256 {})",
             manifest.api,
             manifest.member_name,
@@ -232,7 +232,7 @@ impl PushJob {
         );
         crate::scratch::fault_point("after-upload");
         let how = self.verify_remote(&gens, &archive_name, &digests)?;
-        tracing::info!("remote copy verified ({how})");
+        tracing::debug!("remote copy verified ({how})");
 
         // Refuse before the sidecar makes the upload a complete generation
         // under this machine-id.
@@ -291,15 +291,17 @@ impl PushJob {
             "{} did not read back as written",
             self.layout.pointer()
         );
-        tracing::info!("published {generation} as {}", self.layout.pointer());
+        tracing::debug!("published {generation} as {}", self.layout.pointer());
         crate::scratch::fault_point("after-pointer");
 
         let deleted = self.retention(&generation).with_context(|| {
             format!("generation {generation} is published, but retention failed")
         })?;
         let generations = self.confirm_published(&generation)?;
+        // The one line a successful push writes at info (the steps are at
+        // debug): the journal gets one line per push, not a dozen.
         tracing::info!(
-            "pushed {generation} ({size} bytes, sha256 {}) to {base} in {:.1}s; deleted {}",
+            "pushed {generation} ({size} bytes, sha256 {}, remote copy verified ({how})) to {base} in {:.1}s; deleted {}",
             &sha256[..16],
             started.elapsed().as_secs_f64(),
             if deleted.is_empty() {

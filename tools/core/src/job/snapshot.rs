@@ -164,7 +164,7 @@ impl SnapshotJob {
             .find(|m| m.id == me)
             .map(|m| m.name.clone())
             .unwrap_or_default();
-        tracing::info!(
+        tracing::debug!(
             "etcd {} member {} ({}) of cluster {} at {}",
             status.status.version,
             if member_name.is_empty() {
@@ -201,7 +201,7 @@ impl SnapshotJob {
         if let Some(w) = warning {
             tracing::warn!("{w}");
         }
-        tracing::info!(
+        tracing::debug!(
             "keyspaces: v2 {}, v3 {}; backing up through the {api} API",
             if !member_has_v2 {
                 "not probed (no v2 store)"
@@ -237,7 +237,7 @@ impl SnapshotJob {
                 let db = scratch.path().join(archive::V3_SNAPSHOT_NAME);
                 self.etcd.snapshot_save(&db)?;
                 let st = self.etcd.snapshot_status(&db)?;
-                tracing::info!(
+                tracing::debug!(
                     "v3 snapshot: {} bytes, {} keys, revision {}",
                     st.total_size,
                     st.total_key,
@@ -254,7 +254,7 @@ impl SnapshotJob {
                 self.etcd.v2_quorum_barrier()?;
                 let b = scratch.path().join("backup");
                 self.etcd.v2_backup(&self.data_dir, &b)?;
-                tracing::info!("v2 backup of {} taken", self.data_dir.display());
+                tracing::debug!("v2 backup of {} taken", self.data_dir.display());
                 (b, None, None)
             }
         };
