@@ -252,7 +252,7 @@ fn secrets_never_reach_stderr_stdout_or_help() {
 }
 
 /// A member holding `mib` MiB of incompressible v3 data.
-fn cluster_with_data(mib: usize) -> Cluster {
+pub(crate) fn cluster_with_data(mib: usize) -> Cluster {
     use std::io::Write;
     let c = Cluster::start(1);
     for k in 0..mib {

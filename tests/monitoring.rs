@@ -343,3 +343,47 @@ fn a_successful_cycle_writes_at_most_three_lines() {
     );
     assert!(lines.iter().any(|l| l.contains("pushed ")), "{lines:#?}");
 }
+
+#[test]
+fn a_push_on_a_terminal_shows_its_progress_and_elsewhere_does_not_redraw() {
+    let c = crate::host_safety::cluster_with_data(4);
+    let remote = Remote::local(c.path());
+    let env = Env::new(c.path());
+    let archive = c.path().join("big.tar.zst");
+    c.snapshot_to(0, "v3", &archive);
+    // rclone throttled, so the upload takes a few seconds.
+    let push = |mid: &str| {
+        let mut cmd = env.push(&remote, mid);
+        cmd.args(["--rclone-flag=--bwlimit=1M"]).arg(&archive);
+        cmd
+    };
+    // On a pty (script(1) gives the command one), as an operator at a shell.
+    let cmd = push(MID);
+    let mut line = String::new();
+    for (k, v) in cmd.get_envs() {
+        if let (k, Some(v)) = (k.to_string_lossy(), v) {
+            line.push_str(&format!("{k}='{}' ", v.to_string_lossy()));
+        }
+    }
+    line.push_str(&format!("'{}'", cmd.get_program().to_string_lossy()));
+    for a in cmd.get_args() {
+        line.push_str(&format!(" '{}'", a.to_string_lossy()));
+    }
+    let out = run_ok(std::process::Command::new("script").args([
+        "-qfec",
+        &format!("env {line}"),
+        "/dev/null",
+    ]));
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown.contains('\r'),
+        "a redrawn line on a terminal: {shown:?}"
+    );
+    assert!(
+        shown.contains("MiB") && shown.contains("/s"),
+        "bytes and rate: {shown:?}"
+    );
+    // Not a terminal: no redrawing into a log.
+    let out = run_ok(&mut push("f0000000000000000000000000000002"));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains('\r'));
+}

@@ -27,6 +27,7 @@ pub struct LogArgs {
 /// `ETCD2_BACKUP_LOG` (or `RUST_LOG`) overrides the level, e.g. `debug`.
 pub fn init_logging(args: &LogArgs) {
     use tracing_subscriber::EnvFilter;
+    crate::progress::set_quiet(args.quiet);
     let level = match (args.quiet, args.verbose) {
         (true, _) => "warn",
         (false, 0) => "info",

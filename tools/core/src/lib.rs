@@ -34,6 +34,7 @@ pub mod job;
 pub mod metrics;
 pub mod node;
 pub mod poll;
+pub mod progress;
 pub mod rclone;
 pub mod repo;
 pub mod scratch;

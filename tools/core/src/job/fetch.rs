@@ -247,7 +247,11 @@ impl FetchJob {
             sc.manifest.created_at,
             sc.size
         );
-        let stream = self.rclone.stream_file(&remote)?;
+        let stream = crate::progress::ProgressReader::new(
+            self.rclone.stream_file(&remote)?,
+            format!("downloading {}", sc.generation),
+            Some(sc.size),
+        );
         // A download that failed (rclone died, a bound was hit) is not a
         // backup that failed verification: say which.
         let bad = |e: anyhow::Error| {
@@ -542,7 +546,7 @@ pub fn format_table(rows: &[GenerationInfo]) -> String {
             r.generation,
             d.created_at,
             human_age(d.age_seconds),
-            human_size(d.size),
+            crate::progress::human_size(d.size),
             d.api.to_string(),
             if d.member_name.is_empty() {
                 "?"
@@ -556,21 +560,6 @@ pub fn format_table(rows: &[GenerationInfo]) -> String {
         ));
     }
     out
-}
-
-pub fn human_size(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
 }
 
 pub fn human_age(s: u64) -> String {
@@ -654,8 +643,6 @@ mod tests {
 
     #[test]
     fn human_formats() {
-        assert_eq!(human_size(512), "512 B");
-        assert_eq!(human_size(3 * 1024 * 1024 + 1), "3.0 MiB");
         assert_eq!(human_age(30), "30s");
         assert_eq!(human_age(3600), "60m");
         assert_eq!(human_age(3 * 86400), "3d");

@@ -188,7 +188,11 @@ impl PushJob {
         let upload = self.rclone.rcat(&remote_archive, size)?;
         let mut tee = TeeReader {
             inner: HashingReader::new(
-                BufReader::with_capacity(1 << 20, &file),
+                crate::progress::ProgressReader::new(
+                    BufReader::with_capacity(1 << 20, &file),
+                    format!("uploading {generation}"),
+                    Some(size),
+                ),
                 Hasher::with_backend_hashes(),
             ),
             out: upload,

@@ -244,7 +244,10 @@ impl RestoreJob {
             let f = std::fs::File::open(&self.from)
                 .with_context(|| format!("opening {}", self.from.display()))?;
             let dest = staging.path().join("backup");
-            let m = archive::read_verified(BufReader::new(f), Some(&dest)).with_context(|| {
+            let size = f.metadata().map(|m| m.len()).ok();
+            let reader =
+                crate::progress::ProgressReader::new(BufReader::new(f), "extracting", size);
+            let m = archive::read_verified(reader, Some(&dest)).with_context(|| {
                 format!(
                     "{} is not a whole etcd2-backup archive",
                     self.from.display()
