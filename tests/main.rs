@@ -13,4 +13,5 @@ mod package;
 mod push_fetch;
 mod restore;
 mod snapshot;
+mod verify;
 mod versions;

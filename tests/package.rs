@@ -14,13 +14,8 @@ use harness::{assert_fails_with, run, run_ok};
 
 const RCLONE_CONF: &str = "[backups]\ntype = local\n";
 
-/// The units the package ships.
-const UNITS: [&str; 4] = [
-    "etcd2-backup.service",
-    "etcd2-backup.timer",
-    "etcd2-restore.service",
-    "etcd2-join.service",
-];
+/// The units the package ships: the installer's own list.
+const UNITS: [&str; 6] = etcd2_backup::job::install::payload::UNIT_FILES;
 
 fn conf() -> String {
     conf_with("backups:/srv/etcd2-backups", "http://10.0.0.1:2379", &[])

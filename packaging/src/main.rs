@@ -91,6 +91,7 @@ fn commands() -> Vec<clap::Command> {
         etcd2_restore::Cli::command(),
         etcd2_member_add::Cli::command(),
         etcd2_health::Cli::command(),
+        etcd2_verify::Cli::command(),
         etcd2_backup_install::Cli::command(),
     ]
 }

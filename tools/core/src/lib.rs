@@ -12,9 +12,9 @@
 //!   [`archive`] the archive and the verified directory, [`digest`] hashing,
 //!   [`fsutil`] atomic files, [`datadir`] an etcd data dir, [`scratch`] our
 //!   debris, [`cluster`] a cluster's health, [`poll`] bounded waits,
-//!   [`clock`] timestamps, [`metrics`] the textfile metrics, [`node`] this
-//!   host, [`cli`] the shared command
-//!   line. Infrastructure never imports from the job module; only files
+//!   [`clock`] timestamps, [`metrics`] the textfile metrics, [`progress`]
+//!   progress for people, [`member`] a member built from a backup, [`node`]
+//!   this host, [`cli`] the shared command line. Infrastructure never imports from the job module; only files
 //!   under `job/` do.
 //! - **Jobs** ([`job`]) are one per tool, named after it. A job uses
 //!   infrastructure and never another job.
@@ -31,6 +31,7 @@ pub mod digest;
 pub mod etcd;
 pub mod fsutil;
 pub mod job;
+pub mod member;
 pub mod metrics;
 pub mod node;
 pub mod poll;

@@ -19,7 +19,7 @@
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::archive::{Codec, Manifest};
@@ -157,6 +157,83 @@ impl Pointer {
             written_at: sc.pushed_at.clone(),
         }
     }
+}
+
+/// Generation `id`'s sidecar; an error says whether it is missing or
+/// damaged.
+pub fn read_sidecar(rclone: &Rclone, layout: &Layout, id: &str) -> Result<Sidecar> {
+    let path = join(&layout.generations(), &format!("{id}.json"));
+    let bytes = rclone
+        .cat(&path)?
+        .with_context(|| format!("generation {id}: sidecar {path} is missing"))?;
+    serde_json::from_slice(&bytes)
+        .with_context(|| format!("generation {id}: sidecar {path} is damaged"))
+}
+
+/// `sc`'s archive as a stream from the remote (with progress), and its
+/// remote path.
+pub fn archive_stream(
+    rclone: &Rclone,
+    layout: &Layout,
+    sc: &Sidecar,
+) -> Result<(
+    String,
+    crate::progress::ProgressReader<crate::cmd::StreamReader>,
+)> {
+    let remote = join(&layout.generations(), &sc.archive);
+    tracing::info!(
+        "fetching generation {} ({} backup of member {:?}, taken {}, {} bytes) from {remote}",
+        sc.generation,
+        sc.manifest.api,
+        sc.manifest.member_name,
+        sc.manifest.created_at,
+        sc.size
+    );
+    let stream = crate::progress::ProgressReader::new(
+        rclone.stream_file(&remote)?,
+        format!("downloading {}", sc.generation),
+        Some(sc.size),
+    );
+    Ok((remote, stream))
+}
+
+/// Why reading a generation's archive failed: the download (rclone died, a
+/// bound was hit) or the data (it failed verification), said as such.
+pub fn read_failure(
+    rclone: &Rclone,
+    sc: &Sidecar,
+    remote: &str,
+    e: anyhow::Error,
+) -> anyhow::Error {
+    if crate::cmd::is_child_failure(&e) {
+        rclone.explain(e.context(format!(
+            "downloading generation {} from {remote}",
+            sc.generation
+        )))
+    } else {
+        e.context(format!(
+            "generation {} at {remote} failed verification",
+            sc.generation
+        ))
+    }
+}
+
+/// The archive that came through (its manifest, size and sha256) is the one
+/// its sidecar describes.
+pub fn check_sidecar(sc: &Sidecar, manifest: &Manifest, size: u64, sha256: &str) -> Result<()> {
+    anyhow::ensure!(
+        size == sc.size && sha256 == sc.sha256,
+        "generation {}: the archive is {size} bytes sha256 {sha256}, its sidecar says {} bytes sha256 {}",
+        sc.generation,
+        sc.size,
+        sc.sha256
+    );
+    anyhow::ensure!(
+        *manifest == sc.manifest,
+        "generation {}: the archive's manifest differs from its sidecar's",
+        sc.generation
+    );
+    Ok(())
 }
 
 /// What the generations directory holds, by generation id.

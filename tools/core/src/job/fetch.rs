@@ -87,13 +87,7 @@ impl<R: Read, W: Write> Read for Tee<R, W> {
 
 impl FetchJob {
     fn read_sidecar(&self, id: &str) -> Result<Sidecar> {
-        let path = join(&self.layout.generations(), &format!("{id}.json"));
-        let bytes = self
-            .rclone
-            .cat(&path)?
-            .with_context(|| format!("generation {id}: sidecar {path} is missing"))?;
-        serde_json::from_slice(&bytes)
-            .with_context(|| format!("generation {id}: sidecar {path} is damaged"))
+        crate::repo::read_sidecar(&self.rclone, &self.layout, id)
     }
 
     fn listing(&self) -> Result<Listing> {
@@ -238,49 +232,10 @@ impl FetchJob {
         target: &Target,
         file: Option<AtomicFile>,
     ) -> Result<Manifest> {
-        let remote = join(&self.layout.generations(), &sc.archive);
-        tracing::info!(
-            "fetching generation {} ({} backup of member {:?}, taken {}, {} bytes) from {remote}",
-            sc.generation,
-            sc.manifest.api,
-            sc.manifest.member_name,
-            sc.manifest.created_at,
-            sc.size
-        );
-        let stream = crate::progress::ProgressReader::new(
-            self.rclone.stream_file(&remote)?,
-            format!("downloading {}", sc.generation),
-            Some(sc.size),
-        );
-        // A download that failed (rclone died, a bound was hit) is not a
-        // backup that failed verification: say which.
-        let bad = |e: anyhow::Error| {
-            if crate::cmd::is_child_failure(&e) {
-                self.rclone.explain(e.context(format!(
-                    "downloading generation {} from {remote}",
-                    sc.generation
-                )))
-            } else {
-                e.context(format!(
-                    "generation {} at {remote} failed verification",
-                    sc.generation
-                ))
-            }
-        };
-        let check = |manifest: &Manifest, n: u64, sha: &str| -> Result<()> {
-            ensure!(
-                n == sc.size && sha == sc.sha256,
-                "generation {}: the archive is {n} bytes sha256 {sha}, its sidecar says {} bytes sha256 {}",
-                sc.generation,
-                sc.size,
-                sc.sha256
-            );
-            ensure!(
-                *manifest == sc.manifest,
-                "generation {}: the archive's manifest differs from its sidecar's",
-                sc.generation
-            );
-            Ok(())
+        let (remote, stream) = crate::repo::archive_stream(&self.rclone, &self.layout, sc)?;
+        let bad = |e: anyhow::Error| crate::repo::read_failure(&self.rclone, sc, &remote, e);
+        let check = |manifest: &Manifest, n: u64, sha: &str| {
+            crate::repo::check_sidecar(sc, manifest, n, sha)
         };
         let manifest = match target {
             Target::Into(dir) => {

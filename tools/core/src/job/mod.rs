@@ -8,4 +8,5 @@ pub mod member_add;
 pub mod push;
 pub mod restore;
 pub mod snapshot;
+pub mod verify;
 pub mod wipe;

@@ -36,7 +36,12 @@ pub const SHARE_DIR: &str = "/opt/etcd2-backup/share";
 pub const MANIFEST: &str = "/opt/etcd2-backup/installed.json";
 pub const DEFAULT_RCLONE_CONF: &str = "/etc/rclone.conf";
 /// The units that get our settings drop-in and etcd2's settings.
-pub const JOBS: [&str; 3] = ["etcd2-backup", "etcd2-restore", "etcd2-join"];
+pub const JOBS: [&str; 4] = [
+    "etcd2-backup",
+    "etcd2-restore",
+    "etcd2-join",
+    "etcd2-verify",
+];
 /// Where etcd2's own settings drop-ins live (CoreOS put its cloud-config
 /// one, 20-cloudinit.conf, in /run).
 pub const ETCD_DROPIN_DIRS: [&str; 2] = [

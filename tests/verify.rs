@@ -1,0 +1,181 @@
+//! etcd2-verify: prove that a backup restores, on throwaway ports and dirs,
+//! leaving the live member alone and nothing behind.
+
+use std::io::Write;
+use std::path::Path;
+
+use harness::etcd::Cluster;
+use harness::rclone::Remote;
+use harness::{assert_fails_with, names, procs_mentioning, run, run_ok, tool, Env};
+
+const MID: &str = "e0000000000000000000000000000009";
+
+fn verify(env: &Env, remote: &Remote) -> std::process::Command {
+    let mut c = env.with(tool("etcd2-verify"), remote, MID);
+    c.args(["--wait", "60s"]);
+    c
+}
+
+/// Nothing of a verify run is left in the work dir but the push lock.
+fn leftovers(work: &Path) -> Vec<String> {
+    names(work)
+        .into_iter()
+        .filter(|n| n != "push.lock")
+        .collect()
+}
+
+#[test]
+fn a_good_generation_verifies_and_leaves_nothing_behind() {
+    let c = Cluster::start(1);
+    for k in 0..10 {
+        c.put_v3(0, &format!("/k{k}"), "v");
+    }
+    let remote = Remote::local(c.path());
+    let env = Env::new(c.path());
+    let archive = c.path().join("a.tar.zst");
+    c.snapshot_to(0, "v3", &archive);
+    run_ok(env.push(&remote, MID).arg(&archive));
+    let live = harness::names(&c.members[0].data_dir.join("member"));
+    let out = run_ok(&mut verify(&env, &remote));
+    let line = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        line.starts_with("verified:") && line.contains("revision"),
+        "{line}"
+    );
+    assert!(
+        leftovers(&env.work).is_empty(),
+        "{:?}",
+        leftovers(&env.work)
+    );
+    assert!(
+        procs_mentioning(&env.work.display().to_string()).is_empty(),
+        "a temporary etcd is left"
+    );
+    assert_eq!(harness::names(&c.members[0].data_dir.join("member")), live);
+    assert_eq!(
+        c.get_v3(0, "/k3").as_deref(),
+        Some("v"),
+        "the live member is untouched"
+    );
+}
+
+#[test]
+fn a_corrupted_generation_fails_verification_in_one_line() {
+    let c = Cluster::start(1);
+    c.put_v3(0, "/a", "1");
+    let remote = Remote::local(c.path());
+    let env = Env::new(c.path());
+    let archive = c.path().join("a.tar.zst");
+    c.snapshot_to(0, "v3", &archive);
+    run_ok(env.push(&remote, MID).arg(&archive));
+    let gens = remote.machine_dir(MID).join("generations");
+    let stored = names(&gens)
+        .into_iter()
+        .find(|n| n.ends_with(".tar.zst"))
+        .unwrap();
+    let mut bytes = std::fs::read(gens.join(&stored)).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(gens.join(&stored), bytes).unwrap();
+    let out = run(&mut verify(&env, &remote));
+    assert_fails_with(&out, "etcd2-verify", "failed verification");
+    assert!(
+        leftovers(&env.work).is_empty(),
+        "{:?}",
+        leftovers(&env.work)
+    );
+}
+
+/// A v3 archive whose snapshot.db is not a database, with a manifest and
+/// sidecar that agree with it: every byte verifies, and etcd cannot use it.
+fn unrestorable_archive(c: &Cluster, out: &Path) {
+    use sha2::Digest;
+    let good = c.path().join("good.tar.zst");
+    c.snapshot_to(0, "v3", &good);
+    let dir = c.path().join("unpacked");
+    run_ok(
+        std::process::Command::new("tar")
+            .args(["--zstd", "-xf"])
+            .arg(&good)
+            .arg("-C")
+            .arg({
+                std::fs::create_dir_all(&dir).unwrap();
+                &dir
+            }),
+    );
+    let junk = vec![0x5au8; 64 * 1024];
+    let mut m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    m["files"][0]["size"] = junk.len().into();
+    m["files"][0]["sha256"] = sha2::Sha256::digest(&junk)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>()
+        .into();
+    let json = serde_json::to_vec_pretty(&m).unwrap();
+    let f = std::fs::File::create(out).unwrap();
+    let enc = zstd::Encoder::new(f, 3).unwrap();
+    let mut t = tar::Builder::new(enc);
+    for (name, data) in [("manifest.json", &json[..]), ("snapshot.db", &junk[..])] {
+        let mut h = tar::Header::new_ustar();
+        h.set_path(name).unwrap();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o600);
+        h.set_cksum();
+        t.append(&h, data).unwrap();
+    }
+    t.into_inner().unwrap().finish().unwrap().flush().unwrap();
+}
+
+#[test]
+fn a_generation_etcd_cannot_start_from_fails_clearly() {
+    let c = Cluster::start(1);
+    c.put_v3(0, "/a", "1");
+    let remote = Remote::local(c.path());
+    let env = Env::new(c.path());
+    let archive = c.path().join("junk.tar.zst");
+    unrestorable_archive(&c, &archive);
+    run_ok(env.push(&remote, MID).arg(&archive));
+    let out = run(&mut verify(&env, &remote));
+    assert_fails_with(&out, "etcd2-verify", "does not restore");
+    assert!(
+        leftovers(&env.work).is_empty(),
+        "{:?}",
+        leftovers(&env.work)
+    );
+}
+
+#[test]
+fn a_verify_killed_mid_way_leaves_no_etcd_and_the_next_run_sweeps_its_scratch() {
+    use nix::sys::signal::{kill, Signal};
+    let c = Cluster::start(1);
+    c.put_v3(0, "/a", "1");
+    let remote = Remote::local(c.path());
+    let env = Env::new(c.path());
+    let archive = c.path().join("a.tar.zst");
+    c.snapshot_to(0, "v3", &archive);
+    run_ok(env.push(&remote, MID).arg(&archive));
+    let mut child = harness::spawn_at_fault(&mut verify(&env, &remote), "restore-etcd-started");
+    kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        Signal::SIGKILL,
+    )
+    .unwrap();
+    child.wait().unwrap();
+    let needle = env.work.display().to_string();
+    harness::wait_for(
+        "the temporary etcd to die",
+        std::time::Duration::from_secs(10),
+        || procs_mentioning(&needle).is_empty().then_some(()),
+    );
+    assert!(
+        !leftovers(&env.work).is_empty(),
+        "SIGKILL leaves scratch (the test bites)"
+    );
+    run_ok(&mut verify(&env, &remote));
+    assert!(
+        leftovers(&env.work).is_empty(),
+        "{:?}",
+        leftovers(&env.work)
+    );
+}

@@ -1,0 +1,41 @@
+//! etcd2-verify: prove that a backup restores.
+
+use clap::Parser;
+use etcd2_backup::cli::{self, EtcdConnArgs};
+use etcd2_backup::cmd::Program;
+use etcd2_backup::job::verify::VerifyJob;
+use etcd2_backup::metrics;
+use std::process::ExitCode;
+
+use etcd2_verify::Cli;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    cli::init_logging(&cli.log);
+    cli::run_main("etcd2-verify", || {
+        let started = std::time::Instant::now();
+        let verified = (|| {
+            VerifyJob {
+                rclone: cli.remote.rclone()?,
+                layout: cli.remote.layout()?,
+                generation: cli.generation.clone(),
+                work_dir: cli.work_dir.clone(),
+                etcd: Program::find("etcd", cli.etcd.as_deref(), "etcd-server")?,
+                // The throwaway etcd is plain http on loopback; TLS flags do
+                // not apply.
+                etcdctl: EtcdConnArgs {
+                    cacert: None,
+                    cert: None,
+                    key: None,
+                    ..cli.conn.clone()
+                }
+                .client("http://127.0.0.1:1")?,
+                wait: cli.wait,
+            }
+            .run()
+        })();
+        let samples = verified.as_ref().ok().map(|v| v.samples());
+        metrics::record(cli.metrics.dir(), "verify", started, samples);
+        cli::print_stdout(&format!("{}\n", verified?.line()))
+    })
+}
