@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 
 use harness::etcd::Cluster;
-use harness::{assert_fails_with, run, run_ok, tool};
+use harness::{assert_fails_with, assert_fails_with_code, run, run_ok, tool};
 
 /// Every entry below `dir` (links not followed): mode, owner, and content.
 fn state(dir: &Path) -> BTreeMap<String, (u32, u32, u32, Vec<u8>)> {
@@ -236,7 +236,11 @@ fn secrets_never_reach_stderr_stdout_or_help() {
                 ])
                 .arg(&extra));
             check(&format!("{name} {verbosity} against a dead server"), &out);
-            assert_eq!(out.status.code(), Some(1), "{name} must fail");
+            assert_eq!(
+                out.status.code(),
+                Some(5),
+                "{name} must fail: the remote is gone"
+            );
         }
     }
     for name in ["etcd2-push", "etcd2-fetch", "etcd2-snapshot"] {
@@ -459,7 +463,7 @@ fn a_refused_or_stalled_remote_fails_within_its_documented_bound_naming_the_caus
     let started = std::time::Instant::now();
     let out = run(with_remote(tool("etcd2-fetch"), &refused, &work).arg("--list"));
     let took = started.elapsed();
-    let line = assert_fails_with(&out, "etcd2-fetch", "connection refused");
+    let line = assert_fails_with_code(&out, "etcd2-fetch", 5, "connection refused");
     // The documented default bound on a metadata call is --remote-timeout
     // 60s; rclone's own retries used to take 205 s to say it.
     assert!(
@@ -494,7 +498,7 @@ fn a_refused_or_stalled_remote_fails_within_its_documented_bound_naming_the_caus
         .args(["--stall-timeout", "2s", "--remote-timeout", "20s"])
         .arg(&archive));
     let took = started.elapsed();
-    let line = assert_fails_with(&out, "etcd2-push", "--stall-timeout");
+    let line = assert_fails_with_code(&out, "etcd2-push", 5, "--stall-timeout");
     assert!(
         took < std::time::Duration::from_secs(20),
         "a stalled upload took {took:?}: {line}"
@@ -507,7 +511,7 @@ fn a_refused_or_stalled_remote_fails_within_its_documented_bound_naming_the_caus
         "2s",
         "--list",
     ]));
-    assert_fails_with(&out, "etcd2-fetch", "--remote-timeout");
+    assert_fails_with_code(&out, "etcd2-fetch", 5, "--remote-timeout");
 }
 
 // ---- Wrong causes and panics: one test each -------------------------------
@@ -605,7 +609,7 @@ fn a_download_that_times_out_is_not_called_a_failed_verification() {
         .env("ETCD2_BACKUP_RCLONE", &wrapper)
         .args(["--transfer-timeout", "2s", "-o"])
         .arg(c.path().join("out.tar.zst")));
-    let line = assert_fails_with(&out, "etcd2-fetch", "--transfer-timeout");
+    let line = assert_fails_with_code(&out, "etcd2-fetch", 5, "--transfer-timeout");
     assert!(!line.contains("failed verification"), "{line}");
 }
 

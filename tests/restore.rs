@@ -7,7 +7,7 @@ use std::process::Command;
 
 use harness::etcd::{self, parse_dropin, Cluster};
 use harness::rclone::Remote;
-use harness::{assert_fails_with, names, pipe_ok, run, run_ok, tool, Env};
+use harness::{assert_fails_with, assert_fails_with_code, names, pipe_ok, run, run_ok, tool, Env};
 
 const MID: [&str; 3] = [
     "e1000000000000000000000000000001",
@@ -308,7 +308,7 @@ fn failures_leave_the_data_dir_as_it_was() {
         .fetch(&remote, MID[0])
         .arg("--into")
         .arg(c.path().join("f2")));
-    assert_fails_with(&out, "etcd2-fetch", "connect");
+    assert_fails_with_code(&out, "etcd2-fetch", 5, "connect");
     assert!(!c.path().join("f2").exists());
     remote.start_server();
 

@@ -160,7 +160,7 @@ impl Rclone {
         ]
         .iter()
         .any(|w| text.contains(w));
-        if timed_out {
+        let e = if timed_out {
             e.context(format!(
                 "the remote did not answer: no connection within --connect-timeout {} or no \
                  data moving for --stall-timeout {}",
@@ -169,7 +169,12 @@ impl Rclone {
             ))
         } else {
             e
+        };
+        if timed_out || unreachable(&text) {
+            // Its own exit status, for scripts and monitoring.
+            return crate::cli::coded(crate::cli::EXIT_UNREACHABLE, format!("{e:#}"));
         }
+        e
     }
 
     /// Fail with one clear line when `endpoint` names a remote that the
@@ -320,6 +325,22 @@ impl Rclone {
     pub fn stream_file(&self, remote: &str) -> Result<crate::cmd::StreamReader> {
         self.transfer(&["cat", remote]).stream()
     }
+}
+
+/// Whether a failure says the remote could not be reached or answered too
+/// slowly: our own bounds killing rclone, or rclone's (Go's) network errors.
+fn unreachable(text_lowercase: &str) -> bool {
+    [
+        "connection refused",
+        "no route to host",
+        "network is unreachable",
+        "no such host",
+        "connection reset",
+        "did not finish within",
+        "moved no data for",
+    ]
+    .iter()
+    .any(|w| text_lowercase.contains(w))
 }
 
 /// `name` of a `name:path` endpoint; None for local paths and `:backend:`

@@ -28,7 +28,7 @@ use std::path::PathBuf;
   2  usage error
   3  --check: the newest complete backup is older than --max-age (stale)
   4  no complete backup for this machine-id (fetch and --check)
-  5  --check: the remote cannot be reached")]
+  5  the remote cannot be reached, or did not answer within its bounds")]
 pub struct Cli {
     /// Extract the verified backup into this new or empty directory
     #[arg(long, value_name = "DIR")]

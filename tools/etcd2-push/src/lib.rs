@@ -27,6 +27,7 @@ use std::time::Duration;
   0  published
   1  failed (one line on stderr says why; nothing unverified is published)
   2  usage error
+  5  the remote cannot be reached, or did not answer within its bounds
   6  locked: another etcd2-push holds the lock (--lock-wait)
   7  refused: the remote holds another member's backups under this machine-id (--force)")]
 pub struct Cli {

@@ -26,7 +26,8 @@ use std::time::Duration;
   0  the generation restores
   1  it does not (one line on stderr says why), or verification failed
   2  usage error
-  4  no backup for this machine-id")]
+  4  no backup for this machine-id
+  5  the remote cannot be reached, or did not answer within its bounds")]
 pub struct Cli {
     /// Verify this generation instead of the one LATEST.json names
     #[arg(long, value_name = "ID")]
