@@ -26,31 +26,54 @@ pub fn tools() -> Vec<&'static str> {
     etcd2_backup::tools()
 }
 
-/// When the newest source of the tools (tools/**/*.rs, Cargo.toml,
-/// tools.list, Cargo.lock) was last changed.
-fn newest_source() -> std::time::SystemTime {
-    static NEWEST: std::sync::OnceLock<std::time::SystemTime> = std::sync::OnceLock::new();
-    *NEWEST.get_or_init(|| {
-        fn walk(dir: &Path, newest: &mut std::time::SystemTime) {
-            for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-                let p = e.path();
-                let Ok(ft) = e.file_type() else { continue };
-                if ft.is_dir() {
-                    walk(&p, newest);
-                } else if p.extension().is_some_and(|x| x == "rs")
-                    || p.file_name()
-                        .is_some_and(|n| n == "Cargo.toml" || n == "tools.list")
-                {
-                    if let Ok(m) = e.metadata().and_then(|m| m.modified()) {
-                        *newest = (*newest).max(m);
-                    }
+/// When the newest source `name` is built from was last changed: the
+/// library (tools/core), the tool's own crate (for the packager: packaging/
+/// and every tool), tools.list and Cargo.lock. Only .rs, Cargo.toml and
+/// tools.list count: what cargo rebuilds a binary for.
+fn newest_source(name: &str) -> std::time::SystemTime {
+    static NEWEST: Mutex<Option<std::collections::HashMap<String, std::time::SystemTime>>> =
+        Mutex::new(None);
+    fn walk(dir: &Path, newest: &mut std::time::SystemTime) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            let Ok(ft) = e.file_type() else { continue };
+            if ft.is_dir() {
+                walk(&p, newest);
+            } else if p.extension().is_some_and(|x| x == "rs")
+                || p.file_name()
+                    .is_some_and(|n| n == "Cargo.toml" || n == "tools.list")
+            {
+                if let Ok(m) = e.metadata().and_then(|m| m.modified()) {
+                    *newest = (*newest).max(m);
                 }
             }
         }
-        let mut newest = std::fs::metadata(workspace().join("Cargo.lock"))
+    }
+    let mut guard = NEWEST.lock().unwrap_or_else(|e| e.into_inner());
+    let cache = guard.get_or_insert_with(Default::default);
+    *cache.entry(name.to_owned()).or_insert_with(|| {
+        let ws = workspace();
+        let mut newest = std::fs::metadata(ws.join("Cargo.lock"))
             .and_then(|m| m.modified())
             .unwrap_or(std::time::UNIX_EPOCH);
-        walk(&workspace().join("tools"), &mut newest);
+        let dirs: Vec<PathBuf> = if ws.join("tools").join(name).is_dir() {
+            vec![
+                ws.join("tools/core"),
+                ws.join("tools").join(name),
+                ws.join("tools/tools.list"),
+            ]
+        } else {
+            vec![ws.join("packaging"), ws.join("tools")]
+        };
+        for d in dirs {
+            if d.is_file() {
+                if let Ok(m) = std::fs::metadata(&d).and_then(|m| m.modified()) {
+                    newest = newest.max(m);
+                }
+            } else {
+                walk(&d, &mut newest);
+            }
+        }
         newest
     })
 }
@@ -74,7 +97,7 @@ pub fn bin(name: &str) -> PathBuf {
             )
         });
     assert!(
-        built >= newest_source(),
+        built >= newest_source(name),
         "{} is older than the sources: run `cargo build --workspace` first (make test does); \
          testing a stale binary proves nothing",
         p.display()
