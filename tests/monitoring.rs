@@ -387,3 +387,28 @@ fn a_push_on_a_terminal_shows_its_progress_and_elsewhere_does_not_redraw() {
     let out = run_ok(&mut push("f0000000000000000000000000000002"));
     assert!(!String::from_utf8_lossy(&out.stderr).contains('\r'));
 }
+
+#[test]
+fn under_systemd_a_wait_says_what_it_waits_for_in_the_unit_status() {
+    // systemd's notify socket, as it hands it to a unit with NotifyAccess=.
+    let d = tempfile::tempdir().unwrap();
+    let path = d.path().join("notify");
+    let sock = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    sock.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    let mut child = tool("etcd2-health")
+        .env("NOTIFY_SOCKET", &path)
+        .args(["--endpoints", &format!("http://127.0.0.1:{}", free_port())])
+        .args(["--wait", "4s", "--members", "1"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    let n = sock
+        .recv(&mut buf)
+        .expect("a STATUS= message while waiting");
+    let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+    let st = child.wait().unwrap();
+    assert_eq!(st.code(), Some(1));
+    assert!(msg.starts_with("STATUS=waiting for the cluster"), "{msg}");
+}

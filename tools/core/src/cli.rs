@@ -73,6 +73,32 @@ pub fn stderr_is_journal() -> bool {
     })
 }
 
+/// Tell systemd what we are doing (`STATUS=`, shown by `systemctl status`),
+/// when it gave us a notify socket (NOTIFY_SOCKET; the unit needs
+/// NotifyAccess=main for a oneshot service). Empty clears it. Best effort:
+/// a status that cannot be sent changes nothing else.
+pub fn notify_status(text: &str) {
+    use std::os::unix::ffi::OsStrExt;
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() else {
+        return;
+    };
+    let msg = format!("STATUS={}", crate::cmd::redact(text).replace('\n', " "));
+    let bytes = path.as_bytes();
+    let sent = if let Some(name) = bytes.strip_prefix(b"@") {
+        use std::os::linux::net::SocketAddrExt;
+        std::os::unix::net::SocketAddr::from_abstract_name(name)
+            .and_then(|a| sock.send_to_addr(msg.as_bytes(), &a))
+    } else {
+        sock.send_to(msg.as_bytes(), &path)
+    };
+    if let Err(e) = sent {
+        tracing::debug!("sd_notify STATUS: {e}");
+    }
+}
+
 /// The syslog priority journald reads from a `<N>` line prefix
 /// (SyslogLevelPrefix=, on by default), so `journalctl -p warning` shows
 /// our warnings and the final error line.

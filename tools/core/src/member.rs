@@ -126,43 +126,43 @@ impl TempEtcd {
 
     fn wait_healthy(&mut self, ctl: &Etcdctl, limit: Duration) -> Result<()> {
         let started = Instant::now();
-        let mut last_note = Instant::now();
         let mut ctl = ctl.at(&self.client_url);
         ctl.query_timeout = Duration::from_secs(5);
-        loop {
-            if let Some(c) = self.child.as_mut() {
-                if let Some(st) = c.try_wait()? {
-                    self.child = None;
-                    bail!(
-                        "temporary etcd exited ({st}) before it became healthy{}",
-                        log_tail(&self.log)
-                    );
+        let (url, log) = (self.client_url.clone(), self.log.clone());
+        let child = &mut self.child;
+        crate::poll::until(
+            limit,
+            Duration::from_millis(200),
+            "waiting for the temporary etcd to become healthy",
+            || {
+                if let Some(c) = child.as_mut() {
+                    if let Some(st) = c.try_wait()? {
+                        *child = None;
+                        bail!(
+                            "temporary etcd exited ({st}) before it became healthy{}",
+                            log_tail(&log)
+                        );
+                    }
                 }
-            }
-            if ctl.v3(&["endpoint", "health"]).run().is_ok() {
-                tracing::info!(
-                    "temporary etcd healthy after {:.1}s",
-                    started.elapsed().as_secs_f64()
-                );
-                return Ok(());
-            }
-            if started.elapsed() > limit {
-                bail!(
-                    "temporary etcd on {} not healthy within {}{}",
-                    self.client_url,
+                Ok(match ctl.v3(&["endpoint", "health"]).run() {
+                    Ok(_) => {
+                        tracing::info!(
+                            "temporary etcd healthy after {:.1}s",
+                            started.elapsed().as_secs_f64()
+                        );
+                        crate::poll::Probe::Done(())
+                    }
+                    Err(_) => crate::poll::Probe::Waiting(format!("{url} not healthy yet")),
+                })
+            },
+            |_| {
+                anyhow::anyhow!(
+                    "temporary etcd on {url} not healthy within {}{}",
                     humantime::format_duration(limit),
-                    log_tail(&self.log)
-                );
-            }
-            if last_note.elapsed() > Duration::from_secs(5) {
-                tracing::info!(
-                    "waiting for temporary etcd to become healthy ({:.0}s)",
-                    started.elapsed().as_secs_f64()
-                );
-                last_note = Instant::now();
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
+                    log_tail(&log)
+                )
+            },
+        )
     }
 
     /// SIGTERM, then wait (bounded); a member that needs SIGKILL fails the restore.

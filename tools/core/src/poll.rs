@@ -29,9 +29,18 @@ pub fn until<T>(
     let mut last_note = started;
     loop {
         let why = match probe()? {
-            Probe::Done(v) => return Ok(v),
+            Probe::Done(v) => {
+                crate::cli::notify_status("");
+                return Ok(v);
+            }
             Probe::Waiting(why) => why,
         };
+        // Under systemd, `systemctl status` shows what we wait for.
+        crate::cli::notify_status(&format!(
+            "{note} ({:.0}s of {}): {why}",
+            started.elapsed().as_secs_f64(),
+            crate::cmd::human_duration(limit)
+        ));
         if started.elapsed() >= limit {
             return Err(timed_out(why));
         }
