@@ -287,6 +287,32 @@ fn restore_the_cluster_procedure_under_systemd() {
         journal.contains("etcd2-push") || journal.contains("published"),
         "{journal}"
     );
+    // Quiet in the journal: our own lines at info and above (not systemd's
+    // Starting/Finished) are at most three per backup cycle.
+    let ours = cts[0].exec(&[
+        "journalctl",
+        "--no-pager",
+        "-o",
+        "cat",
+        "-p",
+        "info",
+        "_SYSTEMD_UNIT=etcd2-backup.service",
+    ]);
+    let ours = String::from_utf8_lossy(&ours.stdout).into_owned();
+    // Whole cycles only: up to the last 'pushed' line (one may be running).
+    let lines: Vec<&str> = ours.lines().collect();
+    let end = lines
+        .iter()
+        .rposition(|l| l.contains("pushed "))
+        .unwrap_or_else(|| panic!("no 'pushed' line in the journal:\n{ours}"));
+    let cycles = lines[..=end]
+        .iter()
+        .filter(|l| l.contains("pushed "))
+        .count();
+    assert!(
+        end + 1 <= 3 * cycles,
+        "more than three lines per backup cycle ({cycles} cycles):\n{ours}"
+    );
 
     // ---- The disaster: every data dir corrupted. ----
     for ct in &cts {

@@ -489,49 +489,37 @@ impl Etcdctl {
     /// disabled (etcd 3.4's default) answers the v2 probe with a non-JSON
     /// 404 (etcdctl exit 4, "server error"): no client can have written v2
     /// keys through it, so that counts as empty.
-    pub fn v2_has_keys(&self, warn_if_blind: bool) -> Result<bool> {
+    /// None when this member cannot tell: its v2 API is disabled (3.4's
+    /// default), yet the v2 store is replicated to every member whatever its
+    /// --enable-v2, so data from etcd2 days or written through another
+    /// member cannot be seen from here.
+    pub fn v2_has_keys(&self) -> Result<Option<bool>> {
         let (code, out) = self
             .v2(&["ls", "/"])
             .run_accepting(&[4])
             .map_err(|e| self.unreachable(e))?;
         if code == 4 {
             if v2_api_disabled(&out.stderr) {
-                // The v2 store is replicated to every member whatever its
-                // --enable-v2: data from etcd2 days, or written through
-                // another member, cannot be seen from here. Say so; the
-                // backup goes on with the v3 keyspace.
-                let msg = format!(
-                    "the v2 API is disabled on {} (etcd 3.4's default): whether its v2 keyspace \
-                     holds data (from etcd2 days, or written through another member) cannot be \
-                     checked, and a v3 backup does not hold it. Start the member with \
-                     --enable-v2 for the check, or pass --api v3 where v2 data cannot exist",
-                    self.endpoints
-                );
-                if warn_if_blind {
-                    tracing::warn!("{msg}");
-                } else {
-                    tracing::info!("{msg}");
-                }
-                return Ok(false);
+                return Ok(None);
             }
             return Err(self.unreachable(anyhow::anyhow!(
                 "`etcdctl ls /` failed (exit code 4): {}",
                 out.stderr.trim()
             )));
         }
-        Ok(parse_v2_ls_has_keys(&out.stdout))
+        Ok(Some(parse_v2_ls_has_keys(&out.stdout)))
     }
 
     /// [`Etcdctl::v2_has_keys`], where this etcdctl still has v2 commands:
     /// one without them (3.6) cannot have written v2 keys either, and its
     /// member has no v2 store to hold them.
-    pub fn v2_has_keys_if_any(&self, warn_if_blind: bool) -> Result<bool> {
-        match self.v2_has_keys(warn_if_blind) {
+    pub fn v2_has_keys_if_any(&self) -> Result<Option<bool>> {
+        match self.v2_has_keys() {
             Err(e) if format!("{e:#}").contains("unknown command") => {
                 tracing::info!(
                     "etcdctl has no v2 commands (etcd 3.6): the v2 keyspace is not probed"
                 );
-                Ok(false)
+                Ok(Some(false))
             }
             r => r,
         }

@@ -148,7 +148,42 @@ fn check_data_dir(dir: &Path) -> Result<()> {
     }
 }
 
+/// Marks, in the work dir, when we last warned that the v2 keyspace cannot
+/// be checked: the warning is a daily reminder, not a line every 30 s.
+const V2_UNCHECKED_MARK: &str = ".v2-unchecked-warned";
+
 impl SnapshotJob {
+    /// The member's v2 API is off, so its v2 keyspace cannot be seen. Said
+    /// as a warning once a day (with --api auto or v2), at info otherwise.
+    fn cannot_see_v2(&self) {
+        let msg = format!(
+            "the v2 API is disabled on {} (etcd 3.4's default): whether its v2 keyspace holds \
+             data (from etcd2 days, or written through another member) cannot be checked, and a \
+             v3 backup does not hold it. Start the member with --enable-v2 for the check, or \
+             pass --api v3 where v2 data cannot exist",
+            self.etcd.endpoints()
+        );
+        let mark = self.work_dir.join(V2_UNCHECKED_MARK);
+        let recent = std::fs::metadata(&mark)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age < std::time::Duration::from_secs(24 * 3600));
+        if self.api == ApiChoice::V3 || recent {
+            tracing::info!("{msg}");
+            return;
+        }
+        tracing::warn!("{msg} (repeated once a day)");
+        // Best effort: without the mark the warning just comes again.
+        let made = std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.work_dir);
+        if made.is_ok() {
+            let _ = crate::fsutil::write_atomic(&mark, b"", 0o600);
+        }
+    }
+
     pub fn run(&self) -> Result<Produced> {
         // Claim the output first, so that an unwritable destination fails
         // before any expensive work and before etcd is touched.
@@ -190,7 +225,14 @@ impl SnapshotJob {
         }
         // An explicit --api v3 acknowledges that no v2 data matters; auto
         // and v2 look (and warn where they cannot see).
-        let v2_has = member_has_v2 && self.etcd.v2_has_keys_if_any(self.api != ApiChoice::V3)?;
+        let v2_has = member_has_v2
+            && match self.etcd.v2_has_keys_if_any()? {
+                Some(has) => has,
+                None => {
+                    self.cannot_see_v2();
+                    false
+                }
+            };
         // Also the v3 half of the acknowledged-write guarantee: this probe
         // is a linearizable read of the member backed up, answered only once
         // it applied everything committed before it (a lagging follower
