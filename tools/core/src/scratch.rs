@@ -99,6 +99,42 @@ pub fn sweep(dir: &Path, prefix: &str) -> Result<Vec<PathBuf>> {
     Ok(gone)
 }
 
+/// Create the work dir (ETCD_BACKUP_DIR) where it is missing, private
+/// (0700), naming it in the error.
+pub fn work_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("creating work dir {} (ETCD_BACKUP_DIR)", dir.display()))
+}
+
+/// A scratch dir `<prefix>.<pid>.<random>` in `parent`: what a killed run
+/// left there is swept first (before we need the space), and the dir is
+/// removed when dropped, or by the signal handler if we are stopped.
+pub struct Dir {
+    // Declared first, dropped first: removed, then unregistered.
+    dir: tempfile::TempDir,
+    _guard: Guard,
+}
+
+impl Dir {
+    pub fn create(parent: &Path, prefix: &str) -> Result<Dir> {
+        sweep(parent, prefix)?;
+        let dir = tempfile::Builder::new()
+            .prefix(&self::prefix(prefix))
+            .tempdir_in(parent)
+            .with_context(|| format!("creating a scratch dir in {}", parent.display()))?;
+        let guard = Guard::new(dir.path());
+        Ok(Dir { dir, _guard: guard })
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
 /// Scratch removed by the signal handler if we are stopped while it exists.
 /// Dropping the guard only unregisters it; its owner removes it.
 pub struct Guard(PathBuf);

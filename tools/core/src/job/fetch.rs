@@ -240,7 +240,6 @@ impl FetchJob {
         let manifest = match target {
             Target::Into(dir) => {
                 let staging = staging_for(dir)?;
-                let _stop_removes = crate::scratch::Guard::new(staging.path());
                 let data = staging.path().join("data");
                 let (m, n, sha) = verify_stream(stream, Some(&data)).map_err(bad)?;
                 check(&m, n, &sha)?;
@@ -288,12 +287,7 @@ impl FetchJob {
 
     /// An unlinked file in the work dir: nothing is left, whatever kills us.
     fn spool(&self) -> Result<std::fs::File> {
-        std::fs::create_dir_all(&self.work_dir).with_context(|| {
-            format!(
-                "creating work dir {} (ETCD_BACKUP_DIR)",
-                self.work_dir.display()
-            )
-        })?;
+        crate::scratch::work_dir(&self.work_dir)?;
         tempfile::tempfile_in(&self.work_dir)
             .with_context(|| format!("creating a spool file in {}", self.work_dir.display()))
     }
@@ -310,15 +304,10 @@ impl FetchJob {
         let staging = match target {
             Target::Into(d) => staging_for(d)?,
             Target::Archive(_) => {
-                std::fs::create_dir_all(&self.work_dir)?;
-                crate::scratch::sweep(&self.work_dir, "etcd2-fetch")?;
-                tempfile::Builder::new()
-                    .prefix(&crate::scratch::prefix("etcd2-fetch"))
-                    .tempdir_in(&self.work_dir)
-                    .context("creating a staging dir")?
+                crate::scratch::work_dir(&self.work_dir)?;
+                crate::scratch::Dir::create(&self.work_dir, "etcd2-fetch")?
             }
         };
-        let _stop_removes = crate::scratch::Guard::new(staging.path());
         let data = staging.path().join("data");
         self.rclone
             .copy_dir(&join(dir, "member"), &data.join("member"))?;
@@ -555,18 +544,12 @@ fn parent_of(dir: &Path) -> PathBuf {
 /// A temporary directory beside `dir`, on the same filesystem, so the final
 /// placement is a rename (`.<name>.fetch.<pid>.*`). Removed on every path
 /// unless placed; what a killed run left there is swept first.
-fn staging_for(dir: &Path) -> Result<tempfile::TempDir> {
+fn staging_for(dir: &Path) -> Result<crate::scratch::Dir> {
     let name = dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let parent = parent_of(dir);
-    let scratch = format!(".{name}.fetch");
-    crate::scratch::sweep(&parent, &scratch)?;
-    tempfile::Builder::new()
-        .prefix(&crate::scratch::prefix(&scratch))
-        .tempdir_in(&parent)
-        .with_context(|| format!("creating a staging dir in {}", parent.display()))
+    crate::scratch::Dir::create(&parent_of(dir), &format!(".{name}.fetch"))
 }
 
 /// Make `data` a verified directory (restore reads it) and rename it into

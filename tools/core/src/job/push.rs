@@ -328,12 +328,7 @@ impl PushJob {
     /// behind, whatever kills us), then read from its start.
     fn spool_stdin(&self) -> Result<std::fs::File> {
         use std::io::Seek;
-        std::fs::create_dir_all(&self.work_dir).with_context(|| {
-            format!(
-                "creating work dir {} (ETCD_BACKUP_DIR)",
-                self.work_dir.display()
-            )
-        })?;
+        crate::scratch::work_dir(&self.work_dir)?;
         let mut f = tempfile::tempfile_in(&self.work_dir)
             .with_context(|| format!("creating a spool file in {}", self.work_dir.display()))?;
         io::copy(&mut io::stdin().lock(), &mut f).context("reading the archive from stdin")?;

@@ -60,12 +60,7 @@ impl RestoreJob {
 
         // Staging inside the data dir: same filesystem, so the final step is
         // an atomic exchange. Removed on every error path.
-        crate::scratch::sweep(&self.data_dir, datadir::RESTORE_STAGING)?;
-        let staging = tempfile::Builder::new()
-            .prefix(&crate::scratch::prefix(datadir::RESTORE_STAGING))
-            .tempdir_in(&self.data_dir)
-            .with_context(|| format!("creating a staging dir in {}", self.data_dir.display()))?;
-        let _stop_removes = crate::scratch::Guard::new(staging.path());
+        let staging = crate::scratch::Dir::create(&self.data_dir, datadir::RESTORE_STAGING)?;
         let (manifest, backup) = if self.from.is_dir() {
             (archive::verify_dir(&self.from)?, self.from.clone())
         } else {

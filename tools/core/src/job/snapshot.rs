@@ -2,7 +2,6 @@
 //! written as one archive (see [`crate::archive`]).
 
 use std::io::{IsTerminal, Write};
-use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -175,11 +174,7 @@ impl SnapshotJob {
         }
         tracing::warn!("{msg} (repeated once a day)");
         // Best effort: without the mark the warning just comes again.
-        let made = std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&self.work_dir);
-        if made.is_ok() {
+        if crate::scratch::work_dir(&self.work_dir).is_ok() {
             let _ = crate::fsutil::write_atomic(&mark, b"", 0o600);
         }
     }
@@ -255,24 +250,9 @@ impl SnapshotJob {
             if v3_has { "has data" } else { "empty" }
         );
 
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&self.work_dir)
-            .with_context(|| {
-                format!(
-                    "creating work dir {} (ETCD_BACKUP_DIR)",
-                    self.work_dir.display()
-                )
-            })?;
-        // What a killed run left (up to the size of the db) goes before we
-        // need the space.
-        crate::scratch::sweep(&self.work_dir, SCRATCH)?;
-        let scratch = tempfile::Builder::new()
-            .prefix(&crate::scratch::prefix(SCRATCH))
-            .tempdir_in(&self.work_dir)
-            .with_context(|| format!("creating a scratch dir in {}", self.work_dir.display()))?;
-        let _stop_removes = crate::scratch::Guard::new(scratch.path());
+        crate::scratch::work_dir(&self.work_dir)?;
+        // What a killed run left (up to the size of the db) goes first.
+        let scratch = crate::scratch::Dir::create(&self.work_dir, SCRATCH)?;
 
         let (root, revision, key_count) = match api {
             Api::V3 => {

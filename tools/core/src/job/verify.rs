@@ -85,18 +85,8 @@ impl VerifyJob {
         let started = Instant::now();
         self.rclone.check_endpoint(&self.layout.endpoint)?;
         let sc = self.pick()?;
-        std::fs::create_dir_all(&self.work_dir).with_context(|| {
-            format!(
-                "creating work dir {} (ETCD_BACKUP_DIR)",
-                self.work_dir.display()
-            )
-        })?;
-        crate::scratch::sweep(&self.work_dir, SCRATCH)?;
-        let scratch = tempfile::Builder::new()
-            .prefix(&crate::scratch::prefix(SCRATCH))
-            .tempdir_in(&self.work_dir)
-            .with_context(|| format!("creating a scratch dir in {}", self.work_dir.display()))?;
-        let _stop_removes = crate::scratch::Guard::new(scratch.path());
+        crate::scratch::work_dir(&self.work_dir)?;
+        let scratch = crate::scratch::Dir::create(&self.work_dir, SCRATCH)?;
 
         // Every byte against the sidecar and the manifest.
         let data = scratch.path().join("backup");
