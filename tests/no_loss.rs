@@ -297,7 +297,7 @@ fn s3_every_cycle_publishes_and_fetches_the_newest_backup() {
     assert!(!stderr.contains("damaged"), "{stderr}");
 }
 
-/// An rclone wrapper that pauses every upload (copyto, rcat) until the test
+/// An rclone wrapper that pauses every upload (copyto, rcat, or the rcd that serves it) until the test
 /// says go, announcing the pause with a marker file.
 fn pausing_rclone(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     let wrapper = dir.join("rclone-pausing");
@@ -305,7 +305,7 @@ fn pausing_rclone(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     std::fs::write(
         &wrapper,
         format!(
-            "#!/bin/sh\ncase \" $* \" in *' copyto '*|*' rcat '*)\n  touch {m}\n  i=0; while [ ! -e {g} ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done;;\nesac\nexec rclone \"$@\"\n",
+            "#!/bin/sh\ncase \" $* \" in *' copyto '*|*' rcat '*|*' rcd '*)\n  touch {m}\n  i=0; while [ ! -e {g} ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done;;\nesac\nexec rclone \"$@\"\n",
             m = marker.display(),
             g = go.display()
         ),

@@ -43,7 +43,10 @@ pub fn init_logging(args: &LogArgs) {
                 .ok()
                 .filter(|_| args.verbose == 0 && !args.quiet)
         })
-        .unwrap_or_else(|| EnvFilter::new(level));
+        .unwrap_or_else(|| EnvFilter::new(level))
+        // ureq's own request log (the HTTP to our rclone rcd) says nothing
+        // our "rclone rc <method> (<what>)" lines do not.
+        .add_directive("ureq=warn".parse().expect("static directive"));
     // Ignore a second initialisation (only possible in tests).
     let _ = tracing_subscriber::fmt()
         .without_time()

@@ -741,6 +741,113 @@ impl Invocation {
     }
 }
 
+/// A long-lived child (`rclone rcd`): its stdout and stderr merged and read
+/// line by line by a thread, the last lines kept (redacted) for errors. It
+/// is killed on drop, stopped by the signal handler, and dies with us.
+pub struct Daemon {
+    handle: std::sync::Arc<duct::ReaderHandle>,
+    lines: std::sync::Mutex<std::sync::mpsc::Receiver<String>>,
+    tail: std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<String>>>,
+    display: String,
+    _running: Vec<crate::scratch::ChildGuard>,
+}
+
+impl Invocation {
+    pub fn daemon(&self) -> Result<Daemon> {
+        use std::io::BufRead;
+        tracing::debug!("starting: {}", self.display());
+        let handle = std::sync::Arc::new(
+            self.bare_expression()
+                .stdin_null()
+                .stderr_to_stdout()
+                .reader()
+                .with_context(|| format!("starting {}", self.program.path.display()))?,
+        );
+        let running = guard_children(handle.pids());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let tail = std::sync::Arc::new(std::sync::Mutex::new(std::collections::VecDeque::new()));
+        let (h, t) = (std::sync::Arc::clone(&handle), std::sync::Arc::clone(&tail));
+        std::thread::spawn(move || {
+            for line in io::BufReader::new(&*h).lines() {
+                let Ok(line) = line else { return };
+                let line = redact(&line).into_owned();
+                tracing::trace!("rclone: {line}");
+                if let Ok(mut t) = t.lock() {
+                    if t.len() >= 8 {
+                        t.pop_front();
+                    }
+                    t.push_back(line.clone());
+                }
+                let _ = tx.send(line); // nobody may be waiting any more
+            }
+        });
+        Ok(Daemon {
+            handle,
+            lines: std::sync::Mutex::new(rx),
+            tail,
+            display: self.display(),
+            _running: running,
+        })
+    }
+}
+
+impl Daemon {
+    /// The first line of output for which `found` gives a value, waiting at
+    /// most `timeout`; an error with the output so far when the child exits
+    /// or the time is up.
+    pub fn wait_for<T>(
+        &self,
+        timeout: Duration,
+        what: &str,
+        found: impl Fn(&str) -> Option<T>,
+    ) -> Result<T> {
+        let deadline = std::time::Instant::now() + timeout;
+        let rx = self
+            .lines
+            .lock()
+            .map_err(|_| anyhow::anyhow!("internal: daemon output lock poisoned"))?;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(v) = found(&line) {
+                        return Ok(v);
+                    }
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => bail!(
+                    "`{}` did not say {what} within {}{}",
+                    self.display,
+                    human_duration(timeout),
+                    self.tail()
+                ),
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    bail!("`{}` exited before {what}{}", self.display, self.tail())
+                }
+            }
+        }
+    }
+
+    /// The last lines the child printed (redacted), formatted for an error.
+    pub fn tail(&self) -> String {
+        let lines: Vec<String> = self
+            .tail
+            .lock()
+            .map(|t| t.iter().cloned().collect())
+            .unwrap_or_default();
+        format_tail(&lines.join("\n"), "")
+    }
+
+    pub fn display(&self) -> &str {
+        &self.display
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.handle.kill(); // best effort: it may have exited
+    }
+}
+
 /// The failure of the child behind a stream or pipe, as opposed to a
 /// problem with the data that came through it: callers tell "the download
 /// failed" from "the archive is corrupt" with [`is_child_failure`].

@@ -36,6 +36,7 @@ pub mod metrics;
 pub mod node;
 pub mod poll;
 pub mod progress;
+pub mod rcd;
 pub mod rclone;
 pub mod repo;
 pub mod scratch;

@@ -178,7 +178,7 @@ pub fn archive_stream(
     sc: &Sidecar,
 ) -> Result<(
     String,
-    crate::progress::ProgressReader<crate::cmd::StreamReader>,
+    crate::progress::ProgressReader<Box<dyn std::io::Read + Send>>,
 )> {
     let remote = join(&layout.generations(), &sc.archive);
     tracing::info!(

@@ -9,11 +9,13 @@ use std::time::Duration;
 
 /// Publish one backup archive as a new, verified generation on an rclone remote.
 ///
-/// The archive (from etcd2-snapshot, a file or - for stdin) is verified
-/// locally, uploaded under <endpoint>/<machine-id>/generations/ with a unique
-/// time-ordered name, checked on the remote (size and the backend's hash; or
-/// downloaded again with --verify download), described by a sidecar, and only
-/// then named by <endpoint>/<machine-id>/LATEST.json. Older generations beyond
+/// The archive (from etcd2-snapshot, a file or - for stdin) is uploaded while
+/// it is read and verified (nothing is spooled to disk), under
+/// <endpoint>/<machine-id>/generations/ with a unique time-ordered name,
+/// checked on the remote (size and the backend's hash; downloaded again and
+/// compared where the backend has no hash), described by a sidecar, and only
+/// then named by <endpoint>/<machine-id>/LATEST.json. One rclone process
+/// (`rclone rcd`, on 127.0.0.1 with a random credential) serves all of it. Older generations beyond
 /// --keep are deleted; the one LATEST.json names never is. An interrupted push
 /// leaves the previous backup untouched; the next push cleans up after it.
 ///
@@ -44,16 +46,17 @@ pub struct Cli {
     pub keep: u32,
 
     /// How to check the uploaded copy before publishing it
-    #[arg(long, env = "ETCD2_BACKUP_VERIFY", value_enum, default_value_t = Verify::Hash)]
+    #[arg(long, env = "ETCD2_BACKUP_VERIFY", value_enum, default_value_t = Verify::Auto)]
     pub verify: Verify,
 
     /// Publish even though LATEST.json was written for another member or host
     #[arg(long)]
     pub force: bool,
 
-    /// Scratch space for an archive read from stdin
+    /// Accepted for compatibility; unused (stdin is no longer spooled)
     #[arg(
         long,
+        hide = true,
         env = "ETCD_BACKUP_DIR",
         default_value = "/var/lib/etcd2-backup",
         value_name = "DIR"

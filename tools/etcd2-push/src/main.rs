@@ -16,12 +16,11 @@ fn main() -> ExitCode {
         let pushed = (|| {
             let job = PushJob {
                 input: cli.archive,
-                rclone: cli.remote.rclone()?,
+                rclone: cli.remote.rclone()?.one_process(),
                 layout: cli.remote.layout()?,
                 keep: cli.keep as usize,
                 verify: cli.verify,
                 force: cli.force,
-                work_dir: cli.work_dir,
                 lock_file: cli.lock_file,
                 lock_wait: cli.lock_wait,
             };

@@ -1,7 +1,7 @@
 //! The `etcd2-push` job: publish one archive as a new immutable generation,
 //! verified on the remote before the pointer moves, then apply retention.
 
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -19,8 +19,12 @@ use crate::repo::{
 /// How the uploaded copy is checked before it is published.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Verify {
-    /// Compare size and the strongest hash the backend reports (sha256, sha1, md5);
-    /// backends without hashes (crypt, webdav) are checked by size
+    /// Size and the strongest hash the backend reports (sha256, sha1, md5); where it
+    /// reports none (crypt, webdav, S3 multipart uploads), download the copy and
+    /// compare its sha256
+    Auto,
+    /// Size and the backend's hash only; where it reports none, the size alone (a
+    /// warning says so): no download, at the cost of missing a same-size corruption
     Hash,
     /// Also download the copy again and compare its sha256 (works on every backend)
     Download,
@@ -33,7 +37,6 @@ pub struct PushJob {
     pub keep: usize,
     pub verify: Verify,
     pub force: bool,
-    pub work_dir: PathBuf,
     pub lock_file: PathBuf,
     pub lock_wait: Duration,
 }
@@ -154,44 +157,51 @@ impl PushJob {
     pub fn run(&self) -> Result<Pushed> {
         let started = Instant::now();
         let _lock = lock(&self.lock_file, self.lock_wait)?;
-        self.rclone.check_endpoint(&self.layout.endpoint)?;
-
-        // The archive as one open file, read exactly once: the given file,
-        // or stdin spooled to the work dir (rcat needs the size up front).
-        // Whatever replaces the path meanwhile, what is verified, hashed
-        // and uploaded are the same bytes.
+        // The archive read exactly once, as a stream: stdin (a pipe from
+        // etcd2-snapshot) or the given file. What is verified, hashed and
+        // uploaded are the same bytes, uploaded while they are read:
+        // nothing is spooled to disk, whatever the size.
         let shown = match &self.input {
             Input::File(p) => p.display().to_string(),
             Input::Stdin => "stdin".to_owned(),
         };
-        let file = match &self.input {
-            Input::File(p) => std::fs::File::open(p).with_context(|| format!("opening {shown}"))?,
-            Input::Stdin => self.spool_stdin()?,
+        let (source, size): (Box<dyn Read>, Option<u64>) = match &self.input {
+            Input::File(p) => {
+                let f = std::fs::File::open(p).with_context(|| format!("opening {shown}"))?;
+                let size = f
+                    .metadata()
+                    .with_context(|| format!("reading the size of {shown}"))?
+                    .len();
+                (Box::new(f), Some(size))
+            }
+            Input::Stdin => (Box::new(io::stdin().lock()), None),
         };
-        let size = file
-            .metadata()
-            .with_context(|| format!("reading the size of {shown}"))?
-            .len();
+        let mut source = BufReader::with_capacity(1 << 20, source);
+        let head = source
+            .fill_buf()
+            .with_context(|| format!("reading {shown}"))?;
         ensure!(
-            size > 0,
+            !head.is_empty(),
             "{shown} is empty: no archive to push (did the producer fail?)"
         );
+        // The codec is known from the first bytes; the archive's name needs it.
+        let codec = archive::Codec::sniff(head).with_context(|| {
+            format!("{shown} is not a whole etcd2-backup archive: not gzip or zstd data")
+        })?;
 
+        self.rclone.check_endpoint(&self.layout.endpoint)?;
         let generation = new_generation_id(SystemTime::now());
         let gens = self.layout.generations();
-        // The codec is known from the first bytes; the archive's name needs it.
-        let codec = archive::sniff_file(&file)
-            .with_context(|| format!("{shown} is not a whole etcd2-backup archive"))?;
         let archive_name = format!("{generation}.{}", codec.extension());
         let remote_archive = join(&gens, &archive_name);
-        tracing::debug!("uploading {shown} ({size} bytes) as generation {generation} to {gens}");
+        tracing::debug!("uploading {shown} as generation {generation} to {gens}");
         let upload = self.rclone.rcat(&remote_archive, size)?;
         let mut tee = TeeReader {
             inner: HashingReader::new(
                 crate::progress::ProgressReader::new(
-                    BufReader::with_capacity(1 << 20, &file),
+                    source,
                     format!("uploading {generation}"),
-                    Some(size),
+                    size,
                 ),
                 Hasher::with_backend_hashes(),
             ),
@@ -207,22 +217,19 @@ impl PushJob {
         let manifest = match (manifest, out_error) {
             (Ok(m), _) => m,
             (Err(_), Some(e)) => {
+                drop(upload);
                 let e = anyhow::Error::new(e).context(format!("uploading to {remote_archive}"));
                 return Err(self.rclone.explain(e));
             }
             (Err(e), None) => {
-                // Dropping the upload kills rclone before it sees the end of
-                // the stream: nothing whole is left under that name.
+                // Dropping the upload unfinished aborts it before rclone
+                // sees an end: nothing whole is left under that name.
                 drop(upload);
                 return Err(e.context(format!("{shown} is not a whole etcd2-backup archive")));
             }
         };
         let digests = inner.finish();
-        ensure!(
-            digests.size == size,
-            "{shown} changed size while being read ({size} bytes, then {}): refusing it",
-            digests.size
-        );
+        let size = digests.size;
         upload.finish().map_err(|e| {
             self.rclone
                 .explain(e.context(format!("uploading to {remote_archive}")))
@@ -322,18 +329,6 @@ impl PushJob {
             manifest,
             generations,
         })
-    }
-
-    /// stdin, copied to an unlinked file in the work dir (nothing is left
-    /// behind, whatever kills us), then read from its start.
-    fn spool_stdin(&self) -> Result<std::fs::File> {
-        use std::io::Seek;
-        crate::scratch::work_dir(&self.work_dir)?;
-        let mut f = tempfile::tempfile_in(&self.work_dir)
-            .with_context(|| format!("creating a spool file in {}", self.work_dir.display()))?;
-        io::copy(&mut io::stdin().lock(), &mut f).context("reading the archive from stdin")?;
-        f.rewind().context("rewinding the spooled archive")?;
-        Ok(f)
     }
 
     /// May `generation` be published now? Not over another member's
@@ -446,9 +441,9 @@ impl PushJob {
             }
         }
         if !checked && self.verify == Verify::Hash {
-            tracing::warn!("{remote}: the backend reports no hash; checked the size only (use --verify download)");
+            tracing::warn!("{remote}: the backend reports no hash; checked the size only (--verify hash; auto would download it)");
         }
-        if self.verify == Verify::Download {
+        if self.verify == Verify::Download || (!checked && self.verify == Verify::Auto) {
             let stream = self.rclone.stream_file(&remote)?;
             let mut hr = HashingReader::new(stream, Hasher::new());
             io::copy(&mut hr, &mut io::sink())
