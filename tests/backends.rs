@@ -297,3 +297,61 @@ fn a_piped_push_needs_no_local_disk() {
         "archive of {size} bytes is not twice the disk"
     );
 }
+
+/// `--local-copy`: the original's "newest backup also on local disk", as a
+/// tee of the pushed stream: it is exactly the published archive, 0600,
+/// and a push that publishes nothing leaves the previous copy as it was.
+#[test]
+fn the_local_copy_is_the_published_archive_and_only_that() {
+    use std::os::unix::fs::PermissionsExt;
+    let c = small_cluster();
+    let remote = Remote::local(c.path());
+    let env = Env::new(c.path());
+    let copy = c.path().join("newest.tar.zst");
+    let mut push = env.push(&remote, MID);
+    push.arg("--local-copy").arg(&copy);
+    let out = pipe_push(&c, &mut push);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let p = pointer_json(&remote).expect("published");
+    let bytes = std::fs::read(&copy).expect("the local copy");
+    let stored = remote
+        .read(&format!(
+            "{MID}/generations/{}",
+            p["archive"].as_str().unwrap()
+        ))
+        .unwrap();
+    assert_eq!(
+        bytes, stored,
+        "the local copy differs from the published archive"
+    );
+    assert_eq!(
+        std::fs::metadata(&copy).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+
+    // A push that fails (the remote's directory is a file now) keeps it.
+    let before = std::fs::read(&copy).unwrap();
+    c.put_v3(0, "/changed", "1");
+    let broken = Remote::local(&c.path().join("broken"));
+    std::fs::create_dir_all(broken.root.parent().unwrap()).unwrap();
+    std::fs::write(&broken.root, b"not a directory").unwrap();
+    let mut push = env.push(&broken, MID);
+    push.arg("--local-copy").arg(&copy);
+    let out = pipe_push(&c, &mut push);
+    assert!(!out.status.success(), "a push into a file succeeded");
+    assert_eq!(
+        std::fs::read(&copy).unwrap(),
+        before,
+        "a failed push replaced the local copy"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(c.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains(".part"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}

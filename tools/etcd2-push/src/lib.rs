@@ -63,6 +63,12 @@ pub struct Cli {
     )]
     pub work_dir: PathBuf,
 
+    /// Also keep the pushed archive in FILE (the original's "newest backup on
+    /// local disk"): written as it is read, no extra pass, and renamed into
+    /// place only once its generation is published; mode 0600
+    #[arg(long, env = "ETCD2_BACKUP_LOCAL_COPY", value_name = "FILE")]
+    pub local_copy: Option<PathBuf>,
+
     /// Lock file that keeps two pushes on this host from interleaving
     #[arg(
         long,

@@ -23,6 +23,7 @@ fn main() -> ExitCode {
                 force: cli.force,
                 lock_file: cli.lock_file,
                 lock_wait: cli.lock_wait,
+                local_copy: cli.local_copy,
             };
             job.run()
         })();

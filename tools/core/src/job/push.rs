@@ -39,6 +39,35 @@ pub struct PushJob {
     pub force: bool,
     pub lock_file: PathBuf,
     pub lock_wait: Duration,
+    /// Also keep the archive here (written as it is read, renamed into
+    /// place only once the generation is published).
+    pub local_copy: Option<PathBuf>,
+}
+
+/// The local copy of what is pushed, written as it is read: a tee, not a
+/// stage. A write error (a full disk) drops the copy with a warning; the
+/// push, which is what matters, goes on.
+struct LocalCopy<R> {
+    inner: R,
+    copy: std::rc::Rc<std::cell::RefCell<Option<crate::fsutil::AtomicFile>>>,
+    path: PathBuf,
+}
+
+impl<R: Read> Read for LocalCopy<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let mut slot = self.copy.borrow_mut();
+        if let Some(f) = slot.as_mut() {
+            if let Err(e) = f.write_all(&buf[..n]) {
+                tracing::warn!(
+                    "not keeping the local copy {}: {e}; the push goes on",
+                    self.path.display()
+                );
+                *slot = None;
+            }
+        }
+        Ok(n)
+    }
 }
 
 /// What a push published (`etcd2-push --json`).
@@ -176,6 +205,23 @@ impl PushJob {
             }
             Input::Stdin => (Box::new(io::stdin().lock()), None),
         };
+        let copy = std::rc::Rc::new(std::cell::RefCell::new(match &self.local_copy {
+            // Claimed before anything is uploaded: a directory that is not
+            // there fails now, not after the upload.
+            Some(p) => Some(
+                crate::fsutil::AtomicFile::create(p, 0o600)
+                    .with_context(|| format!("--local-copy {}", p.display()))?,
+            ),
+            None => None,
+        }));
+        let source: Box<dyn Read> = match &self.local_copy {
+            Some(p) => Box::new(LocalCopy {
+                inner: source,
+                copy: std::rc::Rc::clone(&copy),
+                path: p.clone(),
+            }),
+            None => source,
+        };
         let mut source = BufReader::with_capacity(1 << 20, source);
         let head = source
             .fill_buf()
@@ -309,6 +355,12 @@ impl PushJob {
             format!("generation {generation} is published, but retention failed")
         })?;
         let generations = self.confirm_published(&generation)?;
+        if let (Some(f), Some(p)) = (copy.borrow_mut().take(), &self.local_copy) {
+            match f.commit() {
+                Ok(()) => tracing::debug!("kept the published archive as {}", p.display()),
+                Err(e) => tracing::warn!("not keeping the local copy {}: {e:#}", p.display()),
+            }
+        }
         // The one line a successful push writes at info (the steps are at
         // debug): the journal gets one line per push, not a dozen.
         tracing::info!(
