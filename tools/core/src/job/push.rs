@@ -223,6 +223,9 @@ impl PushJob {
             None => source,
         };
         let mut source = BufReader::with_capacity(1 << 20, source);
+        // The file is open (a file replaced from here on is not what we
+        // push); a configuration mistake is named before its content.
+        self.rclone.check_endpoint(&self.layout.endpoint)?;
         let head = source
             .fill_buf()
             .with_context(|| format!("reading {shown}"))?;
@@ -235,7 +238,6 @@ impl PushJob {
             format!("{shown} is not a whole etcd2-backup archive: not gzip or zstd data")
         })?;
 
-        self.rclone.check_endpoint(&self.layout.endpoint)?;
         let generation = new_generation_id(SystemTime::now());
         let gens = self.layout.generations();
         let archive_name = format!("{generation}.{}", codec.extension());
