@@ -288,7 +288,7 @@ fn guard_children(pids: Vec<u32>) -> Vec<crate::scratch::ChildGuard> {
 }
 
 /// Words that mark a flag or a connection-string parameter as secret.
-const SECRET_WORDS: &str = "pass|secret|key|token|credential|user";
+const SECRET_WORDS: &str = "pass|secret|key|token|credential|user|sas";
 
 fn is_secret_flag(arg: &str) -> bool {
     static RE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
@@ -305,9 +305,12 @@ fn is_secret_flag(arg: &str) -> bool {
 ///   `--s3-secret-access-key=X`, `--sftp-pass X`;
 /// - a connection-string parameter whose name says the same:
 ///   `:s3,access_key_id=X,secret_access_key='Y':bucket`, also URL-encoded
-///   (`%2Csecret_access_key%3DY`, as rclone echoes it in errors).
+///   (`%2Csecret_access_key%3DY`, as rclone echoes it in errors);
+/// - the password of a URL (`https://user:X@host`), also URL-encoded;
+/// - a URL's signature parameter (`?sig=X`, `&X-Amz-Signature=X`), as in an
+///   Azure SAS URL.
 pub fn redact(text: &str) -> std::borrow::Cow<'_, str> {
-    static RES: std::sync::LazyLock<[(regex::Regex, &'static str); 4]> = std::sync::LazyLock::new(
+    static RES: std::sync::LazyLock<[(regex::Regex, &'static str); 7]> = std::sync::LazyLock::new(
         || {
             let re = |s: String| regex::Regex::new(&s).expect("static regex");
             let name = format!("[a-z0-9_-]*(?:{SECRET_WORDS})[a-z0-9_-]*");
@@ -336,6 +339,21 @@ pub fn redact(text: &str) -> std::borrow::Cow<'_, str> {
                     re(format!(
                         r#"(?i)(%2C{name}%3D)(?:[^%\s"']|%(?:2[0-9abd-f]|3[0-9b-f]|[014-9a-f][0-9a-f]))*"#
                     )),
+                    "${1}***",
+                ),
+                // user:password@ in a URL
+                (
+                    re(r#"(?i)([a-z][a-z0-9+.-]*://[^/\s:@'"]*:)[^@/\s'"]+@"#.to_owned()),
+                    "${1}***@",
+                ),
+                // the same, URL-encoded (%3A%2F%2Fuser%3Apassword%40)
+                (
+                    re(r#"(?i)(%3A%2F%2F(?:[^%\s/@'"]|%[0-9a-f]{2})*?%3A)(?:[^%\s'"]|%[0-9a-f]{2})*?%40"#.to_owned()),
+                    "${1}***%40",
+                ),
+                // signatures in a URL's query
+                (
+                    re(r#"(?i)([?&](?:sig|signature|x-amz-signature|x-amz-credential|x-amz-security-token)=)[^&\s'"]+"#.to_owned()),
                     "${1}***",
                 ),
             ]
@@ -443,6 +461,29 @@ mod tests {
             (
                 "--keep 3 --hash-type sha1 s3:bucket",
                 "--keep 3 --hash-type sha1 s3:bucket",
+            ),
+            // A password inside a URL (a webdav url= in a connection
+            // string), plain and as rclone echoes it URL-encoded.
+            (
+                ":webdav,url='https://backup:FAKEPASS@dav.example/x':etcd",
+                ":webdav,url='https://backup:***@dav.example/x':etcd",
+            ),
+            (
+                "Get \"https://u:FAKEPASS@h/p\": 401",
+                "Get \"https://u:***@h/p\": 401",
+            ),
+            (
+                "x%2Curl%3Dhttps%3A%2F%2Fu%3AFAKEPASS%40h%2Fp%3Aetcd",
+                "x%2Curl%3Dhttps%3A%2F%2Fu%3A***%40h%2Fp%3Aetcd",
+            ),
+            // A SAS URL's signature, whatever the flag's name.
+            (
+                "--azureblob-sas-url=https://a.blob/c?sv=2020&sig=SIGCANARY&se=1 x",
+                "--azureblob-sas-url=*** x",
+            ),
+            (
+                "GET https://a.blob/c?sv=2020&sig=SIGCANARY&se=1 failed",
+                "GET https://a.blob/c?sv=2020&sig=***&se=1 failed",
             ),
             // A flag with a secret name and no value keeps the next flag.
             (
