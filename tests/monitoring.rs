@@ -412,3 +412,45 @@ fn under_systemd_a_wait_says_what_it_waits_for_in_the_unit_status() {
     assert_eq!(st.code(), Some(1));
     assert!(msg.starts_with("STATUS=waiting for the cluster"), "{msg}");
 }
+
+/// The units run with UMask=0077; node_exporter reads the textfiles as its
+/// own user, so they are 0644 whatever the umask. An empty
+/// ETCD2_BACKUP_METRICS_DIR (the settings drop-in's way to say "off") is
+/// not a usage error.
+#[test]
+fn metrics_files_are_world_readable_under_the_units_umask_and_empty_means_off() {
+    use std::os::unix::fs::PermissionsExt;
+    let c = Cluster::start(1);
+    c.put_v3(0, "/k", "v");
+    let metrics = c.path().join("textfile_collector");
+    std::fs::create_dir(&metrics).unwrap();
+    let mut cmd = std::process::Command::new("sh");
+    cmd.args(["-c", "umask 077; exec \"$0\" \"$@\""])
+        .arg(harness::bin("etcd2-snapshot"))
+        .env("ETCDCTL_ENDPOINTS", c.endpoint(0))
+        .env("ETCD_BACKUP_DIR", c.path().join("snapwork"))
+        .env("ETCD2_BACKUP_METRICS_DIR", &metrics)
+        .args(["--api", "v3", "-o"])
+        .arg(c.path().join("a.tar.zst"));
+    run_ok(&mut cmd);
+    let mode = std::fs::metadata(metrics.join("etcd2_backup_snapshot.prom"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o644, "{mode:o}");
+    // The archive itself stays private.
+    let mode = std::fs::metadata(c.path().join("a.tar.zst"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+
+    run_ok(
+        tool("etcd2-snapshot")
+            .env("ETCDCTL_ENDPOINTS", c.endpoint(0))
+            .env("ETCD_BACKUP_DIR", c.path().join("snapwork"))
+            .env("ETCD2_BACKUP_METRICS_DIR", "")
+            .args(["--api", "v3", "-o"])
+            .arg(c.path().join("b.tar.zst")),
+    );
+}

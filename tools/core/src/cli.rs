@@ -216,9 +216,15 @@ pub struct MetricsArgs {
         long,
         env = "ETCD2_BACKUP_METRICS_DIR",
         default_value = "/var/lib/node_exporter/textfile_collector",
-        value_name = "DIR"
+        value_name = "DIR",
+        value_parser = path_or_empty
     )]
     pub metrics_dir: PathBuf,
+}
+
+/// A path where '' is a value (clap's own path parser refuses it).
+fn path_or_empty(s: &str) -> std::result::Result<PathBuf, std::convert::Infallible> {
+    Ok(PathBuf::from(s))
 }
 
 impl MetricsArgs {

@@ -62,6 +62,11 @@ impl AtomicFile {
                 return Err(e).with_context(|| format!("cannot write into {}", dir.display()));
             }
         };
+        // The mode as asked, not as the umask leaves it: textfile metrics
+        // are 0644 for node_exporter even under the units' UMask=0077.
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(mode))
+            .with_context(|| format!("setting the mode of {}", target.display()))?;
         Ok(AtomicFile {
             file,
             target,
