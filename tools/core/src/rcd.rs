@@ -310,35 +310,34 @@ impl Session {
             "Content-Type",
             &format!("multipart/form-data; boundary={boundary}"),
         );
-        let what = format!("uploading to {}", redact(path));
         let (display, stall, transfer) = (
             self.daemon.display().to_owned(),
             self.bounds.stall,
             self.bounds.transfer,
         );
-        let w = what.clone();
-        tracing::debug!("rclone rc operations/uploadfile ({what})");
+        tracing::debug!("rclone rc operations/uploadfile ({})", redact(path));
+        // The caller's context names the upload; these errors say why.
         let thread = std::thread::spawn(move || -> std::result::Result<(), String> {
             match req.send(body) {
                 Ok(_) => Ok(()),
                 Err(ureq::Error::Status(code, resp)) => {
                     let body = resp.into_string().unwrap_or_default();
-                    Err(format!("{w}: {}", reply_error(code, &body)))
+                    Err(reply_error(code, &body))
                 }
                 Err(ureq::Error::Transport(t)) => {
                     let text = t.to_string();
                     Err(if Instant::now() >= deadline {
                         format!(
-                            "`{display}` {w} did not finish within {} (--transfer-timeout)",
+                            "`{display}` did not finish the upload within {} (--transfer-timeout)",
                             human_duration(transfer)
                         )
                     } else if text.contains("timed out") || text.contains("Timeout") {
                         format!(
-                            "`{display}` {w}: moved no data for {} (--stall-timeout)",
+                            "`{display}` moved no data for {} (--stall-timeout)",
                             human_duration(stall)
                         )
                     } else {
-                        format!("{w}: {}", redact(&text))
+                        redact(&text).into_owned()
                     })
                 }
             }
@@ -347,7 +346,6 @@ impl Session {
             tx: Some(tx),
             buf: Vec::with_capacity(CHUNK),
             thread: Some(thread),
-            what,
         })
     }
 }
@@ -404,7 +402,6 @@ pub struct Upload {
     tx: Option<SyncSender<Chunk>>,
     buf: Vec<u8>,
     thread: Option<std::thread::JoinHandle<std::result::Result<(), String>>>,
-    what: String,
 }
 
 impl Upload {
@@ -413,8 +410,8 @@ impl Upload {
         self.tx = None;
         match self.thread.take().map(|t| t.join()) {
             Some(Ok(Err(e))) => e,
-            Some(Ok(Ok(()))) => format!("{}: rclone rcd answered before the end", self.what),
-            _ => format!("{}: the upload thread failed", self.what),
+            Some(Ok(Ok(()))) => "rclone rcd answered before the end of the upload".to_owned(),
+            _ => "the upload thread failed".to_owned(),
         }
     }
 
@@ -441,7 +438,7 @@ impl Upload {
         match self.thread.take().map(|t| t.join()) {
             Some(Ok(Ok(()))) => Ok(()),
             Some(Ok(Err(e))) => Err(anyhow::Error::new(ChildFailure(e))),
-            _ => bail!("{}: the upload thread failed", self.what),
+            _ => bail!("the upload thread failed"),
         }
     }
 }
