@@ -122,8 +122,11 @@ pub struct Dir {
 impl Dir {
     pub fn create(parent: &Path, prefix: &str) -> Result<Dir> {
         sweep(parent, prefix)?;
+        // 0700 whatever the umask: it holds a copy of etcd's data.
+        use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::Builder::new()
             .prefix(&self::prefix(prefix))
+            .permissions(std::fs::Permissions::from_mode(0o700))
             .tempdir_in(parent)
             .with_context(|| format!("creating a scratch dir in {}", parent.display()))?;
         let guard = Guard::new(dir.path());
@@ -276,6 +279,15 @@ pub fn fault_point(point: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_scratch_dir_is_private_whatever_the_umask() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let s = Dir::create(d.path(), "etcd2-test").unwrap();
+        let mode = std::fs::metadata(s.path()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700, "{mode:o}");
+    }
 
     #[test]
     fn scratch_names_carry_the_pid() {
