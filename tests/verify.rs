@@ -179,3 +179,41 @@ fn a_verify_killed_mid_way_leaves_no_etcd_and_the_next_run_sweeps_its_scratch() 
         leftovers(&env.work)
     );
 }
+
+/// Under systemd (NOTIFY_SOCKET set for the tool), the throwaway etcd must
+/// not talk to systemd: it is not the unit's main process, and systemd logs
+/// "reception only permitted for main PID" for each of its messages.
+#[test]
+fn the_throwaway_member_does_not_inherit_the_units_notify_socket() {
+    let c = Cluster::start(1);
+    c.put_v3(0, "/a", "1");
+    let remote = Remote::local(c.path());
+    let env = Env::new(c.path());
+    let archive = c.path().join("a.tar.zst");
+    c.snapshot_to(0, "v3", &archive);
+    run_ok(env.push(&remote, MID).arg(&archive));
+    let resume = c.path().join("resume");
+    let mut cmd = verify(&env, &remote);
+    cmd.env("NOTIFY_SOCKET", c.path().join("no-systemd-here"))
+        .env("ETCD2_BACKUP_FAULT_RESUME", &resume);
+    let child = harness::spawn_at_fault(&mut cmd, "restore-etcd-started");
+    let needle = env.work.display().to_string();
+    let etcds: Vec<u32> = procs_mentioning(&needle)
+        .into_iter()
+        .filter(|p| *p != child.id())
+        .collect();
+    assert!(
+        !etcds.is_empty(),
+        "the temporary etcd runs (the test bites)"
+    );
+    for pid in etcds {
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+        assert!(
+            !String::from_utf8_lossy(&environ).contains("NOTIFY_SOCKET="),
+            "the temporary etcd (pid {pid}) got NOTIFY_SOCKET"
+        );
+    }
+    std::fs::write(&resume, b"").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "verify failed after the pause");
+}

@@ -107,6 +107,9 @@ impl TempEtcd {
                 cmd.env_remove(k);
             }
         }
+        // Nor talk to systemd: under a unit it is not the main process, and
+        // systemd would log each of its READY=1 messages as refused.
+        cmd.env_remove("NOTIFY_SOCKET");
         // It serves the restored keys on loopback: it must not outlive us,
         // whatever stops us.
         crate::scratch::dies_with_us(&mut cmd);
