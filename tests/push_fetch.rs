@@ -596,6 +596,24 @@ fn legacy_backup_written_like_the_original_is_fetched_as_unverified() {
     let into = c.path().join("legacy-fetched");
     let out = run_ok(env.fetch(&remote, OLD).arg("--into").arg(&into));
     assert!(String::from_utf8_lossy(&out.stderr).contains("UNVERIFIED legacy data"));
+    // rclone copied it, under the test's umask (022): still private.
+    let mut stack = vec![into.clone()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            use std::os::unix::fs::PermissionsExt;
+            let m = e.metadata().unwrap();
+            let want = if m.is_dir() { 0o700 } else { 0o600 };
+            assert_eq!(
+                m.permissions().mode() & 0o777,
+                want,
+                "{}",
+                e.path().display()
+            );
+            if m.is_dir() {
+                stack.push(e.path());
+            }
+        }
+    }
     let m = start_from(c.path(), &into);
     for k in 0..5 {
         assert_eq!(

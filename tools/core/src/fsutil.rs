@@ -127,6 +127,30 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     f.commit()
 }
 
+/// Directories 0700 and files 0600 below (and including) `dir`, whatever
+/// the umask they were written under. Links are neither followed nor
+/// changed (the archive readers refuse them anyway).
+pub fn make_private(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta =
+        std::fs::symlink_metadata(dir).with_context(|| format!("reading {}", dir.display()))?;
+    if meta.file_type().is_symlink() {
+        return Ok(());
+    }
+    let mode = if meta.is_dir() { 0o700 } else { 0o600 };
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("setting the mode of {}", dir.display()))?;
+    if meta.is_dir() {
+        for e in std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
+            make_private(
+                &e.with_context(|| format!("listing {}", dir.display()))?
+                    .path(),
+            )?;
+        }
+    }
+    Ok(())
+}
+
 /// fsync a directory so that renames inside it survive a crash.
 pub fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)

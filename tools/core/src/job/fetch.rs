@@ -315,6 +315,8 @@ impl FetchJob {
             data.join("member/wal").is_dir(),
             "legacy backup at {dir} has no member/wal: incomplete, refusing it"
         );
+        // rclone wrote it under our umask; it is all of etcd's data.
+        crate::fsutil::make_private(&data)?;
         let files = archive::list_files(&data)?;
         let (created_unix, created_at) = crate::clock::now();
         let manifest = Manifest {
