@@ -7,12 +7,16 @@ contender with a PATH whose first directory holds one counting wrapper per
 counted program:
 
     #!/bin/sh
-    echo "rclone $$" >> LOG
+    read up _ < /proc/uptime
+    echo "rclone $$ $up" >> LOG
     exec /usr/bin/rclone "$@"
 
 `exec` keeps the PID, the process group, stdin/stdout and signals, so the
 program runs as it would have; the cost is one /bin/sh start (~1 ms) per
-spawn, the same for every contender. Our own tools are started through such
+spawn, the same for every contender. The line also says when (the
+kernel's uptime, 10 ms resolution, read by a shell builtin): the run's
+record keeps each spawn's start relative to the run's (spawn_times), a
+timeline of the cycle. Our own tools are started through such
 wrappers too (by the bench, and by whatever finds them in PATH). A program
 our tools resolve by PATH (rclone, etcdctl, etcdutl: tools/core cmd.rs
 Program::find) cannot bypass them; one started by an absolute path could, so
@@ -54,7 +58,8 @@ class Spawns:
         for name, real in self.programs.items():
             p = os.path.join(self.dir, name)
             with open(p, "w") as f:
-                f.write(f"#!/bin/sh\necho \"{name} $$\" >> {_q(self.log)}\nexec {_q(real)} \"$@\"\n")
+                f.write(f"#!/bin/sh\nread up _ < /proc/uptime\necho \"{name} $$ $up\" >> {_q(self.log)}\n"
+                        f"exec {_q(real)} \"$@\"\n")
             os.chmod(p, 0o755)
 
     def tool(self, name):
@@ -68,32 +73,40 @@ class Spawns:
         return e
 
     def mark(self):
-        return os.path.getsize(self.log)
+        """Where the log is now, and the uptime: call right before a run."""
+        with open("/proc/uptime") as f:
+            up = float(f.read().split()[0])
+        return os.path.getsize(self.log), up
 
-    def since(self, offset):
-        """({program: spawns}, {pid logged}) after offset (every counted
-        program in the counts, 0 included)."""
-        counts, pids = {n: 0 for n in self.programs}, set()
+    def since(self, mark):
+        """({program: spawns}, {pid logged}, [[program, start s]]) after
+        mark (every counted program in the counts, 0 included)."""
+        offset, t0 = mark
+        counts, pids, times = {n: 0 for n in self.programs}, set(), []
         with open(self.log, "rb") as f:
             f.seek(offset)
             for line in f.read().decode(errors="replace").splitlines():
                 w = line.split()
-                if len(w) == 2 and w[0] in counts and w[1].isdigit():
+                if len(w) == 3 and w[0] in counts and w[1].isdigit():
                     counts[w[0]] += 1
                     pids.add(int(w[1]))
-        return {n: c for n, c in counts.items() if c or n in COUNTED}, pids
+                    try:
+                        times.append([w[0], round(max(0.0, float(w[2]) - t0), 2)])
+                    except ValueError:
+                        pass
+        return {n: c for n, c in counts.items() if c or n in COUNTED}, pids, times
 
-    def fields(self, offset, m):
+    def fields(self, mark, m):
         """The record's fields for one measurement m (measure.py's dict):
         spawns, and spawns_bypassed when the sampler saw a wrapped program
         run under a PID no wrapper logged."""
-        sp, logged = self.since(offset)
+        sp, logged, times = self.since(mark)
         procs = m.get("_procs", {})
         bypassed = {}
         for pid, (name, ppid) in procs.items():
             if name in self.programs and pid not in logged and procs.get(ppid, (None,))[0] != name:
                 bypassed[name] = bypassed.get(name, 0) + 1
-        out = {"spawns": sp, "spawn_method": "PATH wrappers"}
+        out = {"spawns": sp, "spawn_method": "PATH wrappers", "spawn_times": times}
         if bypassed:
             out["spawns_bypassed"] = bypassed
         return out
