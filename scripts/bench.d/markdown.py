@@ -210,8 +210,8 @@ def report(st):
     if FAILED:
         P("")
     P("## 3. Codecs\n")
-    P("One real `etcd2-snapshot --api v3 -o FILE --codec C --level L --threads T` per configuration (snapshot "
-      "save into the work dir, sha256, tar + compress), plus the floor. MB/s = snapshot bytes / median wall "
+    P("One real `etcd2-snapshot --api v3 -o FILE --codec C --level L --threads T` per configuration (the "
+      "snapshot read from etcd, hashed, archived and compressed), plus the floor. MB/s = snapshot bytes / median wall "
       "(10^6 B); ratio = snapshot / archive; cores = CPU / wall. `--threads 0` compresses on the main thread, "
       "`--threads N` starts N zstd workers. The codec matrix runs at sizes up to BENCH_CODEC_MAX (256MB by default).\n")
     for s in size_names:
@@ -305,8 +305,8 @@ def report(st):
                     f"{fl['wall_med']:.2f} s), CPU {o['cpu_med']:.2f} s ({o['cpu_med'] / o['wall_med']:.2f} cores), "
                     f"etcd {fmt(o['etcd_cpu_med'])} s (floor: {fmt(fl['etcd_cpu_med'])} s), server {o['server_cpu_med']:.2f} s")
             if d:
-                line += (f"; `etcd2-snapshot -o FILE` alone (codec table, default codec) {d['wall_med']:.2f} s, so the push "
-                         f"adds {o['wall_med'] - d['wall_med']:+.2f} s of wall to it")
+                line += (f"; for comparison `etcd2-snapshot -o FILE` alone, no push (codec table, default codec, run "
+                         f"at another moment): {d['wall_med']:.2f} s")
             P(line + ".")
     runs = group(st.rows, "backup", "size", "api", "remote", "contender")
     tl = []
