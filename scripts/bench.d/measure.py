@@ -10,12 +10,15 @@ measure(cmds, timeout=...) runs CMD, or the pipeline CMD1 | CMD2 |
   cpu_by_prog       {program: CPU seconds, as last sampled} (lower bound: the
                     last <= 1 sample interval of each process is not seen)
   n_by_prog         {program: processes seen} (one living < 1 interval may be missed)
-  server_cpu        CPU seconds the `servers` PIDs (rclone serve, etcd) used
-                    meanwhile (from /proc/PID/stat, exact to the tick)
+  server_cpu        CPU seconds the `servers` PIDs (the remote's server: rclone
+                    serve sftp, moto_server) used meanwhile (from
+                    /proc/PID/stat, exact to the tick)
+  etcd_cpu          the same for the `etcd` PID (the member backed up), when given
   rc                the exit status (a pipeline's: the last non-zero one, as
                     bash's pipefail; killed by signal N: 128+N)
 and, not for the record, "_timed_out": True when the time bound was hit
-(the group was then stopped: SIGTERM, 10 s, SIGKILL; rc 124, as timeout(1)).
+(the group was then stopped: SIGTERM, 10 s, SIGKILL; rc 124, as timeout(1)),
+and "_procs": {pid: (program, parent pid)} of every process seen.
 
 Why sample /proc: GNU time reports ru_maxrss of a process *including* the
 children it waited for, so an etcd2-snapshot that runs etcdctl would be
@@ -161,14 +164,15 @@ def _normalize(cmds):
     return [cmds] if cmds and isinstance(cmds[0], str) else cmds
 
 
-def measure(cmds, *, timeout, servers=(), stdin=None, stdout=None, stderr=None, env=None, cwd=None):
+def measure(cmds, *, timeout, servers=(), etcd=None, stdin=None, stdout=None, stderr=None, env=None, cwd=None):
     """Run and measure; see the module's doc."""
     cmds = _normalize(cmds)
     srv0 = sum((stat_of(p) or (0, 0.0))[1] for p in servers)
+    etcd0 = (stat_of(etcd) or (0, 0.0))[1] if etcd else 0.0
     t0 = time.monotonic()
     g = Group(cmds, stdin, stdout, stderr, env, cwd)
     roots = set(g.pids())
-    peak, cpu, progs = {}, {}, {}
+    peak, cpu, progs, ppid = {}, {}, {}, {}
     timed_out = False
     try:
         while True:
@@ -196,6 +200,7 @@ def measure(cmds, *, timeout, servers=(), stdin=None, stdout=None, stderr=None, 
                     peak[p] = max(peak.get(p, 0), h)
                 if p in parent:
                     cpu[p] = parent[p][1]
+                    ppid.setdefault(p, parent[p][0])
             if g.poll():
                 break
             if time.monotonic() - t0 > timeout:
@@ -208,6 +213,7 @@ def measure(cmds, *, timeout, servers=(), stdin=None, stdout=None, stderr=None, 
         raise
     wall = time.monotonic() - t0
     srv1 = sum((stat_of(p) or (0, 0.0))[1] for p in servers)
+    etcd1 = (stat_of(etcd) or (0, 0.0))[1] if etcd else 0.0
     by_prog, cpu_prog, n_prog = {}, {}, {}
     for p, name in progs.items():
         by_prog[name] = max(by_prog.get(name, 0), peak.get(p, 0))
@@ -218,7 +224,10 @@ def measure(cmds, *, timeout, servers=(), stdin=None, stdout=None, stderr=None, 
            "user": round(sum(ru.ru_utime for ru in rus), 3), "sys": round(sum(ru.ru_stime for ru in rus), 3),
            "tree_maxrss_kib": max([ru.ru_maxrss for ru in rus] or [0]), "peak_kib": by_prog,
            "cpu_by_prog": cpu_prog, "n_by_prog": n_prog,
-           "server_cpu": round(srv1 - srv0, 3), "rc": 124 if timed_out else g.rc()}
+           "server_cpu": round(srv1 - srv0, 3), "rc": 124 if timed_out else g.rc(),
+           "_procs": {p: (name, ppid.get(p)) for p, name in progs.items()}}
+    if etcd:
+        out["etcd_cpu"] = round(etcd1 - etcd0, 3)
     if timed_out:
         out["_timed_out"] = True
     return out

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""report.py RUNS.jsonl META.json REPORT.md DOCS_DIR: turn the raw runs of
+"""report.py RUNS.jsonl META.json REPORT.md DOCS_DIR [BASELINE.json]: turn the raw runs of
 scripts/bench into REPORT.md (docs/benchmarks.md), DOCS_DIR/summary.json and
 DOCS_DIR/chart.svg. Standard library only. scripts/bench calls generate()
 directly and leaves META.json (the host and run description) in build/bench,
@@ -42,9 +42,24 @@ def load_runs(path):
         return [json.loads(l) for l in f if l.strip()]
 
 
-def generate(rows, meta, report_path, docs, tools=None):
-    """Write report_path, docs/summary.json and docs/chart.svg."""
-    st = stats.compute(rows, meta, tools if tools is not None else read_tools_list())
+def load_baseline(path):
+    """The previous run's summary.json (docs/bench/baseline.json), or None
+    when there is none; the report then says so."""
+    if not path or not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def targets_text(st):
+    """The Targets table (Markdown), as scripts/bench prints it at the end."""
+    return markdown.targets13(st)
+
+
+def generate(rows, meta, report_path, docs, tools=None, baseline=None):
+    """Write report_path, docs/summary.json and docs/chart.svg; baseline: the
+    path of the previous run's summary.json. Returns the statistics."""
+    st = stats.compute(rows, meta, tools if tools is not None else read_tools_list(), load_baseline(baseline))
     with open(os.path.join(docs, "chart.svg"), "w") as f:
         f.write(svg.chart(st))
     lines = markdown.report(st)
@@ -58,15 +73,17 @@ def generate(rows, meta, report_path, docs, tools=None):
             lines.append(f.read())
     with open(report_path, "w") as f:
         f.write("\n".join(lines) + "\n")
+    return st
 
 
 def main():
-    if len(sys.argv) != 5:
+    if len(sys.argv) not in (5, 6):
         sys.exit(__doc__.split("\n\n")[0])
-    runs, meta, report_path, docs = sys.argv[1:]
+    runs, meta, report_path, docs = sys.argv[1:5]
     with open(meta) as f:
         m = json.load(f)
-    generate(load_runs(runs), m, report_path, docs)
+    generate(load_runs(runs), m, report_path, docs,
+             baseline=sys.argv[5] if len(sys.argv) == 6 else os.path.join(docs, "baseline.json"))
     print(report_path)
 
 

@@ -28,6 +28,8 @@ def panels(st):
             ("ours, sftp", COL["ours"], "6,3", series(B, lambda s: (s, "v3", "sftp", "ours"), lambda v: v["wall_med"])),
             ("original, local", COL["orig"], "", series(B, lambda s: (s, "v3", "local", "orig"), lambda v: v["wall_med"])),
             ("original, sftp", COL["orig"], "6,3", series(B, lambda s: (s, "v3", "sftp", "orig"), lambda v: v["wall_med"])),
+            ("ours, S3", COL["ours"], "2,2", series(B, lambda s: (s, "v3", "s3", "ours"), lambda v: v["wall_med"])),
+            ("original, S3", COL["orig"], "2,2", series(B, lambda s: (s, "v3", "s3", "orig"), lambda v: v["wall_med"])),
             ("floor: snapshot save", COL["floor"], "", series(B, lambda s: (s, "v3", "-", "floor-snap"), lambda v: v["wall_med"])),
         ]),
         ("Backup cycle: bytes uploaded", "MiB (median)", [
