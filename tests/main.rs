@@ -11,6 +11,7 @@ mod monitoring;
 mod no_loss;
 mod package;
 mod push_fetch;
+mod release;
 mod restore;
 mod snapshot;
 mod verify;
