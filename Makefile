@@ -6,7 +6,7 @@ PROFILE ?= debug
 BUILD   := build
 CARGO_FLAGS := $(if $(filter release,$(PROFILE)),--release,)
 
-.PHONY: all deps build static test lint fmt demo bench package clean
+.PHONY: all deps build static test lint fmt demo bench package release clean
 
 all: build
 
@@ -65,6 +65,16 @@ package: static
 	  $(if $(WITH_ETCDCTL),--with-etcdctl $(WITH_ETCDCTL)) \
 	  $(if $(WITH_ETCD),--with-etcd $(WITH_ETCD)) \
 	  --output $(PACKAGE)
+
+# The generic release, secret-free (settings and rclone.conf are supplied at
+# install time, docs/install.md): the systemd-sysext image etcd2-backup.raw
+# (static tools in /usr/bin, units, man pages, completions) and its
+# SHA256SUMS, in RELEASE_DIR. Reproducible like the tarball.
+RELEASE_DIR ?= $(BUILD)/release
+release: static
+	SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) $(STATIC_BIN)/etcd2-backup-sysext \
+	  --bin-dir $(STATIC_BIN) --units units --output $(RELEASE_DIR)/etcd2-backup.raw
+	cd $(RELEASE_DIR) && sha256sum etcd2-backup.raw > SHA256SUMS
 
 clean:
 	$(CARGO) clean

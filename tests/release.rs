@@ -1,5 +1,7 @@
-//! The portable release: every tool linked statically, so one build runs on
-//! any x86_64 Linux, whatever its libc.
+//! The portable release: every tool linked statically (so one build runs on
+//! any x86_64 Linux, whatever its libc), and the generic, secret-free
+//! systemd-sysext image built from those tools, checked by reading its tree
+//! and by loading it into real systemd.
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -119,4 +121,379 @@ fn a_static_tool_finds_the_etcd_user_where_flatcar_keeps_it() {
         (232, 232, 0o700),
         "the data dir was not given to Flatcar's etcd user: {err}"
     );
+}
+
+/// A secret that must never end up in a release artifact: it sits in the
+/// rclone config next to the build, in the environment of the build and in
+/// the config the installed units use.
+const CANARY: &str = "canary-5ecret-7b1f0c";
+
+/// An rclone config with a local remote `drill` and the canary as a
+/// credential of another.
+fn rclone_conf(dir: &Path) -> PathBuf {
+    let p = dir.join("rclone.conf");
+    fs::write(
+        &p,
+        format!("[drill]\ntype = local\n\n[vault]\ntype = sftp\nuser = u\npass = {CANARY}\n"),
+    )
+    .expect("write rclone.conf");
+    fs::set_permissions(&p, fs::Permissions::from_mode(0o600)).expect("chmod");
+    p
+}
+
+/// `make release`'s image step on the static tools, run from a directory
+/// holding an rclone.conf and with the build's environment pointing at it,
+/// as a careless build host would.
+fn build_image(dir: &Path, out: &Path) {
+    let rc = rclone_conf(dir);
+    let bins = static_bin("etcd2-push");
+    run_ok(
+        Command::new(static_bin("etcd2-backup-sysext"))
+            .current_dir(dir)
+            .arg("--bin-dir")
+            .arg(bins.parent().expect("bin dir"))
+            .arg("--units")
+            .arg(harness::package::repo_units())
+            .arg("--output")
+            .arg(out)
+            .env("SOURCE_DATE_EPOCH", "1700000000")
+            .env("RCLONE_CONFIG", &rc)
+            .env("RCLONE_CONF", &rc)
+            .env("RCLONE_CONFIG_VAULT_PASS", CANARY),
+    );
+}
+
+/// The image both image tests read, built once per test run (a build
+/// squashes some 250 MB of debug binaries) under cargo's scratch dir for
+/// integration tests, replaced by the next run.
+fn shared_image() -> &'static Path {
+    static IMAGE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    IMAGE.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("release-image");
+        if dir.exists() {
+            fs::remove_dir_all(&dir).expect("removing the last run's image");
+        }
+        fs::create_dir_all(&dir).expect("mkdir");
+        let image = dir.join("out/etcd2-backup.raw");
+        build_image(&dir, &image);
+        image
+    })
+}
+
+/// The image's tree as `unsquashfs` reads it, into `into`.
+fn unsquash(image: &Path, into: &Path) -> PathBuf {
+    require("unsquashfs", "squashfs-tools");
+    fs::create_dir_all(into).expect("mkdir");
+    let tree = into.join("etcd2-backup");
+    run_ok(
+        Command::new("unsquashfs")
+            .args(["-no-progress", "-d"])
+            .arg(&tree)
+            .arg(image),
+    );
+    tree
+}
+
+fn files_below(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in fs::read_dir(dir).expect("read_dir").flatten() {
+        let p = e.path();
+        if e.file_type().expect("file type").is_dir() {
+            files_below(&p, out);
+        } else {
+            out.push(p);
+        }
+    }
+}
+
+#[test]
+fn the_sysext_image_holds_tools_units_and_docs_and_no_secret() {
+    require("mksquashfs", "squashfs-tools");
+    let t = tempfile::tempdir().expect("tempdir");
+    let image = shared_image();
+    assert_eq!(
+        fs::metadata(image).expect("stat").permissions().mode() & 0o777,
+        0o644
+    );
+
+    // Its listing, as `unsquashfs -lls` gives it: every entry root's.
+    let lls = stdout(
+        Command::new("unsquashfs")
+            .args(["-no-progress", "-lls"])
+            .arg(image),
+    );
+    let entries: Vec<&str> = lls
+        .lines()
+        .filter(|l| l.contains("squashfs-root"))
+        .collect();
+    assert!(entries.iter().all(|l| l.contains(" root/root ")), "{lls}");
+    let paths: Vec<String> = entries
+        .iter()
+        .filter_map(|l| l.split("squashfs-root").nth(1))
+        .map(str::to_owned)
+        .collect();
+    let has = |p: &str| paths.iter().any(|x| x == p);
+    let installer = "etcd2-backup-install";
+    for tool in tools().into_iter().filter(|t| *t != installer) {
+        for p in [
+            format!("/usr/bin/{tool}"),
+            format!("/usr/share/man/man1/{tool}.1"),
+            format!("/usr/share/bash-completion/completions/{tool}"),
+            format!("/usr/share/zsh/site-functions/_{tool}"),
+            format!("/usr/share/fish/vendor_completions.d/{tool}.fish"),
+        ] {
+            assert!(has(&p), "{p} missing from the image:\n{lls}");
+        }
+    }
+    // The installer installs a tarball; the image is installed by systemd.
+    assert!(!has(&format!("/usr/bin/{installer}")), "{lls}");
+    for unit in harness::names(&harness::package::repo_units())
+        .into_iter()
+        .filter(|n| n.ends_with(".service") || n.ends_with(".timer"))
+    {
+        assert!(
+            has(&format!("/usr/lib/systemd/system/{unit}")),
+            "{unit} missing:\n{lls}"
+        );
+    }
+    assert!(has(
+        "/usr/lib/extension-release.d/extension-release.etcd2-backup"
+    ));
+    // Only /usr: no /etc (settings are the operator's), nothing else.
+    assert!(
+        paths.iter().all(|p| p.is_empty() || p.starts_with("/usr")),
+        "{lls}"
+    );
+
+    // The tree itself.
+    let tree = unsquash(image, t.path());
+    let release =
+        fs::read_to_string(tree.join("usr/lib/extension-release.d/extension-release.etcd2-backup"))
+            .expect("extension-release");
+    assert!(release.lines().any(|l| l == "ID=_any"), "{release}");
+    assert!(
+        release.lines().any(|l| l == "ARCHITECTURE=x86-64"),
+        "{release}"
+    );
+    let backup =
+        fs::read_to_string(tree.join("usr/lib/systemd/system/etcd2-backup.service")).expect("unit");
+    assert!(
+        backup.contains("ExecStart=/usr/bin/etcd2-push "),
+        "the unit does not run the image's program:\n{backup}"
+    );
+    // No secret and no rclone config in any file: not the canary, not a
+    // remote's `type =` line, nothing named rclone.conf.
+    let mut files = Vec::new();
+    files_below(&tree, &mut files);
+    for f in &files {
+        let bytes = fs::read(f).expect("read");
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(!text.contains(CANARY), "{} holds the canary", f.display());
+        assert!(
+            !text
+                .lines()
+                .any(|l| l.trim_start().starts_with("type =") || l.trim() == "[drill]"),
+            "{} holds an rclone remote",
+            f.display()
+        );
+        assert!(!f.ends_with("rclone.conf"), "{}", f.display());
+    }
+    let raw = fs::read(image).expect("read image");
+    assert!(!raw.windows(CANARY.len()).any(|w| w == CANARY.as_bytes()));
+
+    // Reproducible: built again elsewhere, the same bytes.
+    let again = t.path().join("again/etcd2-backup.raw");
+    build_image(t.path(), &again);
+    assert!(raw == fs::read(&again).expect("read"), "two builds differ");
+}
+
+/// A one-member etcd standing in for the host's etcd2.service (as in the
+/// drill); its settings come from a drop-in.
+const ETCD2_SERVICE: &str = "\
+[Unit]
+Description=etcd (test fixture standing in for etcd2.service)
+
+[Service]
+Type=notify
+Environment=ETCD_DATA_DIR=/var/lib/etcd2
+ExecStart=/usr/bin/etcd
+TimeoutStartSec=90
+";
+
+#[test]
+fn the_sysext_merges_runs_a_backup_from_its_units_and_unmerges() {
+    require("etcd", "etcd-server");
+    require("etcdctl", "etcd-client");
+    require("rclone", "rclone");
+    let t = tempfile::tempdir().expect("tempdir");
+    let base = t.path();
+    // No loop devices in the container: systemd-sysext takes the image's
+    // tree as a plain directory extension.
+    let tree = unsquash(shared_image(), &base.join("ext"));
+
+    let client = format!("http://127.0.0.1:{}", harness::free_port());
+    let peer = format!("http://127.0.0.1:{}", harness::free_port());
+    let node = [
+        ("ETCD_NAME", "e1".to_string()),
+        ("ETCD_LISTEN_CLIENT_URLS", client.clone()),
+        ("ETCD_ADVERTISE_CLIENT_URLS", client.clone()),
+        ("ETCD_LISTEN_PEER_URLS", peer.clone()),
+        ("ETCD_INITIAL_ADVERTISE_PEER_URLS", peer.clone()),
+        ("ETCD_INITIAL_CLUSTER", format!("e1={peer}")),
+        ("ETCD_INITIAL_CLUSTER_STATE", "new".into()),
+        ("ETCD_INITIAL_CLUSTER_TOKEN", "sysext".into()),
+    ]
+    .iter()
+    .fold(String::from("[Service]\n"), |s, (k, v)| {
+        s + &format!("Environment=\"{k}={v}\"\n")
+    });
+    // What the operator supplies at install time: etcd's settings, ours
+    // for the backup unit, and the rclone config (0600).
+    let etcd_d = base.join("etcd2.service.d");
+    let backup_d = base.join("etcd2-backup.service.d");
+    for d in [&etcd_d, &backup_d] {
+        fs::create_dir_all(d).expect("mkdir");
+        fs::write(d.join("20-node.conf"), &node).expect("w");
+    }
+    let remote_in = "/srv/etcd2-backups";
+    fs::write(
+        backup_d.join("30-etcd2-backup-restore.conf"),
+        harness::package::conf_with(
+            &format!("drill:{remote_in}"),
+            &client,
+            &["ETCD_DATA_DIR=/var/lib/etcd2"],
+        ),
+    )
+    .expect("w");
+    let rc = rclone_conf(base);
+    fs::write(base.join("etcd2.service"), ETCD2_SERVICE).expect("w");
+    let data = base.join("data");
+    let remote = base.join("remote");
+    fs::create_dir_all(&data).expect("mkdir");
+    fs::create_dir_all(&remote).expect("mkdir");
+
+    let binds = [
+        (
+            base.join("etcd2.service"),
+            "/etc/systemd/system/etcd2.service",
+            true,
+        ),
+        (etcd_d.clone(), "/etc/systemd/system/etcd2.service.d", true),
+        (
+            backup_d.clone(),
+            "/etc/systemd/system/etcd2-backup.service.d",
+            true,
+        ),
+        (rc.clone(), "/etc/rclone.conf", true),
+        (tree.clone(), "/var/lib/extensions/etcd2-backup", true),
+        (data.clone(), "/var/lib/etcd2", false),
+        (remote.clone(), remote_in, false),
+    ];
+    let mut ct =
+        harness::nspawn::Container::boot(&format!("sysext-{}", std::process::id()), &binds, base);
+    let sh = |cmd: &str| ct.exec(&["sh", "-c", cmd]);
+    // systemd-sysext.service may have merged it at boot already (as on
+    // Flatcar); start from an unmerged /usr to see merge do it.
+    let o = ct.exec(&["systemd-sysext", "unmerge"]);
+    assert!(
+        o.status.success(),
+        "systemd-sysext unmerge: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        !sh("test -e /usr/bin/etcd2-push").status.success(),
+        "etcd2-push is there before the merge"
+    );
+
+    let o = ct.exec(&["systemd-sysext", "merge"]);
+    assert!(
+        o.status.success(),
+        "systemd-sysext merge: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = ct.exec(&["systemd-sysext", "list"]);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("etcd2-backup"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let o = ct.exec(&["etcd2-push", "--version"]);
+    assert!(o.status.success(), "etcd2-push from the merged /usr/bin");
+    ct.systemctl(&["daemon-reload"]);
+    let o = ct.exec(&[
+        "systemctl",
+        "show",
+        "-P",
+        "FragmentPath",
+        "etcd2-backup.service",
+    ]);
+    // (/lib/systemd/system on a merged-/usr Debian: the same directory.)
+    let fragment = String::from_utf8_lossy(&o.stdout).trim().to_owned();
+    let o = ct.exec(&["realpath", &fragment]);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "/usr/lib/systemd/system/etcd2-backup.service",
+        "systemd loads the backup unit from {fragment}"
+    );
+
+    // A backup of a real member, by the image's unit.
+    ct.systemctl(&["start", "--no-block", "etcd2.service"]);
+    let etcdctl = |args: &[&str]| {
+        run(Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={client}"))
+            .args(args))
+    };
+    ct.wait_until(
+        "etcd healthy",
+        std::time::Duration::from_secs(60),
+        &["etcd2.service"],
+        || {
+            etcdctl(&["endpoint", "health"])
+                .status
+                .success()
+                .then_some(())
+        },
+    );
+    assert!(etcdctl(&["put", "sysext/key", "backed up from the image"])
+        .status
+        .success());
+    ct.systemctl(&["start", "etcd2-backup.service"]);
+    let mid = ct.read("/etc/machine-id").trim().to_owned();
+    assert!(
+        remote.join(&mid).join("LATEST.json").is_file(),
+        "no backup published; journal:\n{}",
+        ct.journal(&["etcd2-backup.service"])
+    );
+    let journal = ct.journal(&["etcd2-backup.service"]);
+    assert!(!journal.contains(CANARY), "{journal}");
+    // The backup holds the key: fetched and listed on the host, with the
+    // static tools and the same config.
+    let list = run_ok(
+        harness::tool("etcd2-fetch")
+            .args(["--list"])
+            .env("RCLONE_CONFIG", &rc)
+            .env("RCLONE_ENDPOINT", format!("drill:{}", remote.display()))
+            .env("ETCD2_BACKUP_MACHINE_ID", &mid),
+    );
+    assert!(!list.stdout.is_empty(), "etcd2-fetch --list shows nothing");
+
+    // Unmerged, the tools and units are gone again.
+    ct.systemctl(&["stop", "etcd2.service"]);
+    let o = ct.exec(&["systemd-sysext", "unmerge"]);
+    assert!(
+        o.status.success(),
+        "systemd-sysext unmerge: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(!sh("test -e /usr/bin/etcd2-push").status.success());
+    ct.systemctl(&["daemon-reload"]);
+    let o = ct.exec(&[
+        "systemctl",
+        "show",
+        "-P",
+        "LoadState",
+        "etcd2-backup.service",
+    ]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "not-found");
+    ct.stop();
 }
