@@ -497,3 +497,184 @@ fn the_sysext_merges_runs_a_backup_from_its_units_and_unmerges() {
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "not-found");
     ct.stop();
 }
+
+/// The Butane config (packaging/butane/etcd2-backup.bu) as JSON, read by a
+/// real YAML parser (PyYAML, from build/venv). Debian has no `butane`, so
+/// this checks its structure against Butane's flatcar 1.0.0 schema for the
+/// keys it uses and its meaning against the image and the units; it does not
+/// transpile it.
+fn butane() -> serde_json::Value {
+    let py = harness::workspace().join("build/venv/bin/python3");
+    assert!(
+        py.is_file(),
+        "{} missing: run scripts/ensure-deps (it pip-installs pyyaml)",
+        py.display()
+    );
+    let bu = harness::workspace().join("packaging/butane/etcd2-backup.bu");
+    let out = run_ok(
+        Command::new(py)
+            .args([
+                "-c",
+                "import json,sys,yaml\njson.dump(yaml.safe_load(open(sys.argv[1])), sys.stdout)",
+            ])
+            .arg(&bu),
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON from the YAML")
+}
+
+/// Every key of `v` is one the schema allows at this place.
+fn only_keys(v: &serde_json::Value, allowed: &[&str], at: &str) {
+    let map = v.as_object().unwrap_or_else(|| panic!("{at} is not a map"));
+    for k in map.keys() {
+        assert!(
+            allowed.contains(&k.as_str()),
+            "{at}.{k}: not a key of Butane's flatcar 1.0.0 schema here"
+        );
+    }
+}
+
+#[test]
+fn the_butane_config_places_the_image_settings_and_credentials() {
+    let b = butane();
+    only_keys(
+        &b,
+        &[
+            "variant",
+            "version",
+            "ignition",
+            "storage",
+            "systemd",
+            "passwd",
+            "kernel_arguments",
+        ],
+        "",
+    );
+    assert_eq!(b["variant"], "flatcar");
+    assert_eq!(b["version"], "1.0.0");
+    only_keys(
+        &b["storage"],
+        &[
+            "files",
+            "links",
+            "directories",
+            "disks",
+            "filesystems",
+            "luks",
+            "raid",
+            "trees",
+        ],
+        "storage",
+    );
+    let files = b["storage"]["files"].as_array().expect("storage.files");
+    let links = b["storage"]["links"].as_array().expect("storage.links");
+    for f in files {
+        only_keys(
+            f,
+            &[
+                "path",
+                "overwrite",
+                "contents",
+                "append",
+                "mode",
+                "user",
+                "group",
+            ],
+            "storage.files[]",
+        );
+        only_keys(
+            &f["contents"],
+            &[
+                "compression",
+                "http_headers",
+                "source",
+                "inline",
+                "local",
+                "verification",
+            ],
+            "storage.files[].contents",
+        );
+        assert!(f["path"].as_str().expect("path").starts_with('/'));
+    }
+    for l in links {
+        only_keys(
+            l,
+            &["path", "overwrite", "user", "group", "target", "hard"],
+            "storage.links[]",
+        );
+    }
+    let file = |path: &str| {
+        files
+            .iter()
+            .find(|f| f["path"] == path)
+            .unwrap_or_else(|| panic!("no storage.files entry for {path}"))
+    };
+    let link = |path: &str| {
+        links
+            .iter()
+            .find(|l| l["path"] == path)
+            .unwrap_or_else(|| panic!("no storage.links entry for {path}"))
+    };
+
+    // The image: downloaded (and hash-checked) under /opt/extensions,
+    // linked under the one name systemd-sysext accepts for it.
+    let ext = link("/etc/extensions/etcd2-backup.raw");
+    assert_eq!(ext["hard"], false);
+    let image = file(ext["target"].as_str().expect("target"));
+    assert!(image["path"]
+        .as_str()
+        .is_some_and(|p| p.starts_with("/opt/extensions/")));
+    assert!(image["contents"]["source"]
+        .as_str()
+        .is_some_and(|s| s.ends_with("/etcd2-backup.raw")));
+    assert!(image["contents"]["verification"]["hash"]
+        .as_str()
+        .is_some_and(|h| h.starts_with("sha256-")));
+    assert_eq!(image["mode"], 0o644);
+
+    // The settings: one drop-in, reached by every job's unit.
+    let dropin = "/etc/systemd/system/etcd2-backup.service.d/30-etcd2-backup-restore.conf";
+    let settings = file(dropin);
+    assert_eq!(settings["mode"], 0o644);
+    let conf = settings["contents"]["inline"].as_str().expect("inline");
+    for job in etcd2_backup::job::install::JOBS {
+        let path = format!("/etc/systemd/system/{job}.service.d/30-etcd2-backup-restore.conf");
+        if path != dropin {
+            assert_eq!(
+                link(&path)["target"],
+                dropin,
+                "{job} does not see the settings"
+            );
+        }
+    }
+    let env = |k| etcd2_backup::job::install::dropin_env(conf, k);
+    assert_eq!(env("ETCD_DATA_DIR").as_deref(), Some("/var/lib/etcd"));
+    let rclone_path = env("RCLONE_CONFIG_PATH").expect("RCLONE_CONFIG_PATH");
+
+    // The credentials: root only, and they hold the endpoint's remote.
+    let rclone = file(&rclone_path);
+    assert_eq!(rclone["mode"], 0o600, "{rclone_path} must be 0600");
+    let endpoint = env("RCLONE_ENDPOINT").expect("RCLONE_ENDPOINT");
+    let remote = endpoint.split_once(':').expect("REMOTE:PATH").0;
+    assert!(
+        rclone["contents"]["inline"]
+            .as_str()
+            .expect("inline")
+            .lines()
+            .any(|l| l.trim() == format!("[{remote}]")),
+        "{rclone_path} has no [{remote}] section for RCLONE_ENDPOINT={endpoint}"
+    );
+
+    // The timer enabled as `systemctl enable` would: a link to the unit
+    // the image ships, in the target its [Install] names.
+    let timer = link("/etc/systemd/system/timers.target.wants/etcd2-backup.timer");
+    assert_eq!(
+        timer["target"],
+        "/usr/lib/systemd/system/etcd2-backup.timer"
+    );
+    let unit = fs::read_to_string(harness::package::repo_units().join("etcd2-backup.timer"))
+        .expect("the timer unit");
+    assert!(
+        unit.lines().any(|l| l.trim() == "WantedBy=timers.target"),
+        "{unit}"
+    );
+}
