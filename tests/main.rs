@@ -7,6 +7,7 @@
 mod cli;
 mod drill;
 mod host_safety;
+mod man_and_completions;
 mod monitoring;
 mod no_loss;
 mod package;

@@ -387,6 +387,12 @@ fn the_sysext_merges_runs_a_backup_from_its_units_and_unmerges() {
         (tree.clone(), "/var/lib/extensions/etcd2-backup", true),
         (data.clone(), "/var/lib/etcd2", false),
         (remote.clone(), remote_in, false),
+        // man-db's own config: the container's /etc starts empty.
+        (
+            PathBuf::from("/etc/manpath.config"),
+            "/etc/manpath.config",
+            true,
+        ),
     ];
     let mut ct =
         harness::nspawn::Container::boot(&format!("sysext-{}", std::process::id()), &binds, base);
@@ -418,6 +424,25 @@ fn the_sysext_merges_runs_a_backup_from_its_units_and_unmerges() {
     );
     let o = ct.exec(&["etcd2-push", "--version"]);
     assert!(o.status.success(), "etcd2-push from the merged /usr/bin");
+    // man and bash find the image's pages and completions where they look
+    // on any distribution (bash loads a completion from there on the first
+    // TAB, through _completion_loader).
+    let o = ct.exec(&["man", "-w", "etcd2-push"]);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "/usr/share/man/man1/etcd2-push.1",
+        "man -w etcd2-push: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = sh(
+        "bash --norc -i -c '. /usr/share/bash-completion/bash_completion; \
+         _completion_loader etcd2-push; complete -p etcd2-push' 2>&1",
+    );
+    assert!(
+        o.status.success() && String::from_utf8_lossy(&o.stdout).contains("etcd2-push"),
+        "bash has no completion for etcd2-push: {}",
+        String::from_utf8_lossy(&o.stdout)
+    );
     ct.systemctl(&["daemon-reload"]);
     let o = ct.exec(&[
         "systemctl",
