@@ -6,15 +6,28 @@ PROFILE ?= debug
 BUILD   := build
 CARGO_FLAGS := $(if $(filter release,$(PROFILE)),--release,)
 
-.PHONY: all deps build test lint fmt demo bench package clean
+.PHONY: all deps build static test lint fmt demo bench package release clean
 
 all: build
 
 deps:
 	./scripts/ensure-deps
 
+# Portable builds: every program linked statically (glibc's crt-static, a
+# static-pie), so one build runs on any x86_64 Linux with systemd whatever its
+# libc. --target keeps the flag off build scripts and proc macros, which
+# cannot be static. `make build` makes both: the tests drive the ordinary
+# build and check the static one (tests/release.rs).
+STATIC_TARGET := x86_64-unknown-linux-gnu
+STATIC_ENV    := RUSTFLAGS='-C target-feature=+crt-static'
+STATIC_BIN    := target/$(STATIC_TARGET)/release
+
 build:
 	$(CARGO) build --workspace $(CARGO_FLAGS)
+	$(STATIC_ENV) $(CARGO) build --workspace --bins $(CARGO_FLAGS) --target $(STATIC_TARGET)
+
+static:
+	$(STATIC_ENV) $(CARGO) build --workspace --bins --release --target $(STATIC_TARGET)
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -36,8 +49,8 @@ bench: deps
 	$(CARGO) build --workspace --release
 	./scripts/bench
 
-# The install tarball: release tools, units, the settings drop-in (CONF, edit
-# it first), the operator's rclone.conf (RCLONE_CONF; required, it is packed
+# The install tarball: the static release tools, units, the settings drop-in
+# (CONF, edit it first), the operator's rclone.conf (RCLONE_CONF; required, it is packed
 # and holds secrets), man pages, completions and the installer. Reproducible:
 # every entry is stamped with the last commit's time. Optionally bundles
 # rclone/etcdctl/etcd for hosts without them: make package WITH_RCLONE=/usr/bin/rclone
@@ -45,14 +58,23 @@ RCLONE_CONF ?= rclone.conf
 CONF        ?= units/30-etcd2-backup-restore.conf
 PACKAGE     ?= $(BUILD)/etcd2-backup.tgz
 SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
-package:
-	$(CARGO) build --workspace --release
-	SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) target/release/etcd2-backup-package \
-	  --bin-dir target/release --units units --conf $(CONF) --rclone-conf $(RCLONE_CONF) \
+package: static
+	SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) $(STATIC_BIN)/etcd2-backup-package \
+	  --bin-dir $(STATIC_BIN) --units units --conf $(CONF) --rclone-conf $(RCLONE_CONF) \
 	  $(if $(WITH_RCLONE),--with-rclone $(WITH_RCLONE)) \
 	  $(if $(WITH_ETCDCTL),--with-etcdctl $(WITH_ETCDCTL)) \
 	  $(if $(WITH_ETCD),--with-etcd $(WITH_ETCD)) \
 	  --output $(PACKAGE)
+
+# The generic release, secret-free (settings and rclone.conf are supplied at
+# install time, docs/install.md): the systemd-sysext image etcd2-backup.raw
+# (static tools in /usr/bin, units, man pages, completions) and its
+# SHA256SUMS, in RELEASE_DIR. Reproducible like the tarball.
+RELEASE_DIR ?= $(BUILD)/release
+release: static
+	SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) $(STATIC_BIN)/etcd2-backup-sysext \
+	  --bin-dir $(STATIC_BIN) --units units --output $(RELEASE_DIR)/etcd2-backup.raw
+	cd $(RELEASE_DIR) && sha256sum etcd2-backup.raw > SHA256SUMS
 
 clean:
 	$(CARGO) clean

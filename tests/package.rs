@@ -298,9 +298,8 @@ fn installer_puts_every_file_in_place_and_reinstalls_idempotently() {
         (mode(&rc), fs::read_to_string(&rc).expect("r").as_str()),
         (0o600, RCLONE_CONF)
     );
-    assert!(root
-        .join("opt/etcd2-backup/share/man/man1/etcd2-restore.1")
-        .is_file());
+    assert!(root.join("opt/share/man/man1/etcd2-restore.1").is_file());
+    assert!(root.join("etc/bash_completion.d/etcd2-restore").is_file());
     assert!(root.join("opt/etcd2-backup/installed.json").is_file());
     // Nothing enabled, nothing outside the expected places.
     assert!(!root.join("etc/systemd/system/timers.target.wants").exists());

@@ -10,14 +10,13 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
-use clap::{CommandFactory, Parser};
-use clap_complete::Shell;
+use clap::Parser;
 use etcd2_backup::cli::{self, LogArgs};
 use etcd2_backup::digest::sha256_hex;
 use etcd2_backup::job::install::{dropin_env, payload};
+use etcd2_backup_package::DocKind;
 
 const TOP: &str = "etcd2-backup";
 
@@ -26,13 +25,18 @@ const TOP: &str = "etcd2-backup";
 /// reproducible tarball. The tarball holds the rclone credentials.
 ///
 /// Example (what `make package` runs):
-///   etcd2-backup-package --bin-dir target/release --rclone-conf rclone.conf \
-///     --conf units/30-etcd2-backup-restore.conf -o build/etcd2-backup.tgz
+///   etcd2-backup-package --bin-dir target/x86_64-unknown-linux-gnu/release \
+///     --rclone-conf rclone.conf --conf units/30-etcd2-backup-restore.conf \
+///     -o build/etcd2-backup.tgz
 #[derive(Parser, Debug)]
 #[command(version, verbatim_doc_comment)]
 struct Cli {
-    /// Where the built tools are (cargo's target/release)
-    #[arg(long, value_name = "DIR", default_value = "target/release")]
+    /// Where the built tools are (`make static` puts them here)
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "target/x86_64-unknown-linux-gnu/release"
+    )]
     bin_dir: PathBuf,
 
     /// The systemd units to pack
@@ -79,21 +83,6 @@ struct Cli {
 
     #[command(flatten)]
     log: LogArgs,
-}
-
-/// The tools' command lines, by program name.
-fn commands() -> Vec<clap::Command> {
-    vec![
-        etcd2_snapshot::Cli::command(),
-        etcd2_push::Cli::command(),
-        etcd2_fetch::Cli::command(),
-        etcd2_wipe::Cli::command(),
-        etcd2_restore::Cli::command(),
-        etcd2_member_add::Cli::command(),
-        etcd2_health::Cli::command(),
-        etcd2_verify::Cli::command(),
-        etcd2_backup_install::Cli::command(),
-    ]
 }
 
 /// Refuse a settings drop-in that would make every backup fail, and an
@@ -194,30 +183,14 @@ fn build(cli: &Cli) -> Result<BTreeMap<String, Entry>> {
     add(payload::CONF.into(), 0o644, conf);
     add(payload::RCLONE_CONF.into(), 0o600, rclone_conf);
 
-    let date =
-        humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(cli.mtime)).to_string();
-    for mut cmd in commands() {
-        let name = cmd.get_name().to_string();
-        let mut man = Vec::new();
-        clap_mangen::Man::new(cmd.clone())
-            .date(&date[..10])
-            .manual("etcd2-backup")
-            .render(&mut man)
-            .with_context(|| format!("rendering the man page of {name}"))?;
-        add(format!("{}/man/man1/{name}.1", payload::SHARE), 0o644, man);
-        for (shell, file) in [
-            (Shell::Bash, name.clone()),
-            (Shell::Zsh, format!("_{name}")),
-            (Shell::Fish, format!("{name}.fish")),
-        ] {
-            let mut out = Vec::new();
-            clap_complete::generate(shell, &mut cmd, &name, &mut out);
-            add(
-                format!("{}/completions/{shell}/{file}", payload::SHARE),
-                0o644,
-                out,
-            );
-        }
+    for d in etcd2_backup_package::docs(cli.mtime, &etcd2_backup::tools())? {
+        let rel = match d.kind {
+            DocKind::Man => format!("man/man1/{}", d.file),
+            DocKind::Bash => format!("completions/bash/{}", d.file),
+            DocKind::Zsh => format!("completions/zsh/{}", d.file),
+            DocKind::Fish => format!("completions/fish/{}", d.file),
+        };
+        add(format!("{}/{rel}", payload::SHARE), 0o644, d.bytes);
     }
     add("README".into(), 0o644, INSTALL_README.as_bytes().to_vec());
 
@@ -319,8 +292,8 @@ Install on each node (as root):
   systemctl enable --now etcd2-backup.timer      # on nodes that take backups
 
 Restore a cluster: etcd2-restore.service on the founding member, then
-etcd2-join.service on each other node; see `man -M /opt/etcd2-backup/share/man
-etcd2-restore` and the project README.
+etcd2-join.service on each other node; see `man etcd2-restore` (installed in
+/opt/share/man, found from /opt/bin in PATH) and the project README.
 
 This package holds conf/rclone.conf: the credentials of your backup remote.
 Copy it over trusted channels only and delete it when the install is done.
@@ -355,20 +328,11 @@ fn main() -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::CommandFactory;
 
     #[test]
-    fn every_command_line_is_well_formed_and_every_tool_has_one() {
+    fn the_command_line_is_well_formed() {
         Cli::command().debug_assert();
-        let cmds = commands();
-        for c in &cmds {
-            c.clone().debug_assert();
-        }
-        let names: Vec<String> = cmds.iter().map(|c| c.get_name().to_owned()).collect();
-        assert_eq!(
-            names,
-            etcd2_backup::tools(),
-            "commands() and tools/tools.list disagree"
-        );
     }
 
     #[test]

@@ -82,27 +82,53 @@ fn newest_source(name: &str) -> std::time::SystemTime {
 /// (`cargo test` alone does not rebuild other packages' binaries: run
 /// `cargo build --workspace` first, as `make test` does).
 pub fn bin(name: &str) -> PathBuf {
+    fresh(&profile_dir().join(name), "cargo build --workspace", name)
+}
+
+/// The target triple of the static builds (`make build`, `make release`).
+pub const STATIC_TARGET: &str = "x86_64-unknown-linux-gnu";
+
+/// Path of one of our binaries as linked statically by `make build`
+/// (`RUSTFLAGS='-C target-feature=+crt-static' cargo build --target
+/// x86_64-unknown-linux-gnu`, same profile as this test binary); refuses a
+/// missing or stale one like [`bin`].
+pub fn static_bin(name: &str) -> PathBuf {
+    let dir = profile_dir();
+    let profile = dir.file_name().expect("profile dir").to_owned();
+    let target = dir.parent().expect("target dir");
+    fresh(
+        &target.join(STATIC_TARGET).join(profile).join(name),
+        "make build (it also builds the static tools)",
+        name,
+    )
+}
+
+/// cargo's output dir of this test binary's profile (target/debug).
+fn profile_dir() -> PathBuf {
     let mut dir = std::env::current_exe().expect("current_exe");
     dir.pop(); // deps/
     if dir.ends_with("deps") {
         dir.pop();
     }
-    let p = dir.join(name);
-    let built = std::fs::metadata(&p)
+    dir
+}
+
+fn fresh(p: &Path, build: &str, name: &str) -> PathBuf {
+    let built = std::fs::metadata(p)
         .and_then(|m| m.modified())
         .unwrap_or_else(|_| {
             panic!(
-                "{} is not built: run `cargo build --workspace` first (make test does)",
+                "{} is not built: run `{build}` first (make test does)",
                 p.display()
             )
         });
     assert!(
         built >= newest_source(name),
-        "{} is older than the sources: run `cargo build --workspace` first (make test does); \
+        "{} is older than the sources: run `{build}` first (make test does); \
          testing a stale binary proves nothing",
         p.display()
     );
-    p
+    p.to_path_buf()
 }
 
 /// A command for one of our tools with a clean environment: no inherited

@@ -224,6 +224,46 @@ pub fn install_member(data_dir: &Path, new_member: &Path) -> Result<Option<PathB
     Ok(Some(aside))
 }
 
+/// The passwd files read when the user database (NSS) does not know a user:
+/// the system's own, and Flatcar's, which keeps its system users (`etcd`
+/// among them) in the read-only /usr and reaches them through its NSS
+/// module `usrfiles`. Our tools are linked statically (`make release`): a
+/// static glibc has the `files` module built in but can load no other, so
+/// without this a static tool finds no `etcd` user on Flatcar.
+const PASSWD_FILES: [&str; 2] = ["/etc/passwd", "/usr/share/baselayout/passwd"];
+
+/// The uid and gid of `name` in passwd(5) text.
+fn passwd_entry(text: &str, name: &str) -> Option<(u32, u32)> {
+    text.lines().find_map(|l| {
+        let mut f = l.split(':');
+        if f.next()? != name {
+            return None;
+        }
+        let _password = f.next()?;
+        Some((f.next()?.parse().ok()?, f.next()?.parse().ok()?))
+    })
+}
+
+/// `name`'s uid and gid: from NSS when looking at this host's root, else
+/// (or when NSS does not know it) from [`PASSWD_FILES`] under `root`.
+fn lookup_user(root: &Path, name: &str) -> Option<(nix::unistd::Uid, nix::unistd::Gid)> {
+    if root == Path::new("/") {
+        // An error from NSS (a module that failed to load) is no answer:
+        // the files below still are.
+        if let Ok(Some(u)) = nix::unistd::User::from_name(name) {
+            return Some((u.uid, u.gid));
+        }
+    }
+    PASSWD_FILES.iter().find_map(|f| {
+        let text = std::fs::read_to_string(root.join(f.trim_start_matches('/'))).ok()?;
+        let (uid, gid) = passwd_entry(&text, name)?;
+        Some((
+            nix::unistd::Uid::from_raw(uid),
+            nix::unistd::Gid::from_raw(gid),
+        ))
+    })
+}
+
 /// Mode 0700 on the data dir and, when an `etcd` user exists and we may,
 /// ownership by it for everything below (the original did `chown -R etcd:etcd`).
 /// Only in a recognised data dir ([`check_recognised`]). The data dir as
@@ -235,7 +275,7 @@ pub fn fix_ownership(data_dir: &Path, user: &str) -> Result<()> {
     check_recognised(data_dir)?;
     std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))
         .with_context(|| format!("setting mode 0700 on {}", data_dir.display()))?;
-    let Ok(Some(u)) = nix::unistd::User::from_name(user) else {
+    let Some((uid, gid)) = lookup_user(Path::new("/"), user) else {
         tracing::debug!("no user {user:?} here; ownership left as is");
         return Ok(());
     };
@@ -281,9 +321,9 @@ pub fn fix_ownership(data_dir: &Path, user: &str) -> Result<()> {
     }
     // The data dir itself as the operator named it: a link there
     // (/var/lib/etcd2 -> /data/etcd2) is followed, once; below it, never.
-    nix::unistd::chown(data_dir, Some(u.uid), Some(u.gid))
+    nix::unistd::chown(data_dir, Some(uid), Some(gid))
         .with_context(|| format!("chown {}", data_dir.display()))?;
-    walk(data_dir, true, dev, (u.uid, u.gid))?;
+    walk(data_dir, true, dev, (uid, gid))?;
     tracing::info!("{} owned by {user}, mode 0700", data_dir.display());
     Ok(())
 }
@@ -291,6 +331,32 @@ pub fn fix_ownership(data_dir: &Path, user: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_user_only_in_flatcars_baselayout_is_found() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("etc")).unwrap();
+        std::fs::create_dir_all(d.path().join("usr/share/baselayout")).unwrap();
+        std::fs::write(
+            d.path().join("etc/passwd"),
+            "core:x:500:500::/home/core:/bin/bash\n",
+        )
+        .unwrap();
+        std::fs::write(
+            d.path().join("usr/share/baselayout/passwd"),
+            "root:x:0:0:root:/root:/bin/bash\netcd:x:232:232:etcd user:/dev/null:/sbin/nologin\n",
+        )
+        .unwrap();
+        let ids = |n| lookup_user(d.path(), n).map(|(u, g)| (u.as_raw(), g.as_raw()));
+        assert_eq!(ids("etcd"), Some((232, 232)));
+        assert_eq!(ids("core"), Some((500, 500)));
+        assert_eq!(ids("etc"), None, "a prefix is not a name");
+        assert_eq!(ids("nobody"), None);
+        assert_eq!(
+            passwd_entry("etcd:x:notanumber:1::/:/bin/false\n", "etcd"),
+            None
+        );
+    }
 
     #[test]
     fn install_swaps_atomically_and_sets_the_old_aside() {

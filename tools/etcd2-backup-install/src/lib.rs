@@ -18,7 +18,10 @@ use std::path::PathBuf;
 ///     30-etcd2-backup-restore.conf        the settings
 ///     <etcd2's settings drop-in>          a link, so the jobs see ETCD_NAME...
 ///   /etc/rclone.conf (RCLONE_CONFIG_PATH) mode 0600
-///   /opt/etcd2-backup/share/              man pages, shell completions
+///   /opt/share/man/man1/etcd2-*.1         man pages (man finds them from
+///                                         /opt/bin in PATH)
+///   /etc/bash_completion.d/etcd2-*        bash completions
+///   /opt/etcd2-backup/share/completions/  zsh and fish completions
 ///   /opt/etcd2-backup/installed.json      what was installed, for uninstall
 /// then runs `systemctl daemon-reload`. Nothing is enabled or started.
 /// Running it again is safe: unchanged files are left alone, files changed

@@ -33,6 +33,14 @@ pub use record::{uninstall, Entry, Manifest};
 pub const BIN_DIR: &str = "/opt/bin";
 pub const UNIT_DIR: &str = "/etc/systemd/system";
 pub const SHARE_DIR: &str = "/opt/etcd2-backup/share";
+/// Man pages: man-db searches `DIR/../share/man` for every DIR of PATH, so
+/// with /opt/bin in PATH (as on Flatcar) `man etcd2-push` finds them here
+/// without MANPATH.
+pub const MAN_DIR: &str = "/opt/share/man";
+/// bash completions: bash-completion sources every file of its compat dir
+/// when an interactive shell starts (/usr/share/bash-completion, where it
+/// loads them on demand, is read-only on Flatcar).
+pub const BASH_COMPLETION_DIR: &str = "/etc/bash_completion.d";
 pub const MANIFEST: &str = "/opt/etcd2-backup/installed.json";
 pub const DEFAULT_RCLONE_CONF: &str = "/etc/rclone.conf";
 /// The units that get our settings drop-in and etcd2's settings.
@@ -50,6 +58,27 @@ pub const ETCD_DROPIN_DIRS: [&str; 2] = [
 ];
 /// The drop-in etcd2-join.service writes; never linked into our units.
 pub const JOIN_DROPIN: &str = "40-join-cluster.conf";
+
+/// Where a file of the package's share/ goes: man pages and bash
+/// completions where `man` and bash look; zsh and fish completions, which
+/// have no such place outside /usr, under [`SHARE_DIR`].
+pub fn share_dest(rel: &str) -> String {
+    if let Some(page) = rel.strip_prefix("man/") {
+        format!("{MAN_DIR}/{page}")
+    } else if let Some(name) = rel.strip_prefix("completions/bash/") {
+        format!("{BASH_COMPLETION_DIR}/{name}")
+    } else {
+        format!("{SHARE_DIR}/{rel}")
+    }
+}
+
+/// Documentation (man pages, completions): installed and removed at debug
+/// level, so the log names what matters.
+pub(crate) fn is_doc(abs: &str) -> bool {
+    [SHARE_DIR, MAN_DIR, BASH_COMPLETION_DIR]
+        .iter()
+        .any(|d| abs.starts_with(&format!("{d}/")))
+}
 
 /// A path on the target, inside `root`.
 pub(crate) fn at(root: &Path, abs: &str) -> PathBuf {
@@ -128,7 +157,7 @@ impl Installer<'_> {
         f.commit()?;
         fs::set_permissions(&path, fs::Permissions::from_mode(mode))
             .with_context(|| format!("setting mode {mode:o} on {}", show(&path)))?;
-        if abs.starts_with(SHARE_DIR) {
+        if is_doc(abs) {
             tracing::debug!("installed {abs} (mode {mode:04o})");
         } else {
             tracing::info!("installed {abs} (mode {mode:04o})");
@@ -285,7 +314,7 @@ impl InstallJob {
             .filter(|k| k.starts_with(&format!("{}/", payload::SHARE)))
             .collect();
         for rel in share_files {
-            let dest = format!("{SHARE_DIR}/{}", &rel[payload::SHARE.len() + 1..]);
+            let dest = share_dest(&rel[payload::SHARE.len() + 1..]);
             inst.file(&dest, &read(rel)?, 0o644, false)?;
         }
 
@@ -320,5 +349,29 @@ impl InstallJob {
             show(root)
         );
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn man_pages_and_bash_completions_go_where_man_and_bash_look() {
+        assert_eq!(
+            share_dest("man/man1/etcd2-push.1"),
+            "/opt/share/man/man1/etcd2-push.1"
+        );
+        assert_eq!(
+            share_dest("completions/bash/etcd2-push"),
+            "/etc/bash_completion.d/etcd2-push"
+        );
+        assert_eq!(
+            share_dest("completions/zsh/_etcd2-push"),
+            "/opt/etcd2-backup/share/completions/zsh/_etcd2-push"
+        );
+        assert!(is_doc("/etc/bash_completion.d/etcd2-push"));
+        assert!(!is_doc("/etc/bash_completion.dx"));
+        assert!(!is_doc("/opt/bin/etcd2-push"));
     }
 }

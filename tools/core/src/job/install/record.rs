@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use super::{at, systemctl, systemd_running, MANIFEST, SHARE_DIR, UNIT_DIR};
+use super::{at, systemctl, systemd_running, MANIFEST, MAN_DIR, UNIT_DIR};
 use crate::cmd::show;
 
 /// What we installed, so that a reinstall knows the operator's edits and an
@@ -111,7 +111,7 @@ pub fn uninstall(root: &Path) -> Result<()> {
             }
         }
         fs::remove_file(&p).with_context(|| format!("removing {}", show(&p)))?;
-        if e.path().starts_with(SHARE_DIR) {
+        if super::is_doc(e.path()) {
             tracing::debug!("removed {}", e.path());
         } else {
             tracing::info!("removed {}", e.path());
@@ -132,7 +132,11 @@ pub fn uninstall(root: &Path) -> Result<()> {
     dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
     for d in dirs {
         let mut d = d.as_path();
-        while d.starts_with("/opt/etcd2-backup") || d.extension().is_some_and(|x| x == "d") {
+        while d.starts_with("/opt/etcd2-backup")
+            || d.starts_with(MAN_DIR)
+            || Some(d) == Path::new(MAN_DIR).parent()
+            || d.extension().is_some_and(|x| x == "d")
+        {
             if fs::remove_dir(at(root, &d.to_string_lossy())).is_err() {
                 break;
             }
