@@ -36,12 +36,26 @@ fn payload(dir: &Path) -> PathBuf {
     extract(&shared().1, &dir.join("x"))
 }
 
+/// A target root with CoreOS's etcd2.service (and its drop-in dir).
 fn stage(dir: &Path, os_release: &str) -> PathBuf {
-    let root = dir.join("root");
+    let root = bare_stage(dir, os_release);
     fs::create_dir_all(root.join("etc/systemd/system/etcd2.service.d")).expect("mkdir");
+    fs::write(root.join("etc/systemd/system/etcd2.service"), ETCD2_UNIT).expect("w");
+    root
+}
+
+/// A target root with an os-release and nothing else.
+fn bare_stage(dir: &Path, os_release: &str) -> PathBuf {
+    let root = dir.join("root");
+    fs::create_dir_all(root.join("etc")).expect("mkdir");
     fs::write(root.join("etc/os-release"), os_release).expect("os-release");
     root
 }
+
+/// CoreOS Container Linux's etcd2.service, as it shipped (abridged).
+const ETCD2_UNIT: &str = "[Unit]\nDescription=etcd2\nConflicts=etcd.service\n\n\
+    [Service]\nUser=etcd\nType=notify\nEnvironment=ETCD_DATA_DIR=/var/lib/etcd2\n\
+    Environment=ETCD_NAME=%m\nExecStart=/usr/bin/etcd2\n";
 
 const FLATCAR: &str = "NAME=\"Flatcar Container Linux by Kinvolk\"\nID=flatcar\nID_LIKE=coreos\n";
 
@@ -243,7 +257,11 @@ fn installer_puts_every_file_in_place_and_reinstalls_idempotently() {
     assert!(o.status.success());
     let log = String::from_utf8_lossy(&o.stderr);
     assert!(
-        log.contains("not linking /etc/systemd/system/etcd2.service.d/10-exec.conf"),
+        log.contains("not using /etc/systemd/system/etcd2.service.d/10-exec.conf in our units: it sets no environment"),
+        "{log}"
+    );
+    assert!(
+        log.contains("etcd runs as etcd2.service here (/etc/systemd/system/etcd2.service)"),
         "{log}"
     );
 
@@ -281,9 +299,16 @@ fn installer_puts_every_file_in_place_and_reinstalls_idempotently() {
         let d = root.join(format!("etc/systemd/system/{job}.service.d"));
         assert_eq!(
             harness::names(&d),
-            ["20-cloudinit.conf", "30-etcd2-backup-restore.conf"],
+            [
+                "10-etcd-unit.conf",
+                "20-cloudinit.conf",
+                "30-etcd2-backup-restore.conf"
+            ],
             "{job}"
         );
+        assert!(fs::read_to_string(d.join("10-etcd-unit.conf"))
+            .expect("r")
+            .contains("\nEnvironment=\"ETCD_DATA_DIR=/var/lib/etcd2\"\n"));
         assert_eq!(
             fs::read_to_string(d.join("30-etcd2-backup-restore.conf")).expect("r"),
             conf()
@@ -373,7 +398,7 @@ fn installer_refuses_an_unknown_os_unless_told_and_a_damaged_package() {
     assert!(o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("installing anyway (--any-os)"));
     // No etcd2 settings drop-in on this host: said so.
-    assert!(String::from_utf8_lossy(&o.stderr).contains("found no etcd2 settings drop-in"));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("found no etcd2.service settings drop-in"));
 }
 
 #[test]
@@ -425,6 +450,7 @@ fn uninstall_removes_ours_and_keeps_the_credentials_and_local_edits() {
             "etc/systemd/system",
             "etc/systemd/system/etcd2-backup.service.d",
             "etc/systemd/system/etcd2-backup.service.d/30-etcd2-backup-restore.conf",
+            "etc/systemd/system/etcd2.service",
             "etc/systemd/system/etcd2.service.d",
             "etc/systemd/system/etcd2.service.d/20-cloudinit.conf",
             "etc/systemd/system/timers.target.wants",
@@ -535,4 +561,255 @@ fn bundled_rclone_and_etcdctl_are_installed_next_to_our_tools() {
         .arg(&root));
     assert!(o.status.success());
     assert!(!root.join("opt/bin/rclone").exists() && !root.join("opt/bin/etcdctl").exists());
+}
+
+/// Every unit we install, as text, by file name.
+fn installed_units(root: &Path) -> BTreeMap<&'static str, String> {
+    UNITS
+        .iter()
+        .map(|u| {
+            let p = root.join("etc/systemd/system").join(u);
+            (*u, fs::read_to_string(&p).expect("installed unit"))
+        })
+        .collect()
+}
+
+/// The directives that tie our units to etcd's, for `unit`, and no
+/// etcd2.service left anywhere in them.
+fn assert_units_name(root: &Path, unit: &str) {
+    let units = installed_units(root);
+    let has = |file: &str, line: &str| {
+        assert!(
+            units[file].lines().any(|l| l == line),
+            "{file} lacks {line:?}:\n{}",
+            units[file]
+        )
+    };
+    has("etcd2-backup.service", &format!("After={unit}"));
+    has("etcd2-backup.timer", &format!("WantedBy={unit}"));
+    for job in ["etcd2-restore.service", "etcd2-join.service"] {
+        has(job, &format!("Before={unit}"));
+        assert!(
+            units[job]
+                .lines()
+                .any(|l| l.starts_with(&format!("Conflicts={unit} "))),
+            "{job}: {}",
+            units[job]
+        );
+    }
+    has(
+        "etcd2-join.service",
+        &format!(
+            "ExecStart=/opt/bin/etcd2-member-add --dropin /run/systemd/system/{unit}.d/40-join-cluster.conf"
+        ),
+    );
+    if unit != "etcd2.service" {
+        for (file, text) in &units {
+            assert!(
+                !text.contains("etcd2.service"),
+                "{file} still names etcd2.service:\n{text}"
+            );
+        }
+    }
+}
+
+#[test]
+fn installer_targets_debians_etcd_service_with_its_data_dir_and_etc_default() {
+    // Debian's own unit from the etcd-server package, installed on this
+    // host, with the alias etcd2.service its postinst creates.
+    let debian_unit = Path::new("/lib/systemd/system/etcd.service");
+    harness::require("etcd", "etcd-server");
+    let t = tempfile::tempdir().expect("tempdir");
+    let x = payload(t.path());
+    let root = bare_stage(
+        t.path(),
+        "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nID=debian\n",
+    );
+    fs::create_dir_all(root.join("lib/systemd/system")).expect("mkdir");
+    fs::copy(debian_unit, root.join("lib/systemd/system/etcd.service")).expect("cp");
+    fs::create_dir_all(root.join("etc/systemd/system")).expect("mkdir");
+    std::os::unix::fs::symlink(
+        "/lib/systemd/system/etcd.service",
+        root.join("etc/systemd/system/etcd2.service"),
+    )
+    .expect("ln");
+
+    let o = install(&x, &root, &["--any-os"]);
+    let log = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{log}");
+    assert!(
+        log.contains("etcd runs as etcd.service here (/lib/systemd/system/etcd.service)"),
+        "{log}"
+    );
+    assert_units_name(&root, "etcd.service");
+    for job in [
+        "etcd2-backup",
+        "etcd2-restore",
+        "etcd2-join",
+        "etcd2-verify",
+    ] {
+        let d = root.join(format!("etc/systemd/system/{job}.service.d"));
+        assert_eq!(
+            harness::names(&d),
+            ["10-etcd-unit.conf", "30-etcd2-backup-restore.conf"],
+            "{job}"
+        );
+        let settings = fs::read_to_string(d.join("10-etcd-unit.conf")).expect("r");
+        for line in [
+            "Environment=\"ETCD_DATA_DIR=/var/lib/etcd/default\"",
+            "Environment=\"ETCD_NAME=%H\"",
+            "EnvironmentFile=-/etc/default/etcd",
+        ] {
+            assert!(
+                settings.lines().any(|l| l == line),
+                "{line} not in:\n{settings}"
+            );
+        }
+    }
+    // Debian's unit sets these for etcd in the same way.
+    let debian = fs::read_to_string(debian_unit).expect("r");
+    assert!(
+        debian.contains("Environment=ETCD_DATA_DIR=/var/lib/etcd/default"),
+        "{debian}"
+    );
+    assert!(
+        debian.contains("EnvironmentFile=-/etc/default/%p"),
+        "{debian}"
+    );
+
+    // systemd accepts the rewritten units.
+    let o = verify_units(&root, &UNITS);
+    assert!(
+        o.status.success(),
+        "systemd-analyze verify: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// Flatcar's etcd-member.service (abridged: it runs etcd in a container).
+const ETCD_MEMBER_UNIT: &str = "[Unit]\nDescription=etcd (System Application Container)\n\
+    Conflicts=etcd.service etcd2.service\n\n[Service]\nType=notify\n\
+    Environment=\"ETCD_IMAGE_TAG=v3.5.0\"\nEnvironment=\"ETCD_DATA_DIR=/var/lib/etcd\"\n\
+    Environment=\"ETCD_USER=etcd\"\nExecStart=/usr/lib/flatcar/etcd-wrapper $ETCD_OPTS\n";
+
+/// The drop-in Flatcar's documentation has Butane write for etcd: [Unit]
+/// lines and an ExecStart= override beside the environment.
+const FLATCAR_ETCD_DROPIN: &str = "[Unit]\nRequires=coreos-metadata.service\n\
+    After=coreos-metadata.service\n\n[Service]\nEnvironmentFile=/run/metadata/flatcar\n\
+    Environment=\"ETCD_NAME=node1\"\n\
+    Environment=\"ETCD_INITIAL_ADVERTISE_PEER_URLS=http://10.0.0.11:2380\"\n\
+    ExecStart=\nExecStart=/usr/lib/coreos/etcd-wrapper $ETCD_OPTS \\\n  \
+    --listen-peer-urls=\"http://${COREOS_CUSTOM_PRIVATE_IPV4}:2380\" \\\n  \
+    --listen-client-urls=\"http://0.0.0.0:2379\"\n";
+
+#[test]
+fn installer_targets_flatcars_etcd_member_and_takes_only_its_dropins_environment() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let x = payload(t.path());
+    let root = bare_stage(t.path(), FLATCAR);
+    fs::create_dir_all(root.join("usr/lib/systemd/system")).expect("mkdir");
+    fs::write(
+        root.join("usr/lib/systemd/system/etcd-member.service"),
+        ETCD_MEMBER_UNIT,
+    )
+    .expect("w");
+    let dropins = root.join("etc/systemd/system/etcd-member.service.d");
+    fs::create_dir_all(&dropins).expect("mkdir");
+    fs::write(
+        dropins.join("20-clct-etcd-member.conf"),
+        FLATCAR_ETCD_DROPIN,
+    )
+    .expect("w");
+
+    let o = install(&x, &root, &[]);
+    let log = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{log}");
+    assert!(
+        log.contains("using only the Environment= lines of /etc/systemd/system/etcd-member.service.d/20-clct-etcd-member.conf"),
+        "{log}"
+    );
+    assert_units_name(&root, "etcd-member.service");
+    for job in [
+        "etcd2-backup",
+        "etcd2-restore",
+        "etcd2-join",
+        "etcd2-verify",
+    ] {
+        let d = root.join(format!("etc/systemd/system/{job}.service.d"));
+        assert_eq!(
+            harness::names(&d),
+            [
+                "10-etcd-unit.conf",
+                "20-clct-etcd-member.conf",
+                "30-etcd2-backup-restore.conf"
+            ],
+            "{job}"
+        );
+        assert!(fs::read_to_string(d.join("10-etcd-unit.conf"))
+            .expect("r")
+            .contains("Environment=\"ETCD_DATA_DIR=/var/lib/etcd\"\n"));
+        let copy = d.join("20-clct-etcd-member.conf");
+        assert!(fs::symlink_metadata(&copy).expect("stat").is_file());
+        let text = fs::read_to_string(&copy).expect("r");
+        let settings: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+        assert_eq!(
+            settings,
+            [
+                "[Service]",
+                "EnvironmentFile=/run/metadata/flatcar",
+                "Environment=\"ETCD_NAME=node1\"",
+                "Environment=\"ETCD_INITIAL_ADVERTISE_PEER_URLS=http://10.0.0.11:2380\"",
+            ],
+            "{text}"
+        );
+    }
+    let o = verify_units(&root, &UNITS);
+    assert!(
+        o.status.success(),
+        "systemd-analyze verify: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[test]
+fn installer_refuses_when_the_etcd_unit_is_ambiguous_or_missing_unless_told() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let x = payload(t.path());
+    let root = bare_stage(t.path(), FLATCAR);
+    let o = install(&x, &root, &[]);
+    let line = assert_fails_with(
+        &o,
+        "etcd2-backup-install",
+        "found no etcd unit on the target",
+    );
+    assert!(line.ends_with("pass --etcd-unit NAME"), "{line}");
+    assert!(!root.join("opt").exists(), "a refusal writes nothing");
+
+    fs::create_dir_all(root.join("usr/lib/systemd/system")).expect("mkdir");
+    fs::write(
+        root.join("usr/lib/systemd/system/etcd-member.service"),
+        ETCD_MEMBER_UNIT,
+    )
+    .expect("w");
+    fs::create_dir_all(root.join("etc/systemd/system")).expect("mkdir");
+    fs::write(root.join("etc/systemd/system/etcd2.service"), ETCD2_UNIT).expect("w");
+    let o = install(&x, &root, &[]);
+    assert_fails_with(
+        &o,
+        "etcd2-backup-install",
+        "found several etcd units on the target: etcd2.service (/etc/systemd/system/etcd2.service), \
+         etcd-member.service (/usr/lib/systemd/system/etcd-member.service); pass --etcd-unit NAME",
+    );
+    assert!(!root.join("opt").exists(), "a refusal writes nothing");
+
+    let o = install(&x, &root, &["--etcd-unit", "etcd-member"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_units_name(&root, "etcd-member.service");
+
+    // A name that is none of them is a usage error.
+    let o = install(&x, &root, &["--etcd-unit", "etcd3.service"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("etcd3.service: not one of"));
 }

@@ -20,11 +20,13 @@ use crate::cmd::{show, Program};
 use crate::fsutil::{sync_dir, AtomicFile};
 
 pub mod dropins;
+pub mod etcd_unit;
 pub mod os;
 pub mod package;
 pub mod record;
 
-pub use dropins::{dropin_env, env_only_dropin};
+pub use dropins::{dropin_env, env_only_dropin, Setting};
+pub use etcd_unit::EtcdUnit;
 pub use os::{classify_os, parse_os_release, read_os, Os};
 pub use package::{payload, verify_payload};
 pub use record::{uninstall, Entry, Manifest};
@@ -42,12 +44,8 @@ pub const JOBS: [&str; 4] = [
     "etcd2-join",
     "etcd2-verify",
 ];
-/// Where etcd2's own settings drop-ins live (CoreOS put its cloud-config
-/// one, 20-cloudinit.conf, in /run).
-pub const ETCD_DROPIN_DIRS: [&str; 2] = [
-    "/etc/systemd/system/etcd2.service.d",
-    "/run/systemd/system/etcd2.service.d",
-];
+/// Our settings drop-in, in each job's `.d` dir.
+pub const OUR_DROPIN: &str = "30-etcd2-backup-restore.conf";
 /// The drop-in etcd2-join.service writes; never linked into our units.
 pub const JOIN_DROPIN: &str = "40-join-cluster.conf";
 
@@ -67,8 +65,10 @@ pub struct InstallJob {
     pub root: PathBuf,
     /// Install on an OS other than CoreOS/Flatcar/Fedora CoreOS.
     pub any_os: bool,
-    /// etcd2 settings drop-ins to link, besides those found.
+    /// etcd settings drop-ins to use, besides those found.
     pub etcd_dropins: Vec<PathBuf>,
+    /// The unit etcd runs as [default: the one found on the target].
+    pub etcd_unit: Option<EtcdUnit>,
 }
 
 struct Installer<'a> {
@@ -186,8 +186,6 @@ pub(crate) fn systemctl(args: &[&str]) -> Result<()> {
     prog.command(args).run().map(|_| ())
 }
 
-/// etcd2's settings drop-ins on the target: found in [`ETCD_DROPIN_DIRS`]
-/// plus the given ones; only environment-only ones are kept.
 impl InstallJob {
     pub fn run(&self) -> Result<()> {
         let root = self.root.as_path();
@@ -207,7 +205,8 @@ impl InstallJob {
         let sums = verify_payload(&self.from)?;
         // Every check that can refuse comes before the first write, so a
         // refusal leaves the target as it was.
-        let settings = dropins::etcd_settings(root, &self.etcd_dropins)?;
+        let unit = etcd_unit::choose(root, self.etcd_unit)?;
+        let settings = dropins::etcd_settings(root, unit, &self.etcd_dropins)?;
         let previous = record::read_manifest(root)?
             .entries
             .into_iter()
@@ -239,38 +238,47 @@ impl InstallJob {
             false,
         )?;
         let conf = read(payload::CONF)?;
-        for unit in payload::UNIT_FILES {
+        // Our units name etcd2.service; on another etcd unit they are
+        // rewritten for it.
+        for file in payload::UNIT_FILES {
+            let text = String::from_utf8(read(&format!("{}/{file}", payload::UNITS))?)
+                .with_context(|| format!("{file} is not UTF-8"))?;
             inst.file(
-                &format!("{UNIT_DIR}/{unit}"),
-                &read(&format!("{}/{unit}", payload::UNITS))?,
+                &format!("{UNIT_DIR}/{file}"),
+                unit.rewrite(&text).as_bytes(),
                 0o644,
                 false,
             )?;
         }
-        if settings.is_empty() {
+        if settings.is_empty() && unit != EtcdUnit::Etcd {
             tracing::warn!(
-                "found no etcd2 settings drop-in in {}: the units see only 30-etcd2-backup-restore.conf, \
+                "found no {unit} settings drop-in in {}: the units see only {OUR_DROPIN}, \
                  so it must set ETCD_NAME and ETCD_INITIAL_ADVERTISE_PEER_URLS for restore and join",
-                ETCD_DROPIN_DIRS.join(" or ")
+                unit.dropin_dirs().join(" or ")
             );
         }
         for job in JOBS {
             let d = format!("{UNIT_DIR}/{job}.service.d");
             inst.file(
-                &format!("{d}/30-etcd2-backup-restore.conf"),
-                &conf,
+                &format!("{d}/{}", etcd_unit::UNIT_DROPIN),
+                unit.settings().as_bytes(),
                 0o644,
                 false,
             )?;
+            inst.file(&format!("{d}/{OUR_DROPIN}"), &conf, 0o644, false)?;
             for s in &settings {
-                let name = Path::new(s)
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                if name == "30-etcd2-backup-restore.conf" {
-                    continue;
+                match s {
+                    Setting::Link { abs } => {
+                        let name = Path::new(abs)
+                            .file_name()
+                            .map(|n| n.to_string_lossy().into_owned())
+                            .unwrap_or_default();
+                        inst.link(&format!("{d}/{name}"), abs)?;
+                    }
+                    Setting::Copy { name, text } => {
+                        inst.file(&format!("{d}/{name}"), text.as_bytes(), 0o644, false)?;
+                    }
                 }
-                inst.link(&format!("{d}/{name}"), s)?;
             }
         }
         // The rclone config holds the remote's credentials: 0600, kept on uninstall.
