@@ -222,6 +222,19 @@ fn restore_the_cluster_procedure_under_systemd() {
             ct.exec(&["stat", "-c", "%a", "/etc/rclone.conf"]).stdout,
             b"600\n"
         );
+        // The remote here is a local path: the sandboxed backup may write
+        // there only when told, as an operator with a local or NFS remote
+        // does (units/README.md).
+        let o = ct.exec(&[
+            "sh",
+            "-c",
+            &format!(
+                "printf '[Service]\\nReadWritePaths={REMOTE_IN}\\n' \
+                 > /etc/systemd/system/etcd2-backup.service.d/50-local-remote.conf \
+                 && systemctl daemon-reload"
+            ),
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         // The units as installed pass systemd's own check.
         let o = ct.exec(&[
             "systemd-analyze",
@@ -315,13 +328,18 @@ fn restore_the_cluster_procedure_under_systemd() {
     );
 
     // ---- The disaster: every data dir corrupted. ----
+    // Stopping etcd stops the timer too (PartOf=): no backups of a stopped
+    // member are tried while it is down.
     for ct in &cts {
-        ct.systemctl(&[
-            "stop",
-            "etcd2.service",
-            "etcd2-backup.timer",
-            "etcd2-backup.service",
-        ]);
+        ct.systemctl(&["stop", "etcd2.service"]);
+        let o = ct.exec(&["systemctl", "is-active", "etcd2-backup.timer"]);
+        assert_eq!(
+            String::from_utf8_lossy(&o.stdout).trim(),
+            "inactive",
+            "{}: the timer outlived etcd2.service",
+            ct.name
+        );
+        ct.systemctl(&["stop", "etcd2-backup.service"]);
     }
     for n in &nodes {
         corrupt(&n.data);
