@@ -299,20 +299,12 @@ fn installer_puts_every_file_in_place_and_reinstalls_idempotently() {
         let d = root.join(format!("etc/systemd/system/{job}.service.d"));
         assert_eq!(
             harness::names(&d),
-            [
-                "10-etcd-unit.conf",
-                "20-cloudinit.conf",
-                "30-etcd2-backup-restore.conf"
-            ],
+            ["10-etcd-unit.conf", "20-cloudinit.conf"],
             "{job}"
         );
         assert!(fs::read_to_string(d.join("10-etcd-unit.conf"))
             .expect("r")
             .contains("\nEnvironment=\"ETCD_DATA_DIR=/var/lib/etcd2\"\n"));
-        assert_eq!(
-            fs::read_to_string(d.join("30-etcd2-backup-restore.conf")).expect("r"),
-            conf()
-        );
         assert_eq!(
             fs::read_link(d.join("20-cloudinit.conf")).expect("link"),
             Path::new("/etc/systemd/system/etcd2.service.d/20-cloudinit.conf")
@@ -323,6 +315,36 @@ fn installer_puts_every_file_in_place_and_reinstalls_idempotently() {
         (mode(&rc), fs::read_to_string(&rc).expect("r").as_str()),
         (0o600, RCLONE_CONF)
     );
+    // The settings, for the units and a root shell: the package's, 0600.
+    let env_file = root.join("etc/etcd2-backup/etcd2-backup.env");
+    assert_eq!(mode(&env_file), 0o600);
+    let settings = fs::read_to_string(&env_file).expect("r");
+    for line in [
+        "RCLONE_ENDPOINT=backups:/srv/etcd2-backups",
+        "ETCD_RESTORE_MASTER_ADV_PEER_URLS=http://10.0.0.1:2379",
+        "RCLONE_CONFIG_PATH=/etc/rclone.conf",
+        "ETCD2_BACKUP_KEEP=3",
+        "#ETCD2_BACKUP_RCLONE_FLAGS=--bwlimit=10M",
+    ] {
+        assert!(
+            settings.lines().any(|l| l == line),
+            "{line} not in:\n{settings}"
+        );
+    }
+    for unit in [
+        "etcd2-backup",
+        "etcd2-restore",
+        "etcd2-join",
+        "etcd2-verify",
+    ] {
+        let text =
+            fs::read_to_string(root.join(format!("etc/systemd/system/{unit}.service"))).expect("r");
+        assert!(
+            text.lines()
+                .any(|l| l == "EnvironmentFile=-/etc/etcd2-backup/etcd2-backup.env"),
+            "{unit}"
+        );
+    }
     assert!(root
         .join("opt/etcd2-backup/share/man/man1/etcd2-restore.1")
         .is_file());
@@ -340,20 +362,21 @@ fn installer_puts_every_file_in_place_and_reinstalls_idempotently() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("(0 changed)"));
     assert_eq!(before, snapshot(&root));
 
-    // An edit made on the host is kept aside, not lost, when replaced.
-    let edited = root.join("etc/systemd/system/etcd2-join.service.d/30-etcd2-backup-restore.conf");
-    fs::write(&edited, "[Service]\nEnvironment=\"ETCD2_BACKUP_KEEP=9\"\n").expect("w");
+    // An edit made on the host is kept aside (private still), not lost,
+    // when the package's settings replace it.
+    let edited = env_file;
+    fs::write(&edited, format!("{settings}ETCD2_BACKUP_KEEP=9\n")).expect("w");
     let o = install(&x, &root, &[]);
     assert!(o.status.success());
     let kept: Vec<String> = harness::names(edited.parent().expect("dir"))
         .into_iter()
-        .filter(|n| n.starts_with("30-etcd2-backup-restore.conf.before-install-"))
+        .filter(|n| n.starts_with("etcd2-backup.env.before-install-"))
         .collect();
     assert_eq!(kept.len(), 1);
-    assert!(fs::read_to_string(edited.with_file_name(&kept[0]))
-        .expect("r")
-        .contains("KEEP=9"));
-    assert_eq!(fs::read_to_string(&edited).expect("r"), conf());
+    let aside = edited.with_file_name(&kept[0]);
+    assert!(fs::read_to_string(&aside).expect("r").contains("KEEP=9"));
+    assert_eq!(mode(&aside), 0o600);
+    assert_eq!(fs::read_to_string(&edited).expect("r"), settings);
 }
 
 #[test]
@@ -421,8 +444,7 @@ fn uninstall_removes_ours_and_keeps_the_credentials_and_local_edits() {
         wants.join("etcd2-backup.timer"),
     )
     .expect("ln");
-    let edited =
-        root.join("etc/systemd/system/etcd2-backup.service.d/30-etcd2-backup-restore.conf");
+    let edited = root.join("etc/systemd/system/etcd2-backup.service.d/10-etcd-unit.conf");
     fs::write(&edited, "# mine\n").expect("w");
 
     let o = run(Command::new(root.join("opt/bin/etcd2-backup-install"))
@@ -433,9 +455,11 @@ fn uninstall_removes_ours_and_keeps_the_credentials_and_local_edits() {
     let log = String::from_utf8_lossy(&o.stderr);
     assert!(log.contains("kept /etc/rclone.conf"), "{log}");
     assert!(
-        log.contains(
-            "kept /etc/systemd/system/etcd2-backup.service.d/30-etcd2-backup-restore.conf"
-        ),
+        log.contains("kept /etc/etcd2-backup/etcd2-backup.env"),
+        "{log}"
+    );
+    assert!(
+        log.contains("kept /etc/systemd/system/etcd2-backup.service.d/10-etcd-unit.conf"),
         "{log}"
     );
 
@@ -444,12 +468,14 @@ fn uninstall_removes_ours_and_keeps_the_credentials_and_local_edits() {
         left,
         [
             "etc",
+            "etc/etcd2-backup",
+            "etc/etcd2-backup/etcd2-backup.env",
             "etc/os-release",
             "etc/rclone.conf",
             "etc/systemd",
             "etc/systemd/system",
             "etc/systemd/system/etcd2-backup.service.d",
-            "etc/systemd/system/etcd2-backup.service.d/30-etcd2-backup-restore.conf",
+            "etc/systemd/system/etcd2-backup.service.d/10-etcd-unit.conf",
             "etc/systemd/system/etcd2.service",
             "etc/systemd/system/etcd2.service.d",
             "etc/systemd/system/etcd2.service.d/20-cloudinit.conf",
@@ -649,11 +675,7 @@ fn installer_targets_debians_etcd_service_with_its_data_dir_and_etc_default() {
         "etcd2-verify",
     ] {
         let d = root.join(format!("etc/systemd/system/{job}.service.d"));
-        assert_eq!(
-            harness::names(&d),
-            ["10-etcd-unit.conf", "30-etcd2-backup-restore.conf"],
-            "{job}"
-        );
+        assert_eq!(harness::names(&d), ["10-etcd-unit.conf"], "{job}");
         let settings = fs::read_to_string(d.join("10-etcd-unit.conf")).expect("r");
         for line in [
             "Environment=\"ETCD_DATA_DIR=/var/lib/etcd/default\"",
@@ -739,11 +761,7 @@ fn installer_targets_flatcars_etcd_member_and_takes_only_its_dropins_environment
         let d = root.join(format!("etc/systemd/system/{job}.service.d"));
         assert_eq!(
             harness::names(&d),
-            [
-                "10-etcd-unit.conf",
-                "20-clct-etcd-member.conf",
-                "30-etcd2-backup-restore.conf"
-            ],
+            ["10-etcd-unit.conf", "20-clct-etcd-member.conf"],
             "{job}"
         );
         assert!(fs::read_to_string(d.join("10-etcd-unit.conf"))

@@ -115,6 +115,8 @@ pub fn tool(name: &str) -> Command {
             c.env_remove(k);
         }
     }
+    // Never the settings file of the host this runs on.
+    c.env("ETCD2_BACKUP_ENV_FILE", "");
     c
 }
 

@@ -19,10 +19,12 @@ use std::path::PathBuf;
 ///   /etc/systemd/system/etcd2-{backup,restore,join,verify}.service.d/
 ///     10-etcd-unit.conf                   what etcd's unit sets: the data dir
 ///                                         (Debian's: /etc/default/etcd too)
-///     30-etcd2-backup-restore.conf        the settings
 ///     <etcd's settings drop-ins>          a link, so the jobs see ETCD_NAME...
 ///                                         (a copy of its Environment= lines
 ///                                         when it sets more, as Flatcar's does)
+///   /etc/etcd2-backup/etcd2-backup.env    the settings (from the package's
+///                                         30-etcd2-backup-restore.conf), 0600:
+///                                         read by the units and the tools
 ///   /etc/rclone.conf (RCLONE_CONFIG_PATH) mode 0600
 ///   /opt/etcd2-backup/share/              man pages, shell completions
 ///   /opt/etcd2-backup/installed.json      what was installed, for uninstall
@@ -67,7 +69,8 @@ pub struct Cli {
     pub etcd_unit: Option<EtcdUnit>,
 
     /// Stop and disable the timer, remove what was installed (not the
-    /// rclone config, not files changed since, not backups or etcd data)
+    /// rclone config or the settings file, not files changed since, not
+    /// backups or etcd data)
     #[arg(long, conflicts_with_all = ["from", "any_os", "etcd_dropin", "etcd_unit"])]
     pub uninstall: bool,
 

@@ -37,15 +37,32 @@ pub const UNIT_DIR: &str = "/etc/systemd/system";
 pub const SHARE_DIR: &str = "/opt/etcd2-backup/share";
 pub const MANIFEST: &str = "/opt/etcd2-backup/installed.json";
 pub const DEFAULT_RCLONE_CONF: &str = "/etc/rclone.conf";
-/// The units that get our settings drop-in and etcd2's settings.
+/// The units that get the settings file and etcd's settings.
 pub const JOBS: [&str; 4] = [
     "etcd2-backup",
     "etcd2-restore",
     "etcd2-join",
     "etcd2-verify",
 ];
-/// Our settings drop-in, in each job's `.d` dir.
+/// The settings drop-in of earlier versions (and of the original package),
+/// in each job's `.d` dir: its name is not taken by etcd's drop-ins.
 pub const OUR_DROPIN: &str = "30-etcd2-backup-restore.conf";
+/// The top of the settings file the installer writes from the package's
+/// settings drop-in.
+const ENV_FILE_HEADER: &str = "\
+# /etc/etcd2-backup/etcd2-backup.env: the settings of etcd2-backup, written by
+# etcd2-backup-install from the package's 30-etcd2-backup-restore.conf. The
+# units read it (EnvironmentFile=), and so does every etcd2-* tool started
+# in a shell, so `etcd2-fetch --list` needs no settings typed. A variable set
+# in the environment wins over this file; a flag wins over both. NAME=value
+# lines; quote values with spaces (\"...\"). Mode 0600: it may hold secrets.
+# After editing it: nothing to reload, each start reads it.
+#
+# The member's own settings (ETCD_NAME, ETCD_INITIAL_ADVERTISE_PEER_URLS,
+# ETCD_ADVERTISE_CLIENT_URLS, ETCD_DATA_DIR) reach the units from etcd's unit
+# and drop-ins; set them here only to override (this file wins over them,
+# /etc/default/etcd on Debian wins over this file).
+";
 /// The drop-in etcd2-join.service writes; never linked into our units.
 pub const JOIN_DROPIN: &str = "40-join-cluster.conf";
 
@@ -265,7 +282,6 @@ impl InstallJob {
                 0o644,
                 false,
             )?;
-            inst.file(&format!("{d}/{OUR_DROPIN}"), &conf, 0o644, false)?;
             for s in &settings {
                 match s {
                     Setting::Link { abs } => {
@@ -281,6 +297,12 @@ impl InstallJob {
                 }
             }
         }
+        // The settings, for the units (EnvironmentFile=) and a root shell
+        // alike; they may hold secrets (a connection string): 0600, kept on
+        // uninstall.
+        let env_file =
+            crate::settings::from_dropin(&String::from_utf8_lossy(&conf), ENV_FILE_HEADER);
+        inst.file(crate::settings::ENV_FILE, env_file.as_bytes(), 0o600, true)?;
         // The rclone config holds the remote's credentials: 0600, kept on uninstall.
         let conf_text = String::from_utf8_lossy(&conf);
         let rclone_conf = dropin_env(&conf_text, "RCLONE_CONFIG_PATH")
