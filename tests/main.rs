@@ -5,6 +5,7 @@
 //! refuses to run a tool binary older than the sources.
 
 mod cli;
+mod deb;
 mod drill;
 mod host_safety;
 mod monitoring;
