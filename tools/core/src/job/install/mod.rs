@@ -269,9 +269,10 @@ impl InstallJob {
         }
         if settings.is_empty() && unit != EtcdUnit::Etcd {
             tracing::warn!(
-                "found no {unit} settings drop-in in {}: the units see only {OUR_DROPIN}, \
+                "found no {unit} settings drop-in in {}: the units see only {}, \
                  so it must set ETCD_NAME and ETCD_INITIAL_ADVERTISE_PEER_URLS for restore and join",
-                unit.dropin_dirs().join(" or ")
+                unit.dropin_dirs().join(" or "),
+                crate::settings::ENV_FILE
             );
         }
         for job in JOBS {
