@@ -6,7 +6,7 @@ PROFILE ?= debug
 BUILD   := build
 CARGO_FLAGS := $(if $(filter release,$(PROFILE)),--release,)
 
-.PHONY: all deps build static test lint fmt demo bench package release clean
+.PHONY: all deps build static test lint fmt demo bench package release deb clean
 
 all: build
 
@@ -79,3 +79,14 @@ release: static
 clean:
 	$(CARGO) clean
 	rm -rf $(BUILD)
+
+# A .deb for Debian's etcd (etcd.service, /etc/default/etcd,
+# /var/lib/etcd/default): release tools in /usr/bin, the units rewritten for
+# etcd.service, an empty settings file. No rclone config, no secret.
+# cargo-deb comes from `make deps` (scripts/ensure-deps).
+DEB_DIR ?= $(BUILD)/deb
+deb: deps
+	$(CARGO) build --workspace --release
+	target/release/etcd2-backup-stage --etcd-unit etcd.service --bin-dir /usr/bin \
+	  --unit-dir /lib/systemd/system --out $(DEB_DIR)
+	$(CARGO) deb -p etcd2-backup-package --no-build --output $(BUILD)/

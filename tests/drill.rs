@@ -218,10 +218,26 @@ fn restore_the_cluster_procedure_under_systemd() {
             "{log}"
         );
         assert!(log.contains("systemctl daemon-reload: done"), "{log}");
-        assert_eq!(
-            ct.exec(&["stat", "-c", "%a", "/etc/rclone.conf"]).stdout,
-            b"600\n"
-        );
+        for private in ["/etc/rclone.conf", "/etc/etcd2-backup/etcd2-backup.env"] {
+            assert_eq!(
+                ct.exec(&["stat", "-c", "%a", private]).stdout,
+                b"600\n",
+                "{private}"
+            );
+        }
+        // The remote here is a local path: the sandboxed backup may write
+        // there only when told, as an operator with a local or NFS remote
+        // does (units/README.md).
+        let o = ct.exec(&[
+            "sh",
+            "-c",
+            &format!(
+                "printf '[Service]\\nReadWritePaths={REMOTE_IN}\\n' \
+                 > /etc/systemd/system/etcd2-backup.service.d/50-local-remote.conf \
+                 && systemctl daemon-reload"
+            ),
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         // The units as installed pass systemd's own check.
         let o = ct.exec(&[
             "systemd-analyze",
@@ -282,6 +298,25 @@ fn restore_the_cluster_procedure_under_systemd() {
             || (generations(&remote, mid) >= 2).then_some(()),
         );
     }
+    // An operator's root shell (no variables of ours set): the settings
+    // file the units use tells etcd2-fetch where the backups are.
+    for (ct, mid) in cts.iter().zip(&mids) {
+        // (Read before listing: the timer keeps publishing newer ones.)
+        let latest: serde_json::Value = serde_json::from_slice(
+            &fs::read(remote.join(mid).join("LATEST.json")).expect("LATEST.json"),
+        )
+        .expect("json");
+        let generation = latest["generation"].as_str().expect("generation");
+        let o = ct.exec(&["/opt/bin/etcd2-fetch", "--list"]);
+        let listing = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            o.status.success(),
+            "{}: etcd2-fetch --list in a root shell: {}",
+            ct.name,
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(listing.contains(generation), "{}: {listing}", ct.name);
+    }
     let journal = cts[0].journal(&["etcd2-backup.service"]);
     assert!(
         journal.contains("etcd2-push") || journal.contains("published"),
@@ -315,13 +350,18 @@ fn restore_the_cluster_procedure_under_systemd() {
     );
 
     // ---- The disaster: every data dir corrupted. ----
+    // Stopping etcd stops the timer too (PartOf=): no backups of a stopped
+    // member are tried while it is down.
     for ct in &cts {
-        ct.systemctl(&[
-            "stop",
-            "etcd2.service",
-            "etcd2-backup.timer",
-            "etcd2-backup.service",
-        ]);
+        ct.systemctl(&["stop", "etcd2.service"]);
+        let o = ct.exec(&["systemctl", "is-active", "etcd2-backup.timer"]);
+        assert_eq!(
+            String::from_utf8_lossy(&o.stdout).trim(),
+            "inactive",
+            "{}: the timer outlived etcd2.service",
+            ct.name
+        );
+        ct.systemctl(&["stop", "etcd2-backup.service"]);
     }
     for n in &nodes {
         corrupt(&n.data);

@@ -6,6 +6,7 @@
 
 mod backends;
 mod cli;
+mod deb;
 mod drill;
 mod host_safety;
 mod man_and_completions;

@@ -658,3 +658,95 @@ fn a_damaged_pointer_does_not_switch_the_owner_check_off() {
     let p = pointer(&remote, OLD);
     assert!(p["generation"].is_string());
 }
+
+/// What an operator does in a root shell: nothing but the settings file
+/// says where the backups are. `etcd2-fetch --list` finds them; the
+/// environment beats the file; a file others may write is refused, one
+/// others may read is warned about, and no value from it is printed.
+#[test]
+fn fetch_list_in_a_shell_reads_the_settings_file_and_the_environment_wins() {
+    use std::os::unix::fs::PermissionsExt;
+    let c = Cluster::start(1);
+    c.put_v3(0, "k", "v");
+    let remote = Remote::local(c.path());
+    let env = Env::new(c.path());
+    let archive = c.path().join("a.tar.zst");
+    snapshot_to(&c, &archive, "v3");
+    run_ok(env.push(&remote, OLD).arg(&archive));
+    let generation = complete(&remote, OLD).pop().expect("one generation");
+
+    // The settings file as the installer writes it: NAME=value, 0600.
+    let file = c.path().join("etcd2-backup.env");
+    std::fs::write(
+        &file,
+        format!(
+            "# the settings\nRCLONE_ENDPOINT={}\nRCLONE_CONFIG_PATH=\"{}\"\n\
+             ETCD2_BACKUP_MACHINE_ID={OLD}\nETCD_BACKUP_DIR={}\n",
+            remote.endpoint,
+            remote.config.display(),
+            env.work.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    // A shell's environment: PATH and HOME, none of our variables.
+    let shell = |file: &Path| {
+        let mut cmd = Command::new(harness::bin("etcd2-fetch"));
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", c.path())
+            .env("ETCD2_BACKUP_ENV_FILE", file)
+            .arg("--list");
+        cmd
+    };
+    let out = run_ok(&mut shell(&file));
+    let listing = String::from_utf8_lossy(&out.stdout);
+    assert!(listing.contains(&generation), "{listing}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !err.contains(&remote.endpoint),
+        "a setting was printed: {err}"
+    );
+
+    // Without the file, the same shell has no remote: clap says which.
+    let out = run(&mut shell(&c.path().join("absent.env")));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--endpoint <REMOTE:PATH>"));
+
+    // The environment wins over the file: another machine-id, no backups.
+    let out = run(shell(&file).env("ETCD2_BACKUP_MACHINE_ID", NEW));
+    assert_fails_with(&out, "etcd2-fetch", "no complete generations");
+
+    // Readable by others: works, with a warning; writable: refused.
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = run_ok(&mut shell(&file));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("etcd2-fetch: warning: ")
+            && err.contains(
+                "is readable by other users (mode 0644) and may hold secrets: chmod 600 it"
+            ),
+        "{err}"
+    );
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let out = run(&mut shell(&file));
+    let line = assert_fails_with(&out, "etcd2-fetch", "refusing the settings in");
+    assert!(
+        line.contains("other users may change it") && line.contains("mode 0666"),
+        "{line}"
+    );
+
+    // A malformed line is named by number, its content never printed.
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::write(
+        &file,
+        "RCLONE_ENDPOINT=x\n:s3,secret_access_key=hunter2:b\n",
+    )
+    .unwrap();
+    let out = run(&mut shell(&file));
+    let line = assert_fails_with(&out, "etcd2-fetch", "line 2: not NAME=value");
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("hunter2"),
+        "{line}"
+    );
+}

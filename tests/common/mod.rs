@@ -63,7 +63,18 @@ fn newest_source(name: &str) -> std::time::SystemTime {
                 ws.join("tools/tools.list"),
             ]
         } else {
-            vec![ws.join("packaging"), ws.join("tools")]
+            // The packaging crate: the binary's own source (main.rs for the
+            // packager, src/bin/NAME.rs for the others) and the tools it
+            // links. Not packaging/Cargo.toml: cargo rightly leaves the
+            // binaries alone when only its metadata (the .deb's) changes,
+            // which would make them look stale forever.
+            let own = ws.join("packaging/src/bin").join(format!("{name}.rs"));
+            let own = if own.is_file() {
+                own
+            } else {
+                ws.join("packaging/src/main.rs")
+            };
+            vec![own, ws.join("tools")]
         };
         for d in dirs {
             if d.is_file() {
@@ -141,6 +152,8 @@ pub fn tool(name: &str) -> Command {
             c.env_remove(k);
         }
     }
+    // Never the settings file of the host this runs on.
+    c.env("ETCD2_BACKUP_ENV_FILE", "");
     c
 }
 

@@ -66,6 +66,20 @@ impl Container {
     /// Boot a container named `name` with `binds` (host path, container
     /// path, read-only?). Waits (bounded) until its systemd is up.
     pub fn boot(name: &str, binds: &[(PathBuf, &str, bool)], log_dir: &Path) -> Container {
+        // Debian's own etcd.service must not grab 2379 on the shared network.
+        Container::boot_with(name, binds, &[], &["systemd.mask=etcd.service"], log_dir)
+    }
+
+    /// [`Container::boot`] with more nspawn options (`--overlay=...`,
+    /// `--private-network`) and kernel command line arguments of our choice
+    /// (no etcd.service mask unless given).
+    pub fn boot_with(
+        name: &str,
+        binds: &[(PathBuf, &str, bool)],
+        nspawn_args: &[String],
+        kernel_args: &[&str],
+        log_dir: &Path,
+    ) -> Container {
         require("systemd-nspawn", "systemd-container");
         require("nsenter", "util-linux");
         let log = log_dir.join(format!("{name}.console.log"));
@@ -103,8 +117,10 @@ impl Container {
             let flag = if *ro { "--bind-ro" } else { "--bind" };
             c.arg(format!("{flag}={}:{inside}", host.display()));
         }
-        // No first-boot prompt; Debian's own etcd.service must not grab 2379.
-        c.args(["systemd.firstboot=off", "systemd.mask=etcd.service"])
+        c.args(nspawn_args);
+        // No first-boot prompt.
+        c.arg("systemd.firstboot=off")
+            .args(kernel_args)
             .stdin(Stdio::null())
             .stdout(out.try_clone().expect("dup"))
             .stderr(out);

@@ -40,6 +40,7 @@ pub mod rcd;
 pub mod rclone;
 pub mod repo;
 pub mod scratch;
+pub mod settings;
 
 /// The tools etcd2-backup ships, from `tools/tools.list`: the one list the
 /// packager, the installer, the tests and the bench read.

@@ -3,6 +3,7 @@
 
 use clap::Parser;
 use etcd2_backup::cli::LogArgs;
+use etcd2_backup::job::install::EtcdUnit;
 use std::path::PathBuf;
 
 /// Install etcd2-backup from this extracted package, or uninstall it.
@@ -13,10 +14,17 @@ use std::path::PathBuf;
 ///   /opt/bin/etcd2-*                      the tools (and rclone, etcdctl,
 ///                                         etcd when the package bundles them)
 ///   /etc/systemd/system/etcd2-backup.{service,timer},
-///     etcd2-restore.service, etcd2-join.service
-///   /etc/systemd/system/etcd2-{backup,restore,join}.service.d/
-///     30-etcd2-backup-restore.conf        the settings
-///     <etcd2's settings drop-in>          a link, so the jobs see ETCD_NAME...
+///     etcd2-restore.service, etcd2-join.service, etcd2-verify.{service,timer}
+///                                         rewritten for etcd's unit (--etcd-unit)
+///   /etc/systemd/system/etcd2-{backup,restore,join,verify}.service.d/
+///     10-etcd-unit.conf                   what etcd's unit sets: the data dir
+///                                         (Debian's: /etc/default/etcd too)
+///     <etcd's settings drop-ins>          a link, so the jobs see ETCD_NAME...
+///                                         (a copy of its Environment= lines
+///                                         when it sets more, as Flatcar's does)
+///   /etc/etcd2-backup/etcd2-backup.env    the settings (from the package's
+///                                         30-etcd2-backup-restore.conf), 0600:
+///                                         read by the units and the tools
 ///   /etc/rclone.conf (RCLONE_CONFIG_PATH) mode 0600
 ///   /opt/share/man/man1/etcd2-*.1         man pages (man finds them from
 ///                                         /opt/bin in PATH)
@@ -49,15 +57,24 @@ pub struct Cli {
     #[arg(long)]
     pub any_os: bool,
 
-    /// Also link this etcd2 settings drop-in (absolute path on the target)
-    /// into our units; those in /etc/systemd/system/etcd2.service.d/ and
-    /// /run/systemd/system/etcd2.service.d/ are found by themselves
+    /// Also use this etcd settings drop-in (absolute path on the target)
+    /// in our units; those in /etc/systemd/system/<etcd unit>.d/ and
+    /// /run/systemd/system/<etcd unit>.d/ are found by themselves
     #[arg(long, value_name = "FILE")]
     pub etcd_dropin: Vec<PathBuf>,
 
+    /// The unit etcd runs as: etcd2.service (CoreOS, data in
+    /// /var/lib/etcd2), etcd.service (Debian: /var/lib/etcd/default,
+    /// /etc/default/etcd) or etcd-member.service (Flatcar: /var/lib/etcd)
+    /// [default: the one of them the target has; refused if it has none or
+    /// several]
+    #[arg(long, value_name = "UNIT")]
+    pub etcd_unit: Option<EtcdUnit>,
+
     /// Stop and disable the timer, remove what was installed (not the
-    /// rclone config, not files changed since, not backups or etcd data)
-    #[arg(long, conflicts_with_all = ["from", "any_os", "etcd_dropin"])]
+    /// rclone config or the settings file, not files changed since, not
+    /// backups or etcd data)
+    #[arg(long, conflicts_with_all = ["from", "any_os", "etcd_dropin", "etcd_unit"])]
     pub uninstall: bool,
 
     #[command(flatten)]

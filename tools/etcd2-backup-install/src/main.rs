@@ -28,6 +28,7 @@ fn main() -> ExitCode {
             root: cli.root,
             any_os: cli.any_os,
             etcd_dropins: cli.etcd_dropin,
+            etcd_unit: cli.etcd_unit,
         }
         .run()
     })

@@ -9,6 +9,8 @@ use std::time::Duration;
 use etcd2_member_add::Cli;
 
 fn main() -> ExitCode {
+    // The settings file first: its variables are the flags' defaults.
+    etcd2_backup::settings::load("etcd2-member-add");
     let cli = Cli::parse();
     cli::init_logging(&cli.log);
     cli::run_main("etcd2-member-add", || {

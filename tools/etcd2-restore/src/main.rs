@@ -9,6 +9,8 @@ use std::process::ExitCode;
 use etcd2_restore::Cli;
 
 fn main() -> ExitCode {
+    // The settings file first: its variables are the flags' defaults.
+    etcd2_backup::settings::load("etcd2-restore");
     let cli = Cli::parse();
     cli::init_logging(&cli.log);
     cli::run_main("etcd2-restore", || {

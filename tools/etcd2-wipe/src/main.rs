@@ -7,6 +7,8 @@ use std::process::ExitCode;
 use etcd2_wipe::Cli;
 
 fn main() -> ExitCode {
+    // The settings file first: its variables are the flags' defaults.
+    etcd2_backup::settings::load("etcd2-wipe");
     let cli = Cli::parse();
     cli::init_logging(&cli.log);
     cli::run_main("etcd2-wipe", || {

@@ -1,13 +1,16 @@
-//! etcd's settings drop-ins: which may be linked next to our units (only
-//! those that set nothing but the environment), and reading a variable
-//! from one.
+//! etcd's settings drop-ins: which are linked next to our units (those
+//! that set nothing but the environment), which reach them as a copy of
+//! their Environment= lines (the others), and reading a variable from one.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use super::{at, ETCD_DROPIN_DIRS, JOIN_DROPIN};
+use super::etcd_unit::{
+    environment_copy, environment_lines, names_its_unit, EtcdUnit, UNIT_DROPIN,
+};
+use super::{at, JOIN_DROPIN, OUR_DROPIN};
 use crate::cmd::show;
 
 pub fn env_only_dropin(text: &str) -> std::result::Result<(), String> {
@@ -47,10 +50,28 @@ pub fn dropin_env(text: &str, name: &str) -> Option<String> {
     found
 }
 
-pub(super) fn etcd_settings(root: &Path, extra: &[PathBuf]) -> Result<Vec<String>> {
+/// How one of etcd's settings drop-ins reaches our units.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Setting {
+    /// Linked: it sets nothing but the environment, so later edits of it
+    /// reach our jobs at their next start.
+    Link { abs: String },
+    /// Copied: it also sets other things (Flatcar's documented drop-in
+    /// overrides ExecStart=), or names its unit with a specifier; our units
+    /// get its Environment= lines only, in a file of the same name.
+    Copy { name: String, text: String },
+}
+
+/// etcd's settings drop-ins on the target for `unit`: those in its drop-in
+/// dirs (but the one etcd2-join.service writes) plus the given ones.
+pub(super) fn etcd_settings(
+    root: &Path,
+    unit: EtcdUnit,
+    extra: &[PathBuf],
+) -> Result<Vec<Setting>> {
     let mut found: Vec<String> = Vec::new();
-    for dir in ETCD_DROPIN_DIRS {
-        let Ok(rd) = fs::read_dir(at(root, dir)) else {
+    for dir in unit.dropin_dirs() {
+        let Ok(rd) = fs::read_dir(at(root, &dir)) else {
             continue;
         };
         let mut names: Vec<String> = rd
@@ -76,12 +97,37 @@ pub(super) fn etcd_settings(root: &Path, extra: &[PathBuf]) -> Result<Vec<String
     let mut keep = Vec::new();
     for abs in found {
         let text = fs::read_to_string(at(root, &abs)).with_context(|| format!("reading {abs}"))?;
+        let name = Path::new(&abs)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if name == UNIT_DROPIN || name == OUR_DROPIN {
+            tracing::warn!("not using {abs}: its name is one of our own drop-ins'; rename it");
+            continue;
+        }
         match env_only_dropin(&text) {
-            Ok(()) => keep.push(abs),
-            Err(line) => tracing::warn!(
-                "not linking {abs} into our units: it sets more than the environment ({line:?}); \
-                 put etcd's Environment= lines in a drop-in of their own"
-            ),
+            Ok(()) if !names_its_unit(&text) => keep.push(Setting::Link { abs }),
+            other => {
+                if environment_lines(&text, unit).is_empty() {
+                    tracing::warn!("not using {abs} in our units: it sets no environment");
+                    continue;
+                }
+                let why = match other {
+                    Err(line) => format!("it also sets {line:?}"),
+                    Ok(()) => {
+                        "it names its unit with a specifier (%n, %p...), which would name ours"
+                            .to_string()
+                    }
+                };
+                tracing::info!(
+                    "using only the Environment= lines of {abs} in our units ({why}): \
+                     run the installer again after changing them"
+                );
+                keep.push(Setting::Copy {
+                    text: environment_copy(&abs, &text, unit),
+                    name,
+                });
+            }
         }
     }
     Ok(keep)

@@ -20,11 +20,13 @@ use crate::cmd::{show, Program};
 use crate::fsutil::{sync_dir, AtomicFile};
 
 pub mod dropins;
+pub mod etcd_unit;
 pub mod os;
 pub mod package;
 pub mod record;
 
-pub use dropins::{dropin_env, env_only_dropin};
+pub use dropins::{dropin_env, env_only_dropin, Setting};
+pub use etcd_unit::EtcdUnit;
 pub use os::{classify_os, parse_os_release, read_os, Os};
 pub use package::{payload, verify_payload};
 pub use record::{uninstall, Entry, Manifest};
@@ -43,19 +45,32 @@ pub const MAN_DIR: &str = "/opt/share/man";
 pub const BASH_COMPLETION_DIR: &str = "/etc/bash_completion.d";
 pub const MANIFEST: &str = "/opt/etcd2-backup/installed.json";
 pub const DEFAULT_RCLONE_CONF: &str = "/etc/rclone.conf";
-/// The units that get our settings drop-in and etcd2's settings.
+/// The units that get the settings file and etcd's settings.
 pub const JOBS: [&str; 4] = [
     "etcd2-backup",
     "etcd2-restore",
     "etcd2-join",
     "etcd2-verify",
 ];
-/// Where etcd2's own settings drop-ins live (CoreOS put its cloud-config
-/// one, 20-cloudinit.conf, in /run).
-pub const ETCD_DROPIN_DIRS: [&str; 2] = [
-    "/etc/systemd/system/etcd2.service.d",
-    "/run/systemd/system/etcd2.service.d",
-];
+/// The settings drop-in of earlier versions (and of the original package),
+/// in each job's `.d` dir: its name is not taken by etcd's drop-ins.
+pub const OUR_DROPIN: &str = "30-etcd2-backup-restore.conf";
+/// The top of the settings file the installer writes from the package's
+/// settings drop-in.
+const ENV_FILE_HEADER: &str = "\
+# /etc/etcd2-backup/etcd2-backup.env: the settings of etcd2-backup, written by
+# etcd2-backup-install from the package's 30-etcd2-backup-restore.conf. The
+# units read it (EnvironmentFile=), and so does every etcd2-* tool started
+# in a shell, so `etcd2-fetch --list` needs no settings typed. A variable set
+# in the environment wins over this file; a flag wins over both. NAME=value
+# lines; quote values with spaces (\"...\"). Mode 0600: it may hold secrets.
+# After editing it: nothing to reload, each start reads it.
+#
+# The member's own settings (ETCD_NAME, ETCD_INITIAL_ADVERTISE_PEER_URLS,
+# ETCD_ADVERTISE_CLIENT_URLS, ETCD_DATA_DIR) reach the units from etcd's unit
+# and drop-ins; set them here only to override (this file wins over them,
+# /etc/default/etcd on Debian wins over this file).
+";
 /// The drop-in etcd2-join.service writes; never linked into our units.
 pub const JOIN_DROPIN: &str = "40-join-cluster.conf";
 
@@ -96,8 +111,10 @@ pub struct InstallJob {
     pub root: PathBuf,
     /// Install on an OS other than CoreOS/Flatcar/Fedora CoreOS.
     pub any_os: bool,
-    /// etcd2 settings drop-ins to link, besides those found.
+    /// etcd settings drop-ins to use, besides those found.
     pub etcd_dropins: Vec<PathBuf>,
+    /// The unit etcd runs as [default: the one found on the target].
+    pub etcd_unit: Option<EtcdUnit>,
 }
 
 struct Installer<'a> {
@@ -215,8 +232,6 @@ pub(crate) fn systemctl(args: &[&str]) -> Result<()> {
     prog.command(args).run().map(|_| ())
 }
 
-/// etcd2's settings drop-ins on the target: found in [`ETCD_DROPIN_DIRS`]
-/// plus the given ones; only environment-only ones are kept.
 impl InstallJob {
     pub fn run(&self) -> Result<()> {
         let root = self.root.as_path();
@@ -236,7 +251,8 @@ impl InstallJob {
         let sums = verify_payload(&self.from)?;
         // Every check that can refuse comes before the first write, so a
         // refusal leaves the target as it was.
-        let settings = dropins::etcd_settings(root, &self.etcd_dropins)?;
+        let unit = etcd_unit::choose(root, self.etcd_unit)?;
+        let settings = dropins::etcd_settings(root, unit, &self.etcd_dropins)?;
         let previous = record::read_manifest(root)?
             .entries
             .into_iter()
@@ -268,40 +284,55 @@ impl InstallJob {
             false,
         )?;
         let conf = read(payload::CONF)?;
-        for unit in payload::UNIT_FILES {
+        // Our units name etcd2.service; on another etcd unit they are
+        // rewritten for it.
+        for file in payload::UNIT_FILES {
+            let text = String::from_utf8(read(&format!("{}/{file}", payload::UNITS))?)
+                .with_context(|| format!("{file} is not UTF-8"))?;
             inst.file(
-                &format!("{UNIT_DIR}/{unit}"),
-                &read(&format!("{}/{unit}", payload::UNITS))?,
+                &format!("{UNIT_DIR}/{file}"),
+                unit.rewrite(&text).as_bytes(),
                 0o644,
                 false,
             )?;
         }
-        if settings.is_empty() {
+        if settings.is_empty() && unit != EtcdUnit::Etcd {
             tracing::warn!(
-                "found no etcd2 settings drop-in in {}: the units see only 30-etcd2-backup-restore.conf, \
+                "found no {unit} settings drop-in in {}: the units see only {}, \
                  so it must set ETCD_NAME and ETCD_INITIAL_ADVERTISE_PEER_URLS for restore and join",
-                ETCD_DROPIN_DIRS.join(" or ")
+                unit.dropin_dirs().join(" or "),
+                crate::settings::ENV_FILE
             );
         }
         for job in JOBS {
             let d = format!("{UNIT_DIR}/{job}.service.d");
             inst.file(
-                &format!("{d}/30-etcd2-backup-restore.conf"),
-                &conf,
+                &format!("{d}/{}", etcd_unit::UNIT_DROPIN),
+                unit.settings().as_bytes(),
                 0o644,
                 false,
             )?;
             for s in &settings {
-                let name = Path::new(s)
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                if name == "30-etcd2-backup-restore.conf" {
-                    continue;
+                match s {
+                    Setting::Link { abs } => {
+                        let name = Path::new(abs)
+                            .file_name()
+                            .map(|n| n.to_string_lossy().into_owned())
+                            .unwrap_or_default();
+                        inst.link(&format!("{d}/{name}"), abs)?;
+                    }
+                    Setting::Copy { name, text } => {
+                        inst.file(&format!("{d}/{name}"), text.as_bytes(), 0o644, false)?;
+                    }
                 }
-                inst.link(&format!("{d}/{name}"), s)?;
             }
         }
+        // The settings, for the units (EnvironmentFile=) and a root shell
+        // alike; they may hold secrets (a connection string): 0600, kept on
+        // uninstall.
+        let env_file =
+            crate::settings::from_dropin(&String::from_utf8_lossy(&conf), ENV_FILE_HEADER);
+        inst.file(crate::settings::ENV_FILE, env_file.as_bytes(), 0o600, true)?;
         // The rclone config holds the remote's credentials: 0600, kept on uninstall.
         let conf_text = String::from_utf8_lossy(&conf);
         let rclone_conf = dropin_env(&conf_text, "RCLONE_CONFIG_PATH")

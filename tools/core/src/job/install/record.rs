@@ -76,8 +76,13 @@ pub fn uninstall(root: &Path) -> Result<()> {
         }
     }
     // `systemctl enable` made these; remove them so no dangling link stays.
-    for wants in ["timers.target.wants", "etcd2.service.wants"] {
-        let l = at(root, &format!("{UNIT_DIR}/{wants}/etcd2-backup.timer"));
+    let wants_dirs = std::iter::once("timers.target".to_string())
+        .chain(super::EtcdUnit::ALL.iter().map(|u| u.name().to_string()));
+    for wants in wants_dirs {
+        let l = at(
+            root,
+            &format!("{UNIT_DIR}/{wants}.wants/etcd2-backup.timer"),
+        );
         if fs::symlink_metadata(&l).is_ok() {
             fs::remove_file(&l).with_context(|| format!("removing {}", show(&l)))?;
             tracing::info!("removed {}", show(&l));

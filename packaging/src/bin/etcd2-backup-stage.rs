@@ -1,0 +1,148 @@
+//! etcd2-backup-stage: the files a distribution package (`make deb`) adds
+//! beside the programs: our units rewritten for the distribution's etcd unit
+//! and program dir, the drop-in with what that etcd unit sets
+//! (10-etcd-unit.conf), and a settings file without any site's settings.
+//! The same rewriting the installer does on a host (job::install), done at
+//! build time, so that the package needs no installer run.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use etcd2_backup::cli::{self, LogArgs};
+use etcd2_backup::job::install::{dropin_env, etcd_unit, payload, EtcdUnit, BIN_DIR, JOBS};
+use etcd2_backup::settings;
+
+/// Stage the units and settings of a distribution package under --out.
+///
+/// Example (what `make deb` runs):
+///   etcd2-backup-stage --etcd-unit etcd.service --bin-dir /usr/bin \
+///     --unit-dir /lib/systemd/system --out build/deb
+#[derive(Parser, Debug)]
+#[command(version, verbatim_doc_comment)]
+struct Cli {
+    /// The systemd units to stage
+    #[arg(long, value_name = "DIR", default_value = "units")]
+    units: PathBuf,
+
+    /// The settings drop-in; it must not set RCLONE_ENDPOINT (a
+    /// distribution package carries no site's settings)
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "units/30-etcd2-backup-restore.conf"
+    )]
+    conf: PathBuf,
+
+    /// The unit etcd runs as on the distribution
+    #[arg(long, value_name = "UNIT")]
+    etcd_unit: EtcdUnit,
+
+    /// Where the package puts the programs (replaces /opt/bin in the units)
+    #[arg(long, value_name = "DIR", default_value = "/usr/bin")]
+    bin_dir: String,
+
+    /// Where the package puts the units
+    #[arg(long, value_name = "DIR", default_value = "/lib/systemd/system")]
+    unit_dir: String,
+
+    /// The staging dir (emptied first)
+    #[arg(long, short, value_name = "DIR")]
+    out: PathBuf,
+
+    #[command(flatten)]
+    log: LogArgs,
+}
+
+fn write(out: &Path, abs: &str, text: &str, mode: u32) -> Result<()> {
+    let p = out.join(abs.trim_start_matches('/'));
+    if let Some(d) = p.parent() {
+        fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+    }
+    let mut f = fs::File::create(&p).with_context(|| format!("creating {}", p.display()))?;
+    f.write_all(text.as_bytes())
+        .with_context(|| format!("writing {}", p.display()))?;
+    fs::set_permissions(&p, fs::Permissions::from_mode(mode))
+        .with_context(|| format!("chmod {}", p.display()))?;
+    Ok(())
+}
+
+/// One of our unit files for the package: etcd's unit and the program dir.
+fn render_unit(text: &str, unit: EtcdUnit, bin_dir: &str) -> String {
+    unit.rewrite(text).replace(
+        &format!("{BIN_DIR}/"),
+        &format!("{}/", bin_dir.trim_end_matches('/')),
+    )
+}
+
+fn stage(cli: &Cli) -> Result<()> {
+    let conf =
+        fs::read_to_string(&cli.conf).with_context(|| format!("reading {}", cli.conf.display()))?;
+    if dropin_env(&conf, "RCLONE_ENDPOINT").is_some_and(|e| !e.is_empty()) {
+        bail!(
+            "{} sets RCLONE_ENDPOINT: a distribution package carries no site's settings \
+             (operators set it in {} after installing)",
+            cli.conf.display(),
+            settings::ENV_FILE
+        );
+    }
+    if cli.out.exists() {
+        fs::remove_dir_all(&cli.out).with_context(|| format!("emptying {}", cli.out.display()))?;
+    }
+    for file in payload::UNIT_FILES {
+        let src = cli.units.join(file);
+        let text =
+            fs::read_to_string(&src).with_context(|| format!("reading {}", src.display()))?;
+        write(
+            &cli.out,
+            &format!("{}/{file}", cli.unit_dir),
+            &render_unit(&text, cli.etcd_unit, &cli.bin_dir),
+            0o644,
+        )?;
+    }
+    for job in JOBS {
+        write(
+            &cli.out,
+            &format!(
+                "{}/{job}.service.d/{}",
+                cli.unit_dir,
+                etcd_unit::UNIT_DROPIN
+            ),
+            &cli.etcd_unit.settings(),
+            0o644,
+        )?;
+    }
+    let header = format!(
+        "# {}: the settings of etcd2-backup. The units read it\n\
+         # (EnvironmentFile=), and so does every etcd2-* tool started in a shell.\n\
+         # A variable set in the environment wins over this file; a flag wins over\n\
+         # both. NAME=value lines; quote values with spaces (\"...\"). Mode 0600: it\n\
+         # may hold secrets. Set RCLONE_ENDPOINT (and put the remote's credentials\n\
+         # in RCLONE_CONFIG_PATH, 0600), then: systemctl enable --now etcd2-backup.timer\n",
+        settings::ENV_FILE
+    );
+    write(
+        &cli.out,
+        settings::ENV_FILE,
+        &settings::from_dropin(&conf, &header),
+        0o600,
+    )?;
+    tracing::info!(
+        "staged the units for {} (programs in {}) and {} under {}",
+        cli.etcd_unit,
+        cli.bin_dir,
+        settings::ENV_FILE,
+        cli.out.display()
+    );
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    cli::init_logging(&cli.log);
+    cli::run_main("etcd2-backup-stage", || stage(&cli))
+}
