@@ -80,7 +80,7 @@ fn after_install_on_flatcars_layout_man_and_bash_find_every_tool() {
     fs::create_dir_all(root.join("etc")).expect("mkdir");
     fs::write(root.join("etc/os-release"), FLATCAR).expect("os-release");
     let o = run(Command::new(x.join("etcd2-backup-install"))
-        .arg("--root")
+        .args(["--etcd-unit", "etcd-member.service", "--root"])
         .arg(&root));
     assert!(o.status.success(), "install: {}", text(&o));
 

@@ -355,6 +355,13 @@ fn the_sysext_merges_runs_a_backup_from_its_units_and_unmerges() {
         fs::write(d.join("20-node.conf"), &node).expect("w");
     }
     let remote_in = "/srv/etcd2-backups";
+    // The sandboxed unit writes only where it is told: a local remote is
+    // one of those places (units/README.md), as in the drill.
+    fs::write(
+        backup_d.join("40-local-remote.conf"),
+        format!("[Service]\nReadWritePaths={remote_in}\n"),
+    )
+    .expect("w");
     fs::write(
         backup_d.join("30-etcd2-backup-restore.conf"),
         harness::package::conf_with(
