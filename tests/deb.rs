@@ -111,11 +111,15 @@ fn deb_holds_the_tools_and_units_for_debians_etcd_and_no_secret() {
     let backup = text("lib/systemd/system/etcd2-backup.service");
     for line in [
         "After=etcd.service",
-        "ExecStart=/usr/bin/etcd2-snapshot --output ${ETCD_BACKUP_DIR}/etcd2-backup.archive",
         "EnvironmentFile=-/etc/etcd2-backup/etcd2-backup.env",
     ] {
         assert!(backup.lines().any(|l| l == line), "{line}:\n{backup}");
     }
+    assert!(
+        backup.lines().any(|l| l.starts_with("ExecStart=")
+            && l.contains("/usr/bin/etcd2-snapshot --output - | /usr/bin/etcd2-push --local-copy")),
+        "{backup}"
+    );
     assert!(text("lib/systemd/system/etcd2-backup.timer")
         .lines()
         .any(|l| l == "WantedBy=etcd.service"));

@@ -317,6 +317,32 @@ fn restore_the_cluster_procedure_under_systemd() {
         );
         assert!(listing.contains(generation), "{}: {listing}", ct.name);
     }
+    // The newest backup is also on local disk (the original's promise), as
+    // push's tee of what it published: it is one of the published archives.
+    for (ct, mid) in cts.iter().zip(&mids) {
+        let o = ct.exec(&["sha256sum", "/var/lib/etcd2-backup/etcd2-backup.archive"]);
+        assert!(o.status.success(), "{}: no local copy", ct.name);
+        let local = String::from_utf8_lossy(&o.stdout)
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        let published: Vec<String> = fs::read_dir(remote.join(mid).join("generations"))
+            .expect("generations")
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
+            .filter_map(|e| {
+                let v: serde_json::Value =
+                    serde_json::from_slice(&fs::read(e.path()).ok()?).ok()?;
+                v["sha256"].as_str().map(str::to_owned)
+            })
+            .collect();
+        assert!(
+            published.contains(&local),
+            "{}: the local copy {local} is none of the published {published:?}",
+            ct.name
+        );
+    }
     let journal = cts[0].journal(&["etcd2-backup.service"]);
     assert!(
         journal.contains("etcd2-push") || journal.contains("published"),
