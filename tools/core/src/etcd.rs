@@ -403,7 +403,26 @@ impl Etcdctl {
         self.base(api, args).bounded(self.long_timeout, "--timeout")
     }
 
-    fn unreachable(&self, e: anyhow::Error) -> anyhow::Error {
+    /// The member over gRPC ([`crate::grpc`]): the first endpoint, this
+    /// recipe's TLS files, connecting and each quick call bounded by
+    /// --query-timeout, a snapshot stream by --timeout. A failure to
+    /// connect says it cannot reach etcd, as etcdctl's would.
+    pub fn grpc(&self) -> Result<crate::grpc::Client> {
+        crate::grpc::Client::connect(
+            &self.endpoints,
+            &self.tls,
+            crate::grpc::Bounds {
+                query: self.query_timeout,
+                query_flag: "--query-timeout",
+                total: self.long_timeout,
+                total_flag: "--timeout",
+            },
+        )
+        .map_err(|e| self.unreachable(e))
+    }
+
+    /// Blame `e` on reaching the member (with its endpoints, and TLS).
+    pub fn unreachable(&self, e: anyhow::Error) -> anyhow::Error {
         let tls = if self.tls.is_set() { " over TLS" } else { "" };
         e.context(format!("cannot reach etcd at {}{tls}", self.endpoints))
     }

@@ -8,7 +8,8 @@
 //! no build script); prost skips the fields we do not declare.
 //!
 //! The snapshot arrives on its own thread into a bounded channel of chunks
-//! ([`SnapshotStream`]), so that the caller compresses while etcd sends.
+//! ([`SnapshotStream::next_chunk`]), so that the caller compresses while
+//! etcd sends.
 //! [`SnapshotDecoder`] checks the stream as etcd defines it (see its doc):
 //! a stream that is short, long, or whose sha256 trailer does not match
 //! never ends as a whole snapshot.
@@ -77,6 +78,7 @@ pub struct SnapshotResponse {
 }
 
 const RANGE: &str = "/etcdserverpb.KV/Range";
+const WINDOW: u32 = 4 << 20;
 const SNAPSHOT: &str = "/etcdserverpb.Maintenance/Snapshot";
 
 /// Bounds on every wait of a [`Client`], each with the flag that sets it
@@ -145,7 +147,12 @@ impl Client {
         let mut ep = Endpoint::from_shared(url.clone())
             .with_context(|| format!("etcd endpoint {url} is not a URL"))?
             .connect_timeout(bounds.query)
-            .tcp_nodelay(true);
+            .tcp_nodelay(true)
+            // HTTP/2's default 64 KiB window makes etcd wait for a window
+            // update every two chunks; 4 MiB lets it send ahead (the
+            // memory it may hold is bounded by these, as the channel's is).
+            .initial_stream_window_size(WINDOW)
+            .initial_connection_window_size(WINDOW);
         if url.starts_with("https://") {
             let mut cfg = ClientTlsConfig::new();
             if let Some(ca) = &tls.cacert {
@@ -447,8 +454,8 @@ impl SnapshotDecoder {
     }
 }
 
-/// The snapshot as it arrives: `Read` yields the file (db + trailer);
-/// [`SnapshotStream::finish`] waits for the checked end of the stream.
+/// The snapshot as it arrives: [`SnapshotStream::next_chunk`] yields the
+/// file (db + trailer); [`SnapshotStream::finish`] returns its sha256.
 pub struct SnapshotStream {
     rx: Receiver<Result<Event, String>>,
     receiver: Option<std::thread::JoinHandle<()>>,
@@ -487,6 +494,24 @@ impl SnapshotStream {
         }
     }
 
+    /// The next piece of the file (db bytes, last the checked trailer), or
+    /// None once the stream ended right after a matching trailer.
+    pub fn next_chunk(&mut self) -> Result<Option<Vec<u8>>> {
+        if let Some(p) = self.pending.take() {
+            return Ok(Some(p));
+        }
+        if self.done.is_some() {
+            return Ok(None);
+        }
+        match self.next_event()? {
+            Event::Data(d) | Event::Start { first: d, .. } => Ok(Some(d)),
+            Event::End { file_sha256 } => {
+                self.done = Some(file_sha256);
+                Ok(None)
+            }
+        }
+    }
+
     /// Wait for the end of the stream (after the whole file was read):
     /// returns the file's sha256, or why the stream is bad.
     pub fn finish(mut self) -> Result<String> {
@@ -509,29 +534,6 @@ impl SnapshotStream {
             let _ = h.join();
         }
         Ok(sha)
-    }
-}
-
-impl std::io::Read for SnapshotStream {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        loop {
-            if let Some(p) = &mut self.pending {
-                if !p.is_empty() {
-                    let n = p.len().min(buf.len());
-                    buf[..n].copy_from_slice(&p[..n]);
-                    p.drain(..n);
-                    return Ok(n);
-                }
-                self.pending = None;
-            }
-            if self.done.is_some() {
-                return Ok(0);
-            }
-            match self.next_event().map_err(std::io::Error::other)? {
-                Event::Data(d) | Event::Start { first: d, .. } => self.pending = Some(d),
-                Event::End { file_sha256 } => self.done = Some(file_sha256),
-            }
-        }
     }
 }
 
