@@ -613,6 +613,39 @@ fn pid_mentioning(needle: &str) -> i32 {
         .unwrap_or_else(|| panic!("no process mentions {needle}"))
 }
 
+/// Start `cmd` paused at fault point `point` (until `resume` exists);
+/// returns it and a thread collecting the rest of its stderr.
+fn spawn_paused(
+    cmd: &mut Command,
+    point: &str,
+    resume: &Path,
+) -> (std::process::Child, std::thread::JoinHandle<String>) {
+    use std::io::{BufRead, BufReader};
+    let mut child = cmd
+        .env("ETCD2_BACKUP_FAULT_PAUSE", point)
+        .env("ETCD2_BACKUP_FAULT_RESUME", resume)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    loop {
+        match lines.next() {
+            Some(Ok(l)) if l.contains(&format!("fault-point: {point}")) => break,
+            Some(Ok(_)) => continue,
+            _ => panic!("ended before {point}"),
+        }
+    }
+    let rest =
+        std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>().join("\n"));
+    (child, rest)
+}
+
+/// Send `sig` to the etcd of member `i`.
+fn signal_etcd(c: &Cluster, i: usize, sig: nix::sys::signal::Signal) {
+    let pid = pid_mentioning(&c.members[i].data_dir.display().to_string());
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig).unwrap();
+}
+
 #[test]
 fn a_snapshot_cut_by_etcd_dying_mid_stream_never_looks_whole() {
     let c = Cluster::start(1);
@@ -622,19 +655,18 @@ fn a_snapshot_cut_by_etcd_dying_mid_stream_never_looks_whole() {
     let resume = c.path().join("resume");
     let mut cmd = snapshot(&c, 0);
     cmd.args(["--api", "v3", "-o", "-"])
-        .env("ETCD2_BACKUP_FAULT_RESUME", &resume)
         .stdout(std::fs::File::create(&part).unwrap());
     // Paused with the stream started: SIGKILL etcd, then go on.
-    let mut child = harness::spawn_at_fault(&mut cmd, "snapshot-streaming");
-    let etcd = pid_mentioning(&c.members[0].data_dir.display().to_string());
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(etcd),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
+    let (mut child, stderr) = spawn_paused(&mut cmd, "snapshot-streaming", &resume);
+    signal_etcd(&c, 0, nix::sys::signal::Signal::SIGKILL);
     std::fs::write(&resume, "").unwrap();
     let st = child.wait().unwrap();
-    assert_eq!(st.code(), Some(1), "{st:?}");
+    let err = stderr.join().unwrap();
+    assert_eq!(st.code(), Some(1), "{err}");
+    assert!(
+        err.starts_with("etcd2-snapshot: error: ") && err.contains("Maintenance.Snapshot"),
+        "{err}"
+    );
     // What went to stdout is no archive any reader takes.
     let remote = Remote::local(c.path());
     let env = Env::new(c.path());
@@ -642,4 +674,32 @@ fn a_snapshot_cut_by_etcd_dying_mid_stream_never_looks_whole() {
         .push(&remote, "a0000000000000000000000000000014")
         .arg(&part));
     assert_fails_with(&out, "etcd2-push", "is not a whole etcd2-backup archive");
+}
+
+#[test]
+fn a_stalled_snapshot_stream_fails_within_query_timeout_naming_it() {
+    use nix::sys::signal::Signal::{SIGCONT, SIGSTOP};
+    let c = Cluster::start(1);
+    put_big_values(&c, 40);
+    let out_dir = c.path().join("out");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let resume = c.path().join("resume");
+    let mut cmd = snapshot(&c, 0);
+    cmd.args(["--api", "v3", "--query-timeout", "3s", "-o"])
+        .arg(out_dir.join("b.tar.zst"));
+    let (mut child, stderr) = spawn_paused(&mut cmd, "snapshot-streaming", &resume);
+    signal_etcd(&c, 0, SIGSTOP);
+    let t = std::time::Instant::now();
+    std::fs::write(&resume, "").unwrap();
+    let st = child.wait().unwrap();
+    let took = t.elapsed();
+    signal_etcd(&c, 0, SIGCONT);
+    let err = stderr.join().unwrap();
+    assert_eq!(st.code(), Some(1), "{err}");
+    assert!(
+        err.contains("etcd sent no snapshot data for 3s while receiving (--query-timeout)"),
+        "{err}"
+    );
+    assert!(took < Duration::from_secs(20), "{took:?}");
+    assert!(names(&out_dir).is_empty(), "{:?}", names(&out_dir));
 }
