@@ -1,6 +1,7 @@
 //! etcd's v3 gRPC API, for the calls where `etcdctl` would cost a process
 //! and, for the snapshot, a copy of the whole db on disk: the snapshot
-//! stream (`Maintenance.Snapshot`) and the keyspace probe (`KV.Range`).
+//! stream (`Maintenance.Snapshot`), the keyspace probe (`KV.Range`), the
+//! member's status (`Maintenance.Status`) and `Cluster.MemberList`.
 //!
 //! A blocking facade over tonic on a current-thread tokio runtime: the rest
 //! of the code stays synchronous. The few messages are declared here by
@@ -61,6 +62,50 @@ pub struct RangeResponse {
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
+pub struct StatusRequest {}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct StatusResponse {
+    #[prost(message, optional, tag = "1")]
+    pub header: Option<ResponseHeader>,
+    #[prost(string, tag = "2")]
+    pub version: String,
+    #[prost(int64, tag = "3")]
+    pub db_size: i64,
+    #[prost(uint64, tag = "4")]
+    pub leader: u64,
+    #[prost(uint64, tag = "5")]
+    pub raft_index: u64,
+    #[prost(uint64, tag = "7")]
+    pub raft_applied_index: u64,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct MemberListRequest {}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct MemberListResponse {
+    #[prost(message, optional, tag = "1")]
+    pub header: Option<ResponseHeader>,
+    #[prost(message, repeated, tag = "2")]
+    pub members: Vec<Member>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Member {
+    #[prost(uint64, tag = "1")]
+    pub id: u64,
+    #[prost(string, tag = "2")]
+    pub name: String,
+    #[prost(string, repeated, tag = "3")]
+    pub peer_urls: Vec<String>,
+    #[prost(string, repeated, tag = "4")]
+    pub client_urls: Vec<String>,
+    #[prost(bool, tag = "5")]
+    pub is_learner: bool,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
 pub struct SnapshotRequest {}
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -78,6 +123,8 @@ pub struct SnapshotResponse {
 }
 
 const RANGE: &str = "/etcdserverpb.KV/Range";
+const STATUS: &str = "/etcdserverpb.Maintenance/Status";
+const MEMBER_LIST: &str = "/etcdserverpb.Cluster/MemberList";
 const WINDOW: u32 = 4 << 20;
 const SNAPSHOT: &str = "/etcdserverpb.Maintenance/Snapshot";
 
@@ -129,7 +176,11 @@ fn status_line(s: &tonic::Status) -> String {
     let mut line = format!("{:?}: {}", s.code(), s.message());
     let mut src = std::error::Error::source(s);
     while let Some(e) = src {
-        line.push_str(&format!(": {e}"));
+        // hyper repeats its cause in its own message: say each once.
+        let e_text = e.to_string();
+        if !line.contains(&e_text) {
+            line.push_str(&format!(": {e_text}"));
+        }
         src = e.source();
     }
     line
@@ -190,22 +241,13 @@ impl Client {
         &self.url
     }
 
-    /// How many keys the v3 keyspace holds, and at which revision: a
-    /// linearizable count-only Range over the whole keyspace. The member
-    /// answers only once it applied everything committed before the
-    /// request, so a snapshot taken after it holds at least that revision.
-    pub fn count_keys(&self) -> Result<(u64, u64)> {
-        tracing::debug!(
-            "grpc: KV.Range count_only linearizable (whole keyspace) at {}",
-            self.url
-        );
-        let req = RangeRequest {
-            key: vec![0],
-            range_end: vec![0],
-            limit: 0,
-            serializable: false,
-            count_only: true,
-        };
+    /// One unary call, bounded by the quick-call bound and named in errors.
+    fn unary<Req, Resp>(&self, path: &'static str, what: &str, req: Req) -> Result<Resp>
+    where
+        Req: prost::Message + Send + Sync + 'static,
+        Resp: prost::Message + Default + Send + Sync + 'static,
+    {
+        tracing::debug!("grpc: {what} at {}", self.url);
         let mut grpc = tonic::client::Grpc::new(self.channel.clone());
         let q = self.bounds.query;
         let resp = self
@@ -217,8 +259,8 @@ impl Client {
                         .map_err(|e| tonic::Status::from_error(e.into()))?;
                     grpc.unary(
                         tonic::Request::new(req),
-                        http::uri::PathAndQuery::from_static(RANGE),
-                        tonic::codec::ProstCodec::<RangeRequest, RangeResponse>::default(),
+                        http::uri::PathAndQuery::from_static(path),
+                        tonic::codec::ProstCodec::<Req, Resp>::default(),
                     )
                     .await
                 })
@@ -226,18 +268,84 @@ impl Client {
             })
             .map_err(|_| {
                 anyhow::anyhow!(
-                    "KV.Range did not answer within {} ({})",
+                    "{what} did not answer within {} ({})",
                     humantime::format_duration(q),
                     self.bounds.query_flag
                 )
             })?
-            .map_err(|s| anyhow::anyhow!("KV.Range: {}", status_line(&s)))?
-            .into_inner();
+            .map_err(|s| anyhow::anyhow!("{what}: {}", status_line(&s)))?;
+        Ok(resp.into_inner())
+    }
+
+    /// How many keys the v3 keyspace holds, and at which revision: a
+    /// linearizable count-only Range over the whole keyspace. The member
+    /// answers only once it applied everything committed before the
+    /// request, so a snapshot taken after it holds at least that revision.
+    pub fn count_keys(&self) -> Result<(u64, u64)> {
+        let req = RangeRequest {
+            key: vec![0],
+            range_end: vec![0],
+            limit: 0,
+            serializable: false,
+            count_only: true,
+        };
+        let resp: RangeResponse = self.unary(
+            RANGE,
+            "KV.Range count_only linearizable (whole keyspace)",
+            req,
+        )?;
         let rev = resp.header.map_or(0, |h| h.revision);
         Ok((
             u64::try_from(resp.count).unwrap_or(0),
             u64::try_from(rev).unwrap_or(0),
         ))
+    }
+
+    /// `Maintenance.Status` of the member, as `etcdctl endpoint status`
+    /// reports it.
+    pub fn status(&self) -> Result<crate::etcd::EndpointStatus> {
+        let r: StatusResponse = self.unary(STATUS, "Maintenance.Status", StatusRequest {})?;
+        let h = r.header.unwrap_or_default();
+        Ok(crate::etcd::EndpointStatus {
+            endpoint: self.url.clone(),
+            status: crate::etcd::StatusBody {
+                header: crate::etcd::Header {
+                    cluster_id: h.cluster_id,
+                    member_id: h.member_id,
+                    revision: u64::try_from(h.revision).unwrap_or(0),
+                },
+                version: r.version,
+                db_size: u64::try_from(r.db_size).unwrap_or(0),
+                raft_index: r.raft_index,
+                raft_applied_index: r.raft_applied_index,
+                leader: r.leader,
+            },
+        })
+    }
+
+    /// `Cluster.MemberList`, as `etcdctl member list` reports it.
+    pub fn member_list(&self) -> Result<crate::etcd::MemberList> {
+        let r: MemberListResponse =
+            self.unary(MEMBER_LIST, "Cluster.MemberList", MemberListRequest {})?;
+        let h = r.header.unwrap_or_default();
+        Ok(crate::etcd::MemberList {
+            header: crate::etcd::Header {
+                cluster_id: h.cluster_id,
+                member_id: h.member_id,
+                revision: u64::try_from(h.revision).unwrap_or(0),
+            },
+            members: r
+                .members
+                .into_iter()
+                .map(|m| crate::etcd::Member {
+                    id: m.id,
+                    name: m.name,
+                    peer_urls: m.peer_urls,
+                    client_urls: m.client_urls,
+                    is_learner: m.is_learner,
+                })
+                .collect(),
+        })
     }
 
     /// Start `Maintenance.Snapshot`: the stream is read on its own thread

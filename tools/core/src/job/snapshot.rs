@@ -190,8 +190,11 @@ impl SnapshotJob {
         let mut sink = Sink::open(&self.output)?;
 
         let started = Instant::now();
-        let status = self.etcd.endpoint_status()?;
-        let members = self.etcd.member_list()?;
+        // One gRPC connection for status, member list, the v3 probe and
+        // the snapshot: no etcdctl process for any of them.
+        let grpc = self.etcd.grpc()?;
+        let status = grpc.status().map_err(|e| self.etcd.unreachable(e))?;
+        let members = grpc.member_list().map_err(|e| self.etcd.unreachable(e))?;
         let me = status.status.header.member_id;
         let member_name = members
             .members
@@ -240,7 +243,6 @@ impl SnapshotJob {
         // member after it, holds every write acknowledged before we
         // started: at least the revision it answers at. Its count is the
         // manifest's key count. Keep it ahead of the snapshot.
-        let grpc = self.etcd.grpc()?;
         let (v3_keys, v3_revision) = grpc.count_keys().map_err(|e| self.etcd.unreachable(e))?;
         let v3_has = v3_keys > 0;
         let (api, warning) = choose_api(self.api, v2_has, v3_has, self.allow_dropping_keyspace)?;
@@ -285,6 +287,7 @@ impl SnapshotJob {
                 // Streamed: etcd's bytes go through tar and the compressor
                 // as they arrive; nothing is staged on disk, and no etcdctl
                 // maps the db to count its keys.
+                let grpc_url = grpc.url().to_owned();
                 let mut stream = grpc
                     .snapshot(STREAM_DEPTH)
                     .map_err(|e| self.etcd.unreachable(e))?;
@@ -305,10 +308,9 @@ impl SnapshotJob {
                     archive::write_streamed(hashing, &manifest, level, self.threads, |_, w| {
                         // The chunks end only once the stream ended right
                         // after a matching trailer (grpc::SnapshotDecoder).
-                        while let Some(chunk) = stream
-                            .next_chunk()
-                            .context("receiving the snapshot from etcd")?
-                        {
+                        while let Some(chunk) = stream.next_chunk().with_context(|| {
+                            format!("receiving the snapshot from etcd at {}", grpc_url)
+                        })? {
                             w.write_all(&chunk)?;
                         }
                         Ok(())
