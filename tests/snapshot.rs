@@ -275,6 +275,19 @@ fn tls_member_works_with_certs_and_fails_clearly_without() {
         &format!("cannot reach etcd at {} over TLS", c.endpoint(0)),
     );
 
+    // Without --cacert the system's roots do not know the test CA.
+    let out = run(snapshot(&c, 0)
+        .env("ETCDCTL_CERT", &t.client_cert)
+        .env("ETCDCTL_KEY", &t.client_key)
+        .arg("-o")
+        .arg(&archive));
+    let line = assert_fails_with(
+        &out,
+        "etcd2-snapshot",
+        &format!("cannot reach etcd at {} over TLS", c.endpoint(0)),
+    );
+    assert!(line.contains("certificate"), "{line}");
+
     let out = run(snapshot(&c, 0)
         .env("ETCDCTL_CACERT", c.path().join("missing-ca.pem"))
         .arg("-o")

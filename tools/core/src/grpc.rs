@@ -170,20 +170,27 @@ fn read(flag: &str, p: &std::path::Path) -> Result<Vec<u8>> {
     std::fs::read(p).with_context(|| format!("{flag} {}: cannot read TLS file", p.display()))
 }
 
-/// A tonic status as one line: its code and etcd's message (tonic's own
-/// Display carries the metadata too).
-fn status_line(s: &tonic::Status) -> String {
-    let mut line = format!("{:?}: {}", s.code(), s.message());
-    let mut src = std::error::Error::source(s);
+/// An error and its causes as one line, each said once (hyper and rustls
+/// repeat their cause in their own message).
+fn chain_line(first: String, mut src: Option<&(dyn std::error::Error + 'static)>) -> String {
+    let mut line = first;
     while let Some(e) = src {
-        // hyper repeats its cause in its own message: say each once.
-        let e_text = e.to_string();
-        if !line.contains(&e_text) {
-            line.push_str(&format!(": {e_text}"));
+        let text = e.to_string();
+        if !line.contains(&text) {
+            line.push_str(&format!(": {text}"));
         }
         src = e.source();
     }
     line
+}
+
+/// A tonic status as one line: its code and etcd's message (tonic's own
+/// Display carries the metadata too), then its causes.
+fn status_line(s: &tonic::Status) -> String {
+    chain_line(
+        format!("{:?}: {}", s.code(), s.message()),
+        std::error::Error::source(s),
+    )
 }
 
 impl Client {
@@ -206,9 +213,11 @@ impl Client {
             .initial_connection_window_size(WINDOW);
         if url.starts_with("https://") {
             let mut cfg = ClientTlsConfig::new();
-            if let Some(ca) = &tls.cacert {
-                cfg = cfg.ca_certificate(Certificate::from_pem(read("--cacert", ca)?));
-            }
+            // As etcdctl: the given CA only, else the system's roots.
+            cfg = match &tls.cacert {
+                Some(ca) => cfg.ca_certificate(Certificate::from_pem(read("--cacert", ca)?)),
+                None => cfg.with_native_roots(),
+            };
             if let (Some(c), Some(k)) = (&tls.cert, &tls.key) {
                 cfg = cfg.identity(Identity::from_pem(read("--cert", c)?, read("--key", k)?));
             }
@@ -227,8 +236,12 @@ impl Client {
                     bounds.query_flag
                 )
             })?
-            .map_err(anyhow::Error::new)
-            .context("connecting")?;
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "connecting: {}",
+                    chain_line(e.to_string(), std::error::Error::source(&e))
+                )
+            })?;
         Ok(Client {
             rt,
             channel,
