@@ -74,6 +74,21 @@ impl Codec {
         }
     }
 
+    /// Refuse a level the codec does not have.
+    pub fn check_level(self, level: i32) -> Result<()> {
+        match self {
+            Codec::Gzip => ensure!(
+                (0..=9).contains(&level),
+                "gzip level must be 0..9, got {level}"
+            ),
+            Codec::Zstd => ensure!(
+                (1..=19).contains(&level),
+                "zstd level must be 1..19, got {level}"
+            ),
+        }
+        Ok(())
+    }
+
     /// Recognise a compressed stream by its magic bytes.
     pub fn sniff(head: &[u8]) -> Option<Codec> {
         if head.starts_with(&[0x1f, 0x8b]) {
@@ -192,20 +207,14 @@ impl<W: Write> Encoder<W> {
     pub fn new(out: W, codec: Codec, level: i32, threads: u32) -> Result<Self> {
         Ok(match codec {
             Codec::Gzip => {
-                ensure!(
-                    (0..=9).contains(&level),
-                    "gzip level must be 0..9, got {level}"
-                );
+                codec.check_level(level)?;
                 Encoder::Gzip(flate2::write::GzEncoder::new(
                     out,
                     flate2::Compression::new(level as u32),
                 ))
             }
             Codec::Zstd => {
-                ensure!(
-                    (1..=19).contains(&level),
-                    "zstd level must be 1..19, got {level}"
-                );
+                codec.check_level(level)?;
                 let mut e = zstd::stream::write::Encoder::new(out, level)?;
                 if threads >= 1 {
                     e.multithread(threads)

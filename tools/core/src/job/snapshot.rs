@@ -188,6 +188,9 @@ impl SnapshotJob {
         // Claim the output first, so that an unwritable destination fails
         // before any expensive work and before etcd is touched.
         let mut sink = Sink::open(&self.output)?;
+        // So is a level the codec lacks: the stream below cannot wait.
+        let level = self.level.unwrap_or_else(|| self.codec.default_level());
+        self.codec.check_level(level)?;
 
         let started = Instant::now();
         // One gRPC connection for status, member list, the v3 probe and
@@ -280,7 +283,6 @@ impl SnapshotJob {
             machine_id: self.machine_id.clone(),
             files: Vec::new(),
         };
-        let level = self.level.unwrap_or_else(|| self.codec.default_level());
         let hashing = HashingWriter::new(&mut sink);
         let (hashing, manifest) = match api {
             Api::V3 => {
