@@ -321,32 +321,27 @@ fn snapshot_and_fetch_stopped_or_killed_leave_nothing_the_rerun_cannot_sweep() {
     // Room for one run's scratch, not for a second beside a killed one's.
     let small = db_size + db_size / 2;
 
-    // etcd2-snapshot, stopped with its snapshot.db in scratch.
+    // etcd2-snapshot --api v3 stages nothing: the snapshot streams from
+    // etcd into the archive. A work dir far smaller than the db does, and
+    // a stop mid-stream leaves no scratch to sweep.
     let work = c.path().join("snap-tmpfs");
-    let _fs = harness::Tmpfs::mount(&work, small);
-    let st = stop(
-        harness::spawn_at_fault(&mut snap(&work), "snapshot-saved"),
-        SIGTERM,
-    );
-    assert_eq!(st.code(), Some(143), "SIGTERM: exit 128+15");
-    assert!(
-        entries_named(&work, "etcd2-snapshot.").is_empty(),
-        "SIGTERM left scratch"
-    );
-    let st = stop(
-        harness::spawn_at_fault(&mut snap(&work), "snapshot-saved"),
-        SIGKILL,
-    );
-    assert_eq!(st.signal(), Some(9));
-    assert_eq!(
-        entries_named(&work, "etcd2-snapshot.").len(),
-        1,
-        "SIGKILL leaves debris (the test bites)"
-    );
+    let _fs = harness::Tmpfs::mount(&work, 64 << 10);
+    assert!(db_size > 1 << 20, "the db outgrows the work dir: {db_size}");
+    for sig in [SIGTERM, SIGKILL] {
+        let st = stop(
+            harness::spawn_at_fault(&mut snap(&work), "snapshot-streaming"),
+            sig,
+        );
+        assert!(!st.success(), "{sig:?}: {st:?}");
+        assert!(
+            entries_named(&work, "etcd2-snapshot.").is_empty(),
+            "{sig:?} left scratch"
+        );
+    }
     run_ok(&mut snap(&work));
     assert!(
         entries_named(&work, "etcd2-snapshot.").is_empty(),
-        "the rerun swept the debris"
+        "a v3 snapshot leaves nothing in the work dir"
     );
 
     // etcd2-fetch --into, stopped with the extracted backup in staging.
@@ -518,16 +513,24 @@ fn a_refused_or_stalled_remote_fails_within_its_documented_bound_naming_the_caus
 
 #[test]
 fn a_full_disk_during_a_snapshot_is_named_as_such() {
+    // A v3 snapshot stages nothing in the work dir (it streams from etcd
+    // into the archive): the disk that fills is the output's.
     let c = cluster_with_data(3);
-    let work = c.path().join("tiny");
-    let _fs = harness::Tmpfs::mount(&work, 1 << 20);
+    let tiny = c.path().join("tiny");
+    let _fs = harness::Tmpfs::mount(&tiny, 1 << 20);
     let out = run(tool("etcd2-snapshot")
         .env("ETCDCTL_ENDPOINTS", c.endpoint(0))
-        .env("ETCD_BACKUP_DIR", &work)
+        .env("ETCD_BACKUP_DIR", c.path().join("work"))
         .args(["--api", "v3", "-o"])
-        .arg(c.path().join("a.tar.zst")));
-    let line = assert_fails_with(&out, "etcd2-snapshot", "no space left on device");
+        .arg(tiny.join("a.tar.zst")));
+    let line = assert_fails_with(&out, "etcd2-snapshot", "No space left on device");
+    assert!(line.contains("a.tar.zst"), "{line}");
     assert!(!line.contains("cannot reach etcd"), "{line}");
+    assert!(
+        harness::names(&tiny).is_empty(),
+        "{:?}",
+        harness::names(&tiny)
+    );
 }
 
 #[test]

@@ -5,7 +5,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use harness::etcd::{self, Cluster, MemberSpec};
-use harness::{assert_fails_with, free_port, names, run, run_ok, tool, wait_for};
+use harness::rclone::Remote;
+use harness::{assert_fails_with, free_port, names, run, run_ok, tool, wait_for, Env};
 
 fn snapshot(c: &Cluster, i: usize) -> Command {
     let mut cmd = tool("etcd2-snapshot");
@@ -38,15 +39,32 @@ fn extract_and_check(archive: &Path, into: &Path) -> serde_json::Value {
         serde_json::from_slice(&std::fs::read(into.join("manifest.json")).unwrap()).unwrap();
     let files = manifest["files"].as_array().unwrap();
     assert!(!files.is_empty());
+    if manifest["format"] == 2 {
+        // The hashes are in SHA256SUMS, checked as a person would.
+        run_ok(
+            Command::new("sha256sum")
+                .args(["-c", "--strict", "SHA256SUMS"])
+                .current_dir(into),
+        );
+        let sums = std::fs::read_to_string(into.join("SHA256SUMS")).unwrap();
+        assert_eq!(sums.lines().count(), files.len(), "{sums}");
+    }
     for f in files {
         let p = into.join(f["path"].as_str().unwrap());
         let out = run_ok(Command::new("sha256sum").arg(&p));
         let sum = String::from_utf8_lossy(&out.stdout);
-        assert_eq!(
-            sum.split_whitespace().next().unwrap(),
-            f["sha256"].as_str().unwrap(),
-            "{p:?}"
-        );
+        let want = match f["sha256"].as_str() {
+            Some(h) => h.to_owned(),
+            None => {
+                let sums = std::fs::read_to_string(into.join("SHA256SUMS")).unwrap();
+                let line = sums
+                    .lines()
+                    .find(|l| l.ends_with(&format!("  {}", f["path"].as_str().unwrap())))
+                    .unwrap_or_else(|| panic!("{f} not in SHA256SUMS"));
+                line[..64].to_owned()
+            }
+        };
+        assert_eq!(sum.split_whitespace().next().unwrap(), want, "{p:?}");
         assert_eq!(
             std::fs::metadata(&p).unwrap().len(),
             f["size"].as_u64().unwrap()
@@ -87,7 +105,7 @@ fn v3_snapshot_of_a_three_member_cluster_restores_the_keys() {
     run_ok(snapshot(&c, 1).args(["--api", "v3", "-o"]).arg(&archive));
 
     let listing = tar_list(&archive);
-    assert_eq!(listing, vec!["manifest.json", "snapshot.db"]);
+    assert_eq!(listing, vec!["manifest.json", "snapshot.db", "SHA256SUMS"]);
     let x = c.path().join("x");
     let m = extract_and_check(&archive, &x);
     assert_eq!(m["api"], "v3");
@@ -220,7 +238,10 @@ fn auto_mode_picks_v3_when_only_v3_holds_data() {
     let m: serde_json::Value =
         serde_json::from_slice(&std::fs::read(x.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(m["api"], "v3");
-    assert_eq!(names(&x), vec!["manifest.json", "snapshot.db"]);
+    assert_eq!(
+        names(&x),
+        vec!["SHA256SUMS", "manifest.json", "snapshot.db"]
+    );
 }
 
 #[test]
@@ -253,6 +274,19 @@ fn tls_member_works_with_certs_and_fails_clearly_without() {
         "etcd2-snapshot",
         &format!("cannot reach etcd at {} over TLS", c.endpoint(0)),
     );
+
+    // Without --cacert the system's roots do not know the test CA.
+    let out = run(snapshot(&c, 0)
+        .env("ETCDCTL_CERT", &t.client_cert)
+        .env("ETCDCTL_KEY", &t.client_key)
+        .arg("-o")
+        .arg(&archive));
+    let line = assert_fails_with(
+        &out,
+        "etcd2-snapshot",
+        &format!("cannot reach etcd at {} over TLS", c.endpoint(0)),
+    );
+    assert!(line.contains("certificate"), "{line}");
 
     let out = run(snapshot(&c, 0)
         .env("ETCDCTL_CACERT", c.path().join("missing-ca.pem"))
@@ -317,12 +351,10 @@ fn bad_inputs_fail_with_one_line_and_leave_no_output() {
     assert!(names(&out_dir).is_empty(), "left {:?}", names(&out_dir));
 }
 
-#[test]
-fn killed_mid_write_leaves_no_file_and_the_next_run_succeeds() {
-    let c = Cluster::start(1);
-    // ~24 MB of poorly compressible values so that writing takes a while.
+/// `n` values of 1 MB, poorly compressible: a snapshot that takes a while.
+fn put_big_values(c: &Cluster, n: usize) {
     let mut seed = 0x9e3779b97f4a7c15u64;
-    for k in 0..24 {
+    for k in 0..n {
         let val: String = (0..1_000_000)
             .map(|_| {
                 seed ^= seed << 13;
@@ -345,6 +377,12 @@ fn killed_mid_write_leaves_no_file_and_the_next_run_succeeds() {
             String::from_utf8_lossy(&st.stderr)
         );
     }
+}
+
+#[test]
+fn killed_mid_write_leaves_no_file_and_the_next_run_succeeds() {
+    let c = Cluster::start(1);
+    put_big_values(&c, 24);
     let out_dir = c.path().join("out");
     std::fs::create_dir_all(&out_dir).unwrap();
     let target = out_dir.join("b.tar.gz");
@@ -428,4 +466,265 @@ fn auto_mode_on_a_member_without_the_v2_api_backs_up_v3() {
     );
     let manifest = extract_and_check(&out_file, &t.path().join("x"));
     assert_eq!(manifest["api"], "v3");
+}
+
+/// Restore `db` with etcd's own tool (which checks its sha256 trailer) and
+/// start a member from it.
+fn restore_with_etcdctl(dir: &Path, db: &Path) -> etcd::Member {
+    let p = free_port();
+    let restored = dir.join("restored-by-etcdctl");
+    run_ok(
+        Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .args(["snapshot", "restore"])
+            .arg(db)
+            .arg("--data-dir")
+            .arg(&restored)
+            .args(["--name", "r1", "--initial-cluster"])
+            .arg(format!("r1=http://127.0.0.1:{p}"))
+            .arg("--initial-advertise-peer-urls")
+            .arg(format!("http://127.0.0.1:{p}")),
+    );
+    let m = etcd::spawn(
+        MemberSpec {
+            name: "r1",
+            data_dir: restored,
+            client_port: free_port(),
+            peer_port: p,
+            initial_cluster: format!("r1=http://127.0.0.1:{p}"),
+            state: "new",
+            token: "restored",
+            tls: None,
+            extra: vec![],
+            bin: None,
+        },
+        dir,
+    );
+    etcd::endpoint_wait_healthy(&m.client_url, &[], &m.log);
+    m
+}
+
+#[test]
+fn v3_snapshot_streams_from_etcd_without_etcdctl_and_restores_with_its_hash_check() {
+    let c = Cluster::start(1);
+    for k in 0..30 {
+        c.put_v3(0, &format!("/s/k{k}"), &format!("v{k}"));
+    }
+    c.put_v3(0, "/s/last", "acknowledged");
+    let archive = c.path().join("s.tar.zst");
+    let out = run_ok(snapshot(&c, 0).args(["--api", "v3", "-vo"]).arg(&archive));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("grpc: Maintenance.Snapshot"), "{err}");
+    for spawned in ["snapshot save", "snapshot status"] {
+        assert!(!err.contains(spawned), "no etcdctl {spawned}: {err}");
+    }
+    let work = c.path().join("work");
+    assert!(
+        !names(&work)
+            .iter()
+            .any(|n| n.starts_with("etcd2-snapshot.")),
+        "nothing staged: {:?}",
+        names(&work)
+    );
+
+    // Format 2, checkable by hand: tar -xf, then sha256sum -c SHA256SUMS.
+    assert_eq!(
+        tar_list(&archive),
+        vec!["manifest.json", "snapshot.db", "SHA256SUMS"]
+    );
+    let x = c.path().join("x");
+    let m = extract_and_check(&archive, &x);
+    assert_eq!(m["format"], 2);
+    assert!(m["revision"].as_u64().unwrap() >= 32, "{m}");
+    assert_eq!(m["key_count"].as_u64(), Some(31), "{m}");
+    // etcdctl's file: the db, then the sha256 of the db.
+    let db = std::fs::read(x.join("snapshot.db")).unwrap();
+    let (body, trailer) = db.split_at(db.len() - 32);
+    let out = run_ok(Command::new("sha256sum").arg("-").stdin({
+        std::fs::write(x.join("body"), body).unwrap();
+        std::fs::File::open(x.join("body")).unwrap()
+    }));
+    let hex: String = trailer.iter().map(|b| format!("{b:02x}")).collect();
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with(&hex));
+
+    let member = restore_with_etcdctl(c.path(), &x.join("snapshot.db"));
+    assert_eq!(
+        etcd::get_v3_at(&member.client_url, &[], "/s/last").as_deref(),
+        Some("acknowledged")
+    );
+}
+
+/// A format-2 archive rebuilt with plain tar from `dir`'s entries, in order.
+fn retar(dir: &Path, entries: &[&str], out: &Path) {
+    run_ok(
+        Command::new("tar")
+            .arg("--zstd")
+            .arg("-cf")
+            .arg(out)
+            .arg("-C")
+            .arg(dir)
+            .args(entries),
+    );
+}
+
+#[test]
+fn push_refuses_a_doctored_format_2_archive_naming_what_is_wrong() {
+    let c = Cluster::start(1);
+    c.put_v3(0, "/k", "v");
+    let archive = c.path().join("good.tar.zst");
+    run_ok(snapshot(&c, 0).args(["--api", "v3", "-o"]).arg(&archive));
+    let x = c.path().join("x");
+    extract_and_check(&archive, &x);
+    let remote = Remote::local(c.path());
+    let env = Env::new(c.path());
+    let mid = "a0000000000000000000000000000013";
+
+    let bad = c.path().join("bad.tar.zst");
+    retar(&x, &["manifest.json", "snapshot.db"], &bad);
+    let out = run(env.push(&remote, mid).arg(&bad));
+    assert_fails_with(&out, "etcd2-push", "has no SHA256SUMS after its files");
+
+    std::fs::write(x.join("junk"), "x").unwrap();
+    retar(
+        &x,
+        &["manifest.json", "snapshot.db", "SHA256SUMS", "junk"],
+        &bad,
+    );
+    let out = run(env.push(&remote, mid).arg(&bad));
+    assert_fails_with(&out, "etcd2-push", "entry junk follows SHA256SUMS");
+
+    let sums = std::fs::read_to_string(x.join("SHA256SUMS")).unwrap();
+    std::fs::write(
+        x.join("SHA256SUMS"),
+        format!("{}{}", "0".repeat(64), &sums[64..]),
+    )
+    .unwrap();
+    retar(&x, &["manifest.json", "snapshot.db", "SHA256SUMS"], &bad);
+    let out = run(env.push(&remote, mid).arg(&bad));
+    assert_fails_with(&out, "etcd2-push", "snapshot.db does not match SHA256SUMS");
+
+    // Nothing was published; the good one pushes and fetches.
+    run_ok(env.push(&remote, mid).arg(&archive));
+    let into = c.path().join("fetched");
+    run_ok(env.fetch(&remote, mid).arg("--into").arg(&into));
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(into.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(m["files"][0]["sha256"].as_str().unwrap().len(), 64, "{m}");
+}
+
+/// The pid of the process whose command line mentions `needle` (the etcd
+/// of one data dir).
+fn pid_mentioning(needle: &str) -> i32 {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .find(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).contains(needle))
+                .unwrap_or(false)
+        })
+        .unwrap_or_else(|| panic!("no process mentions {needle}"))
+}
+
+/// Start `cmd` paused at fault point `point` (until `resume` exists);
+/// returns it and a thread collecting the rest of its stderr.
+fn spawn_paused(
+    cmd: &mut Command,
+    point: &str,
+    resume: &Path,
+) -> (std::process::Child, std::thread::JoinHandle<String>) {
+    use std::io::{BufRead, BufReader};
+    let mut child = cmd
+        .env("ETCD2_BACKUP_FAULT_PAUSE", point)
+        .env("ETCD2_BACKUP_FAULT_RESUME", resume)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    loop {
+        match lines.next() {
+            Some(Ok(l)) if l.contains(&format!("fault-point: {point}")) => break,
+            Some(Ok(_)) => continue,
+            _ => panic!("ended before {point}"),
+        }
+    }
+    let rest =
+        std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>().join("\n"));
+    (child, rest)
+}
+
+/// Send `sig` to the etcd of member `i`.
+fn signal_etcd(c: &Cluster, i: usize, sig: nix::sys::signal::Signal) {
+    let pid = pid_mentioning(&c.members[i].data_dir.display().to_string());
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig).unwrap();
+}
+
+#[test]
+fn a_snapshot_cut_by_etcd_dying_mid_stream_never_looks_whole() {
+    let c = Cluster::start(1);
+    // Well past what the receiver and the HTTP/2 window hold (12 MiB).
+    put_big_values(&c, 40);
+    let part = c.path().join("part.tar.zst");
+    let resume = c.path().join("resume");
+    let mut cmd = snapshot(&c, 0);
+    cmd.args(["--api", "v3", "-o", "-"])
+        .stdout(std::fs::File::create(&part).unwrap());
+    // Paused with the stream started: SIGKILL etcd, then go on.
+    let (mut child, stderr) = spawn_paused(&mut cmd, "snapshot-streaming", &resume);
+    // Let the receiver fill its channel first, so that some of the db
+    // reaches stdout before the cut (a zstd frame holds ~128 KiB back).
+    std::thread::sleep(Duration::from_secs(1));
+    signal_etcd(&c, 0, nix::sys::signal::Signal::SIGKILL);
+    std::fs::write(&resume, "").unwrap();
+    let st = child.wait().unwrap();
+    let err = stderr.join().unwrap();
+    assert_eq!(st.code(), Some(1), "{err}");
+    assert!(
+        err.starts_with("etcd2-snapshot: error: ") && err.contains("Maintenance.Snapshot"),
+        "{err}"
+    );
+    // What went to stdout (whatever got through) is no archive any reader
+    // takes: cut before SHA256SUMS and the end of the tar and codec.
+    let remote = Remote::local(c.path());
+    let env = Env::new(c.path());
+    let out = run(env
+        .push(&remote, "a0000000000000000000000000000014")
+        .arg(&part));
+    let line = assert_fails_with(&out, "etcd2-push", "part.tar.zst");
+    let len = std::fs::metadata(&part).unwrap().len();
+    if len > 0 {
+        assert!(
+            line.contains("not a whole etcd2-backup archive"),
+            "{len}: {line}"
+        );
+    }
+    eprintln!("cut: {len} bytes on stdout; {err}; push: {line}");
+}
+
+#[test]
+fn a_stalled_snapshot_stream_fails_within_query_timeout_naming_it() {
+    use nix::sys::signal::Signal::{SIGCONT, SIGSTOP};
+    let c = Cluster::start(1);
+    put_big_values(&c, 40);
+    let out_dir = c.path().join("out");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let resume = c.path().join("resume");
+    let mut cmd = snapshot(&c, 0);
+    cmd.args(["--api", "v3", "--query-timeout", "3s", "-o"])
+        .arg(out_dir.join("b.tar.zst"));
+    let (mut child, stderr) = spawn_paused(&mut cmd, "snapshot-streaming", &resume);
+    signal_etcd(&c, 0, SIGSTOP);
+    let t = std::time::Instant::now();
+    std::fs::write(&resume, "").unwrap();
+    let st = child.wait().unwrap();
+    let took = t.elapsed();
+    signal_etcd(&c, 0, SIGCONT);
+    let err = stderr.join().unwrap();
+    assert_eq!(st.code(), Some(1), "{err}");
+    assert!(
+        err.contains("etcd sent no snapshot data for 3s while receiving (--query-timeout)"),
+        "{err}"
+    );
+    assert!(took < Duration::from_secs(20), "{took:?}");
+    assert!(names(&out_dir).is_empty(), "{:?}", names(&out_dir));
 }

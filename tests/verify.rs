@@ -106,6 +106,8 @@ fn unrestorable_archive(c: &Cluster, out: &Path) {
     let junk = vec![0x5au8; 64 * 1024];
     let mut m: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    // Format 1 (hashes in the manifest): a whole archive of a junk db.
+    m["format"] = 1.into();
     m["files"][0]["size"] = junk.len().into();
     m["files"][0]["sha256"] = sha2::Sha256::digest(&junk)
         .iter()

@@ -1,7 +1,11 @@
 //! The backup archive: a standard tar stream, gzip- or zstd-compressed, whose
-//! first entry is `manifest.json` describing the backup and giving the size
-//! and sha256 of every other entry. Plain `tar -xf` unpacks it; our readers
-//! verify every byte against the manifest before anything is placed.
+//! first entry is `manifest.json` describing the backup and listing every
+//! other entry. Format 1 gives each entry's size and sha256 in the
+//! manifest; format 2, written while the data streams in (its hashes are not
+//! known when the manifest goes out), gives sizes there and the hashes in a
+//! last entry, `SHA256SUMS` (`sha256sum -c` reads it). Plain `tar -xf`
+//! unpacks either; our readers verify every byte against the manifest (and
+//! `SHA256SUMS`) before anything is placed, and return a complete manifest.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -15,7 +19,14 @@ use serde::{Deserialize, Serialize};
 use crate::digest::{self, HashingWriter};
 
 pub const MANIFEST_NAME: &str = "manifest.json";
+/// The format whose manifest holds every file's sha256 (files on disk
+/// first: the v2 backup, the legacy import).
 pub const FORMAT_VERSION: u32 = 1;
+/// The streamed format: sizes in the manifest, sha256s in a last
+/// `SHA256SUMS` entry.
+pub const FORMAT_STREAMED: u32 = 2;
+/// The last entry of a format-2 archive, in `sha256sum -c` format.
+pub const SUMS_NAME: &str = "SHA256SUMS";
 /// The v3 snapshot's name inside a v3 archive.
 pub const V3_SNAPSHOT_NAME: &str = "snapshot.db";
 const MAX_MANIFEST_BYTES: u64 = 16 << 20;
@@ -63,6 +74,21 @@ impl Codec {
         }
     }
 
+    /// Refuse a level the codec does not have.
+    pub fn check_level(self, level: i32) -> Result<()> {
+        match self {
+            Codec::Gzip => ensure!(
+                (0..=9).contains(&level),
+                "gzip level must be 0..9, got {level}"
+            ),
+            Codec::Zstd => ensure!(
+                (1..=19).contains(&level),
+                "zstd level must be 1..19, got {level}"
+            ),
+        }
+        Ok(())
+    }
+
     /// Recognise a compressed stream by its magic bytes.
     pub fn sniff(head: &[u8]) -> Option<Codec> {
         if head.starts_with(&[0x1f, 0x8b]) {
@@ -88,6 +114,9 @@ impl std::fmt::Display for Codec {
 pub struct FileEntry {
     pub path: String,
     pub size: u64,
+    /// Empty in a format-2 archive's own manifest (the hash is in
+    /// `SHA256SUMS`); always filled in what the readers return.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub sha256: String,
 }
 
@@ -178,20 +207,14 @@ impl<W: Write> Encoder<W> {
     pub fn new(out: W, codec: Codec, level: i32, threads: u32) -> Result<Self> {
         Ok(match codec {
             Codec::Gzip => {
-                ensure!(
-                    (0..=9).contains(&level),
-                    "gzip level must be 0..9, got {level}"
-                );
+                codec.check_level(level)?;
                 Encoder::Gzip(flate2::write::GzEncoder::new(
                     out,
                     flate2::Compression::new(level as u32),
                 ))
             }
             Codec::Zstd => {
-                ensure!(
-                    (1..=19).contains(&level),
-                    "zstd level must be 1..19, got {level}"
-                );
+                codec.check_level(level)?;
                 let mut e = zstd::stream::write::Encoder::new(out, level)?;
                 if threads >= 1 {
                     e.multithread(threads)
@@ -268,6 +291,103 @@ pub fn write_archive<W: Write>(
     }
     let enc = tar.into_inner().context("finishing the tar stream")?;
     enc.finish().context("finishing compression")
+}
+
+/// Write one tar entry whose bytes come from `fill`, which must write
+/// exactly `size` bytes; returns their sha256.
+fn append_filled<W: Write>(
+    tar: &mut tar::Builder<W>,
+    path: &str,
+    size: u64,
+    mtime: u64,
+    fill: &mut dyn FnMut(&mut dyn Write) -> Result<()>,
+) -> Result<String> {
+    let out = tar.get_mut();
+    out.write_all(header(path, size, 0o600, mtime)?.as_bytes())?;
+    let mut hw = HashingWriter::new(&mut *out);
+    fill(&mut hw)?;
+    let (d, _) = hw.finish();
+    // A short entry would shift every later header: a corrupt tar.
+    ensure!(
+        d.size == size,
+        "{path}: {} bytes written, the manifest says {size}",
+        d.size
+    );
+    let pad = (512 - size % 512) % 512;
+    out.write_all(&[0u8; 512][..pad as usize])?;
+    Ok(d.sha256)
+}
+
+/// `SHA256SUMS`: one `<hex>  <path>` line per file, as `sha256sum` prints.
+pub fn sums_text(files: &[FileEntry]) -> String {
+    files
+        .iter()
+        .map(|f| format!("{}  {}\n", f.sha256, f.path))
+        .collect()
+}
+
+/// Parse `SHA256SUMS` into (path, sha256) pairs, in order.
+pub fn parse_sums(text: &str) -> Result<Vec<(String, String)>> {
+    text.lines()
+        .map(|l| {
+            let (h, p) = l
+                .split_once("  ")
+                .with_context(|| format!("{SUMS_NAME}: line {l:?} is not `<sha256>  <path>`"))?;
+            ensure!(
+                h.len() == 64
+                    && h.bytes()
+                        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
+                "{SUMS_NAME}: {h:?} is not a sha256"
+            );
+            Ok((p.to_owned(), h.to_owned()))
+        })
+        .collect()
+}
+
+/// Stream a format-2 archive into `out`: the manifest (sizes only), each
+/// file's bytes as `fill(file, writer)` writes them (exactly the size the
+/// manifest gives, hashed as they pass), then `SHA256SUMS`. Returns `out`
+/// and the manifest completed with the hashes. A `fill` that fails leaves
+/// the stream without its `SHA256SUMS` and end: readers refuse it.
+pub fn write_streamed<W: Write>(
+    out: W,
+    manifest: &Manifest,
+    level: i32,
+    threads: u32,
+    mut fill: impl FnMut(&FileEntry, &mut dyn Write) -> Result<()>,
+) -> Result<(W, Manifest)> {
+    ensure!(
+        manifest.format == FORMAT_STREAMED,
+        "write_streamed writes format {FORMAT_STREAMED}"
+    );
+    let enc = Encoder::new(out, manifest.codec, level, threads)?;
+    let mut tar = tar::Builder::new(enc);
+    let mut head = manifest.clone();
+    for f in &mut head.files {
+        f.sha256.clear();
+    }
+    let json = serde_json::to_vec_pretty(&head)?;
+    let mtime = manifest.created_unix;
+    tar.append(
+        &header(MANIFEST_NAME, json.len() as u64, 0o644, mtime)?,
+        json.as_slice(),
+    )
+    .context("writing the manifest entry")?;
+    let mut done = manifest.clone();
+    for f in &mut done.files {
+        let entry = f.clone();
+        f.sha256 = append_filled(&mut tar, &f.path, f.size, mtime, &mut |w| fill(&entry, w))
+            .with_context(|| format!("archiving {}", f.path))?;
+    }
+    let sums = sums_text(&done.files);
+    tar.append(
+        &header(SUMS_NAME, sums.len() as u64, 0o644, mtime)?,
+        sums.as_bytes(),
+    )
+    .context("writing the SHA256SUMS entry")?;
+    let enc = tar.into_inner().context("finishing the tar stream")?;
+    let out = enc.finish().context("finishing compression")?;
+    Ok((out, done))
 }
 
 /// Peek at a stream's magic bytes.
@@ -384,24 +504,34 @@ fn read_entries(dec: &mut dyn Read, codec: Codec, dest: Option<&Path>) -> Result
         .read_to_end(&mut json)
         .context("reading the manifest")?;
     let manifest: Manifest = serde_json::from_slice(&json).context("parsing the manifest")?;
-    ensure!(
-        manifest.format == FORMAT_VERSION,
-        "archive format {} is not supported (this tool reads format {FORMAT_VERSION})",
-        manifest.format
-    );
+    let mut manifest: Manifest = manifest;
+    let streamed = match manifest.format {
+        FORMAT_VERSION => false,
+        FORMAT_STREAMED => true,
+        f => bail!(
+            "archive format {f} is not supported (this tool reads formats {FORMAT_VERSION} and {FORMAT_STREAMED})"
+        ),
+    };
     if manifest.codec != codec {
         tracing::warn!("manifest says {} but the stream is {codec}", manifest.codec);
     }
 
-    let mut expected: BTreeMap<&str, &FileEntry> = BTreeMap::new();
+    let mut expected: BTreeMap<String, FileEntry> = BTreeMap::new();
     for f in &manifest.files {
         safe_relative(Path::new(&f.path))?;
         ensure!(
-            expected.insert(&f.path, f).is_none(),
+            f.path != SUMS_NAME,
+            "manifest lists {SUMS_NAME} as a data file"
+        );
+        ensure!(
+            expected.insert(f.path.clone(), f.clone()).is_none(),
             "manifest lists {} twice",
             f.path
         );
     }
+    // What each file hashed to, as read.
+    let mut computed: BTreeMap<String, String> = BTreeMap::new();
+    let mut sums_seen = false;
     if let Some(d) = dest {
         std::fs::DirBuilder::new()
             .recursive(true)
@@ -415,6 +545,10 @@ fn read_entries(dec: &mut dyn Read, codec: Codec, dest: Option<&Path>) -> Result
         let mut entry = entry.context("reading a tar entry (archive truncated or corrupt?)")?;
         let path = entry.path()?.into_owned();
         let name = path.to_string_lossy().into_owned();
+        ensure!(
+            !sums_seen,
+            "entry {name} follows {SUMS_NAME}, which must be last: not an archive etcd2-snapshot wrote"
+        );
         if entry.header().entry_type().is_dir() {
             continue;
         }
@@ -422,9 +556,32 @@ fn read_entries(dec: &mut dyn Read, codec: Codec, dest: Option<&Path>) -> Result
             entry.header().entry_type().is_file(),
             "entry {name} is not a regular file"
         );
+        if streamed && name == SUMS_NAME {
+            if let Some(missing) = expected.keys().next() {
+                bail!("archive is missing {missing} listed in the manifest (truncated?)");
+            }
+            ensure!(
+                entry.size() <= MAX_MANIFEST_BYTES,
+                "{SUMS_NAME} is implausibly large"
+            );
+            let mut text = String::new();
+            entry
+                .read_to_string(&mut text)
+                .with_context(|| format!("reading {SUMS_NAME} (archive truncated or corrupt?)"))?;
+            check_sums(&parse_sums(&text)?, &computed)?;
+            sums_seen = true;
+            continue;
+        }
         let want = expected
             .remove(name.as_str())
             .with_context(|| format!("entry {name} is not in the manifest (or appears twice)"))?;
+        // The size is checked before a byte is read.
+        ensure!(
+            entry.size() == want.size,
+            "{name} does not match the manifest: the archive holds {} bytes, the manifest says {}",
+            entry.size(),
+            want.size
+        );
         let (size, sha) = match dest {
             Some(d) => {
                 let out_path = d.join(&path);
@@ -458,18 +615,53 @@ fn read_entries(dec: &mut dyn Read, codec: Codec, dest: Option<&Path>) -> Result
             }
         };
         ensure!(
-            size == want.size && sha == want.sha256,
+            size == want.size && (streamed || sha == want.sha256),
             "{name} does not match the manifest: {size} bytes sha256 {sha}, expected {} bytes sha256 {}",
             want.size,
             want.sha256
         );
+        computed.insert(name, sha);
         seen += 1;
     }
     if let Some((missing, _)) = expected.into_iter().next() {
         bail!("archive is missing {missing} listed in the manifest (truncated?)");
     }
+    if streamed {
+        ensure!(
+            sums_seen,
+            "archive has no {SUMS_NAME} after its files (truncated?)"
+        );
+        for f in &mut manifest.files {
+            if let Some(h) = computed.get(&f.path) {
+                f.sha256.clone_from(h);
+            }
+        }
+    }
     tracing::debug!("verified {seen} files against the manifest");
     Ok(manifest)
+}
+
+/// A format-2 archive's `SHA256SUMS` must list exactly the files read, each
+/// once, each with the hash computed as it was read.
+fn check_sums(sums: &[(String, String)], computed: &BTreeMap<String, String>) -> Result<()> {
+    let mut listed = BTreeMap::new();
+    for (p, h) in sums {
+        ensure!(
+            listed.insert(p.as_str(), h.as_str()).is_none(),
+            "{SUMS_NAME} lists {p} twice"
+        );
+        let got = computed
+            .get(p)
+            .with_context(|| format!("{SUMS_NAME} lists {p}, which is not in the archive"))?;
+        ensure!(
+            got == h,
+            "{p} does not match {SUMS_NAME}: read sha256 {got}, {SUMS_NAME} says {h}"
+        );
+    }
+    if let Some(p) = computed.keys().find(|p| !listed.contains_key(p.as_str())) {
+        bail!("{SUMS_NAME} does not list {p}");
+    }
+    Ok(())
 }
 
 /// Verify an archive stream end to end (every file against the manifest) and
@@ -619,6 +811,201 @@ mod tests {
         let e = read_verified(bytes.as_slice(), None).unwrap_err();
         assert!(
             format!("{e:#}").contains("member/a.wal does not match the manifest"),
+            "{e:#}"
+        );
+    }
+
+    fn streamed_manifest(codec: Codec, files: &[(&str, u64)]) -> Manifest {
+        let mut m = sample(tempfile::tempdir().unwrap().path(), codec);
+        m.format = FORMAT_STREAMED;
+        m.api = Api::V3;
+        m.files = files
+            .iter()
+            .map(|(p, size)| FileEntry {
+                path: (*p).into(),
+                size: *size,
+                sha256: String::new(),
+            })
+            .collect();
+        m
+    }
+
+    /// A format-2 archive of `db` as snapshot.db, written by the streamed writer.
+    fn streamed(codec: Codec, db: &[u8]) -> (Vec<u8>, Manifest) {
+        let m = streamed_manifest(codec, &[(V3_SNAPSHOT_NAME, db.len() as u64)]);
+        write_streamed(Vec::new(), &m, codec.default_level(), 1, |_, w| {
+            w.write_all(db)?;
+            Ok(())
+        })
+        .unwrap()
+    }
+
+    /// An archive of exactly these entries, in this order (for doctoring).
+    fn raw(codec: Codec, entries: &[(&str, &[u8])]) -> Vec<u8> {
+        let enc = Encoder::new(Vec::new(), codec, codec.default_level(), 0).unwrap();
+        let mut t = tar::Builder::new(enc);
+        for (p, data) in entries {
+            t.append(&header(p, data.len() as u64, 0o600, 1).unwrap(), *data)
+                .unwrap();
+        }
+        t.into_inner().unwrap().finish().unwrap()
+    }
+
+    #[test]
+    fn format_2_round_trip_returns_a_complete_manifest() {
+        let db: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 253) as u8).collect();
+        for codec in [Codec::Gzip, Codec::Zstd] {
+            let (bytes, done) = streamed(codec, &db);
+            assert_eq!(done.files[0].sha256, digest::sha256_hex(&db));
+            let dst = tempfile::tempdir().unwrap();
+            let out = dst.path().join("x");
+            let got = read_verified(bytes.as_slice(), Some(&out)).unwrap();
+            assert_eq!(got, done, "the reader fills in the hashes");
+            assert_eq!(got.format, FORMAT_STREAMED);
+            assert_eq!(std::fs::read(out.join(V3_SNAPSHOT_NAME)).unwrap(), db);
+            assert!(!out.join(SUMS_NAME).exists());
+            // The verified directory's manifest is complete: verify_dir works.
+            mark_verified_dir(&got, &out).unwrap();
+            assert_eq!(verify_dir(&out).unwrap(), done);
+        }
+    }
+
+    #[test]
+    fn format_2_manifest_entry_has_no_hashes_and_sums_come_last() {
+        let (bytes, done) = streamed(Codec::Gzip, b"hello");
+        let mut t = tar::Archive::new(flate2::read::GzDecoder::new(bytes.as_slice()));
+        let mut names = Vec::new();
+        let mut texts = Vec::new();
+        for e in t.entries().unwrap() {
+            let mut e = e.unwrap();
+            names.push(e.path().unwrap().to_string_lossy().into_owned());
+            let mut s = String::new();
+            e.read_to_string(&mut s).unwrap();
+            texts.push(s);
+        }
+        assert_eq!(names, vec![MANIFEST_NAME, V3_SNAPSHOT_NAME, SUMS_NAME]);
+        assert!(!texts[0].contains("sha256"), "{}", texts[0]);
+        assert_eq!(
+            texts[2],
+            format!("{}  snapshot.db\n", done.files[0].sha256),
+            "sha256sum -c format"
+        );
+    }
+
+    #[test]
+    fn a_fill_that_writes_the_wrong_size_fails_the_write() {
+        let m = streamed_manifest(Codec::Zstd, &[(V3_SNAPSHOT_NAME, 10)]);
+        let e =
+            write_streamed(Vec::new(), &m, 3, 1, |_, w| Ok(w.write_all(b"short")?)).unwrap_err();
+        assert!(
+            format!("{e:#}").contains("5 bytes written, the manifest says 10"),
+            "{e:#}"
+        );
+        let e = write_streamed(Vec::new(), &m, 3, 1, |_, _| anyhow::bail!("etcd went away"))
+            .unwrap_err();
+        assert!(format!("{e:#}").contains("etcd went away"), "{e:#}");
+    }
+
+    #[test]
+    fn doctored_format_2_archives_are_refused_by_name() {
+        let db = b"the db bytes".as_slice();
+        let m = streamed_manifest(Codec::Zstd, &[(V3_SNAPSHOT_NAME, db.len() as u64)]);
+        let json = serde_json::to_vec_pretty(&m).unwrap();
+        let good_sums = format!("{}  snapshot.db\n", digest::sha256_hex(db));
+        let bad_sums = format!("{}  snapshot.db\n", "ab".repeat(32));
+        let other_sums = format!("{good_sums}{}  other\n", "ab".repeat(32));
+        type Entries<'a> = Vec<(&'a str, &'a [u8])>;
+        let cases: Vec<(&str, Entries)> = vec![
+            (
+                "has no SHA256SUMS after its files",
+                vec![(MANIFEST_NAME, &json), (V3_SNAPSHOT_NAME, db)],
+            ),
+            (
+                "snapshot.db does not match SHA256SUMS",
+                vec![
+                    (MANIFEST_NAME, &json),
+                    (V3_SNAPSHOT_NAME, db),
+                    (SUMS_NAME, bad_sums.as_bytes()),
+                ],
+            ),
+            (
+                "entry junk follows SHA256SUMS",
+                vec![
+                    (MANIFEST_NAME, &json),
+                    (V3_SNAPSHOT_NAME, db),
+                    (SUMS_NAME, good_sums.as_bytes()),
+                    ("junk", b"x"),
+                ],
+            ),
+            (
+                "SHA256SUMS lists other, which is not in the archive",
+                vec![
+                    (MANIFEST_NAME, &json),
+                    (V3_SNAPSHOT_NAME, db),
+                    (SUMS_NAME, other_sums.as_bytes()),
+                ],
+            ),
+            (
+                "SHA256SUMS does not list snapshot.db",
+                vec![
+                    (MANIFEST_NAME, &json),
+                    (V3_SNAPSHOT_NAME, db),
+                    (SUMS_NAME, b""),
+                ],
+            ),
+            (
+                "archive is missing snapshot.db",
+                vec![(MANIFEST_NAME, &json), (SUMS_NAME, good_sums.as_bytes())],
+            ),
+            (
+                "the archive holds 5 bytes, the manifest says 12",
+                vec![
+                    (MANIFEST_NAME, &json),
+                    (V3_SNAPSHOT_NAME, b"short"),
+                    (SUMS_NAME, good_sums.as_bytes()),
+                ],
+            ),
+        ];
+        // The control: the same entries, undoctored, read fine.
+        let ok = raw(
+            Codec::Zstd,
+            &[
+                (MANIFEST_NAME, &json),
+                (V3_SNAPSHOT_NAME, db),
+                (SUMS_NAME, good_sums.as_bytes()),
+            ],
+        );
+        read_verified(ok.as_slice(), None).unwrap();
+        for (needle, entries) in cases {
+            let e = read_verified(raw(Codec::Zstd, &entries).as_slice(), None).unwrap_err();
+            assert!(format!("{e:#}").contains(needle), "{needle}: {e:#}");
+        }
+    }
+
+    #[test]
+    fn format_1_archives_from_the_old_writer_still_read() {
+        // write_archive is the format-1 writer every existing backup came from.
+        let src = tempfile::tempdir().unwrap();
+        let m = sample(src.path(), Codec::Zstd);
+        assert_eq!(m.format, FORMAT_VERSION);
+        let bytes = write_archive(Vec::new(), &m, src.path(), 3, 1).unwrap();
+        assert_eq!(read_verified(bytes.as_slice(), None).unwrap(), m);
+        // A SHA256SUMS entry means nothing in format 1: it is not listed.
+        let json = serde_json::to_vec_pretty(&m).unwrap();
+        let bad = raw(Codec::Zstd, &[(MANIFEST_NAME, &json), (SUMS_NAME, b"")]);
+        let e = read_verified(bad.as_slice(), None).unwrap_err();
+        assert!(
+            format!("{e:#}").contains("SHA256SUMS is not in the manifest"),
+            "{e:#}"
+        );
+        // An unknown format is refused by number.
+        let mut m3 = m.clone();
+        m3.format = 3;
+        let json = serde_json::to_vec_pretty(&m3).unwrap();
+        let e = read_verified(raw(Codec::Zstd, &[(MANIFEST_NAME, &json)]).as_slice(), None)
+            .unwrap_err();
+        assert!(
+            format!("{e:#}").contains("archive format 3 is not supported"),
             "{e:#}"
         );
     }

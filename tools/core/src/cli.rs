@@ -298,16 +298,18 @@ pub struct EtcdConnArgs {
     #[arg(long, env = "ETCD2_BACKUP_ETCDCTL", value_name = "PATH")]
     pub etcdctl: Option<PathBuf>,
 
-    /// etcdutl binary (etcd 3.5+) for snapshot status and restore [default:
+    /// etcdutl binary (etcd 3.5+) for snapshot restore [default:
     /// etcdutl from PATH, else beside etcdctl; without one, etcdctl does it]
     #[arg(long, env = "ETCD2_BACKUP_ETCDUTL", value_name = "PATH")]
     pub etcdutl: Option<PathBuf>,
 
-    /// Bound on each quick etcdctl call (status, member list)
+    /// Bound on each quick etcd call (status, member list, key probe), on
+    /// connecting, and on any pause in the v3 snapshot stream
     #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
     pub query_timeout: Duration,
 
-    /// Bound on each long etcdctl call (snapshot save, backup)
+    /// Bound on each long etcd operation (a whole v3 snapshot stream,
+    /// etcdctl backup, snapshot restore)
     #[arg(
         long,
         env = "ETCD2_BACKUP_TIMEOUT",

@@ -103,14 +103,15 @@ pub fn program_version(p: &Program) -> Result<Version> {
 #[derive(Debug, Clone)]
 pub struct Etcdctl {
     program: Program,
-    /// etcdutl (3.5+), which takes over snapshot status and restore from
+    /// etcdutl (3.5+), which takes over snapshot restore (and status) from
     /// etcdctl (deprecated there in 3.5, removed in 3.6).
     etcdutl: Option<Program>,
     endpoints: String,
     tls: Tls,
-    /// Bound on quick queries (status, member list, key probes).
+    /// Bound on quick queries (status, member list, key probes), on
+    /// connecting over gRPC and on any pause in the snapshot stream.
     pub query_timeout: Duration,
-    /// Bound on long operations (snapshot save, backup).
+    /// Bound on long operations (a whole snapshot stream, backup, restore).
     pub long_timeout: Duration,
 }
 
@@ -173,39 +174,6 @@ impl Member {
     }
 }
 
-/// `etcdctl snapshot status -w json`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-pub struct SnapshotStatus {
-    pub hash: u64,
-    pub revision: u64,
-    #[serde(rename = "totalKey")]
-    pub total_key: u64,
-    #[serde(rename = "totalSize")]
-    pub total_size: u64,
-}
-
-#[derive(Debug, Deserialize)]
-struct RangeCount {
-    #[serde(default)]
-    count: u64,
-}
-
-/// Whether etcdctl's complaint is about reaching the member at all.
-pub fn looks_unreachable(msg: &str) -> bool {
-    [
-        "connection refused",
-        "context deadline exceeded",
-        "no route to host",
-        "connection reset",
-        "dial tcp",
-        "transport: ",
-        "certificate",
-        "did not finish within",
-    ]
-    .iter()
-    .any(|m| msg.contains(m))
-}
-
 /// etcd IDs are shown in hex everywhere operators see them.
 pub fn hex_id(id: u64) -> String {
     format!("{id:x}")
@@ -237,10 +205,6 @@ pub fn is_transient_reconfig_error(msg: &str) -> bool {
     ]
     .iter()
     .any(|m| msg.contains(m))
-}
-
-pub fn parse_snapshot_status(json: &str) -> Result<SnapshotStatus> {
-    serde_json::from_str(json.trim()).context("parsing `etcdctl snapshot status -w json` output")
 }
 
 /// v2 `etcdctl ls /` prints one key or directory per line; an empty store
@@ -403,7 +367,26 @@ impl Etcdctl {
         self.base(api, args).bounded(self.long_timeout, "--timeout")
     }
 
-    fn unreachable(&self, e: anyhow::Error) -> anyhow::Error {
+    /// The member over gRPC ([`crate::grpc`]): the first endpoint, this
+    /// recipe's TLS files, connecting and each quick call bounded by
+    /// --query-timeout, a snapshot stream by --timeout. A failure to
+    /// connect says it cannot reach etcd, as etcdctl's would.
+    pub fn grpc(&self) -> Result<crate::grpc::Client> {
+        crate::grpc::Client::connect(
+            &self.endpoints,
+            &self.tls,
+            crate::grpc::Bounds {
+                query: self.query_timeout,
+                query_flag: "--query-timeout",
+                total: self.long_timeout,
+                total_flag: "--timeout",
+            },
+        )
+        .map_err(|e| self.unreachable(e))
+    }
+
+    /// Blame `e` on reaching the member (with its endpoints, and TLS).
+    pub fn unreachable(&self, e: anyhow::Error) -> anyhow::Error {
         let tls = if self.tls.is_set() { " over TLS" } else { "" };
         e.context(format!("cannot reach etcd at {}{tls}", self.endpoints))
     }
@@ -458,28 +441,6 @@ impl Etcdctl {
             .run()
             .map_err(|e| self.unreachable(e))?;
         parse_member_list(&out.stdout)
-    }
-
-    /// Whether the v3 keyspace holds at least one key. A linearizable
-    /// read (etcdctl's default consistency): the member answers only after
-    /// applying everything committed before the request.
-    pub fn v3_has_keys(&self) -> Result<bool> {
-        let out = self
-            .v3(&[
-                "get",
-                "",
-                "--prefix",
-                "--keys-only",
-                "--limit",
-                "1",
-                "-w",
-                "json",
-            ])
-            .run()
-            .map_err(|e| self.unreachable(e))?;
-        let parsed: RangeCount =
-            serde_json::from_str(&out.stdout).context("parsing `etcdctl get -w json` output")?;
-        Ok(parsed.count > 0)
     }
 
     /// Whether the v2 keyspace holds at least one visible key or directory.
@@ -566,42 +527,6 @@ impl Etcdctl {
         Ok(())
     }
 
-    /// `etcdctl snapshot save` into `path` (etcdctl itself writes
-    /// `path.part` and renames). A failure is blamed on the connection only
-    /// when etcdctl says so: a full disk is a full disk.
-    pub fn snapshot_save(&self, path: &Path) -> Result<Captured> {
-        let p = path.to_string_lossy();
-        self.v3(&["snapshot", "save", &p])
-            .bounded(self.long_timeout, "--timeout")
-            .run()
-            .map_err(|e| {
-                if looks_unreachable(&format!("{e:#}")) {
-                    self.unreachable(e)
-                } else {
-                    e.context(format!(
-                        "saving a snapshot of etcd at {} into {}",
-                        self.endpoints,
-                        path.display()
-                    ))
-                }
-            })
-    }
-
-    pub fn snapshot_status(&self, path: &Path) -> Result<SnapshotStatus> {
-        let p = path.to_string_lossy();
-        let tool = self.snapshot_tool();
-        let out = tool
-            .command(["snapshot", "status", "-w", "json", &p])
-            .env_remove_prefix("ETCDCTL_")
-            .env("ETCDCTL_API", "3")
-            .bounded(self.long_timeout, "--timeout")
-            .run()
-            .with_context(|| {
-                format!("checking snapshot {} with {}", path.display(), tool.name())
-            })?;
-        parse_snapshot_status(&out.stdout)
-    }
-
     /// The original package's path: `etcdctl backup` of a data dir (v2 data).
     pub fn v2_backup(&self, data_dir: &Path, backup_dir: &Path) -> Result<Captured> {
         let d = data_dir.to_string_lossy();
@@ -628,7 +553,6 @@ mod tests {
     // Captured from etcd 3.4.23 (Debian etcd-server/etcd-client).
     const STATUS: &str = r#"[{"Endpoint":"http://127.0.0.1:23790","Status":{"header":{"cluster_id":324952591200643719,"member_id":3319814642761637952,"revision":1,"raft_term":2},"version":"3.4.23","dbSize":20480,"leader":3319814642761637952,"raftIndex":4,"raftTerm":2,"raftAppliedIndex":4,"dbSizeInUse":16384}}]"#;
     const MEMBERS: &str = r#"{"header":{"cluster_id":324952591200643719,"member_id":3319814642761637952,"raft_term":2},"members":[{"ID":3319814642761637952,"name":"e1","peerURLs":["http://127.0.0.1:23800"],"clientURLs":["http://127.0.0.1:23790"]},{"ID":1,"peerURLs":["http://127.0.0.1:23801"]}]}"#;
-    const SNAP: &str = "{\"hash\":2787236747,\"revision\":2,\"totalKey\":5,\"totalSize\":20480}\n";
 
     #[test]
     fn parses_endpoint_status() {
@@ -646,20 +570,6 @@ mod tests {
         assert!(m.members[0].started());
         assert!(!m.members[1].started());
         assert_eq!(m.members[1].peer_urls, vec!["http://127.0.0.1:23801"]);
-    }
-
-    #[test]
-    fn parses_snapshot_status() {
-        let s = parse_snapshot_status(SNAP).unwrap();
-        assert_eq!(
-            s,
-            SnapshotStatus {
-                hash: 2787236747,
-                revision: 2,
-                total_key: 5,
-                total_size: 20480
-            }
-        );
     }
 
     #[test]
@@ -692,20 +602,6 @@ mod tests {
         let m = r#"{"header":{"cluster_id":1,"member_id":2,"raft_term":2},"members":[{"ID":3,"peerURLs":["http://127.0.0.1:23802"],"isLearner":true,"future":1},{"ID":2,"name":"a","peerURLs":["http://127.0.0.1:23801"],"clientURLs":["http://127.0.0.1:23791"]}]}"#;
         let m = parse_member_list(m).unwrap();
         assert!(m.members[0].is_learner && !m.members[0].started());
-        assert!(parse_snapshot_status(
-            r#"{"hash":1,"revision":2,"totalKey":7,"totalSize":20480,"version":"3.6.0"}"#
-        )
-        .is_ok());
-    }
-
-    #[test]
-    fn a_full_disk_is_not_an_unreachable_member() {
-        assert!(!looks_unreachable(
-            "Error: write /w/snapshot.db.part: no space left on device"
-        ));
-        assert!(looks_unreachable(
-            "Error: dial tcp 127.0.0.1:2379: connect: connection refused"
-        ));
     }
 
     #[test]

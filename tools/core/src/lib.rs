@@ -30,6 +30,7 @@ pub mod datadir;
 pub mod digest;
 pub mod etcd;
 pub mod fsutil;
+pub mod grpc;
 pub mod job;
 pub mod member;
 pub mod metrics;

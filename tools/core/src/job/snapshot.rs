@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 
-use crate::archive::{self, Api, Codec, Manifest, FORMAT_VERSION};
+use crate::archive::{self, Api, Codec, Manifest, FORMAT_STREAMED, FORMAT_VERSION};
 use crate::cli::Output;
 use crate::digest::HashingWriter;
 use crate::etcd::{hex_id, Etcdctl};
@@ -20,7 +20,7 @@ pub enum ApiChoice {
     Auto,
     /// `etcdctl backup` of the data dir: the v2 keyspace (the original package's path)
     V2,
-    /// `etcdctl snapshot save` from the endpoint: the v3 keyspace
+    /// etcd's snapshot stream (gRPC Maintenance.Snapshot) from the endpoint: the v3 keyspace
     V3,
 }
 
@@ -39,6 +39,11 @@ pub struct SnapshotJob {
 
 /// Name of the scratch dir in the work dir (`etcd2-snapshot.<pid>.*`).
 const SCRATCH: &str = "etcd2-snapshot";
+
+/// Snapshot chunks (32 KiB each from etcd) held between the receiver and
+/// the compressor: 8 MiB, enough to ride out a slow moment on either side,
+/// bounded so that memory does not grow with the db.
+const STREAM_DEPTH: usize = 256;
 
 /// What a finished snapshot produced (`etcd2-snapshot --json`).
 #[derive(Debug, serde::Serialize)]
@@ -183,10 +188,16 @@ impl SnapshotJob {
         // Claim the output first, so that an unwritable destination fails
         // before any expensive work and before etcd is touched.
         let mut sink = Sink::open(&self.output)?;
+        // So is a level the codec lacks: the stream below cannot wait.
+        let level = self.level.unwrap_or_else(|| self.codec.default_level());
+        self.codec.check_level(level)?;
 
         let started = Instant::now();
-        let status = self.etcd.endpoint_status()?;
-        let members = self.etcd.member_list()?;
+        // One gRPC connection for status, member list, the v3 probe and
+        // the snapshot: no etcdctl process for any of them.
+        let grpc = self.etcd.grpc()?;
+        let status = grpc.status().map_err(|e| self.etcd.unreachable(e))?;
+        let members = grpc.member_list().map_err(|e| self.etcd.unreachable(e))?;
         let me = status.status.header.member_id;
         let member_name = members
             .members
@@ -231,9 +242,12 @@ impl SnapshotJob {
         // Also the v3 half of the acknowledged-write guarantee: this probe
         // is a linearizable read of the member backed up, answered only once
         // it applied everything committed before it (a lagging follower
-        // catches up first), so the `snapshot save` below holds every write
-        // acknowledged before we started. Keep it ahead of the save.
-        let v3_has = self.etcd.v3_has_keys()?;
+        // catches up first), so the snapshot below, taken on the same
+        // member after it, holds every write acknowledged before we
+        // started: at least the revision it answers at. Its count is the
+        // manifest's key count. Keep it ahead of the snapshot.
+        let (v3_keys, v3_revision) = grpc.count_keys().map_err(|e| self.etcd.unreachable(e))?;
+        let v3_has = v3_keys > 0;
         let (api, warning) = choose_api(self.api, v2_has, v3_has, self.allow_dropping_keyspace)?;
         if let Some(w) = warning {
             tracing::warn!("{w}");
@@ -250,43 +264,8 @@ impl SnapshotJob {
             if v3_has { "has data" } else { "empty" }
         );
 
-        crate::scratch::work_dir(&self.work_dir)?;
-        // What a killed run left (up to the size of the db) goes first.
-        let scratch = crate::scratch::Dir::create(&self.work_dir, SCRATCH)?;
-
-        let (root, revision, key_count) = match api {
-            Api::V3 => {
-                let db = scratch.path().join(archive::V3_SNAPSHOT_NAME);
-                self.etcd.snapshot_save(&db)?;
-                let st = self.etcd.snapshot_status(&db)?;
-                tracing::debug!(
-                    "v3 snapshot: {} bytes, {} keys, revision {}",
-                    st.total_size,
-                    st.total_key,
-                    st.revision
-                );
-                (
-                    scratch.path().to_path_buf(),
-                    Some(st.revision),
-                    Some(st.total_key),
-                )
-            }
-            Api::V2 => {
-                check_data_dir(&self.data_dir)?;
-                self.etcd.v2_quorum_barrier()?;
-                let b = scratch.path().join("backup");
-                self.etcd.v2_backup(&self.data_dir, &b)?;
-                tracing::debug!("v2 backup of {} taken", self.data_dir.display());
-                (b, None, None)
-            }
-        };
-        crate::scratch::fault_point("snapshot-saved");
-        let files = archive::list_files(&root)?;
-        if files.is_empty() {
-            bail!("etcdctl produced no files in {}", root.display());
-        }
         let (created_unix, created_at) = crate::clock::now();
-        let manifest = Manifest {
+        let mut manifest = Manifest {
             format: FORMAT_VERSION,
             tool: format!("etcd2-snapshot {}", env!("CARGO_PKG_VERSION")),
             api,
@@ -295,19 +274,83 @@ impl SnapshotJob {
             member_name,
             member_id: hex_id(me),
             cluster_id: hex_id(status.status.header.cluster_id),
-            revision,
+            revision: None,
             raft_index: Some(status.status.raft_index),
-            key_count,
+            key_count: None,
             created_at,
             created_unix,
             host: crate::node::hostname(),
             machine_id: self.machine_id.clone(),
-            files: archive::file_entries(&root, &files)?,
+            files: Vec::new(),
         };
-        let level = self.level.unwrap_or_else(|| self.codec.default_level());
         let hashing = HashingWriter::new(&mut sink);
-        let hashing = archive::write_archive(hashing, &manifest, &root, level, self.threads)
-            .with_context(|| format!("writing {}", self.output))?;
+        let (hashing, manifest) = match api {
+            Api::V3 => {
+                // Streamed: etcd's bytes go through tar and the compressor
+                // as they arrive; nothing is staged on disk, and no etcdctl
+                // maps the db to count its keys.
+                let grpc_url = grpc.url().to_owned();
+                let mut stream = grpc
+                    .snapshot(STREAM_DEPTH)
+                    .map_err(|e| self.etcd.unreachable(e))?;
+                tracing::debug!(
+                    "v3 snapshot: {} bytes of db, {v3_keys} keys at revision {v3_revision} or later",
+                    stream.db_size()
+                );
+                manifest.format = FORMAT_STREAMED;
+                manifest.revision = Some(v3_revision);
+                manifest.key_count = Some(v3_keys);
+                manifest.files = vec![archive::FileEntry {
+                    path: archive::V3_SNAPSHOT_NAME.to_owned(),
+                    size: stream.file_size(),
+                    sha256: String::new(),
+                }];
+                crate::scratch::fault_point("snapshot-streaming");
+                let (hashing, done) =
+                    archive::write_streamed(hashing, &manifest, level, self.threads, |_, w| {
+                        // The chunks end only once the stream ended right
+                        // after a matching trailer (grpc::SnapshotDecoder).
+                        while let Some(chunk) = stream.next_chunk().with_context(|| {
+                            format!("receiving the snapshot from etcd at {}", grpc_url)
+                        })? {
+                            w.write_all(&chunk)?;
+                        }
+                        Ok(())
+                    })
+                    .with_context(|| format!("writing {}", self.output))?;
+                let streamed = stream.finish()?;
+                // Two hashes of the same bytes, on two threads: they agree.
+                anyhow::ensure!(
+                    streamed == done.files[0].sha256,
+                    "snapshot.db hashed to {streamed} as received and {} as archived",
+                    done.files[0].sha256
+                );
+                (hashing, done)
+            }
+            Api::V2 => {
+                drop(grpc);
+                crate::scratch::work_dir(&self.work_dir)?;
+                // What a killed run left (up to the size of the data) goes first.
+                let scratch = crate::scratch::Dir::create(&self.work_dir, SCRATCH)?;
+                check_data_dir(&self.data_dir)?;
+                self.etcd.v2_quorum_barrier()?;
+                let root = scratch.path().join("backup");
+                self.etcd.v2_backup(&self.data_dir, &root)?;
+                tracing::debug!("v2 backup of {} taken", self.data_dir.display());
+                crate::scratch::fault_point("snapshot-saved");
+                let files = archive::list_files(&root)?;
+                if files.is_empty() {
+                    bail!("etcdctl produced no files in {}", root.display());
+                }
+                // Format 1: the files are on disk, their hashes known before
+                // the manifest goes out, and every older reader reads it.
+                manifest.files = archive::file_entries(&root, &files)?;
+                let hashing =
+                    archive::write_archive(hashing, &manifest, &root, level, self.threads)
+                        .with_context(|| format!("writing {}", self.output))?;
+                (hashing, manifest)
+            }
+        };
         let (written, _) = hashing.finish();
         let (archive_size, archive_sha256) = (written.size, written.sha256);
         sink.finish()?;
