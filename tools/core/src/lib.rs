@@ -8,7 +8,7 @@
 //!
 //! - **Infrastructure** (the modules at the top level) wraps a program or
 //!   owns a format or concern: [`cmd`] runs programs, [`etcd`] and
-//!   [`rclone`] wrap theirs, [`repo`] owns the remote repository layout,
+//!   [`rclone`] wrap theirs, [`grpc`] speaks etcd's gRPC API, [`repo`] owns the remote repository layout,
 //!   [`archive`] the archive and the verified directory, [`digest`] hashing,
 //!   [`fsutil`] atomic files, [`datadir`] an etcd data dir, [`scratch`] our
 //!   debris, [`cluster`] a cluster's health, [`poll`] bounded waits,

@@ -289,6 +289,12 @@ impl SnapshotJob {
                 // Streamed: etcd's bytes go through tar and the compressor
                 // as they arrive; nothing is staged on disk, and no etcdctl
                 // maps the db to count its keys.
+                // Versions before the stream staged the db in the work dir:
+                // what a killed one left (up to the db's size) still goes.
+                // Best effort: this path needs no work dir at all.
+                if let Err(e) = crate::scratch::sweep(&self.work_dir, SCRATCH) {
+                    tracing::warn!("{e:#}");
+                }
                 let grpc_url = grpc.url().to_owned();
                 let mut stream = grpc
                     .snapshot(STREAM_DEPTH)
