@@ -346,7 +346,9 @@ fn a_successful_cycle_writes_at_most_three_lines() {
 
 #[test]
 fn a_push_on_a_terminal_shows_its_progress_and_elsewhere_does_not_redraw() {
-    let c = crate::host_safety::cluster_with_data(4);
+    // Well above what the pipe to rclone buffers (socket buffers, a few
+    // MiB), so the read paces with the throttled upload for seconds.
+    let c = crate::host_safety::cluster_with_data(16);
     let remote = Remote::local(c.path());
     let env = Env::new(c.path());
     let archive = c.path().join("big.tar.zst");
@@ -354,7 +356,7 @@ fn a_push_on_a_terminal_shows_its_progress_and_elsewhere_does_not_redraw() {
     // rclone throttled, so the upload takes a few seconds.
     let push = |mid: &str| {
         let mut cmd = env.push(&remote, mid);
-        cmd.args(["--rclone-flag=--bwlimit=1M"]).arg(&archive);
+        cmd.args(["--rclone-flag=--bwlimit=2M"]).arg(&archive);
         cmd
     };
     // On a pty (script(1) gives the command one), as an operator at a shell.

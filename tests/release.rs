@@ -277,7 +277,7 @@ fn the_sysext_image_holds_tools_units_and_docs_and_no_secret() {
     let backup =
         fs::read_to_string(tree.join("usr/lib/systemd/system/etcd2-backup.service")).expect("unit");
     assert!(
-        backup.contains("ExecStart=/usr/bin/etcd2-push "),
+        backup.contains("/usr/bin/etcd2-snapshot --output - | /usr/bin/etcd2-push "),
         "the unit does not run the image's program:\n{backup}"
     );
     // No secret and no rclone config in any file: not the canary, not a

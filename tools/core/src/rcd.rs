@@ -25,7 +25,9 @@ use crate::rclone::Bounds;
 const START: Duration = Duration::from_secs(20);
 /// What rclone prints once it listens.
 const LISTENING: &str = "Serving remote control on http://";
-/// Upload chunks handed to the HTTP thread; 8 in flight.
+/// Upload chunks handed to the HTTP thread; 2 in flight (with the socket
+/// buffers, what is read runs ahead of what rclone took by a few MiB at
+/// most, so the progress shown is the upload's).
 const CHUNK: usize = 256 << 10;
 
 pub struct Session {
@@ -295,7 +297,7 @@ impl Session {
             name.replace(['"', '\r', '\n'], "_")
         );
         let tail = format!("\r\n--{boundary}--\r\n");
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Chunk>(8);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Chunk>(2);
         let deadline = Instant::now() + self.bounds.transfer;
         let body = Body {
             rx,

@@ -213,7 +213,11 @@ impl Rclone {
             .arg(format!("--contimeout={}", rclone_secs(self.bounds.connect)))
             .arg(format!("--timeout={}", rclone_secs(self.bounds.stall)))
             .arg("--low-level-retries=2")
-            .arg("--retries=1");
+            .arg("--retries=1")
+            // rclone reads 16 MiB ahead of an upload by default: memory for
+            // nothing (our pipe already overlaps reading and sending), and
+            // the progress we show would run 16 MiB ahead of the upload.
+            .arg("--buffer-size=1M");
         for f in &self.flags {
             inv = inv.arg(f);
         }
