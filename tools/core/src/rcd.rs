@@ -102,6 +102,16 @@ fn is_not_found(status: u16, body: &str) -> bool {
             .any(|w| body.contains(w))
 }
 
+/// rcd's refusal of a call: `None` where it says "not found", else an
+/// error with rclone's words.
+fn refusal<T>(what: &str, code: u16, resp: ureq::Response) -> Result<Option<T>> {
+    let body = resp.into_string().unwrap_or_default();
+    if is_not_found(code, &body) {
+        return Ok(None);
+    }
+    bail!("{what}: {}", reply_error(code, &body))
+}
+
 fn timed_out(e: &io::Error) -> bool {
     matches!(
         e.kind(),
@@ -202,13 +212,7 @@ impl Session {
             .send_string(&params.to_string());
         let resp = match reply {
             Ok(r) => r,
-            Err(ureq::Error::Status(code, resp)) => {
-                let body = resp.into_string().unwrap_or_default();
-                if is_not_found(code, &body) {
-                    return Ok(None);
-                }
-                bail!("{what}: {}", reply_error(code, &body));
-            }
+            Err(ureq::Error::Status(code, resp)) => return refusal(what, code, resp),
             Err(e) if started.elapsed() >= bound => {
                 tracing::debug!("rclone rc {method}: {e}");
                 return Err(self.timeout_error(what, bound, flag));
@@ -248,13 +252,7 @@ impl Session {
         let started = Instant::now();
         let resp = match self.agent.get(&url).set("Authorization", &self.auth).call() {
             Ok(r) => r,
-            Err(ureq::Error::Status(code, resp)) => {
-                let body = resp.into_string().unwrap_or_default();
-                if is_not_found(code, &body) {
-                    return Ok(None);
-                }
-                bail!("{what}: {}", reply_error(code, &body));
-            }
+            Err(ureq::Error::Status(code, resp)) => return refusal(&what, code, resp),
             Err(e) => {
                 let e = if started.elapsed() >= self.bounds.stall {
                     anyhow!(
