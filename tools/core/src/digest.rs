@@ -46,7 +46,8 @@ impl Digests {
 /// sha256, and optionally sha1 and md5, of a byte stream, in one pass.
 pub struct Hasher {
     sha256: sha2::Sha256,
-    backend: Option<(sha1::Sha1, md5::Md5)>,
+    sha1: Option<sha1::Sha1>,
+    md5: Option<md5::Md5>,
     size: u64,
 }
 
@@ -54,38 +55,45 @@ impl Hasher {
     pub fn new() -> Hasher {
         Hasher {
             sha256: sha2::Sha256::new(),
-            backend: None,
+            sha1: None,
+            md5: None,
             size: 0,
         }
     }
 
     /// Also sha1 and md5, the hashes rclone backends report.
     pub fn with_backend_hashes() -> Hasher {
+        Hasher::for_backend(None)
+    }
+
+    /// Also the hash a backend reports: `Some(algo)` when known (sha256
+    /// needs nothing more; an unknown name neither), `None` for both sha1
+    /// and md5 (the backend is not known).
+    pub fn for_backend(algo: Option<&str>) -> Hasher {
         Hasher {
-            backend: Some((sha1::Sha1::new(), md5::Md5::new())),
+            sha1: matches!(algo, None | Some("sha1")).then(sha1::Sha1::new),
+            md5: matches!(algo, None | Some("md5")).then(md5::Md5::new),
             ..Hasher::new()
         }
     }
 
     pub fn update(&mut self, buf: &[u8]) {
         self.sha256.update(buf);
-        if let Some((a, b)) = &mut self.backend {
-            a.update(buf);
-            b.update(buf);
+        if let Some(h) = &mut self.sha1 {
+            h.update(buf);
+        }
+        if let Some(h) = &mut self.md5 {
+            h.update(buf);
         }
         self.size += buf.len() as u64;
     }
 
     pub fn finish(self) -> Digests {
-        let (sha1, md5) = match self.backend {
-            Some((a, b)) => (Some(hex(&a.finalize())), Some(hex(&b.finalize()))),
-            None => (None, None),
-        };
         Digests {
             size: self.size,
             sha256: hex(&self.sha256.finalize()),
-            sha1,
-            md5,
+            sha1: self.sha1.map(|h| hex(&h.finalize())),
+            md5: self.md5.map(|h| hex(&h.finalize())),
         }
     }
 }
@@ -169,6 +177,19 @@ mod tests {
 
     #[test]
     fn known_digests_in_one_pass() {
+        let only = Hasher::for_backend(Some("sha256"));
+        let d = {
+            let mut h = only;
+            h.update(b"abc");
+            h.finish()
+        };
+        assert!(d.sha1.is_none() && d.md5.is_none());
+        let d = {
+            let mut h = Hasher::for_backend(Some("md5"));
+            h.update(b"abc");
+            h.finish()
+        };
+        assert!(d.sha1.is_none() && d.md5.is_some());
         let mut h = Hasher::with_backend_hashes();
         h.update(b"ab");
         h.update(b"c");

@@ -392,12 +392,41 @@ impl Rclone {
         parse_lsjson(&out.stdout).map(Some)
     }
 
-    /// One file's size and the hashes the backend knows; None when missing.
-    pub fn stat(&self, dir: &str, name: &str) -> Result<Option<Entry>> {
+    /// The strongest of the hashes we compare (sha256, sha1, md5) that the
+    /// backend of `dir` reports: `Some(None)` when it reports none of them,
+    /// `None` when that is not known (without [`Rclone::one_process`]).
+    pub fn compared_hash(&self, dir: &str) -> Result<Option<Option<&'static str>>> {
+        let Some(s) = self.session()? else {
+            return Ok(None);
+        };
+        let what = format!("asking rclone which hashes {dir} has");
+        let info = self.rc(&s, "operations/fsinfo", json!({"fs": dir}), &what, false)?;
+        let has: Vec<String> = info
+            .and_then(|v| {
+                v.get("Hashes").and_then(|h| h.as_array()).map(|a| {
+                    a.iter()
+                        .filter_map(|x| x.as_str().map(str::to_lowercase))
+                        .collect()
+                })
+            })
+            .unwrap_or_default();
+        Ok(Some(
+            HASHES.into_iter().find(|h| has.iter().any(|x| x == h)),
+        ))
+    }
+
+    /// One file's size and the hashes the backend knows (only `only`, when
+    /// given: computing one costs a read of the file on some backends);
+    /// None when missing.
+    pub fn stat(&self, dir: &str, name: &str, only: Option<&str>) -> Result<Option<Entry>> {
         let path = join(dir, name);
         if let Some(s) = self.session()? {
+            let types: Vec<&str> = match only {
+                Some(h) => vec![h],
+                None => HASHES.to_vec(),
+            };
             let params = json!({"fs": dir, "remote": name,
-                "opt": {"showHash": true, "hashTypes": HASHES, "filesOnly": true}});
+                "opt": {"showHash": true, "hashTypes": types, "filesOnly": true}});
             let what = format!("checking {path}");
             // Hashing a large file is a transfer's worth of reading.
             return match self.rc(&s, "operations/stat", params, &what, true)? {

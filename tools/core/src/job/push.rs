@@ -243,6 +243,9 @@ impl PushJob {
         let archive_name = format!("{generation}.{}", codec.extension());
         let remote_archive = join(&gens, &archive_name);
         tracing::debug!("uploading {shown} as generation {generation} to {gens}");
+        // Hash (besides sha256) only what the backend will report, and ask it
+        // for that one alone: the local backend reads the file once per type.
+        let compared = self.rclone.compared_hash(&gens)?;
         let upload = self.rclone.rcat(&remote_archive, size)?;
         let mut tee = TeeReader {
             inner: HashingReader::new(
@@ -251,7 +254,11 @@ impl PushJob {
                     format!("uploading {generation}"),
                     size,
                 ),
-                Hasher::with_backend_hashes(),
+                match compared {
+                    // Not known: every hash a backend may report.
+                    None => Hasher::with_backend_hashes(),
+                    Some(algo) => Hasher::for_backend(Some(algo.unwrap_or("none"))),
+                },
             ),
             out: upload,
             out_error: None,
@@ -290,7 +297,7 @@ impl PushJob {
             &digests.sha256[..16]
         );
         crate::scratch::fault_point("after-upload");
-        let how = self.verify_remote(&gens, &archive_name, &digests)?;
+        let how = self.verify_remote(&gens, &archive_name, &digests, compared.flatten())?;
         tracing::debug!("remote copy verified ({how})");
 
         // Refuse before the sidecar makes the upload a complete generation
@@ -468,12 +475,18 @@ impl PushJob {
         Ok(listing.complete().len())
     }
 
-    fn verify_remote(&self, dir: &str, name: &str, ours: &Digests) -> Result<String> {
+    fn verify_remote(
+        &self,
+        dir: &str,
+        name: &str,
+        ours: &Digests,
+        only: Option<&str>,
+    ) -> Result<String> {
         let remote = join(dir, name);
         let size = ours.size;
         let e = self
             .rclone
-            .stat(dir, name)?
+            .stat(dir, name, only)?
             .with_context(|| format!("{remote} is missing right after its upload"))?;
         ensure!(
             e.size as u64 == size,
