@@ -13,7 +13,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use nix::fcntl::AtFlags;
 
 pub struct AtomicFile {
@@ -22,6 +22,9 @@ pub struct AtomicFile {
     part: PathBuf,
     /// True when `file` is a named `NAME.part` (no O_TMPFILE support).
     named: bool,
+    /// True when the target is a device or FIFO (`-o /dev/null`), written in
+    /// place: never replaced, never removed.
+    direct: bool,
     committed: bool,
 }
 
@@ -30,6 +33,27 @@ impl AtomicFile {
     /// any expensive work) when the directory is missing or not writable.
     pub fn create(target: &Path, mode: u32) -> Result<Self> {
         let target = absolute(target)?;
+        // Only a regular file (or nothing) is replaced. A device or FIFO
+        // (`-o /dev/null`, a named pipe) is written in place: renaming over
+        // it once replaced the host's /dev/null with a file of etcd's data.
+        match std::fs::symlink_metadata(&target) {
+            Ok(m) if m.is_dir() => bail!("{} is a directory", target.display()),
+            Ok(m) if !m.file_type().is_file() && !m.file_type().is_symlink() => {
+                let file = OpenOptions::new()
+                    .write(true)
+                    .open(&target)
+                    .with_context(|| format!("opening {}", target.display()))?;
+                return Ok(AtomicFile {
+                    file,
+                    part: target.clone(),
+                    target,
+                    named: false,
+                    direct: true,
+                    committed: false,
+                });
+            }
+            _ => {}
+        }
         let dir = parent_dir(&target);
         let part = part_path(&target);
         // A NAME.part can only be left by a run killed between link and
@@ -72,6 +96,7 @@ impl AtomicFile {
             target,
             part,
             named,
+            direct: false,
             committed: false,
         })
     }
@@ -79,6 +104,13 @@ impl AtomicFile {
     /// Flush to disk and publish under the target name, replacing any
     /// previous file of that name in one atomic step.
     pub fn commit(mut self) -> Result<()> {
+        if self.direct {
+            self.committed = true;
+            return self
+                .file
+                .flush()
+                .with_context(|| format!("writing {}", self.target.display()));
+        }
         self.file
             .sync_all()
             .with_context(|| format!("syncing {}", self.target.display()))?;
@@ -111,7 +143,7 @@ impl Write for AtomicFile {
 
 impl Drop for AtomicFile {
     fn drop(&mut self) {
-        if !self.committed && (self.named || self.part.exists()) {
+        if !self.committed && !self.direct && (self.named || self.part.exists()) {
             // Cleanup of an abandoned write; the error path that got us here
             // is what the operator needs to see, not this one.
             let _ = std::fs::remove_file(&self.part);
@@ -199,6 +231,30 @@ mod tests {
         }
         let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
         assert!(names.is_empty(), "left behind: {names:?}");
+    }
+
+    /// `etcd2-snapshot -o /dev/null` once replaced the host's /dev/null with
+    /// a regular 0600 file holding the archive (rename over it). A target
+    /// that is not a regular file is written in place, never replaced. (A
+    /// private null device node stands in for /dev/null: tests run as root.)
+    #[test]
+    fn a_device_target_is_written_in_place_never_replaced() {
+        use std::os::unix::fs::FileTypeExt;
+        let dir = tempfile::tempdir().unwrap();
+        let null = dir.path().join("null");
+        nix::sys::stat::mknod(
+            &null,
+            nix::sys::stat::SFlag::S_IFCHR,
+            nix::sys::stat::Mode::from_bits_truncate(0o666),
+            nix::sys::stat::makedev(1, 3),
+        )
+        .expect("mknod (tests run as root)");
+        let mut f = AtomicFile::create(&null, 0o600).unwrap();
+        f.write_all(b"all of etcd's data").unwrap();
+        f.commit().unwrap();
+        let meta = std::fs::symlink_metadata(&null).unwrap();
+        assert!(meta.file_type().is_char_device(), "{meta:?}");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
     #[test]
