@@ -420,11 +420,11 @@ impl Rclone {
     /// None when missing.
     pub fn stat(&self, dir: &str, name: &str, only: Option<&str>) -> Result<Option<Entry>> {
         let path = join(dir, name);
+        let types: Vec<&str> = match only {
+            Some(h) => vec![h],
+            None => HASHES.to_vec(),
+        };
         if let Some(s) = self.session()? {
-            let types: Vec<&str> = match only {
-                Some(h) => vec![h],
-                None => HASHES.to_vec(),
-            };
             let params = json!({"fs": dir, "remote": name,
                 "opt": {"showHash": true, "hashTypes": types, "filesOnly": true}});
             let what = format!("checking {path}");
@@ -445,18 +445,13 @@ impl Rclone {
         // reading the archive once per type: 3.9 s instead of 0.6 s for a
         // 120 MB archive. Hashing a large file is a transfer's worth of
         // reading on some backends: the transfer bound applies.
+        let mut args = vec!["lsjson"];
+        for t in &types {
+            args.extend(["--hash-type", t]);
+        }
+        args.extend(["--files-only", &path]);
         let inv = self
-            .cmd(&[
-                "lsjson",
-                "--hash-type",
-                "sha256",
-                "--hash-type",
-                "sha1",
-                "--hash-type",
-                "md5",
-                "--files-only",
-                &path,
-            ])
+            .cmd(&args)
             .bounded(self.bounds.transfer, "--transfer-timeout");
         let (code, out) = self.run(inv, NOT_FOUND, || format!("checking {path}"))?;
         if code != 0 {
