@@ -66,6 +66,9 @@ fn settings(n: &Node, all: &[Node]) -> String {
         ("ETCD_INITIAL_CLUSTER", cluster.join(",")),
         ("ETCD_INITIAL_CLUSTER_STATE", "new".into()),
         ("ETCD_INITIAL_CLUSTER_TOKEN", "drill".into()),
+        // As etcd's own drop-ins often do: our units see it through the
+        // linked drop-in, and our etcdctl calls must not care.
+        ("ETCDCTL_API", "3".into()),
     ];
     let mut s = String::from("[Service]\n");
     for (k, v) in env {

@@ -732,3 +732,48 @@ fn a_stalled_snapshot_stream_fails_within_query_timeout_naming_it() {
     assert!(took < Duration::from_secs(20), "{took:?}");
     assert!(names(&out_dir).is_empty(), "{:?}", names(&out_dir));
 }
+
+/// Operators export `ETCDCTL_API` in their profile and etcd's own drop-ins
+/// carry it into our units: whatever its value, our v2 calls stay v2 and the
+/// v2 keyspace is never dropped.
+#[test]
+fn an_exported_etcdctl_api_changes_nothing() {
+    let c = Cluster::start(1);
+    c.put_v2(0, "/v2/only", "kept");
+    for api in ["2", "3"] {
+        let archive = c.path().join(format!("auto-{api}.tar.zst"));
+        run_ok(
+            snapshot(&c, 0)
+                .env("ETCDCTL_API", api)
+                .arg("-o")
+                .arg(&archive),
+        );
+        let m = extract_and_check(&archive, &c.path().join(format!("x-auto-{api}")));
+        assert_eq!(
+            m["api"], "v2",
+            "ETCDCTL_API={api}: auto must still see the v2 keyspace"
+        );
+
+        let archive = c.path().join(format!("v2-{api}.tar.zst"));
+        run_ok(
+            snapshot(&c, 0)
+                .env("ETCDCTL_API", api)
+                .args(["--api", "v2", "-o"])
+                .arg(&archive),
+        );
+        let m = extract_and_check(&archive, &c.path().join(format!("x-v2-{api}")));
+        assert_eq!(m["api"], "v2");
+    }
+
+    // With both keyspaces holding data the refusal stands, variable or not.
+    c.put_v3(0, "v3key", "b");
+    for api in ["2", "3"] {
+        let archive = c.path().join(format!("both-{api}.tar.zst"));
+        let out = run(snapshot(&c, 0)
+            .env("ETCDCTL_API", api)
+            .arg("-o")
+            .arg(&archive));
+        assert_fails_with(&out, "etcd2-snapshot", "both the v2 and the v3 keyspace");
+        assert!(!archive.exists());
+    }
+}

@@ -85,6 +85,31 @@ pub struct Captured {
     pub stderr: String,
 }
 
+/// The environment a child gets, built in this one place: `inherited`
+/// without any variable whose name starts with one of `remove_prefixes`,
+/// then every `set` pair, which wins over anything inherited (duct's nested
+/// `env_remove` would otherwise undo a variable set outside it: an exported
+/// `ETCDCTL_API=3` turned our v2 calls into v3 ones).
+pub fn environment(
+    inherited: impl IntoIterator<Item = (OsString, OsString)>,
+    remove_prefixes: &[&str],
+    set: &[(OsString, OsString)],
+) -> Vec<(OsString, OsString)> {
+    let mut out: Vec<(OsString, OsString)> = inherited
+        .into_iter()
+        .filter(|(k, _)| {
+            let k = k.to_string_lossy();
+            !remove_prefixes.iter().any(|p| k.starts_with(p))
+        })
+        .filter(|(k, _)| !set.iter().any(|(s, _)| s == k))
+        .collect();
+    for (k, v) in set {
+        out.retain(|(o, _)| o != k);
+        out.push((k.clone(), v.clone()));
+    }
+    out
+}
+
 /// How many trailing stderr lines of a failed child an error message quotes.
 const STDERR_TAIL_LINES: usize = 6;
 
@@ -178,23 +203,24 @@ impl Invocation {
 
     /// Program, arguments and environment; stdin, stdout and stderr unset.
     fn bare_expression(&self) -> duct::Expression {
-        let mut e = duct::cmd(self.program.path.as_os_str(), &self.args)
+        let e = duct::cmd(self.program.path.as_os_str(), &self.args)
             .unchecked()
             .before_spawn(|cmd| {
                 crate::scratch::dies_with_us(cmd);
                 Ok(())
             });
-        for prefix in &self.env_remove_prefixes {
-            for (k, _) in std::env::vars_os() {
-                if k.to_string_lossy().starts_with(prefix.as_str()) {
-                    e = e.env_remove(k);
-                }
-            }
-        }
-        for (k, v) in &self.env {
-            e = e.env(k, v);
-        }
-        e
+        e.full_env(self.environment())
+    }
+
+    /// The child's whole environment: ours, minus the scrubbed prefixes,
+    /// plus what this invocation sets.
+    fn environment(&self) -> Vec<(OsString, OsString)> {
+        let prefixes: Vec<&str> = self
+            .env_remove_prefixes
+            .iter()
+            .map(String::as_str)
+            .collect();
+        environment(std::env::vars_os(), &prefixes, &self.env)
     }
 
     /// Start the child with a pipe to its stdin, for streaming data into it
@@ -417,6 +443,32 @@ pub fn show(path: &Path) -> std::path::Display<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_we_set_for_a_child_wins_over_what_it_inherits() {
+        let os = |k: &str, v: &str| (OsString::from(k), OsString::from(v));
+        let inherited = vec![
+            os("ETCDCTL_API", "3"),
+            os("ETCDCTL_ENDPOINTS", "http://elsewhere:2379"),
+            os("PATH", "/bin"),
+            os("RCLONE_X", "old"),
+        ];
+        let env = environment(
+            inherited,
+            &["ETCDCTL_"],
+            &[os("ETCDCTL_API", "2"), os("RCLONE_X", "new")],
+        );
+        let mut env: Vec<(String, String)> = env
+            .into_iter()
+            .map(|(k, v)| (k.into_string().unwrap(), v.into_string().unwrap()))
+            .collect();
+        env.sort();
+        let want = [("ETCDCTL_API", "2"), ("PATH", "/bin"), ("RCLONE_X", "new")];
+        assert_eq!(
+            env,
+            want.map(|(k, v)| (k.to_owned(), v.to_owned())).to_vec()
+        );
+    }
 
     #[test]
     fn durations_round_to_seconds() {

@@ -477,8 +477,11 @@ impl Etcdctl {
     pub fn v2_has_keys_if_any(&self) -> Result<Option<bool>> {
         match self.v2_has_keys() {
             Err(e) if format!("{e:#}").contains("unknown command") => {
+                let version = program_version(&self.program)
+                    .map_or_else(|_| "of unknown version".to_owned(), |v| v.to_string());
                 tracing::info!(
-                    "etcdctl has no v2 commands (etcd 3.6): the v2 keyspace is not probed"
+                    "etcdctl {version} ({}) has no v2 commands: the v2 keyspace is not probed",
+                    self.program.path().display()
                 );
                 Ok(Some(false))
             }

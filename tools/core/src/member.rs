@@ -101,15 +101,14 @@ impl TempEtcd {
             .stdout(logf.try_clone()?)
             .stderr(logf);
         // The node's own etcd settings (ETCD_*) must not leak into this
-        // private instance: it listens only where we say.
-        for (k, _) in std::env::vars_os() {
-            if k.to_string_lossy().starts_with("ETCD_") {
-                cmd.env_remove(k);
-            }
-        }
-        // Nor talk to systemd: under a unit it is not the main process, and
-        // systemd would log each of its READY=1 messages as refused.
-        cmd.env_remove("NOTIFY_SOCKET");
+        // private instance: it listens only where we say. Nor may it talk
+        // to systemd: under a unit it is not the main process, and systemd
+        // would log each of its READY=1 messages as refused.
+        cmd.env_clear().envs(crate::cmd::environment(
+            std::env::vars_os(),
+            &["ETCD_", "NOTIFY_SOCKET"],
+            &[],
+        ));
         // It serves the restored keys on loopback: it must not outlive us,
         // whatever stops us.
         crate::scratch::dies_with_us(&mut cmd);
