@@ -4,6 +4,7 @@
 //! library (tests/common). `make test` builds the tools first; the harness
 //! refuses to run a tool binary older than the sources.
 
+mod alarms;
 mod backends;
 mod cli;
 mod deb;

@@ -227,23 +227,31 @@ pub struct Cluster {
     pub token: String,
     /// The etcd build (None: the one on PATH).
     pub bin: Option<PathBuf>,
+    /// Extra etcd flags of every member, restarts included.
+    pub extra: Vec<String>,
 }
 
 impl Cluster {
     pub fn start(n: usize) -> Cluster {
-        Self::start_with(n, false, None)
+        Self::start_with(n, false, None, &[])
     }
 
     pub fn start_tls(n: usize) -> Cluster {
-        Self::start_with(n, true, None)
+        Self::start_with(n, true, None, &[])
     }
 
     /// N members of the etcd build in `bin` (see [`etcd35`]).
     pub fn start_bin(n: usize, bin: &Path) -> Cluster {
-        Self::start_with(n, false, Some(bin.to_path_buf()))
+        Self::start_with(n, false, Some(bin.to_path_buf()), &[])
     }
 
-    fn start_with(n: usize, tls: bool, bin: Option<PathBuf>) -> Cluster {
+    /// N members of the etcd build in `bin` (None: the one on PATH), each
+    /// started with these extra etcd flags.
+    pub fn start_flags(n: usize, bin: Option<&Path>, extra: &[&str]) -> Cluster {
+        Self::start_with(n, false, bin.map(Path::to_path_buf), extra)
+    }
+
+    fn start_with(n: usize, tls: bool, bin: Option<PathBuf>, extra: &[&str]) -> Cluster {
         require("etcdctl", "etcd-client");
         let dir = tempfile::tempdir().expect("tempdir");
         let tls = tls.then(|| TlsFiles::generate(&dir.path().join("tls")));
@@ -268,7 +276,7 @@ impl Cluster {
                     state: "new",
                     token: &token,
                     tls: tls.as_ref(),
-                    extra: vec![],
+                    extra: extra.iter().map(|s| s.to_string()).collect(),
                     bin: bin.as_deref(),
                 },
                 dir.path(),
@@ -280,6 +288,7 @@ impl Cluster {
             tls,
             token,
             bin,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
         };
         for i in 0..n {
             cluster.wait_healthy(i);
@@ -317,7 +326,7 @@ impl Cluster {
                 state: &state,
                 token: &self.token,
                 tls: self.tls.as_ref(),
-                extra: vec![],
+                extra: self.extra.clone(),
                 bin: self.bin.as_deref(),
             },
             self.dir.path(),

@@ -143,6 +143,19 @@ pub struct Manifest {
     pub host: String,
     pub machine_id: Option<String>,
     pub files: Vec<FileEntry>,
+    /// Alarms active in the cluster when the backup was taken (NOSPACE:
+    /// the member refused writes). Absent in older archives and where
+    /// there was none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alarms: Vec<AlarmRecord>,
+}
+
+/// One alarm as the manifest records it: etcd's name of it ("NOSPACE",
+/// "CORRUPT") and the member that raised it, in hex.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlarmRecord {
+    pub alarm: String,
+    pub member_id: String,
 }
 
 impl Manifest {
@@ -739,6 +752,7 @@ mod tests {
             created_unix: 1_795_000_000,
             host: "h".into(),
             machine_id: None,
+            alarms: Vec::new(),
             files: file_entries(root, &files).unwrap(),
         }
     }

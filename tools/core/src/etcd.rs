@@ -192,6 +192,77 @@ pub fn parse_member_list(json: &str) -> Result<MemberList> {
     serde_json::from_str(json).context("parsing `etcdctl member list -w json` output")
 }
 
+/// An alarm etcd raised on a member: NOSPACE (the database reached its
+/// quota; every write is refused until it is cleared) or CORRUPT (a
+/// consistency check failed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Alarm {
+    /// etcd's name of it: "NOSPACE", "CORRUPT" (or "alarm 7" for one
+    /// this version does not know).
+    pub alarm: String,
+    /// The member that raised it, in hex.
+    pub member_id: String,
+}
+
+impl Alarm {
+    /// From etcd's numbers (`AlarmType` in etcd's rpc.proto).
+    pub fn from_raw(member_id: u64, alarm: i32) -> Alarm {
+        let alarm = match alarm {
+            1 => "NOSPACE".to_owned(),
+            2 => "CORRUPT".to_owned(),
+            n => format!("alarm {n}"),
+        };
+        Alarm {
+            alarm,
+            member_id: hex_id(member_id),
+        }
+    }
+
+    pub fn is_nospace(&self) -> bool {
+        self.alarm == "NOSPACE"
+    }
+}
+
+impl std::fmt::Display for Alarm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (raised by member {})", self.alarm, self.member_id)
+    }
+}
+
+/// `etcdctl alarm list -w json`: `{"alarms":[{"memberID":N,"alarm":1}]}`
+/// (no `alarms` at all when there is none).
+pub fn parse_alarm_list(json: &str) -> Result<Vec<Alarm>> {
+    #[derive(Deserialize)]
+    struct Raw {
+        #[serde(rename = "memberID", default)]
+        member_id: u64,
+        #[serde(default)]
+        alarm: i32,
+    }
+    #[derive(Deserialize)]
+    struct List {
+        #[serde(default)]
+        alarms: Vec<Raw>,
+    }
+    let list: List =
+        serde_json::from_str(json).context("parsing `etcdctl alarm list -w json` output")?;
+    Ok(list
+        .alarms
+        .into_iter()
+        .filter(|a| a.alarm != 0)
+        .map(|a| Alarm::from_raw(a.member_id, a.alarm))
+        .collect())
+}
+
+/// "NOSPACE (raised by member 2e13…), CORRUPT (…)": for messages.
+pub fn describe_alarms(alarms: &[Alarm]) -> String {
+    alarms
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Errors etcd gives while a reconfiguration is unsafe for a moment (etcd
 /// 3.4 rejects `member add` for ~5 s after a member joins); worth a retry.
 pub fn is_transient_reconfig_error(msg: &str) -> bool {
@@ -435,6 +506,41 @@ impl Etcdctl {
         parse_endpoint_status(&out.stdout)
     }
 
+    /// `alarm list`: the alarms active in the member's cluster.
+    pub fn alarm_list(&self) -> Result<Vec<Alarm>> {
+        let out = self
+            .v3(&["alarm", "list", "-w", "json"])
+            .run()
+            .map_err(|e| self.unreachable(e))?;
+        parse_alarm_list(&out.stdout)
+    }
+
+    /// etcd's documented recovery from NOSPACE (its maintenance guide):
+    /// compact the history up to the current revision, defragment to give
+    /// the space back, then disarm. Returns the revision compacted at.
+    pub fn clear_nospace(&self) -> Result<u64> {
+        let rev = self.endpoint_status()?.status.header.revision;
+        let r = rev.to_string();
+        if let Err(e) = self.v3(&["compact", &r, "--physical"]).run() {
+            // Already compacted there (a restore with --mark-compacted
+            // marks its bumped revision compacted): nothing to free.
+            if !format!("{e:#}").contains("compacted") {
+                return Err(e.context(format!("compacting the history up to revision {rev}")));
+            }
+        }
+        self.v3(&[
+            "defrag",
+            &format!("--command-timeout={}s", self.long_timeout.as_secs().max(1)),
+        ])
+        .bounded(self.long_timeout, "--timeout")
+        .run()
+        .context("defragmenting")?;
+        self.v3(&["alarm", "disarm"])
+            .run()
+            .context("disarming the alarm")?;
+        Ok(rev)
+    }
+
     pub fn member_list(&self) -> Result<MemberList> {
         let out = self
             .v3(&["member", "list", "-w", "json"])
@@ -580,6 +686,31 @@ mod tests {
         let e = parse_endpoint_status("Error: x").unwrap_err();
         assert!(format!("{e:#}").contains("endpoint status"));
         assert!(parse_endpoint_status("[]").is_err());
+    }
+
+    #[test]
+    fn alarm_lists_as_etcdctl_prints_them() {
+        // etcdctl 3.4.23, a member past --quota-backend-bytes.
+        let a =
+            parse_alarm_list(r#"{"alarms":[{"memberID":3319814642761637952,"alarm":1}]}"#).unwrap();
+        assert_eq!(
+            a,
+            vec![Alarm {
+                alarm: "NOSPACE".into(),
+                member_id: "2e1259d415f2a040".into()
+            }]
+        );
+        assert!(a[0].is_nospace());
+        assert_eq!(
+            describe_alarms(&a),
+            "NOSPACE (raised by member 2e1259d415f2a040)"
+        );
+        // None active: etcdctl prints a header and no alarms.
+        let none = r#"{"header":{"cluster_id":1,"member_id":2,"revision":3,"raft_term":2}}"#;
+        assert!(parse_alarm_list(none).unwrap().is_empty());
+        assert_eq!(Alarm::from_raw(1, 2).alarm, "CORRUPT");
+        assert_eq!(Alarm::from_raw(1, 7).alarm, "alarm 7");
+        assert!(parse_alarm_list("not json").is_err());
     }
 
     #[test]

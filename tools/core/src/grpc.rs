@@ -122,8 +122,36 @@ pub struct SnapshotResponse {
     pub version: String,
 }
 
+/// `action` 0 is GET: list the active alarms (memberID 0, alarm NONE).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct AlarmRequest {
+    #[prost(int32, tag = "1")]
+    pub action: i32,
+    #[prost(uint64, tag = "2")]
+    pub member_id: u64,
+    #[prost(int32, tag = "3")]
+    pub alarm: i32,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct AlarmMember {
+    #[prost(uint64, tag = "1")]
+    pub member_id: u64,
+    #[prost(int32, tag = "2")]
+    pub alarm: i32,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct AlarmResponse {
+    #[prost(message, optional, tag = "1")]
+    pub header: Option<ResponseHeader>,
+    #[prost(message, repeated, tag = "2")]
+    pub alarms: Vec<AlarmMember>,
+}
+
 const RANGE: &str = "/etcdserverpb.KV/Range";
 const STATUS: &str = "/etcdserverpb.Maintenance/Status";
+const ALARM: &str = "/etcdserverpb.Maintenance/Alarm";
 const MEMBER_LIST: &str = "/etcdserverpb.Cluster/MemberList";
 const WINDOW: u32 = 4 << 20;
 const SNAPSHOT: &str = "/etcdserverpb.Maintenance/Snapshot";
@@ -334,6 +362,18 @@ impl Client {
                 leader: r.leader,
             },
         })
+    }
+
+    /// `Maintenance.Alarm` GET: the alarms active in the cluster, as
+    /// `etcdctl alarm list` reports them.
+    pub fn alarms(&self) -> Result<Vec<crate::etcd::Alarm>> {
+        let r: AlarmResponse =
+            self.unary(ALARM, "Maintenance.Alarm (list)", AlarmRequest::default())?;
+        Ok(r.alarms
+            .into_iter()
+            .filter(|a| a.alarm != 0)
+            .map(|a| crate::etcd::Alarm::from_raw(a.member_id, a.alarm))
+            .collect())
     }
 
     /// `Cluster.MemberList`, as `etcdctl member list` reports it.

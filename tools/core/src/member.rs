@@ -28,19 +28,34 @@ pub struct Spec<'a> {
     pub mark_compacted: bool,
 }
 
+/// What building a member found.
+#[derive(Debug, Default)]
+pub struct Built {
+    /// The revision the member came up at (v3).
+    pub revision: Option<u64>,
+    /// Alarms its data carried, cleared before it was handed over.
+    pub cleared_alarms: Vec<String>,
+}
+
 /// Build `new_dir/member` from the backup files in `backup` (described by
 /// `manifest`), checked by starting it once; `staging` holds the logs.
-/// Returns the revision the member came up at (v3).
 pub fn build(
     sp: &Spec<'_>,
     backup: &Path,
     manifest: &Manifest,
     new_dir: &Path,
     staging: &Path,
-) -> Result<Option<u64>> {
+) -> Result<Built> {
+    for a in &manifest.alarms {
+        tracing::warn!(
+            "this backup was taken with alarm {} active (raised by member {})",
+            a.alarm,
+            a.member_id
+        );
+    }
     match manifest.api {
-        Api::V2 => build_v2(sp, backup, new_dir, staging).map(|()| None),
-        Api::V3 => build_v3(sp, backup, manifest, new_dir, staging).map(Some),
+        Api::V2 => build_v2(sp, backup, new_dir, staging),
+        Api::V3 => build_v3(sp, backup, manifest, new_dir, staging),
     }
 }
 
@@ -154,17 +169,65 @@ impl TempEtcd {
                         );
                         crate::poll::Probe::Done(())
                     }
-                    Err(_) => crate::poll::Probe::Waiting(format!("{url} not healthy yet")),
+                    // etcd 3.5+ reports a member with an active alarm as
+                    // unhealthy: it is up, and the alarm is dealt with next.
+                    Err(_) if ctl.alarm_list().is_ok_and(|a| !a.is_empty()) => {
+                        crate::poll::Probe::Done(())
+                    }
+                    Err(e) => crate::poll::Probe::Waiting(format!("not healthy yet: {e:#}")),
                 })
             },
-            |_| {
+            |last| {
                 anyhow::anyhow!(
-                    "temporary etcd on {url} not healthy within {}{}",
+                    "temporary etcd on {url} not healthy within {} (last seen: {last}){}",
                     humantime::format_duration(limit),
                     log_tail(&log)
                 )
             },
         )
+    }
+
+    /// A member whose data carries an alarm is never handed over as is:
+    /// NOSPACE (it would refuse every write) is cleared as etcd's
+    /// maintenance guide says; any other alarm is refused, naming it and
+    /// the command that clears it. Returns what was cleared.
+    fn clear_alarms(&mut self, ctl: &Etcdctl, limit: Duration) -> Result<Vec<String>> {
+        let ctl = ctl.at(&self.client_url);
+        let alarms = ctl.alarm_list()?;
+        if alarms.is_empty() {
+            return Ok(Vec::new());
+        }
+        let described = crate::etcd::describe_alarms(&alarms);
+        if !alarms.iter().all(crate::etcd::Alarm::is_nospace) {
+            bail!(
+                "the restored data carries alarm {described}: etcd flagged it, so it is not handed \
+                 over as a healthy member. Inspect the backup; to accept it anyway, restore it with \
+                 etcdutl snapshot restore and run etcdctl alarm disarm on the started member"
+            );
+        }
+        tracing::warn!(
+            "the restored data carries alarm {described}: the backup was taken while etcd refused \
+             writes; clearing it (compact, defrag, disarm)"
+        );
+        let rev = ctl.clear_nospace().with_context(|| {
+            format!(
+                "clearing alarm {described} in the restored member (by hand: etcdctl compact \
+                 <revision>; etcdctl defrag; etcdctl alarm disarm)"
+            )
+        })?;
+        let left = ctl.alarm_list()?;
+        ensure!(
+            left.is_empty(),
+            "alarm {} still active in the restored member after compact, defrag and disarm: \
+             its data does not fit etcd's quota (--quota-backend-bytes)",
+            crate::etcd::describe_alarms(&left)
+        );
+        self.wait_healthy(&ctl, limit)?;
+        tracing::info!(
+            "cleared NOSPACE in the restored member: history compacted up to revision {rev}, \
+             defragmented, alarm disarmed"
+        );
+        Ok(alarms.into_iter().map(|a| a.alarm).collect())
     }
 
     /// SIGTERM, then wait (bounded); a member that needs SIGKILL fails the restore.
@@ -218,7 +281,7 @@ fn copy_tree(from: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
-fn build_v2(sp: &Spec<'_>, backup: &Path, new_dir: &Path, staging: &Path) -> Result<()> {
+fn build_v2(sp: &Spec<'_>, backup: &Path, new_dir: &Path, staging: &Path) -> Result<Built> {
     ensure!(
         backup.join("member/wal").is_dir(),
         "the v2 backup has no member/wal"
@@ -235,6 +298,7 @@ fn build_v2(sp: &Spec<'_>, backup: &Path, new_dir: &Path, staging: &Path) -> Res
         staging.join("etcd.log"),
     )?;
     etcd.wait_healthy(sp.etcdctl, sp.wait)?;
+    let cleared_alarms = etcd.clear_alarms(sp.etcdctl, sp.wait)?;
     let ctl = sp.etcdctl.at(&etcd.client_url);
     let list = ctl.member_list()?;
     ensure!(
@@ -261,7 +325,11 @@ fn build_v2(sp: &Spec<'_>, backup: &Path, new_dir: &Path, staging: &Path) -> Res
         hex_id(me.id),
         sp.peer_urls
     );
-    etcd.stop()
+    etcd.stop()?;
+    Ok(Built {
+        revision: None,
+        cleared_alarms,
+    })
 }
 
 fn build_v3(
@@ -270,7 +338,7 @@ fn build_v3(
     manifest: &Manifest,
     new_dir: &Path,
     staging: &Path,
-) -> Result<u64> {
+) -> Result<Built> {
     let db = backup.join(archive::V3_SNAPSHOT_NAME);
     let token = format!(
         "etcd2-restore-{}",
@@ -298,6 +366,7 @@ fn build_v3(
     // Check it: start it privately and compare its revision.
     let mut etcd = TempEtcd::start(sp.etcd, sp.name, new_dir, &[], staging.join("etcd.log"))?;
     etcd.wait_healthy(sp.etcdctl, sp.wait)?;
+    let cleared_alarms = etcd.clear_alarms(sp.etcdctl, sp.wait)?;
     let st = sp.etcdctl.at(&etcd.client_url).endpoint_status()?;
     if let Some(rev) = manifest.revision {
         let rev = rev + sp.bump_revision.unwrap_or(0);
@@ -313,5 +382,8 @@ fn build_v3(
         hex_id(st.status.header.cluster_id)
     );
     etcd.stop()?;
-    Ok(st.status.header.revision)
+    Ok(Built {
+        revision: Some(st.status.header.revision),
+        cleared_alarms,
+    })
 }

@@ -486,6 +486,7 @@ mod tests {
             host: host.into(),
             machine_id: None,
             files: vec![],
+            alarms: vec![],
         }
     }
 

@@ -338,6 +338,7 @@ impl FetchJob {
             created_unix,
             host: String::new(),
             machine_id: Some(self.layout.machine_id.clone()),
+            alarms: Vec::new(),
             files: archive::file_entries(&data, &files)?,
         };
         match target {

@@ -77,6 +77,11 @@ impl Produced {
                 r as f64,
             ));
         }
+        v.push(Sample::gauge(
+            "etcd2_backup_etcd_alarms",
+            "Alarms (NOSPACE, CORRUPT) active in the cluster at the backup written last.",
+            m.alarms.len() as f64,
+        ));
         if let Some(k) = m.key_count {
             v.push(Sample::gauge(
                 "etcd2_backup_keys",
@@ -184,6 +189,38 @@ impl SnapshotJob {
         }
     }
 
+    /// The cluster's active alarms, for the manifest, each warned of: a
+    /// NOSPACE member refuses every write, and the backup says so. Not
+    /// being able to list them (a user without the permission) is said and
+    /// does not stop the backup.
+    fn alarms(&self, grpc: &crate::grpc::Client) -> Vec<archive::AlarmRecord> {
+        let alarms = match grpc.alarms() {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!("could not list etcd's alarms at {}: {e:#}", grpc.url());
+                return Vec::new();
+            }
+        };
+        for a in &alarms {
+            let what = if a.is_nospace() {
+                "its database reached its quota (--quota-backend-bytes) and etcd refuses every \
+                 write. This backup records the alarm; etcd2-restore clears it in the member it \
+                 restores. On the live cluster: etcdctl compact, etcdctl defrag, etcdctl alarm \
+                 disarm (etcd's maintenance guide)"
+            } else {
+                "this backup records it; check the cluster before relying on this backup"
+            };
+            tracing::warn!("etcd reports alarm {a} at {}: {what}", grpc.url());
+        }
+        alarms
+            .into_iter()
+            .map(|a| archive::AlarmRecord {
+                alarm: a.alarm,
+                member_id: a.member_id,
+            })
+            .collect()
+    }
+
     pub fn run(&self) -> Result<Produced> {
         // Claim the output first, so that an unwritable destination fails
         // before any expensive work and before etcd is touched.
@@ -217,6 +254,7 @@ impl SnapshotJob {
             hex_id(status.status.header.cluster_id),
             self.etcd.endpoints()
         );
+        let alarms = self.alarms(&grpc);
         // The v2 keyspace is probed only where it can hold data: not on etcd
         // 3.6+ (no v2 store), and not with an etcdctl that has no v2
         // commands (3.6's). An explicit --api v3 still probes on 3.4/3.5,
@@ -282,6 +320,7 @@ impl SnapshotJob {
             host: crate::node::hostname(),
             machine_id: self.machine_id.clone(),
             files: Vec::new(),
+            alarms,
         };
         let hashing = HashingWriter::new(&mut sink);
         let (hashing, manifest) = match api {

@@ -35,6 +35,8 @@ pub struct Verified {
     pub api: archive::Api,
     /// The revision the throwaway member came up at (v3).
     pub revision: Option<u64>,
+    /// Alarms its data carried (NOSPACE), which a restore clears.
+    pub alarms: Vec<String>,
     pub seconds: f64,
 }
 
@@ -108,7 +110,7 @@ impl VerifyJob {
             bump_revision: None,
             mark_compacted: false,
         };
-        let revision = member::build(&spec, &data, &manifest, &member_dir, scratch.path())
+        let built = member::build(&spec, &data, &manifest, &member_dir, scratch.path())
             .with_context(|| {
                 format!(
                     "generation {} does not restore: its data verified, but etcd could not build \
@@ -119,7 +121,8 @@ impl VerifyJob {
         Ok(Verified {
             generation: sc.generation.clone(),
             api: manifest.api,
-            revision,
+            revision: built.revision,
+            alarms: built.cleared_alarms,
             seconds: started.elapsed().as_secs_f64(),
         })
     }
@@ -142,8 +145,17 @@ impl Verified {
 
     /// The one line for stdout.
     pub fn line(&self) -> String {
+        let alarms = if self.alarms.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; its data carries alarm {} (taken while etcd refused writes), which the \
+                 restore clears",
+                self.alarms.join(", ")
+            )
+        };
         format!(
-            "verified: generation {} ({} backup) restores{} ({:.1}s)",
+            "verified: generation {} ({} backup) restores{}{alarms} ({:.1}s)",
             self.generation,
             self.api,
             self.revision
