@@ -660,3 +660,75 @@ fn future_dated_set_aside_dirs_never_cost_the_data_just_set_aside() {
         names(&data)
     );
 }
+
+/// A sidecar or pointer (damaged, or written by someone hostile) may name
+/// only objects inside its own machine's generations/: never another
+/// machine's backup, restored as if it were this one's.
+#[test]
+fn a_sidecar_or_pointer_naming_objects_outside_its_machine_is_refused() {
+    const OTHER: &str = "b0000000000000000000000000000002";
+    let c = Cluster::start(1);
+    let remote = Remote::local(c.path());
+    let env = Env::new(c.path());
+    for (mid, who) in [(MID, "this machine"), (OTHER, "another machine")] {
+        c.put_v3(0, "/who", who);
+        let p = c.path().join(format!("{mid}.tar.zst"));
+        run_ok(&mut snapshot(&c, 0, "v3", &p));
+        run_ok(env.push(&remote, mid).arg(&p));
+    }
+    let read_json = |rel: &str| -> serde_json::Value {
+        serde_json::from_slice(&remote.read(rel).expect(rel)).unwrap()
+    };
+    let mine = read_json(&format!("{MID}/LATEST.json"));
+    let theirs = read_json(&format!("{OTHER}/LATEST.json"));
+    let (my_gen, their_gen) = (
+        mine["generation"].as_str().unwrap().to_owned(),
+        theirs["generation"].as_str().unwrap().to_owned(),
+    );
+
+    // This machine's sidecar, rewritten to describe the other machine's
+    // archive by a path that climbs out of generations/.
+    let mut sidecar = read_json(&format!("{OTHER}/generations/{their_gen}.json"));
+    let escape = format!("../../{OTHER}/generations/{their_gen}.tar.zst");
+    sidecar["generation"] = my_gen.clone().into();
+    sidecar["archive"] = escape.clone().into();
+    remote.write(
+        &format!("{MID}/generations/{my_gen}.json"),
+        &serde_json::to_vec_pretty(&sidecar).unwrap(),
+    );
+    let mut pointer = mine.clone();
+    for k in ["archive", "size", "sha256", "cluster_id", "member_id"] {
+        pointer[k] = if k == "archive" {
+            escape.clone().into()
+        } else {
+            theirs[k].clone()
+        };
+    }
+    remote.write(
+        &format!("{MID}/LATEST.json"),
+        &serde_json::to_vec_pretty(&pointer).unwrap(),
+    );
+    let into = c.path().join("fetched");
+    let out = run(env.fetch(&remote, MID).arg("--into").arg(&into));
+    let line = assert_fails_with(&out, "etcd2-fetch", "outside");
+    assert!(line.contains(&my_gen), "names the sidecar: {line}");
+    assert!(!into.exists(), "nothing placed");
+    let out = run(env
+        .fetch(&remote, MID)
+        .args(["--generation", &my_gen, "--into"])
+        .arg(&into));
+    assert_fails_with(&out, "etcd2-fetch", "outside");
+    assert!(!into.exists(), "nothing placed");
+
+    // A pointer whose generation climbs out: damaged, never followed.
+    let mut pointer = mine.clone();
+    pointer["generation"] = format!("../{OTHER}/generations/{their_gen}").into();
+    remote.write(
+        &format!("{MID}/LATEST.json"),
+        &serde_json::to_vec_pretty(&pointer).unwrap(),
+    );
+    let out = run(env.fetch(&remote, MID).arg("--into").arg(&into));
+    let line = assert_fails_with(&out, "etcd2-fetch", "LATEST.json");
+    assert!(!line.contains("another machine"), "{line}");
+    assert!(!into.exists(), "nothing placed");
+}

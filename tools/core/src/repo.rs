@@ -19,7 +19,7 @@
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::archive::{Codec, Manifest};
@@ -162,12 +162,37 @@ impl Pointer {
 /// Generation `id`'s sidecar; an error says whether it is missing or
 /// damaged.
 pub fn read_sidecar(rclone: &Rclone, layout: &Layout, id: &str) -> Result<Sidecar> {
+    ensure!(
+        valid_generation_id(id),
+        "{id:?} is not a generation id (it would name an object outside {})",
+        layout.generations()
+    );
     let path = join(&layout.generations(), &format!("{id}.json"));
     let bytes = rclone
         .cat(&path)?
         .with_context(|| format!("generation {id}: sidecar {path} is missing"))?;
-    serde_json::from_slice(&bytes)
-        .with_context(|| format!("generation {id}: sidecar {path} is damaged"))
+    let sc: Sidecar = serde_json::from_slice(&bytes)
+        .with_context(|| format!("generation {id}: sidecar {path} is damaged"))?;
+    check_sidecar_names(id, &sc).with_context(|| format!("generation {id}: sidecar {path}"))?;
+    Ok(sc)
+}
+
+/// A sidecar names only its own generation's archive, beside it: a
+/// damaged or hostile one must not lead a restore to another object (say,
+/// `../../<other machine>/generations/…`: another machine's backup).
+fn check_sidecar_names(id: &str, sc: &Sidecar) -> Result<()> {
+    ensure!(
+        sc.generation == id,
+        "names generation {:?}, not its own",
+        sc.generation
+    );
+    let want = format!("{id}.{}", sc.codec.extension());
+    ensure!(
+        sc.archive == want,
+        "names archive {:?}, not {want:?}: refusing an object outside this generation",
+        sc.archive
+    );
+    Ok(())
 }
 
 /// `sc`'s archive as a stream from the remote (with progress), and its
@@ -346,6 +371,11 @@ pub fn read_pointer_checked(rclone: &Rclone, layout: &Layout) -> Result<PointerS
         Small::Bytes(b) if b.is_empty() => PointerState::Missing,
         Small::TooLarge => PointerState::Damaged(Small::TOO_LARGE.to_owned()),
         Small::Bytes(b) => match serde_json::from_slice::<Pointer>(&b) {
+            Ok(p) if !valid_generation_id(&p.generation) => PointerState::Damaged(format!(
+                "its generation {:?} is not a generation id (it would name an object outside {})",
+                p.generation,
+                layout.generations()
+            )),
             Ok(p) => PointerState::Valid(p),
             Err(e) => PointerState::Damaged(e.to_string()),
         },
