@@ -328,7 +328,8 @@ fn is_secret_flag(arg: &str) -> bool {
 /// child's stderr): the one rule for every output of the tools. Replaced by
 /// `***` is the value of
 /// - a flag whose name says pass/secret/key/token/credential/user:
-///   `--s3-secret-access-key=X`, `--sftp-pass X`;
+///   `--s3-secret-access-key=X` (in a command line also `--sftp-pass X`,
+///   argument by argument: [`Invocation::display`]);
 /// - a connection-string parameter whose name says the same:
 ///   `:s3,access_key_id=X,secret_access_key='Y':bucket`, also URL-encoded
 ///   (`%2Csecret_access_key%3DY`, as rclone echoes it in errors);
@@ -336,7 +337,7 @@ fn is_secret_flag(arg: &str) -> bool {
 /// - a URL's signature parameter (`?sig=X`, `&X-Amz-Signature=X`), as in an
 ///   Azure SAS URL.
 pub fn redact(text: &str) -> std::borrow::Cow<'_, str> {
-    static RES: std::sync::LazyLock<[(regex::Regex, &'static str); 7]> = std::sync::LazyLock::new(
+    static RES: std::sync::LazyLock<[(regex::Regex, &'static str); 6]> = std::sync::LazyLock::new(
         || {
             let re = |s: String| regex::Regex::new(&s).expect("static regex");
             let name = format!("[a-z0-9_-]*(?:{SECRET_WORDS})[a-z0-9_-]*");
@@ -347,13 +348,9 @@ pub fn redact(text: &str) -> std::borrow::Cow<'_, str> {
                     re(format!(r#"(?i)(--{name})=(?:'[^']*'|"[^"]*"|\S+)"#)),
                     "${1}=***",
                 ),
-                // --flag value (a value is not a flag)
-                (
-                    re(format!(
-                        r#"(?i)(--{name})(\s+)(?:'[^']*'|"[^"]*"|[^\s'"-][^\s'"]*)"#
-                    )),
-                    "${1}${2}***",
-                ),
+                // Not `--flag value`: in free text that is prose ("--key
+                // must be given"); a command line's separate values are
+                // redacted argument by argument ([`Invocation::display`]).
                 // ,param=value in a connection string; quotes may hold , and :
                 (
                     re(format!(r#"(?i)(,{name}=)(?:'[^']*'|"[^"]*"|[^,:\s'"]*)"#)),
@@ -491,7 +488,6 @@ mod tests {
                 "--s3-secret-access-key=AAA --bwlimit=1M",
                 "--s3-secret-access-key=*** --bwlimit=1M",
             ),
-            ("--sftp-pass AAA --retries 1", "--sftp-pass *** --retries 1"),
             ("--webdav-pass='a b' x", "--webdav-pass=*** x"),
             (
                 ":s3,provider=AWS,access_key_id=AAA,secret_access_key='B,C:D',region=x:bucket/p",
@@ -545,6 +541,21 @@ mod tests {
         ];
         for (text, want) in cases {
             assert_eq!(redact(text), want, "{text}");
+        }
+    }
+
+    #[test]
+    fn redact_keeps_the_words_of_our_own_messages() {
+        // Free text names flags in prose; only --flag=value, connection
+        // strings and URLs carry secrets there (a command line's separate
+        // values are redacted argument by argument, by `display`).
+        for text in [
+            "--cert and --key must be given together",
+            "--password needs --user too",
+            "give --user NAME or set ETCDCTL_USER",
+            "the --key file is not readable",
+        ] {
+            assert_eq!(redact(text), text);
         }
     }
 
