@@ -777,3 +777,99 @@ fn an_exported_etcdctl_api_changes_nothing() {
         assert!(!archive.exists());
     }
 }
+
+/// "Cannot reach" is said only of a member that did not answer: one that
+/// answered with a refusal is named by its refusal.
+#[test]
+fn a_member_that_answers_with_a_refusal_is_not_called_unreachable() {
+    // Auth on, and we send no user: etcd refuses, it was reached.
+    let c = Cluster::start(1);
+    c.put_v3(0, "/k", "v");
+    run_ok(
+        c.etcdctl(0, "3")
+            .args(["user", "add", "root:s3cret-canary"]),
+    );
+    run_ok(c.etcdctl(0, "3").args(["auth", "enable"]));
+    let archive = c.path().join("auth.tar.zst");
+    let out = run(snapshot(&c, 0).args(["--api", "v3", "-o"]).arg(&archive));
+    let line = assert_fails_with(&out, "etcd2-snapshot", "authentication");
+    assert!(!line.contains("cannot reach"), "{line}");
+    assert!(!line.contains("s3cret-canary"), "{line}");
+    assert!(!archive.exists());
+
+    // A learner serves no linearizable read: said as such.
+    let c = Cluster::start(1);
+    c.put_v3(0, "/k", "v");
+    let (cp, pp) = (free_port(), free_port());
+    let peer = format!("http://127.0.0.1:{pp}");
+    run_ok(c.etcdctl(0, "3").args([
+        "member",
+        "add",
+        "l1",
+        &format!("--peer-urls={peer}"),
+        "--learner",
+    ]));
+    let learner = etcd::spawn(
+        MemberSpec {
+            name: "l1",
+            data_dir: c.path().join("l1"),
+            client_port: cp,
+            peer_port: pp,
+            initial_cluster: format!("{}={},l1={peer}", c.members[0].name, c.members[0].peer_url),
+            state: "existing",
+            token: &c.token,
+            tls: None,
+            extra: vec![],
+            bin: None,
+        },
+        c.path(),
+    );
+    wait_for(
+        "the learner's client port to listen",
+        Duration::from_secs(30),
+        || std::net::TcpStream::connect(("127.0.0.1", cp)).ok(),
+    );
+    let archive = c.path().join("learner.tar.zst");
+    let out = run(tool("etcd2-snapshot")
+        .env("ETCDCTL_ENDPOINTS", &learner.client_url)
+        .env("ETCD_BACKUP_DIR", c.path().join("work"))
+        .args(["--api", "v3", "-o"])
+        .arg(&archive));
+    let line = assert_fails_with(&out, "etcd2-snapshot", "learner");
+    assert!(!line.contains("cannot reach"), "{line}");
+    assert!(!archive.exists());
+}
+
+/// etcd2-snapshot backs up one member: the first of --endpoints, and it
+/// says so; an error names that member only.
+#[test]
+fn only_the_first_endpoint_is_backed_up_and_errors_name_it() {
+    let c = Cluster::start(1);
+    c.put_v3(0, "/k", "v");
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let archive = c.path().join("a.tar.zst");
+    let out = run_ok(
+        snapshot(&c, 0)
+            .env("ETCDCTL_ENDPOINTS", format!("{},{dead}", c.endpoint(0)))
+            .args(["--api", "v3", "-o"])
+            .arg(&archive),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("backs up the member at {}", c.endpoint(0))) && err.contains(&dead),
+        "says which member it backs up and which endpoints it leaves: {err}"
+    );
+    let out = run(snapshot(&c, 0)
+        .env("ETCDCTL_ENDPOINTS", format!("{dead},{}", c.endpoint(0)))
+        .args(["--api", "v3", "-o"])
+        .arg(&archive));
+    let line = assert_fails_with(
+        &out,
+        "etcd2-snapshot",
+        &format!("cannot reach etcd at {dead}"),
+    );
+    assert!(
+        !line.contains(c.endpoint(0)),
+        "names only the member tried: {line}"
+    );
+}

@@ -25,7 +25,8 @@ fn main() -> ExitCode {
                 api: cli.api,
                 allow_dropping_keyspace: cli.allow_dropping_keyspace,
                 data_dir: cli.data_dir,
-                etcd: cli.etcd.client()?,
+                // One member is backed up: the first of --endpoints.
+                etcd: cli.etcd.client()?.one_member()?,
                 output: cli.output,
                 codec: cli.codec,
                 level: cli.level,

@@ -233,8 +233,8 @@ impl SnapshotJob {
         // One gRPC connection for status, member list, the v3 probe and
         // the snapshot: no etcdctl process for any of them.
         let grpc = self.etcd.grpc()?;
-        let status = grpc.status().map_err(|e| self.etcd.unreachable(e))?;
-        let members = grpc.member_list().map_err(|e| self.etcd.unreachable(e))?;
+        let status = grpc.status().map_err(|e| self.etcd.failure(e))?;
+        let members = grpc.member_list().map_err(|e| self.etcd.failure(e))?;
         let me = status.status.header.member_id;
         let member_name = members
             .members
@@ -284,7 +284,7 @@ impl SnapshotJob {
         // member after it, holds every write acknowledged before we
         // started: at least the revision it answers at. Its count is the
         // manifest's key count. Keep it ahead of the snapshot.
-        let (v3_keys, v3_revision) = grpc.count_keys().map_err(|e| self.etcd.unreachable(e))?;
+        let (v3_keys, v3_revision) = grpc.count_keys().map_err(|e| self.etcd.failure(e))?;
         let v3_has = v3_keys > 0;
         let (api, warning) = choose_api(self.api, v2_has, v3_has, self.allow_dropping_keyspace)?;
         if let Some(w) = warning {
@@ -337,7 +337,7 @@ impl SnapshotJob {
                 let grpc_url = grpc.url().to_owned();
                 let mut stream = grpc
                     .snapshot(STREAM_DEPTH)
-                    .map_err(|e| self.etcd.unreachable(e))?;
+                    .map_err(|e| self.etcd.failure(e))?;
                 tracing::debug!(
                     "v3 snapshot: {} bytes of db, {v3_keys} keys at revision {v3_revision} or later",
                     stream.db_size()
