@@ -25,15 +25,16 @@ fn snapshot(c: &Cluster) -> Command {
     cmd
 }
 
-/// An rclone that logs each start (its arguments) to `log`, then runs rclone.
-fn counting_rclone(dir: &Path) -> (PathBuf, PathBuf) {
+/// An rclone that logs each start (its arguments) to `log`, then runs `bin`.
+fn counting_rclone(dir: &Path, bin: &Path) -> (PathBuf, PathBuf) {
     let wrapper = dir.join("rclone-counting");
     let log = dir.join("rclone-starts.log");
     std::fs::write(
         &wrapper,
         format!(
-            "#!/bin/sh\necho \"$1 $2\" >> {}\nexec rclone \"$@\"\n",
-            log.display()
+            "#!/bin/sh\necho \"$1 $2\" >> {}\nexec {} \"$@\"\n",
+            log.display(),
+            bin.display()
         ),
     )
     .unwrap();
@@ -108,7 +109,7 @@ fn corrupt(kind: &str, remote: &Remote, archive: &str) {
 
 fn cycle(kind: &str, remote: Remote, c: &Cluster, extra_flags: &str) {
     let env = Env::new(c.path());
-    let (wrapper, log) = counting_rclone(c.path());
+    let (wrapper, log) = counting_rclone(c.path(), &remote.bin);
     let push = |keep: &str| {
         let mut cmd = env.push(&remote, MID);
         cmd.env("ETCD2_BACKUP_RCLONE", &wrapper)

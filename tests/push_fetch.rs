@@ -586,7 +586,7 @@ fn legacy_backup_written_like_the_original_is_fetched_as_unverified() {
     );
     std::fs::write(b.join("member/snap/.marker"), b"").ok();
     run_ok(
-        Command::new("rclone")
+        Command::new(&remote.bin)
             .arg("--config")
             .arg(&remote.config)
             .arg("copy")
