@@ -34,6 +34,10 @@ impl Small {
 /// local backend compute every type it knows.
 const HASHES: [&str; 3] = ["sha256", "sha1", "md5"];
 
+/// rclone's words (1.60 and 1.75) for a remote it finds neither in its
+/// config file nor in its environment.
+const NOT_IN_CONFIG: &str = "didn't find section in config file";
+
 /// rclone's exit codes for "directory not found" and "file not found".
 const NOT_FOUND: &[i32] = &[3, 4];
 
@@ -274,21 +278,59 @@ impl Rclone {
         e
     }
 
-    /// Fail with one clear line when `endpoint` names a remote that the
-    /// config does not define. Local paths and `:backend:` strings pass.
+    /// Fail with one clear line when `endpoint` names a remote that rclone
+    /// cannot make. Local paths and `:backend:` strings pass.
+    ///
+    /// rclone itself is asked (it builds the remote's root, without listing
+    /// it): it finds a remote in the config file or in its environment
+    /// (`RCLONE_CONFIG_<NAME>_TYPE=...`, any case of NAME). A list of our
+    /// own would not: rcd's `config/listremotes` omits the environment's
+    /// remotes on rclone 1.60, and every version lists them lower-cased.
     pub fn check_endpoint(&self, endpoint: &str) -> Result<()> {
         let Some(name) = remote_name(endpoint) else {
             return Ok(());
         };
-        let listed: Vec<String> = match self.session()? {
+        let root = format!("{name}:");
+        let what = format!("checking rclone remote {name:?} (from RCLONE_ENDPOINT {endpoint})");
+        let made = match self.session()? {
             Some(s) => self
-                .rc(
-                    &s,
-                    "config/listremotes",
-                    json!({}),
-                    "listing rclone remotes",
-                    false,
-                )?
+                .rc(&s, "operations/fsinfo", json!({"fs": root}), &what, false)
+                .map(drop),
+            None => self
+                .run(self.cmd(&["backend", "features", &root]), &[], || {
+                    what.clone()
+                })
+                .map(drop),
+        };
+        match made {
+            Ok(()) => Ok(()),
+            Err(e) if format!("{e:#}").contains(NOT_IN_CONFIG) => {
+                let cfg = match &self.config {
+                    Some(c) => c.display().to_string(),
+                    None => "rclone's default config".to_owned(),
+                };
+                let names = self.remote_names()?;
+                bail!(
+                    "rclone remote {name:?} (from RCLONE_ENDPOINT {endpoint}) is not defined in \
+                     {cfg} nor by RCLONE_CONFIG_{}_TYPE in the environment; defined: {}",
+                    name.to_uppercase().replace('-', "_"),
+                    if names.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        names.join(", ")
+                    }
+                );
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The remotes rclone lists (for a message: see [`Rclone::check_endpoint`]).
+    fn remote_names(&self) -> Result<Vec<String>> {
+        let what = || "listing rclone remotes".to_owned();
+        Ok(match self.session()? {
+            Some(s) => self
+                .rc(&s, "config/listremotes", json!({}), &what(), false)?
                 .and_then(|v| {
                     v.get("remotes").and_then(|r| r.as_array()).map(|a| {
                         a.iter()
@@ -298,27 +340,13 @@ impl Rclone {
                 })
                 .unwrap_or_default(),
             None => {
-                let (_, out) = self.run(self.cmd(&["listremotes"]), &[], || {
-                    "listing rclone remotes".to_owned()
-                })?;
+                let (_, out) = self.run(self.cmd(&["listremotes"]), &[], what)?;
                 out.stdout
                     .lines()
                     .map(|l| l.trim_end_matches(':').to_owned())
                     .collect()
             }
-        };
-        let names: Vec<&str> = listed.iter().map(String::as_str).collect();
-        if !names.contains(&name) {
-            let cfg = match &self.config {
-                Some(c) => c.display().to_string(),
-                None => "rclone's default config".to_owned(),
-            };
-            bail!(
-                "rclone remote {name:?} (from RCLONE_ENDPOINT {endpoint}) is not defined in {cfg}; defined: {}",
-                if names.is_empty() { "none".to_owned() } else { names.join(", ") }
-            );
-        }
-        Ok(())
+        })
     }
 
     /// A small remote file (a pointer or sidecar), reading at most
