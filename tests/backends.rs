@@ -356,3 +356,32 @@ fn the_local_copy_is_the_published_archive_and_only_that() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+/// An S3 error is one `tool: error:` line: rclone 1.60's (the AWS SDK's)
+/// carry their status on a second line (`...\n\tstatus code: 400, request
+/// id: ...`), and push's rcd replies passed that on.
+#[test]
+fn an_s3_error_is_one_line_on_each_rclone() {
+    let c = small_cluster();
+    let archive = c.path().join("a.tar.zst");
+    c.snapshot_to(0, "v3", &archive);
+    for (tag, bin) in [
+        ("1.60", harness::require("rclone", "rclone")),
+        ("1.75", harness::rclone::rclone_175()),
+    ] {
+        let base = c.path().join(format!("rclone-{tag}"));
+        std::fs::create_dir_all(&base).unwrap();
+        let remote = Remote::s3(&base).using(bin);
+        let env = Env::new(&base);
+        // A bucket name S3 refuses (shorter than 3 characters).
+        let mut push = env.push(&remote, MID);
+        push.env("RCLONE_ENDPOINT", "backup:ab/etcd").arg(&archive);
+        let out = run(&mut push);
+        let line = assert_fails_with(&out, "etcd2-push", "InvalidBucketName");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.trim_end().ends_with(&line),
+            "rclone {tag}: more after the error line: {err}"
+        );
+    }
+}
