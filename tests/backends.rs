@@ -385,3 +385,122 @@ fn an_s3_error_is_one_line_on_each_rclone() {
         );
     }
 }
+
+/// No S3 multipart upload of etcd data outlives a push: one interrupted
+/// by SIGTERM, or whose producer died mid-stream, aborts its own; one
+/// killed (SIGKILL) leaves it, and the next push removes it once it is
+/// older than --transfer-timeout, and removes nothing of anyone else's
+/// (another machine's upload, one outside the endpoint). Uploads are
+/// listed by the S3 API itself.
+fn no_multipart_upload_outlives_a_push(tag: &str, bin: PathBuf) {
+    use std::time::{Duration, Instant};
+    let c = Cluster::start(1);
+    // Hard to compress: about 3 MB of archive, a multipart upload once
+    // rclone has read 100 KiB of a stream.
+    let mut rnd = std::fs::File::open("/dev/urandom").unwrap();
+    for k in 0..100 {
+        let mut b = vec![0u8; 32 << 10];
+        rnd.read_exact(&mut b).unwrap();
+        let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+        c.put_v3(0, &format!("/big{k}"), &hex);
+    }
+    let archive = c.path().join("a.tar.zst");
+    c.snapshot_to(0, "v3", &archive);
+    let bytes = std::fs::read(&archive).unwrap();
+    assert!(bytes.len() > 2 << 20, "{} bytes", bytes.len());
+    let remote = Remote::s3(c.path()).using(bin);
+    let env = Env::new(c.path());
+    let ours = format!("etcd/{MID}/");
+    let foreign = [
+        "etcd/0000000000000000000000000000000c/generations/x.tar.zst".to_owned(),
+        "elsewhere/y.tar.zst".to_owned(),
+    ];
+    for k in &foreign {
+        remote.start_multipart_upload(k);
+    }
+    let left = |remote: &Remote| -> Vec<String> {
+        remote
+            .multipart_uploads()
+            .into_iter()
+            .filter(|k| k.starts_with(&ours))
+            .collect()
+    };
+
+    let mut killed_at = None;
+    for how in ["producer-died", "sigterm", "sigkill"] {
+        let mut push = env.push(&remote, MID);
+        push.arg("-")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = push.spawn().expect("push");
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(&bytes[..2 << 20]).unwrap();
+        harness::wait_for(
+            &format!("{how}: a multipart upload under {ours}"),
+            Duration::from_secs(30),
+            || (!left(&remote).is_empty()).then_some(()),
+        );
+        match how {
+            "producer-died" => drop(stdin),
+            "sigterm" => {
+                nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(child.id() as i32),
+                    nix::sys::signal::Signal::SIGTERM,
+                )
+                .unwrap();
+            }
+            _ => {
+                child.kill().unwrap();
+                killed_at = Some(Instant::now());
+            }
+        }
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "rclone {tag}, {how}: {err}");
+        if how != "sigkill" {
+            assert_eq!(
+                left(&remote),
+                Vec::<String>::new(),
+                "rclone {tag}, {how}: the push left a multipart upload: {err}"
+            );
+        }
+    }
+    // What SIGKILL left (nothing of ours can abort it then).
+    let killed = left(&remote);
+    assert!(
+        !killed.is_empty(),
+        "rclone {tag}: SIGKILL left no upload to remove"
+    );
+
+    // The next push removes what is older than its --transfer-timeout:
+    // no push's upload lasts longer.
+    let bound = Duration::from_secs(3);
+    let since = killed_at.unwrap().elapsed();
+    std::thread::sleep((bound + Duration::from_secs(1)).saturating_sub(since));
+    let out = run_ok(
+        env.push(&remote, MID)
+            .args(["--transfer-timeout", "3s"])
+            .arg(&archive),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        left(&remote),
+        Vec::<String>::new(),
+        "rclone {tag}: the next push left the killed one's upload {killed:?}: {err}"
+    );
+    let all = remote.multipart_uploads();
+    for k in &foreign {
+        assert!(all.contains(k), "rclone {tag}: {k} was removed: {all:?}");
+    }
+}
+
+#[test]
+fn no_multipart_upload_outlives_a_push_on_rclone_1_60() {
+    no_multipart_upload_outlives_a_push("1.60", harness::require("rclone", "rclone"));
+}
+
+#[test]
+fn no_multipart_upload_outlives_a_push_on_rclone_1_75() {
+    no_multipart_upload_outlives_a_push("1.75", harness::rclone::rclone_175());
+}

@@ -306,6 +306,49 @@ impl Remote {
         r
     }
 
+    /// Python with boto3 against this S3 remote's moto (`s` is the client).
+    fn boto3(&self, body: &str) -> String {
+        let python = super::require_pypi("python3", "moto[server]");
+        let script = format!(
+            "import boto3, json\n\
+             s = boto3.client('s3', endpoint_url='http://{}', region_name='us-east-1',\n\
+                 aws_access_key_id='AKIDTESTCANARY', aws_secret_access_key='S3SECRETCANARY')\n{body}",
+            self.addr
+        );
+        let out = Command::new(&python)
+            .args(["-c", &script])
+            .env_remove("AWS_CA_BUNDLE")
+            .output()
+            .expect("running the venv's python for boto3");
+        assert!(
+            out.status.success(),
+            "boto3 against moto: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The keys of the S3 bucket's unfinished multipart uploads, asked of
+    /// the S3 API itself (not through rclone), sorted.
+    pub fn multipart_uploads(&self) -> Vec<String> {
+        let out = self.boto3(
+            "r = s.list_multipart_uploads(Bucket='etcd-backups')\n\
+             print(json.dumps([u['Key'] for u in r.get('Uploads', [])]))\n",
+        );
+        let mut v: Vec<String> = serde_json::from_str(out.trim()).expect("uploads as JSON");
+        v.sort();
+        v
+    }
+
+    /// Start a multipart upload of `key` (with one part) that nobody
+    /// finishes: another writer's, as S3 would hold it.
+    pub fn start_multipart_upload(&self, key: &str) {
+        self.boto3(&format!(
+            "u = s.create_multipart_upload(Bucket='etcd-backups', Key={key:?})\n\
+             s.upload_part(Bucket='etcd-backups', Key={key:?}, UploadId=u['UploadId'], PartNumber=1, Body=b'x' * 1024)\n"
+        ));
+    }
+
     /// Run this test's tools and inspection on rclone `bin` from now on
     /// (a server already serving the remote keeps running as it started).
     pub fn using(mut self, bin: PathBuf) -> Remote {

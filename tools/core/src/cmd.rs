@@ -922,6 +922,35 @@ impl Daemon {
     }
 }
 
+impl Daemon {
+    /// Stop it as an operator would: SIGTERM, which lets rclone cancel what
+    /// it has in flight (an S3 multipart upload is aborted, not left), then
+    /// SIGKILL if it has not exited within `grace`.
+    pub fn stop(&self, grace: Duration) {
+        for pid in self.handle.pids() {
+            // Best effort: it may have exited already.
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+        let deadline = std::time::Instant::now() + grace;
+        // Ok(None): still running; Ok(Some) or an error: it has exited.
+        while matches!(self.handle.try_wait(), Ok(None)) {
+            if std::time::Instant::now() >= deadline {
+                tracing::debug!(
+                    "`{}` still running {} after SIGTERM",
+                    self.display,
+                    human_duration(grace)
+                );
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.handle.kill(); // a no-op once it has exited
+    }
+}
+
 impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.handle.kill(); // best effort: it may have exited

@@ -157,6 +157,12 @@ impl Session {
         })
     }
 
+    /// Stop rclone with SIGTERM (it cancels what it has in flight), SIGKILL
+    /// after `grace`.
+    pub fn stop(&self, grace: Duration) {
+        self.daemon.stop(grace);
+    }
+
     fn timeout_error(&self, what: &str, bound: Duration, flag: &str) -> anyhow::Error {
         anyhow!(
             "`{}` {what} did not finish within {} ({flag})",
