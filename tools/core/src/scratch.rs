@@ -8,7 +8,8 @@
 //! - [`Guard`] registers scratch for the SIGTERM/SIGINT/SIGHUP handler that
 //!   [`install_signal_handler`] starts: it passes SIGTERM to our registered
 //!   children and waits up to 10 s for them to end (rclone aborts an S3
-//!   multipart upload then), removes registered scratch, prints one error
+//!   multipart upload then), runs the [`OnStop`] work registered (aborting
+//!   what rclone could not), removes registered scratch, prints one error
 //!   line and exits 128+signal, the code systemd expects from a stopped
 //!   service.
 //! - [`dies_with_us`] gives a child `PR_SET_PDEATHSIG`, so that after a
@@ -23,17 +24,53 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
+type Hook = std::sync::Arc<dyn Fn() + Send + Sync>;
+
 #[derive(Default)]
 struct Registry {
     paths: BTreeSet<PathBuf>,
     children: BTreeSet<u32>,
+    hooks: std::collections::BTreeMap<u64, Hook>,
+    next_hook: u64,
 }
 
 static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
     paths: BTreeSet::new(),
     children: BTreeSet::new(),
+    hooks: std::collections::BTreeMap::new(),
+    next_hook: 0,
 });
 static TOOL: OnceLock<String> = OnceLock::new();
+/// Set once the signal handler runs: the tool is ending by it.
+static STOPPING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether the signal handler is ending this tool: then it, not the main
+/// thread (whose work fails as its children are stopped), says why and
+/// exits.
+pub fn stopping() -> bool {
+    STOPPING.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+/// Work the signal handler does if we are stopped while this guard lives,
+/// after our children ended and before it exits (aborting an unfinished
+/// upload on the remote). It must bound its own time.
+pub struct OnStop(u64);
+
+impl OnStop {
+    pub fn new(f: impl Fn() + Send + Sync + 'static) -> OnStop {
+        let mut r = registry();
+        r.next_hook += 1;
+        let id = r.next_hook;
+        r.hooks.insert(id, std::sync::Arc::new(f));
+        OnStop(id)
+    }
+}
+
+impl Drop for OnStop {
+    fn drop(&mut self) {
+        registry().hooks.remove(&self.0);
+    }
+}
 
 fn registry() -> std::sync::MutexGuard<'static, Registry> {
     // A panic while holding the lock leaves plain data behind: keep going.
@@ -226,6 +263,7 @@ pub fn install_signal_handler(tool: &str) {
     };
     std::thread::spawn(move || {
         if let Some(sig) = signals.forever().next() {
+            STOPPING.store(true, std::sync::atomic::Ordering::SeqCst);
             let name = match sig {
                 SIGTERM => "SIGTERM",
                 SIGINT => "SIGINT",
@@ -248,6 +286,10 @@ pub fn install_signal_handler(tool: &str) {
             let deadline = Instant::now() + CHILD_GRACE;
             while children.iter().any(|pid| running(*pid)) && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(20));
+            }
+            let hooks: Vec<Hook> = registry().hooks.values().cloned().collect();
+            for h in hooks {
+                h();
             }
             let mut removed = Vec::new();
             for p in &paths {

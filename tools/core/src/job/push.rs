@@ -248,6 +248,15 @@ impl PushJob {
         let compared = self.rclone.compared_hash(&gens)?;
         self.sweep_uploads(&gens);
         let upload = self.rclone.rcat(&remote_archive, size)?;
+        // Stopped mid-upload (SIGTERM): rclone gets SIGTERM and aborts its
+        // upload, but 1.75 may do so with a context already cancelled.
+        let on_stop = {
+            let (rclone, path) = (self.rclone.clone(), remote_archive.clone());
+            crate::scratch::OnStop::new(move || {
+                // Best effort while stopping; what is left, a later push removes.
+                let _ = rclone.abandon_upload(&path);
+            })
+        };
         let mut tee = TeeReader {
             inner: HashingReader::new(
                 crate::progress::ProgressReader::new(
@@ -294,6 +303,7 @@ impl PushJob {
                 .rclone
                 .explain(e.context(format!("uploading to {remote_archive}"))));
         }
+        drop(on_stop);
         tracing::debug!(
             "verified {shown}: {} backup of member {:?} taken {} ({size} bytes, sha256 {})",
             manifest.api,
