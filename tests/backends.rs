@@ -25,15 +25,16 @@ fn snapshot(c: &Cluster) -> Command {
     cmd
 }
 
-/// An rclone that logs each start (its arguments) to `log`, then runs rclone.
-fn counting_rclone(dir: &Path) -> (PathBuf, PathBuf) {
+/// An rclone that logs each start (its arguments) to `log`, then runs `bin`.
+fn counting_rclone(dir: &Path, bin: &Path) -> (PathBuf, PathBuf) {
     let wrapper = dir.join("rclone-counting");
     let log = dir.join("rclone-starts.log");
     std::fs::write(
         &wrapper,
         format!(
-            "#!/bin/sh\necho \"$1 $2\" >> {}\nexec rclone \"$@\"\n",
-            log.display()
+            "#!/bin/sh\necho \"$1 $2\" >> {}\nexec {} \"$@\"\n",
+            log.display(),
+            bin.display()
         ),
     )
     .unwrap();
@@ -108,7 +109,7 @@ fn corrupt(kind: &str, remote: &Remote, archive: &str) {
 
 fn cycle(kind: &str, remote: Remote, c: &Cluster, extra_flags: &str) {
     let env = Env::new(c.path());
-    let (wrapper, log) = counting_rclone(c.path());
+    let (wrapper, log) = counting_rclone(c.path(), &remote.bin);
     let push = |keep: &str| {
         let mut cmd = env.push(&remote, MID);
         cmd.env("ETCD2_BACKUP_RCLONE", &wrapper)
@@ -199,14 +200,17 @@ fn cycle(kind: &str, remote: Remote, c: &Cluster, extra_flags: &str) {
     assert_fails_with(&out, "etcd2-fetch", "");
     let err = String::from_utf8_lossy(&out.stderr).to_lowercase();
     // crypt's authentication fails inside rclone, which says only
-    // "unexpected EOF"; every other backend's bytes reach our sha256 check.
-    let why = if kind == "crypt" {
-        "unexpected eof"
+    // "unexpected EOF" (1.60) or "failed to authenticate decrypted block"
+    // (1.75); every other backend's bytes reach our sha256 check.
+    let why: &[&str] = if kind == "crypt" {
+        &["unexpected eof", "failed to authenticate"]
     } else {
-        "sha256"
+        // Or zstd's own check, where the flipped byte reaches it first
+        // (S3 on rclone 1.75).
+        &["sha256", "failed verification"]
     };
     assert!(
-        err.contains(why) && err.contains(&published[..20].to_lowercase()),
+        why.iter().any(|w| err.contains(w)) && err.contains(&published[..20].to_lowercase()),
         "{kind}: fetch's refusal does not name the copy and why: {err}"
     );
     assert!(!c.path().join("refetched").exists());
@@ -354,4 +358,162 @@ fn the_local_copy_is_the_published_archive_and_only_that() {
         .filter(|e| e.file_name().to_string_lossy().contains(".part"))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+/// An S3 error is one `tool: error:` line: rclone 1.60's (the AWS SDK's)
+/// carry their status on a second line (`...\n\tstatus code: 400, request
+/// id: ...`), and push's rcd replies passed that on.
+#[test]
+fn an_s3_error_is_one_line_on_each_rclone() {
+    let c = small_cluster();
+    let archive = c.path().join("a.tar.zst");
+    c.snapshot_to(0, "v3", &archive);
+    for (tag, bin) in [
+        ("1.60", harness::require("rclone", "rclone")),
+        ("1.75", harness::rclone::rclone_175()),
+    ] {
+        let base = c.path().join(format!("rclone-{tag}"));
+        std::fs::create_dir_all(&base).unwrap();
+        let remote = Remote::s3(&base).using(bin);
+        let env = Env::new(&base);
+        // A bucket name S3 refuses (shorter than 3 characters).
+        let mut push = env.push(&remote, MID);
+        push.env("RCLONE_ENDPOINT", "backup:ab/etcd").arg(&archive);
+        let out = run(&mut push);
+        let line = assert_fails_with(&out, "etcd2-push", "InvalidBucketName");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.trim_end().ends_with(&line),
+            "rclone {tag}: more after the error line: {err}"
+        );
+    }
+}
+
+/// No S3 multipart upload of etcd data outlives a push: one interrupted
+/// by SIGTERM, or whose producer died mid-stream, aborts its own; one
+/// killed (SIGKILL) leaves it, and the next push removes it once it is
+/// older than --transfer-timeout, and removes nothing of anyone else's
+/// (another machine's upload, one outside the endpoint). Uploads are
+/// listed by the S3 API itself.
+fn no_multipart_upload_outlives_a_push(tag: &str, bin: PathBuf) {
+    use std::time::{Duration, Instant};
+    let c = Cluster::start(1);
+    // Hard to compress: about 3 MB of archive, a multipart upload once
+    // rclone has read 100 KiB of a stream.
+    let mut rnd = std::fs::File::open("/dev/urandom").unwrap();
+    for k in 0..100 {
+        let mut b = vec![0u8; 32 << 10];
+        rnd.read_exact(&mut b).unwrap();
+        let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+        c.put_v3(0, &format!("/big{k}"), &hex);
+    }
+    let archive = c.path().join("a.tar.zst");
+    c.snapshot_to(0, "v3", &archive);
+    let bytes = std::fs::read(&archive).unwrap();
+    assert!(bytes.len() > 2 << 20, "{} bytes", bytes.len());
+    let remote = Remote::s3(c.path()).using(bin);
+    let env = Env::new(c.path());
+    let ours = format!("etcd/{MID}/");
+    let foreign = [
+        "etcd/0000000000000000000000000000000c/generations/x.tar.zst".to_owned(),
+        "elsewhere/y.tar.zst".to_owned(),
+    ];
+    for k in &foreign {
+        remote.start_multipart_upload(k);
+    }
+    let left = |remote: &Remote| -> Vec<String> {
+        remote
+            .multipart_uploads()
+            .into_iter()
+            .filter(|k| k.starts_with(&ours))
+            .collect()
+    };
+
+    let mut killed_at = None;
+    for how in ["producer-died", "sigterm", "sigkill"] {
+        let mut push = env.push(&remote, MID);
+        push.arg("-")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = push.spawn().expect("push");
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(&bytes[..2 << 20]).unwrap();
+        harness::wait_for(
+            &format!("{how}: a multipart upload under {ours}"),
+            Duration::from_secs(30),
+            || (!left(&remote).is_empty()).then_some(()),
+        );
+        match how {
+            "producer-died" => drop(stdin),
+            "sigterm" => {
+                nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(child.id() as i32),
+                    nix::sys::signal::Signal::SIGTERM,
+                )
+                .unwrap();
+            }
+            _ => {
+                // As systemd's SIGKILL of the unit's cgroup: rclone too,
+                // not only after us (it could abort on seeing our socket
+                // close first).
+                let config = remote.config.display().to_string();
+                for pid in harness::procs_mentioning(&config) {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid as i32),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+                child.kill().unwrap();
+                killed_at = Some(Instant::now());
+            }
+        }
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "rclone {tag}, {how}: {err}");
+        if how != "sigkill" {
+            assert_eq!(
+                left(&remote),
+                Vec::<String>::new(),
+                "rclone {tag}, {how}: the push left a multipart upload: {err}"
+            );
+        }
+    }
+    // What SIGKILL left (nothing of ours can abort it then).
+    let killed = left(&remote);
+    assert!(
+        !killed.is_empty(),
+        "rclone {tag}: SIGKILL left no upload to remove"
+    );
+
+    // The next push removes what is older than its --transfer-timeout:
+    // no push's upload lasts longer.
+    let bound = Duration::from_secs(3);
+    let since = killed_at.unwrap().elapsed();
+    std::thread::sleep((bound + Duration::from_secs(1)).saturating_sub(since));
+    let out = run_ok(
+        env.push(&remote, MID)
+            .args(["--transfer-timeout", "3s"])
+            .arg(&archive),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        left(&remote),
+        Vec::<String>::new(),
+        "rclone {tag}: the next push left the killed one's upload {killed:?}: {err}"
+    );
+    let all = remote.multipart_uploads();
+    for k in &foreign {
+        assert!(all.contains(k), "rclone {tag}: {k} was removed: {all:?}");
+    }
+}
+
+#[test]
+fn no_multipart_upload_outlives_a_push_on_rclone_1_60() {
+    no_multipart_upload_outlives_a_push("1.60", harness::require("rclone", "rclone"));
+}
+
+#[test]
+fn no_multipart_upload_outlives_a_push_on_rclone_1_75() {
+    no_multipart_upload_outlives_a_push("1.75", harness::rclone::rclone_175());
 }

@@ -299,15 +299,16 @@ fn s3_every_cycle_publishes_and_fetches_the_newest_backup() {
 
 /// An rclone wrapper that pauses every upload (copyto, rcat, or the rcd that serves it) until the test
 /// says go, announcing the pause with a marker file.
-fn pausing_rclone(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+fn pausing_rclone(dir: &Path, bin: &Path) -> (PathBuf, PathBuf, PathBuf) {
     let wrapper = dir.join("rclone-pausing");
     let (marker, go) = (dir.join("upload-paused"), dir.join("upload-go"));
     std::fs::write(
         &wrapper,
         format!(
-            "#!/bin/sh\ncase \" $* \" in *' copyto '*|*' rcat '*|*' rcd '*)\n  touch {m}\n  i=0; while [ ! -e {g} ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done;;\nesac\nexec rclone \"$@\"\n",
+            "#!/bin/sh\ncase \" $* \" in *' copyto '*|*' rcat '*|*' rcd '*)\n  touch {m}\n  i=0; while [ ! -e {g} ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done;;\nesac\nexec {b} \"$@\"\n",
             m = marker.display(),
-            g = go.display()
+            g = go.display(),
+            b = bin.display()
         ),
     )
     .unwrap();
@@ -331,7 +332,7 @@ fn an_archive_replaced_during_the_push_never_publishes_what_fetch_refuses() {
     let env = Env::new(c.path());
     let archive = c.path().join("unit.tar.zst");
     run_ok(&mut snapshot(&c, 0, "v3", &archive));
-    let (wrapper, marker, go) = pausing_rclone(c.path());
+    let (wrapper, marker, go) = pausing_rclone(c.path(), &remote.bin);
     let push = env
         .push(&remote, MID)
         .env("ETCD2_BACKUP_RCLONE", &wrapper)

@@ -586,7 +586,7 @@ fn legacy_backup_written_like_the_original_is_fetched_as_unverified() {
     );
     std::fs::write(b.join("member/snap/.marker"), b"").ok();
     run_ok(
-        Command::new("rclone")
+        Command::new(&remote.bin)
             .arg("--config")
             .arg(&remote.config)
             .arg("copy")
@@ -749,4 +749,52 @@ fn fetch_list_in_a_shell_reads_the_settings_file_and_the_environment_wins() {
         !String::from_utf8_lossy(&out.stderr).contains("hunter2"),
         "{line}"
     );
+}
+
+/// A remote defined only by rclone's environment variables
+/// (`RCLONE_CONFIG_<NAME>_TYPE=...`, as a unit's `Environment=` may define
+/// it) is accepted by push and fetch alike, on rclone 1.60 and 1.75; a
+/// remote defined nowhere is still refused, by name. (Push asks its one
+/// rclone rcd, whose `config/listremotes` omits such remotes on 1.60; every
+/// version lists them lower-cased, while rclone finds `envRemote:` by
+/// RCLONE_CONFIG_ENVREMOTE_TYPE.)
+#[test]
+fn a_remote_defined_by_environment_variables_is_accepted_on_each_rclone() {
+    let c = Cluster::start(1);
+    c.put_v3(0, "k", "v");
+    let archive = c.path().join("a.tar.zst");
+    snapshot_to(&c, &archive, "v3");
+    for (tag, bin) in [
+        ("1.60", harness::require("rclone", "rclone")),
+        ("1.75", harness::rclone::rclone_175()),
+    ] {
+        let base = c.path().join(format!("rclone-{tag}"));
+        let remote = Remote::local(&base).using(bin);
+        let env = Env::new(&base);
+        let endpoint = format!("envRemote:{}/etcd", base.join("env-defined").display());
+        let defined = |mut cmd: Command| {
+            cmd.env("RCLONE_ENDPOINT", &endpoint)
+                .env("RCLONE_CONFIG_ENVREMOTE_TYPE", "local");
+            cmd
+        };
+        let out = run(defined(env.push(&remote, OLD)).arg(&archive));
+        assert!(
+            out.status.success(),
+            "rclone {tag}: push refused a remote defined by the environment: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = run_ok(defined(env.fetch(&remote, OLD)).args(["--list", "--json"]));
+        let listed = String::from_utf8_lossy(&out.stdout);
+        assert!(listed.contains("\"generation\""), "rclone {tag}: {listed}");
+        run_ok(
+            defined(env.fetch(&remote, OLD))
+                .arg("--into")
+                .arg(base.join("fetched")),
+        );
+
+        let mut unknown = defined(env.push(&remote, OLD));
+        unknown.env("RCLONE_ENDPOINT", "nosuch:path").arg(&archive);
+        let line = assert_fails_with(&run(&mut unknown), "etcd2-push", "rclone remote \"nosuch\"");
+        assert!(line.contains("is not defined"), "rclone {tag}: {line}");
+    }
 }

@@ -1,5 +1,9 @@
 //! Real rclone remotes with a test-owned rclone.conf: a local remote, and
 //! `rclone serve sftp` on 127.0.0.1 (stoppable mid-test, restartable).
+//!
+//! Which rclone: Debian 12's 1.60 from PATH, or the one `ETCD2_TEST_RCLONE`
+//! names (a path, or `1.75` for the sid build scripts/ensure-deps unpacks),
+//! for a whole run; one test picks its own with [`Remote::using`].
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -8,6 +12,8 @@ use std::time::Duration;
 use super::{free_port, require, wait_for};
 
 pub struct Remote {
+    /// The rclone binary the tools and the test-side inspection run.
+    pub bin: PathBuf,
     /// rclone.conf owned by this test.
     pub config: PathBuf,
     /// What RCLONE_ENDPOINT is set to.
@@ -28,15 +34,60 @@ pub struct Remote {
 /// fails a command within seconds rather than minutes.
 pub const QUICK_FAIL: &str = "--retries=1 --low-level-retries=1 --contimeout=2s --timeout=5s";
 
+/// Debian sid's rclone 1.75.2, unpacked by scripts/ensure-deps into
+/// build/rclone-1.75.2. Fails loudly when it is not there.
+pub fn rclone_175() -> PathBuf {
+    let p = super::workspace().join("build/rclone-1.75.2/usr/bin/rclone");
+    assert!(
+        p.is_file(),
+        "{} is missing: run scripts/ensure-deps (make test does), which unpacks Debian sid's \
+         rclone 1.75.2 there",
+        p.display()
+    );
+    p
+}
+
+/// The rclone of this run: `ETCD2_TEST_RCLONE` (a path, or `1.75`), else
+/// rclone from PATH (Debian's 1.60). Fails loudly when missing.
+pub fn program() -> PathBuf {
+    match std::env::var_os("ETCD2_TEST_RCLONE") {
+        Some(v) if v == "1.75" => rclone_175(),
+        Some(v) if !v.is_empty() => {
+            let p = PathBuf::from(v);
+            assert!(
+                p.is_file(),
+                "ETCD2_TEST_RCLONE={} is not a file",
+                p.display()
+            );
+            p
+        }
+        _ => require("rclone", "rclone"),
+    }
+}
+
+/// `rclone version`'s first line of `bin` (e.g. `rclone v1.60.1-DEV`).
+pub fn version(bin: &Path) -> String {
+    let out = Command::new(bin)
+        .arg("version")
+        .output()
+        .unwrap_or_else(|e| panic!("running {} version: {e}", bin.display()));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
 impl Remote {
     /// A `local` backend remote under `base`.
     pub fn local(base: &Path) -> Remote {
-        require("rclone", "rclone");
+        let bin = program();
         let root = base.join("remote-local");
         std::fs::create_dir_all(&root).expect("remote dir");
         let config = base.join("rclone-local.conf");
         std::fs::write(&config, "[backup]\ntype = local\n").expect("rclone.conf");
         Remote {
+            bin,
             config,
             endpoint: format!("backup:{}/etcd", root.display()),
             root: root.join("etcd"),
@@ -52,11 +103,11 @@ impl Remote {
     /// `.bin` appended) so a test can find one file's ciphertext under
     /// `root`.
     pub fn crypt(base: &Path) -> Remote {
-        require("rclone", "rclone");
+        let bin = program();
         let root = base.join("remote-crypt");
         std::fs::create_dir_all(&root).expect("remote dir");
         let obscure = |p: &str| {
-            let out = Command::new("rclone")
+            let out = Command::new(&bin)
                 .args(["obscure", p])
                 .output()
                 .expect("rclone obscure");
@@ -77,6 +128,7 @@ impl Remote {
         )
         .expect("rclone.conf");
         Remote {
+            bin,
             config,
             endpoint: "backup:etcd".into(),
             root: root.join("etcd"),
@@ -90,7 +142,7 @@ impl Remote {
     /// `rclone serve sftp` on a free loopback port, with a password and an
     /// openssl-generated host key (so nothing is written under ~/.cache).
     pub fn sftp(base: &Path) -> Remote {
-        require("rclone", "rclone");
+        let bin = program();
         require("openssl", "openssl");
         let served = base.join("remote-sftp");
         std::fs::create_dir_all(&served).expect("served dir");
@@ -109,12 +161,12 @@ impl Remote {
             &config,
             format!(
                 "[backup]\ntype = sftp\nhost = 127.0.0.1\nport = {port}\nuser = etcd\npass = {}\n",
-                obscure(pass)
+                obscure(&bin, pass)
             ),
         )
         .expect("rclone.conf");
         let serve_cmd = vec![
-            "rclone".into(),
+            bin.display().to_string(),
             "serve".into(),
             "sftp".into(),
             served.display().to_string(),
@@ -130,6 +182,7 @@ impl Remote {
             config.display().to_string(),
         ];
         let mut r = Remote {
+            bin,
             config,
             endpoint: "backup:etcd".into(),
             root: served.join("etcd"),
@@ -146,7 +199,7 @@ impl Remote {
     /// rclone `webdav` remote with `vendor = other`: no hashes, and `moveto`
     /// over a file of the same size is skipped unless forced (TESTING.md).
     pub fn webdav(base: &Path) -> Remote {
-        require("rclone", "rclone");
+        let bin = program();
         let served = base.join("remote-webdav");
         std::fs::create_dir_all(&served).expect("served dir");
         let port = free_port();
@@ -156,12 +209,12 @@ impl Remote {
             &config,
             format!(
                 "[backup]\ntype = webdav\nurl = http://127.0.0.1:{port}\nvendor = other\nuser = etcd\npass = {}\n",
-                obscure(pass)
+                obscure(&bin, pass)
             ),
         )
         .expect("rclone.conf");
         let serve_cmd = [
-            "rclone",
+            &bin.display().to_string(),
             "serve",
             "webdav",
             &served.display().to_string(),
@@ -177,6 +230,7 @@ impl Remote {
         .map(String::from)
         .to_vec();
         let mut r = Remote {
+            bin,
             config,
             endpoint: "backup:etcd".into(),
             root: served.join("etcd"),
@@ -193,7 +247,7 @@ impl Remote {
     /// bucket made through rclone. Objects are not files here: `root` is
     /// unused and inspection goes through rclone.
     pub fn s3(base: &Path) -> Remote {
-        require("rclone", "rclone");
+        let bin = program();
         let moto = super::require_pypi("moto_server", "moto[server]");
         let port = free_port();
         let config = base.join("rclone-s3.conf");
@@ -215,6 +269,7 @@ impl Remote {
         .map(String::from)
         .to_vec();
         let mut r = Remote {
+            bin,
             config,
             endpoint: "backup:etcd-backups/etcd".into(),
             root: base.join("s3-has-no-local-root"),
@@ -251,9 +306,59 @@ impl Remote {
         r
     }
 
+    /// Python with boto3 against this S3 remote's moto (`s` is the client).
+    fn boto3(&self, body: &str) -> String {
+        let python = super::require_pypi("python3", "moto[server]");
+        let script = format!(
+            "import boto3, json\n\
+             s = boto3.client('s3', endpoint_url='http://{}', region_name='us-east-1',\n\
+                 aws_access_key_id='AKIDTESTCANARY', aws_secret_access_key='S3SECRETCANARY')\n{body}",
+            self.addr
+        );
+        let out = Command::new(&python)
+            .args(["-c", &script])
+            .env_remove("AWS_CA_BUNDLE")
+            .output()
+            .expect("running the venv's python for boto3");
+        assert!(
+            out.status.success(),
+            "boto3 against moto: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The keys of the S3 bucket's unfinished multipart uploads, asked of
+    /// the S3 API itself (not through rclone), sorted.
+    pub fn multipart_uploads(&self) -> Vec<String> {
+        let out = self.boto3(
+            "r = s.list_multipart_uploads(Bucket='etcd-backups')\n\
+             print(json.dumps([u['Key'] for u in r.get('Uploads', [])]))\n",
+        );
+        let mut v: Vec<String> = serde_json::from_str(out.trim()).expect("uploads as JSON");
+        v.sort();
+        v
+    }
+
+    /// Start a multipart upload of `key` (with one part) that nobody
+    /// finishes: another writer's, as S3 would hold it.
+    pub fn start_multipart_upload(&self, key: &str) {
+        self.boto3(&format!(
+            "u = s.create_multipart_upload(Bucket='etcd-backups', Key={key:?})\n\
+             s.upload_part(Bucket='etcd-backups', Key={key:?}, UploadId=u['UploadId'], PartNumber=1, Body=b'x' * 1024)\n"
+        ));
+    }
+
+    /// Run this test's tools and inspection on rclone `bin` from now on
+    /// (a server already serving the remote keeps running as it started).
+    pub fn using(mut self, bin: PathBuf) -> Remote {
+        self.bin = bin;
+        self
+    }
+
     /// Run rclone against this remote's config (test-side inspection).
     pub fn rclone(&self, args: &[&str]) -> std::process::Output {
-        let mut c = Command::new("rclone");
+        let mut c = Command::new(&self.bin);
         c.arg("--config").arg(&self.config).args(args);
         for k in &self.env_remove {
             c.env_remove(k);
@@ -270,7 +375,7 @@ impl Remote {
     /// Replace a remote file's bytes, through rclone.
     pub fn write(&self, rel: &str, bytes: &[u8]) {
         use std::io::Write;
-        let mut c = Command::new("rclone");
+        let mut c = Command::new(&self.bin);
         c.arg("--config")
             .arg(&self.config)
             .args(["rcat", &format!("{}/{rel}", self.endpoint)])
@@ -331,7 +436,8 @@ impl Remote {
     /// Point a command at this remote the way the units do.
     pub fn apply(&self, cmd: &mut Command) {
         cmd.env("RCLONE_ENDPOINT", &self.endpoint)
-            .env("RCLONE_CONFIG_PATH", &self.config);
+            .env("RCLONE_CONFIG_PATH", &self.config)
+            .env("ETCD2_BACKUP_RCLONE", &self.bin);
         for k in &self.env_remove {
             cmd.env_remove(k);
         }
@@ -347,8 +453,8 @@ impl Remote {
     }
 }
 
-fn obscure(pass: &str) -> String {
-    let out = Command::new("rclone")
+fn obscure(bin: &Path, pass: &str) -> String {
+    let out = Command::new(bin)
         .args(["obscure", pass])
         .output()
         .expect("rclone obscure");

@@ -192,6 +192,12 @@ pub fn run_main(tool: &str, body: impl FnOnce() -> Result<()>) -> ExitCode {
     match body() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            // Stopped by a signal: our failure is its doing (its children
+            // were stopped); the handler says so in the one error line and
+            // exits with 128+signal, bounded by its own waits.
+            while crate::scratch::stopping() {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
             let prefix = if stderr_is_journal() { "<3>" } else { "" };
             eprintln!(
                 "{prefix}{tool}: error: {}",

@@ -419,12 +419,36 @@ pub fn format_tail(stderr: &str, stdout: &str) -> String {
     } else {
         stderr
     };
-    let lines: Vec<&str> = source.lines().filter(|l| !l.trim().is_empty()).collect();
+    let lines = messages(source);
     if lines.is_empty() {
         return String::new();
     }
     let start = lines.len().saturating_sub(STDERR_TAIL_LINES);
     format!(": {}", redact(&lines[start..].join(" | ")))
+}
+
+/// A program's output as its messages, one per entry: a line indented
+/// with whitespace continues the message above it (rclone 1.60's S3 errors
+/// end `...\n\tstatus code: 400, request id: ...`), blank lines are none.
+fn messages(text: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        match out.last_mut() {
+            Some(prev) if line.starts_with(char::is_whitespace) => {
+                prev.push(' ');
+                prev.push_str(line.trim());
+            }
+            _ => out.push(line.trim_end().to_owned()),
+        }
+    }
+    out
+}
+
+/// Another program's message (rclone's, from its stderr or an rcd reply)
+/// as one line of ours: every error a tool prints is one line, and the
+/// journal makes one entry of each line.
+pub fn one_line(text: &str) -> String {
+    messages(text).join(" | ")
 }
 
 /// A duration for messages, to the second (`3s`, `5m`), never `2s 999ms 944us`.
@@ -479,6 +503,21 @@ mod tests {
         assert_eq!(format_tail(err, "out"), ": b | c | d | e | f | g");
         assert_eq!(format_tail("  \n", "only stdout"), ": only stdout");
         assert_eq!(format_tail("", ""), "");
+    }
+
+    #[test]
+    fn a_message_continued_on_indented_lines_is_one_line() {
+        // rclone 1.60's S3 error, as its rcd replies it.
+        let s3 = "InvalidBucketName: The specified bucket is not valid.\n\tstatus code: 400, request id: X, host id: ";
+        assert_eq!(
+            one_line(s3),
+            "InvalidBucketName: The specified bucket is not valid. status code: 400, request id: X, host id:"
+        );
+        assert_eq!(one_line("a\n\nb\n"), "a | b");
+        assert_eq!(
+            format_tail(&format!("x\n{s3}\n"), ""),
+            format!(": x | {}", one_line(s3))
+        );
     }
 
     #[test]
@@ -943,6 +982,35 @@ impl Daemon {
 
     pub fn display(&self) -> &str {
         &self.display
+    }
+}
+
+impl Daemon {
+    /// Stop it as an operator would: SIGTERM, which lets rclone cancel what
+    /// it has in flight (an S3 multipart upload is aborted, not left), then
+    /// SIGKILL if it has not exited within `grace`.
+    pub fn stop(&self, grace: Duration) {
+        for pid in self.handle.pids() {
+            // Best effort: it may have exited already.
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+        let deadline = std::time::Instant::now() + grace;
+        // Ok(None): still running; Ok(Some) or an error: it has exited.
+        while matches!(self.handle.try_wait(), Ok(None)) {
+            if std::time::Instant::now() >= deadline {
+                tracing::debug!(
+                    "`{}` still running {} after SIGTERM",
+                    self.display,
+                    human_duration(grace)
+                );
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.handle.kill(); // a no-op once it has exited
     }
 }
 

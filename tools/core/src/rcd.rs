@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::Value;
 
-use crate::cmd::{human_duration, redact, ChildFailure, Daemon, Invocation};
+use crate::cmd::{human_duration, one_line, redact, ChildFailure, Daemon, Invocation};
 use crate::rclone::Bounds;
 
 /// How long rclone may take to start listening, beyond the connect bound.
@@ -91,7 +91,7 @@ fn reply_error(status: u16, body: &str) -> String {
         .ok()
         .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_owned))
         .unwrap_or_else(|| body.trim().chars().take(300).collect());
-    format!("{} (HTTP {status})", redact(&text))
+    format!("{} (HTTP {status})", redact(&one_line(&text)))
 }
 
 /// Whether a failed call is rclone saying "not found" (directory or file).
@@ -157,6 +157,12 @@ impl Session {
         })
     }
 
+    /// Stop rclone with SIGTERM (it cancels what it has in flight), SIGKILL
+    /// after `grace`.
+    pub fn stop(&self, grace: Duration) {
+        self.daemon.stop(grace);
+    }
+
     fn timeout_error(&self, what: &str, bound: Duration, flag: &str) -> anyhow::Error {
         anyhow!(
             "`{}` {what} did not finish within {} ({flag})",
@@ -178,7 +184,7 @@ impl Session {
                 } else {
                     anyhow!(
                         "{what}: rclone rcd did not answer: {}{}",
-                        redact(&text),
+                        redact(&one_line(&text)),
                         self.daemon.tail()
                     )
                 }
@@ -337,7 +343,7 @@ impl Session {
                             human_duration(stall)
                         )
                     } else {
-                        redact(&text).into_owned()
+                        redact(&one_line(&text)).into_owned()
                     })
                 }
             }
@@ -488,7 +494,7 @@ impl Read for Download {
                     human_duration(self.stall)
                 )
             } else {
-                format!("{}: {}", self.what, redact(&e.to_string()))
+                format!("{}: {}", self.what, redact(&one_line(&e.to_string())))
             };
             io::Error::other(ChildFailure(why))
         })
@@ -534,6 +540,11 @@ mod tests {
         assert_eq!(e, "directory not found (HTTP 404)");
         assert!(is_not_found(404, body));
         assert!(!is_not_found(500, r#"{"error":"permission denied"}"#));
+        let s3 = r#"{"error":"InvalidBucketName: not valid.\n\tstatus code: 400, request id: X","status":500}"#;
+        assert_eq!(
+            reply_error(500, s3),
+            "InvalidBucketName: not valid. status code: 400, request id: X (HTTP 500)"
+        );
     }
 
     #[test]

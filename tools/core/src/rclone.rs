@@ -34,6 +34,17 @@ impl Small {
 /// local backend compute every type it knows.
 const HASHES: [&str; 3] = ["sha256", "sha1", "md5"];
 
+/// rclone's words (1.60 and 1.75) for a remote it finds neither in its
+/// config file nor in its environment.
+const NOT_IN_CONFIG: &str = "didn't find section in config file";
+
+/// rclone's words for a backend command the backend does not have.
+const NO_COMMAND: &str = "command not found";
+
+/// How long rclone may take to cancel an abandoned upload on SIGTERM (one
+/// request to the remote) before it is killed.
+const UPLOAD_CANCEL: Duration = Duration::from_secs(10);
+
 /// rclone's exit codes for "directory not found" and "file not found".
 const NOT_FOUND: &[i32] = &[3, 4];
 
@@ -274,21 +285,59 @@ impl Rclone {
         e
     }
 
-    /// Fail with one clear line when `endpoint` names a remote that the
-    /// config does not define. Local paths and `:backend:` strings pass.
+    /// Fail with one clear line when `endpoint` names a remote that rclone
+    /// cannot make. Local paths and `:backend:` strings pass.
+    ///
+    /// rclone itself is asked (it builds the remote's root, without listing
+    /// it): it finds a remote in the config file or in its environment
+    /// (`RCLONE_CONFIG_<NAME>_TYPE=...`, any case of NAME). A list of our
+    /// own would not: rcd's `config/listremotes` omits the environment's
+    /// remotes on rclone 1.60, and every version lists them lower-cased.
     pub fn check_endpoint(&self, endpoint: &str) -> Result<()> {
         let Some(name) = remote_name(endpoint) else {
             return Ok(());
         };
-        let listed: Vec<String> = match self.session()? {
+        let root = format!("{name}:");
+        let what = format!("checking rclone remote {name:?} (from RCLONE_ENDPOINT {endpoint})");
+        let made = match self.session()? {
             Some(s) => self
-                .rc(
-                    &s,
-                    "config/listremotes",
-                    json!({}),
-                    "listing rclone remotes",
-                    false,
-                )?
+                .rc(&s, "operations/fsinfo", json!({"fs": root}), &what, false)
+                .map(drop),
+            None => self
+                .run(self.cmd(&["backend", "features", &root]), &[], || {
+                    what.clone()
+                })
+                .map(drop),
+        };
+        match made {
+            Ok(()) => Ok(()),
+            Err(e) if format!("{e:#}").contains(NOT_IN_CONFIG) => {
+                let cfg = match &self.config {
+                    Some(c) => c.display().to_string(),
+                    None => "rclone's default config".to_owned(),
+                };
+                let names = self.remote_names()?;
+                bail!(
+                    "rclone remote {name:?} (from RCLONE_ENDPOINT {endpoint}) is not defined in \
+                     {cfg} nor by RCLONE_CONFIG_{}_TYPE in the environment; defined: {}",
+                    name.to_uppercase().replace('-', "_"),
+                    if names.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        names.join(", ")
+                    }
+                );
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The remotes rclone lists (for a message: see [`Rclone::check_endpoint`]).
+    fn remote_names(&self) -> Result<Vec<String>> {
+        let what = || "listing rclone remotes".to_owned();
+        Ok(match self.session()? {
+            Some(s) => self
+                .rc(&s, "config/listremotes", json!({}), &what(), false)?
                 .and_then(|v| {
                     v.get("remotes").and_then(|r| r.as_array()).map(|a| {
                         a.iter()
@@ -298,27 +347,13 @@ impl Rclone {
                 })
                 .unwrap_or_default(),
             None => {
-                let (_, out) = self.run(self.cmd(&["listremotes"]), &[], || {
-                    "listing rclone remotes".to_owned()
-                })?;
+                let (_, out) = self.run(self.cmd(&["listremotes"]), &[], what)?;
                 out.stdout
                     .lines()
                     .map(|l| l.trim_end_matches(':').to_owned())
                     .collect()
             }
-        };
-        let names: Vec<&str> = listed.iter().map(String::as_str).collect();
-        if !names.contains(&name) {
-            let cfg = match &self.config {
-                Some(c) => c.display().to_string(),
-                None => "rclone's default config".to_owned(),
-            };
-            bail!(
-                "rclone remote {name:?} (from RCLONE_ENDPOINT {endpoint}) is not defined in {cfg}; defined: {}",
-                if names.is_empty() { "none".to_owned() } else { names.join(", ") }
-            );
-        }
-        Ok(())
+        })
     }
 
     /// A small remote file (a pointer or sidecar), reading at most
@@ -519,6 +554,97 @@ impl Rclone {
             .spawn_writer()
             .map(Uploader::Child)
             .with_context(|| format!("uploading to {remote}"))
+    }
+
+    /// Abort what is left of an upload to `path` that did not end (its
+    /// producer died, the archive was not whole, rclone failed): stop the
+    /// run's rcd, which lets rclone cancel its upload itself (it aborts an
+    /// S3 multipart upload on SIGTERM), then abort any multipart upload
+    /// still open for exactly that key: rclone 1.75 cancels with the
+    /// request's context, which our abandoned request has already ended,
+    /// and 1.60 and 1.75 alike are killed before cancelling when we exit.
+    /// Only S3 has such uploads; other backends answer "command not found".
+    pub fn abandon_upload(&self, path: &str) -> Result<()> {
+        if let Some(d) = &self.daemon {
+            let stopped =
+                d.0.lock()
+                    .map_err(|_| anyhow::anyhow!("internal: rclone rcd lock poisoned"))?
+                    .take();
+            if let Some(s) = stopped {
+                s.stop(UPLOAD_CANCEL);
+            }
+        }
+        // A finished object (the failure was in rclone's answer) is no
+        // upload; naming it as the root would make its directory the root.
+        let (dir, name) = crate::rcd::split(path);
+        let listed = self.list(&dir, false)?.unwrap_or_default();
+        if listed.iter().any(|e| e.name == name && !e.is_dir) {
+            return Ok(());
+        }
+        self.backend_command("cleanup", path, &[("max-age", "0s")])
+            .map(drop)
+    }
+
+    /// Abort the S3 multipart uploads under `dir` started longer than
+    /// `older_than` ago, which no live push can still be sending; returns
+    /// how many there were. Not an S3 backend: 0.
+    pub fn sweep_uploads(&self, dir: &str, older_than: Duration) -> Result<usize> {
+        let count = |v: Option<serde_json::Value>| -> usize {
+            v.as_ref()
+                .and_then(|v| v.as_object())
+                .map(|m| m.values().map(|l| l.as_array().map_or(0, Vec::len)).sum())
+                .unwrap_or(0)
+        };
+        let before = count(self.backend_command("list-multipart-uploads", dir, &[])?);
+        if before == 0 {
+            return Ok(0);
+        }
+        let age = rclone_secs(older_than);
+        self.backend_command("cleanup", dir, &[("max-age", age.as_str())])?;
+        let after = count(self.backend_command("list-multipart-uploads", dir, &[])?);
+        Ok(before.saturating_sub(after))
+    }
+
+    /// `rclone backend COMMAND ROOT -o K=V...`; its JSON result, or None
+    /// when the backend has no such command.
+    fn backend_command(
+        &self,
+        command: &str,
+        root: &str,
+        opts: &[(&str, &str)],
+    ) -> Result<Option<serde_json::Value>> {
+        let what = format!("rclone backend {command} {root}");
+        let answer = match self.session()? {
+            Some(s) => {
+                let opt: serde_json::Map<String, serde_json::Value> = opts
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), json!(v)))
+                    .collect();
+                let params = json!({"command": command, "fs": root, "opt": opt});
+                self.rc(&s, "backend/command", params, &what, false)
+                    .map(|v| v.map(|mut v| v["result"].take()))
+            }
+            None => {
+                let mut args = vec!["backend", command, root];
+                let kv: Vec<String> = opts.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                for o in &kv {
+                    args.extend(["-o", o]);
+                }
+                self.run(self.cmd(&args), &[], || what.clone())
+                    .and_then(|(_, out)| {
+                        Ok(Some(if out.stdout.trim().is_empty() {
+                            serde_json::Value::Null
+                        } else {
+                            serde_json::from_str(&out.stdout)
+                                .with_context(|| format!("{what}: parsing rclone's answer"))?
+                        }))
+                    })
+            }
+        };
+        match answer {
+            Err(e) if format!("{e:#}").contains(NO_COMMAND) => Ok(None),
+            other => other,
+        }
     }
 
     /// Delete one file; a file already gone is not an error.

@@ -6,9 +6,12 @@
 //!   what a SIGKILL left behind, and nothing else (a link is removed as a
 //!   link, never followed).
 //! - [`Guard`] registers scratch for the SIGTERM/SIGINT/SIGHUP handler that
-//!   [`install_signal_handler`] starts: it stops our registered children,
-//!   removes registered scratch, prints one error line and exits 128+signal,
-//!   the code systemd expects from a stopped service.
+//!   [`install_signal_handler`] starts: it passes SIGTERM to our registered
+//!   children and waits up to 10 s for them to end (rclone aborts an S3
+//!   multipart upload then), runs the [`OnStop`] work registered (aborting
+//!   what rclone could not), removes registered scratch, prints one error
+//!   line and exits 128+signal, the code systemd expects from a stopped
+//!   service.
 //! - [`dies_with_us`] gives a child `PR_SET_PDEATHSIG`, so that after a
 //!   SIGKILL of ours (systemd's last resort) no rclone, etcdctl or temporary
 //!   etcd outlives us.
@@ -21,17 +24,53 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
+type Hook = std::sync::Arc<dyn Fn() + Send + Sync>;
+
 #[derive(Default)]
 struct Registry {
     paths: BTreeSet<PathBuf>,
     children: BTreeSet<u32>,
+    hooks: std::collections::BTreeMap<u64, Hook>,
+    next_hook: u64,
 }
 
 static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
     paths: BTreeSet::new(),
     children: BTreeSet::new(),
+    hooks: std::collections::BTreeMap::new(),
+    next_hook: 0,
 });
 static TOOL: OnceLock<String> = OnceLock::new();
+/// Set once the signal handler runs: the tool is ending by it.
+static STOPPING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether the signal handler is ending this tool: then it, not the main
+/// thread (whose work fails as its children are stopped), says why and
+/// exits.
+pub fn stopping() -> bool {
+    STOPPING.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+/// Work the signal handler does if we are stopped while this guard lives,
+/// after our children ended and before it exits (aborting an unfinished
+/// upload on the remote). It must bound its own time.
+pub struct OnStop(u64);
+
+impl OnStop {
+    pub fn new(f: impl Fn() + Send + Sync + 'static) -> OnStop {
+        let mut r = registry();
+        r.next_hook += 1;
+        let id = r.next_hook;
+        r.hooks.insert(id, std::sync::Arc::new(f));
+        OnStop(id)
+    }
+}
+
+impl Drop for OnStop {
+    fn drop(&mut self) {
+        registry().hooks.remove(&self.0);
+    }
+}
 
 fn registry() -> std::sync::MutexGuard<'static, Registry> {
     // A panic while holding the lock leaves plain data behind: keep going.
@@ -193,6 +232,21 @@ pub fn dies_with_us(cmd: &mut std::process::Command) {
     }
 }
 
+/// How long a stopped tool waits for its children to end after passing
+/// SIGTERM on (rclone aborting an upload: one request to the remote).
+const CHILD_GRACE: Duration = Duration::from_secs(10);
+
+/// Whether `pid` still runs (a zombie, exited but not reaped, does not).
+fn running(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command name, which is in parentheses.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X'])),
+        Err(_) => false,
+    }
+}
+
 /// Handle SIGTERM, SIGINT and SIGHUP for `tool`: stop registered children,
 /// remove registered scratch, say so in one error line, exit 128+signal.
 pub fn install_signal_handler(tool: &str) {
@@ -209,6 +263,7 @@ pub fn install_signal_handler(tool: &str) {
     };
     std::thread::spawn(move || {
         if let Some(sig) = signals.forever().next() {
+            STOPPING.store(true, std::sync::atomic::Ordering::SeqCst);
             let name = match sig {
                 SIGTERM => "SIGTERM",
                 SIGINT => "SIGINT",
@@ -224,6 +279,17 @@ pub fn install_signal_handler(tool: &str) {
                     nix::unistd::Pid::from_raw(*pid as i32),
                     nix::sys::signal::Signal::SIGTERM,
                 );
+            }
+            // Give them a moment to end cleanly before we exit (our death
+            // SIGKILLs them, dies_with_us): rclone aborts an S3 multipart
+            // upload on SIGTERM, which a SIGKILL right after would cut short.
+            let deadline = Instant::now() + CHILD_GRACE;
+            while children.iter().any(|pid| running(*pid)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let hooks: Vec<Hook> = registry().hooks.values().cloned().collect();
+            for h in hooks {
+                h();
             }
             let mut removed = Vec::new();
             for p in &paths {
@@ -287,6 +353,25 @@ mod tests {
         let s = Dir::create(d.path(), "etcd2-test").unwrap();
         let mode = std::fs::metadata(s.path()).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o700, "{mode:o}");
+    }
+
+    #[test]
+    fn a_child_runs_until_it_exits_and_a_zombie_does_not() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        assert!(running(child.id()));
+        child.kill().unwrap();
+        // Exited but not reaped: a zombie, no longer running.
+        let pid = child.id();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while running(pid) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(!running(pid), "a killed child still runs");
+        child.wait().unwrap();
+        assert!(!running(pid));
     }
 
     #[test]

@@ -246,7 +246,17 @@ impl PushJob {
         // Hash (besides sha256) only what the backend will report, and ask it
         // for that one alone: the local backend reads the file once per type.
         let compared = self.rclone.compared_hash(&gens)?;
+        self.sweep_uploads(&gens);
         let upload = self.rclone.rcat(&remote_archive, size)?;
+        // Stopped mid-upload (SIGTERM): rclone gets SIGTERM and aborts its
+        // upload, but 1.75 may do so with a context already cancelled.
+        let on_stop = {
+            let (rclone, path) = (self.rclone.clone(), remote_archive.clone());
+            crate::scratch::OnStop::new(move || {
+                // Best effort while stopping; what is left, a later push removes.
+                let _ = rclone.abandon_upload(&path);
+            })
+        };
         let mut tee = TeeReader {
             inner: HashingReader::new(
                 crate::progress::ProgressReader::new(
@@ -273,6 +283,7 @@ impl PushJob {
             (Ok(m), _) => m,
             (Err(_), Some(e)) => {
                 drop(upload);
+                self.abandon_upload(&remote_archive);
                 let e = anyhow::Error::new(e).context(format!("uploading to {remote_archive}"));
                 return Err(self.rclone.explain(e));
             }
@@ -280,15 +291,19 @@ impl PushJob {
                 // Dropping the upload unfinished aborts it before rclone
                 // sees an end: nothing whole is left under that name.
                 drop(upload);
+                self.abandon_upload(&remote_archive);
                 return Err(e.context(format!("{shown} is not a whole etcd2-backup archive")));
             }
         };
         let digests = inner.finish();
         let size = digests.size;
-        upload.finish().map_err(|e| {
-            self.rclone
-                .explain(e.context(format!("uploading to {remote_archive}")))
-        })?;
+        if let Err(e) = upload.finish() {
+            self.abandon_upload(&remote_archive);
+            return Err(self
+                .rclone
+                .explain(e.context(format!("uploading to {remote_archive}"))));
+        }
+        drop(on_stop);
         tracing::debug!(
             "verified {shown}: {} backup of member {:?} taken {} ({size} bytes, sha256 {})",
             manifest.api,
@@ -390,6 +405,37 @@ impl PushJob {
             manifest,
             generations,
         })
+    }
+
+    /// Abort what is left of our unfinished upload: an S3 multipart upload
+    /// holds the etcd data it was sent, billed, until someone aborts it.
+    /// Best effort, after a failure that is the error to report: what is
+    /// left, the next push's [`PushJob::sweep_uploads`] removes.
+    fn abandon_upload(&self, remote_archive: &str) {
+        if let Err(e) = self.rclone.abandon_upload(remote_archive) {
+            tracing::warn!(
+                "could not abort the unfinished upload to {remote_archive} ({e:#}); the next \
+                 push removes it once it is older than --transfer-timeout"
+            );
+        }
+    }
+
+    /// Abort the S3 multipart uploads under this machine's generations
+    /// that a killed push left (they hold every key of etcd, are billed,
+    /// and no lifecycle rule need exist): those started longer ago than
+    /// --transfer-timeout, which no live push's upload can be. Only this
+    /// machine's prefix; a failure is a warning (ListMultipartUploads may
+    /// not be granted), never a reason not to back up.
+    fn sweep_uploads(&self, gens: &str) {
+        match self.rclone.sweep_uploads(gens, self.rclone.bounds.transfer) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                "aborted {n} multipart upload(s) under {gens} left by an interrupted push"
+            ),
+            Err(e) => tracing::warn!(
+                "could not remove the multipart uploads an interrupted push left under {gens}: {e:#}"
+            ),
+        }
     }
 
     /// May `generation` be published now? Not over another member's
