@@ -453,3 +453,216 @@ fn the_readme_support_matrix_names_exactly_the_versions_tested() {
         "README.md's support matrix must name the builds of scripts/versions, in order"
     );
 }
+
+/// Neither an `ETCDCTL_API` complaint nor any JSON log line of etcd's.
+fn assert_no_raw_etcd_output(line: &str) {
+    assert!(
+        !line.contains("ETCDCTL_API"),
+        "ETCDCTL_API given to etcdctl 3.6+: {line}"
+    );
+    assert!(!line.contains("{\"level\""), "a raw etcd log line: {line}");
+}
+
+#[test]
+fn etcdctl_3_7_gets_no_etcdctl_api_and_its_log_lines_stay_out_of_errors() {
+    let bin = bin_of("3.7.3");
+    let c = Cluster::start_bin(1, &bin);
+    // A peer URL list that holds the founder's own: etcd refuses the add.
+    let peers = format!("http://127.0.0.1:{},{}", free_port(), c.members[0].peer_url);
+    let out = run(tool_at("etcd2-member-add", &bin).args([
+        "--endpoints",
+        c.endpoint(0),
+        "--name",
+        "e2",
+        "--peer-urls",
+        &peers,
+        "--wait",
+        "10s",
+    ]));
+    let line = assert_fails_with(&out, "etcd2-member-add", "Peer URLs already exists");
+    assert_no_raw_etcd_output(&line);
+}
+
+/// A v2 backup (etcdctl backup on Debian's 3.4.23) pushed to a local remote.
+fn v2_backup_pushed(c: &Cluster, env: &Env, remote: &Remote) -> PathBuf {
+    c.put_v2(0, "/a", "1");
+    let archive = c.path().join("v2.tar.zst");
+    run_ok(
+        tool("etcd2-snapshot")
+            .env("ETCDCTL_ENDPOINTS", c.endpoint(0))
+            .env("ETCD_DATA_DIR", &c.members[0].data_dir)
+            .env("ETCD_BACKUP_DIR", c.path().join("snapwork"))
+            .args(["--api", "v2", "-o"])
+            .arg(&archive),
+    );
+    run_ok(env.push(remote, MID).arg(&archive));
+    archive
+}
+
+#[test]
+fn a_v2_backup_is_refused_up_front_by_restore_and_verify_on_etcd_3_7() {
+    let bin = bin_of("3.7.3");
+    let c = Cluster::start(1);
+    let (env, remote) = (Env::new(c.path()), Remote::local(c.path()));
+    let archive = v2_backup_pushed(&c, &env, &remote);
+    let data = c.path().join("restored");
+    let out = run(tool_at("etcd2-restore", &bin)
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["--name", "r", "--peer-urls", "http://127.0.0.1:2380"])
+        .arg(&archive));
+    let restore_line = assert_fails_with(&out, "etcd2-restore", "etcd 3.7.3");
+    assert!(
+        !data.exists() || harness::names(&data).is_empty(),
+        "nothing written"
+    );
+    let mut verify = env.with(tool("etcd2-verify"), &remote, MID);
+    let out = run(verify.env("PATH", path_with(&bin)).args(["--wait", "30s"]));
+    let verify_line = assert_fails_with(&out, "etcd2-verify", "has no v2 store");
+    assert!(
+        !verify_line.contains("usage") && !verify_line.contains("temporary etcd"),
+        "{verify_line}"
+    );
+    // One sentence, the same for both.
+    let cause = |l: &str| {
+        l.split("this backup is of the v2 keyspace")
+            .nth(1)
+            .map(str::to_owned)
+    };
+    assert_eq!(
+        cause(&verify_line),
+        cause(&restore_line),
+        "{verify_line}\n{restore_line}"
+    );
+    assert!(cause(&verify_line).is_some(), "{verify_line}");
+}
+
+#[test]
+fn restore_with_an_etcdctl_3_7_and_no_etcdutl_names_what_is_missing() {
+    let bin = bin_of("3.7.3");
+    let d = tempfile::tempdir().unwrap();
+    let only = d.path().join("bin");
+    std::fs::create_dir_all(&only).unwrap();
+    for p in ["etcd", "etcdctl"] {
+        std::os::unix::fs::symlink(bin.join(p), only.join(p)).unwrap();
+    }
+    let mut c = Cluster::start_bin(1, &bin);
+    c.put_v3(0, "/a", "1");
+    let archive = c.path().join("a.tar.zst");
+    snapshot_to(&c, &bin, &archive);
+    c.members[0].stop();
+    let data = c.path().join("restored");
+    // PATH holds no other etcdutl: only this dir and the system's (which has none).
+    let out = run(tool("etcd2-restore")
+        .env("PATH", path_with(&only))
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["--name", "r", "--peer-urls", "http://127.0.0.1:2380"])
+        .arg(&archive));
+    let line = assert_fails_with(&out, "etcd2-restore", "etcdutl");
+    assert!(line.contains("etcdctl 3.7.3"), "{line}");
+    assert!(
+        !line.contains("Usage") && !line.contains("Available Commands"),
+        "{line}"
+    );
+    assert!(!data.join("member").exists(), "nothing restored");
+}
+
+#[test]
+fn member_add_with_a_learner_pending_waits_for_its_promotion_or_names_it() {
+    let bin = bin_of("3.7.3");
+    let c = Cluster::start_bin(1, &bin);
+    let founder = c.endpoint(0).to_owned();
+    let e2 = join(&c, &bin, &founder, "e2", &[]);
+    // e2 runs as a learner, not promoted: a second add is refused by etcd
+    // 3.6+ (--max-learners 1). Within a short wait: one line naming it.
+    let peer3 = format!("http://127.0.0.1:{}", free_port());
+    let add3 = |wait: &str| {
+        let mut cmd = tool_at("etcd2-member-add", &bin);
+        cmd.args([
+            "--endpoints",
+            &founder,
+            "--name",
+            "e3",
+            "--peer-urls",
+            &peer3,
+        ])
+        .args(["--wait", wait])
+        .arg("--dropin")
+        .arg(c.path().join("join-e3.conf"));
+        cmd
+    };
+    let out = run(&mut add3("3s"));
+    let line = assert_fails_with(&out, "etcd2-member-add", "e2");
+    assert!(line.contains("learner"), "{line}");
+    assert!(
+        line.contains("etcd2-health") && line.contains("--promote e2"),
+        "{line}"
+    );
+    assert_no_raw_etcd_output(&line);
+    assert_eq!(learners(&bin, &founder), 1, "nothing added");
+    // Given time, it waits for the promotion, then adds.
+    let waiting = add3("90s")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    run_ok(tool_at("etcd2-health", &bin).args([
+        "--endpoints",
+        &founder,
+        "--promote",
+        "e2",
+        "--members",
+        "2",
+        "--wait",
+        "60s",
+    ]));
+    let out = waiting.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("e2"), "says what it waited for: {err}");
+    assert_eq!(
+        members_json(&bin, &founder)["members"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    drop(e2);
+}
+
+#[test]
+fn the_v2_off_notice_names_the_etcd_version_the_member_runs() {
+    let bin = bin_of("3.5.30");
+    let d = tempfile::tempdir().unwrap();
+    let (cp, pp) = (free_port(), free_port());
+    let m = etcd::spawn(
+        MemberSpec {
+            name: "a",
+            data_dir: d.path().join("a"),
+            client_port: cp,
+            peer_port: pp,
+            initial_cluster: format!("a=http://127.0.0.1:{pp}"),
+            state: "new",
+            token: "t35",
+            tls: None,
+            extra: vec!["--enable-v2=false".into()],
+            bin: Some(&bin),
+        },
+        d.path(),
+    );
+    etcd::endpoint_wait_healthy(&m.client_url, &[], &m.log);
+    let out = run_ok(
+        tool_at("etcd2-snapshot", &bin)
+            .env("ETCDCTL_ENDPOINTS", &m.client_url)
+            .env("ETCD_BACKUP_DIR", d.path().join("work"))
+            .args(["--api", "auto", "-o"])
+            .arg(d.path().join("a.tar.zst")),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    let notice = err
+        .lines()
+        .find(|l| l.contains("the v2 API is disabled"))
+        .unwrap_or_else(|| panic!("no v2 notice: {err}"));
+    assert!(notice.contains("etcd 3.5.30"), "{notice}");
+    assert!(!notice.contains("etcd 3.4's default"), "{notice}");
+}
