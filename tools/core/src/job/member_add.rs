@@ -167,6 +167,14 @@ impl MemberAddJob {
                     health.unstarted.join(", ")
                 );
             }
+            // etcd allows one learner at a time (--max-learners, 1 by
+            // default): a started learner is waited for until promoted
+            // (its etcd2.service promotes it once it caught up), within
+            // the wait; then refused, naming it and what promotes it.
+            if let Some(l) = started_learner(&list.members) {
+                self.wait_promoted(&l, deadline)?;
+                continue;
+            }
             match self.founder.member_add(&self.name, &ours, self.learner) {
                 Ok(after) => {
                     tracing::info!(
@@ -194,6 +202,44 @@ impl MemberAddJob {
         }
     }
 
+    /// Wait (until `deadline`) for learner `l` to be promoted or removed.
+    fn wait_promoted(&self, l: &Member, deadline: Instant) -> Result<()> {
+        let what = format!("learner {} ({})", l.name, hex_id(l.id));
+        tracing::info!(
+            "{what} awaits promotion and etcd allows one learner at a time: waiting for it \
+             before adding {}",
+            self.name
+        );
+        let id = l.id;
+        poll::until(
+            deadline.saturating_duration_since(Instant::now()),
+            Duration::from_millis(500),
+            &format!("waiting for {what} to be promoted"),
+            || {
+                Ok(match self.founder.member_list() {
+                    Ok(list) if !list.members.iter().any(|m| m.id == id && m.is_learner) => {
+                        Probe::Done(())
+                    }
+                    Ok(_) => Probe::Waiting(format!("{what} not promoted yet")),
+                    Err(e) => Probe::Waiting(format!("{e:#}")),
+                })
+            },
+            |_| {
+                anyhow::anyhow!(
+                    "refusing to add {}: {what} was not promoted within {}, and etcd allows one \
+                     learner at a time. Promote it once it caught up (its etcd2.service does: \
+                     etcd2-health --endpoints {} --promote {}), or remove it, then run this again",
+                    self.name,
+                    crate::cmd::human_duration(self.wait),
+                    self.founder.endpoints(),
+                    l.name
+                )
+            },
+        )?;
+        tracing::info!("{what} promoted (or removed): adding {} now", self.name);
+        Ok(())
+    }
+
     fn emit(&self, members: &[Member]) -> Result<String> {
         let ic = initial_cluster(members, &self.name, self.peer_urls.trim());
         let learner = members
@@ -218,6 +264,14 @@ impl MemberAddJob {
         }
         Ok(text)
     }
+}
+
+/// A started member that is still a learner.
+fn started_learner(members: &[Member]) -> Option<Member> {
+    members
+        .iter()
+        .find(|m| m.is_learner && m.started())
+        .cloned()
 }
 
 /// Wait until the cluster is healthy, or until the only thing keeping it

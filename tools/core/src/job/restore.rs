@@ -7,9 +7,9 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 
-use crate::archive::{self, Api, Manifest};
+use crate::archive::{self, Manifest};
 use crate::cmd::Program;
 use crate::datadir;
 use crate::etcd::Etcdctl;
@@ -121,34 +121,6 @@ impl RestoreJob {
     }
 
     fn check_can_run(&self, manifest: &Manifest) -> Result<()> {
-        let etcd = crate::etcd::program_version(&self.etcd)?;
-        tracing::info!(
-            "etcd {etcd} at {} will run the restored member",
-            self.etcd.path().display()
-        );
-        if manifest.api == Api::V2 && !etcd.has_v2() {
-            bail!(
-                "this backup is of the v2 keyspace (etcdctl backup, etcd {}), and etcd {etcd} at {} \
-                 has no v2 store: it cannot restore it. Restore it with etcd 3.5 or older, then \
-                 migrate its v2 data to v3 (and back it up with --api v3) before upgrading to 3.6",
-                manifest.etcd_version,
-                self.etcd.path().display()
-            );
-        }
-        if self.bump_revision.is_some() {
-            ensure!(
-                manifest.api == Api::V3,
-                "--bump-revision applies to v3 backups only; this one is of the v2 keyspace"
-            );
-            if !self.etcdctl.snapshot_restore_has("--bump-revision")? {
-                bail!(
-                    "--bump-revision needs etcdutl >= 3.5.10 or etcdctl >= 3.4.27; this host has {}, \
-                     whose snapshot restore lacks it. Install a newer etcdutl (--etcdutl PATH) or \
-                     restore without it",
-                    self.etcdctl.describe_snapshot_tool()
-                );
-            }
-        }
-        Ok(())
+        member::check_can_build(&self.spec(), manifest)
     }
 }

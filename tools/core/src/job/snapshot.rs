@@ -164,9 +164,10 @@ const V2_UNCHECKED_MARK: &str = ".v2-unchecked-warned";
 impl SnapshotJob {
     /// The member's v2 API is off, so its v2 keyspace cannot be seen. Said
     /// as a warning once a day (with --api auto or v2), at info otherwise.
-    fn cannot_see_v2(&self) {
+    /// `version`: what the member reports it runs.
+    fn cannot_see_v2(&self, version: &str) {
         let msg = format!(
-            "the v2 API is disabled on {} (etcd 3.4's default): whether its v2 keyspace holds \
+            "the v2 API is disabled on {} (etcd {version}; off by default since 3.4): whether its v2 keyspace holds \
              data (from etcd2 days, or written through another member) cannot be checked, and a \
              v3 backup does not hold it. Start the member with --enable-v2 for the check, or \
              pass --api v3 where v2 data cannot exist",
@@ -273,7 +274,7 @@ impl SnapshotJob {
             && match self.etcd.v2_has_keys_if_any()? {
                 Some(has) => has,
                 None => {
-                    self.cannot_see_v2();
+                    self.cannot_see_v2(&status.status.version);
                     false
                 }
             };

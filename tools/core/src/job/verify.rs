@@ -110,6 +110,8 @@ impl VerifyJob {
             bump_revision: None,
             mark_compacted: false,
         };
+        member::check_can_build(&spec, &manifest)
+            .with_context(|| format!("generation {} cannot be verified here", sc.generation))?;
         let built = member::build(&spec, &data, &manifest, &member_dir, scratch.path())
             .with_context(|| {
                 format!(
