@@ -39,7 +39,7 @@ fn extract_and_check(archive: &Path, into: &Path) -> serde_json::Value {
         serde_json::from_slice(&std::fs::read(into.join("manifest.json")).unwrap()).unwrap();
     let files = manifest["files"].as_array().unwrap();
     assert!(!files.is_empty());
-    if manifest["format"] == 2 {
+    if manifest["format"] == 2 || manifest["format"] == 3 {
         // The hashes are in SHA256SUMS, checked as a person would.
         run_ok(
             Command::new("sha256sum")
@@ -47,7 +47,15 @@ fn extract_and_check(archive: &Path, into: &Path) -> serde_json::Value {
                 .current_dir(into),
         );
         let sums = std::fs::read_to_string(into.join("SHA256SUMS")).unwrap();
-        assert_eq!(sums.lines().count(), files.len(), "{sums}");
+        // Format 3 covers the manifest too, on the first line.
+        let covered = usize::from(manifest["format"] == 3);
+        assert_eq!(sums.lines().count(), files.len() + covered, "{sums}");
+        if covered == 1 {
+            assert!(
+                sums.lines().next().unwrap().ends_with("  manifest.json"),
+                "{sums}"
+            );
+        }
     }
     for f in files {
         let p = into.join(f["path"].as_str().unwrap());
@@ -531,14 +539,14 @@ fn v3_snapshot_streams_from_etcd_without_etcdctl_and_restores_with_its_hash_chec
         names(&work)
     );
 
-    // Format 2, checkable by hand: tar -xf, then sha256sum -c SHA256SUMS.
+    // Format 3, checkable by hand: tar -xf, then sha256sum -c SHA256SUMS.
     assert_eq!(
         tar_list(&archive),
         vec!["manifest.json", "snapshot.db", "SHA256SUMS"]
     );
     let x = c.path().join("x");
     let m = extract_and_check(&archive, &x);
-    assert_eq!(m["format"], 2);
+    assert_eq!(m["format"], 3);
     assert!(m["revision"].as_u64().unwrap() >= 32, "{m}");
     assert_eq!(m["key_count"].as_u64(), Some(31), "{m}");
     // etcdctl's file: the db, then the sha256 of the db.
@@ -597,12 +605,16 @@ fn push_refuses_a_doctored_format_2_archive_naming_what_is_wrong() {
     let out = run(env.push(&remote, mid).arg(&bad));
     assert_fails_with(&out, "etcd2-push", "entry junk follows SHA256SUMS");
 
+    // snapshot.db's line zeroed (format 3 lists manifest.json first).
     let sums = std::fs::read_to_string(x.join("SHA256SUMS")).unwrap();
-    std::fs::write(
-        x.join("SHA256SUMS"),
-        format!("{}{}", "0".repeat(64), &sums[64..]),
-    )
-    .unwrap();
+    let doctored: String = sums
+        .lines()
+        .map(|l| match l.strip_suffix("  snapshot.db") {
+            Some(_) => format!("{}  snapshot.db\n", "0".repeat(64)),
+            None => format!("{l}\n"),
+        })
+        .collect();
+    std::fs::write(x.join("SHA256SUMS"), doctored).unwrap();
     retar(&x, &["manifest.json", "snapshot.db", "SHA256SUMS"], &bad);
     let out = run(env.push(&remote, mid).arg(&bad));
     assert_fails_with(&out, "etcd2-push", "snapshot.db does not match SHA256SUMS");

@@ -6,6 +6,9 @@
 //! last entry, `SHA256SUMS` (`sha256sum -c` reads it). Plain `tar -xf`
 //! unpacks either; our readers verify every byte against the manifest (and
 //! `SHA256SUMS`) before anything is placed, and return a complete manifest.
+//! Format 3 (written now, by both writers) lists `manifest.json` in
+//! `SHA256SUMS` too, and zstd frames carry their content checksum: every
+//! byte is covered.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -25,6 +28,9 @@ pub const FORMAT_VERSION: u32 = 1;
 /// The streamed format: sizes in the manifest, sha256s in a last
 /// `SHA256SUMS` entry.
 pub const FORMAT_STREAMED: u32 = 2;
+/// Format 3: as format 2, and its `SHA256SUMS` also lists `manifest.json`,
+/// so that every byte of the archive is covered; written by both writers.
+pub const FORMAT_SUMMED: u32 = 3;
 /// The last entry of a format-2 archive, in `sha256sum -c` format.
 pub const SUMS_NAME: &str = "SHA256SUMS";
 /// The v3 snapshot's name inside a v3 archive.
@@ -229,6 +235,10 @@ impl<W: Write> Encoder<W> {
             Codec::Zstd => {
                 codec.check_level(level)?;
                 let mut e = zstd::stream::write::Encoder::new(out, level)?;
+                // Every frame ends with its content's checksum, which the
+                // decoder checks: a flipped bit anywhere is refused.
+                e.include_checksum(true)
+                    .context("enabling zstd's content checksum")?;
                 if threads >= 1 {
                     e.multithread(threads)
                         .context("enabling zstd worker threads")?;
@@ -302,6 +312,18 @@ pub fn write_archive<W: Write>(
         tar.append(&header(&f.path, f.size, 0o600, mtime)?, reader)
             .with_context(|| format!("archiving {}", path.display()))?;
     }
+    if manifest.format == FORMAT_SUMMED {
+        let sums = format!(
+            "{}  {MANIFEST_NAME}\n{}",
+            digest::sha256_hex(&json),
+            sums_text(&manifest.files)
+        );
+        tar.append(
+            &header(SUMS_NAME, sums.len() as u64, 0o644, mtime)?,
+            sums.as_bytes(),
+        )
+        .context("writing the SHA256SUMS entry")?;
+    }
     let enc = tar.into_inner().context("finishing the tar stream")?;
     enc.finish().context("finishing compression")
 }
@@ -370,8 +392,8 @@ pub fn write_streamed<W: Write>(
     mut fill: impl FnMut(&FileEntry, &mut dyn Write) -> Result<()>,
 ) -> Result<(W, Manifest)> {
     ensure!(
-        manifest.format == FORMAT_STREAMED,
-        "write_streamed writes format {FORMAT_STREAMED}"
+        manifest.format == FORMAT_STREAMED || manifest.format == FORMAT_SUMMED,
+        "write_streamed writes format {FORMAT_STREAMED} or {FORMAT_SUMMED}"
     );
     let enc = Encoder::new(out, manifest.codec, level, threads)?;
     let mut tar = tar::Builder::new(enc);
@@ -392,7 +414,13 @@ pub fn write_streamed<W: Write>(
         f.sha256 = append_filled(&mut tar, &f.path, f.size, mtime, &mut |w| fill(&entry, w))
             .with_context(|| format!("archiving {}", f.path))?;
     }
-    let sums = sums_text(&done.files);
+    let mut sums = sums_text(&done.files);
+    if manifest.format == FORMAT_SUMMED {
+        sums.insert_str(
+            0,
+            &format!("{}  {MANIFEST_NAME}\n", digest::sha256_hex(&json)),
+        );
+    }
     tar.append(
         &header(SUMS_NAME, sums.len() as u64, 0o644, mtime)?,
         sums.as_bytes(),
@@ -518,11 +546,13 @@ fn read_entries(dec: &mut dyn Read, codec: Codec, dest: Option<&Path>) -> Result
         .context("reading the manifest")?;
     let manifest: Manifest = serde_json::from_slice(&json).context("parsing the manifest")?;
     let mut manifest: Manifest = manifest;
-    let streamed = match manifest.format {
-        FORMAT_VERSION => false,
-        FORMAT_STREAMED => true,
+    // Formats 2 and 3 end with SHA256SUMS; format 3's covers the manifest.
+    let (streamed, summed) = match manifest.format {
+        FORMAT_VERSION => (false, false),
+        FORMAT_STREAMED => (true, false),
+        FORMAT_SUMMED => (true, true),
         f => bail!(
-            "archive format {f} is not supported (this tool reads formats {FORMAT_VERSION} and {FORMAT_STREAMED})"
+            "archive format {f} is not supported (this tool reads formats {FORMAT_VERSION} to {FORMAT_SUMMED})"
         ),
     };
     if manifest.codec != codec {
@@ -533,8 +563,9 @@ fn read_entries(dec: &mut dyn Read, codec: Codec, dest: Option<&Path>) -> Result
     for f in &manifest.files {
         safe_relative(Path::new(&f.path))?;
         ensure!(
-            f.path != SUMS_NAME,
-            "manifest lists {SUMS_NAME} as a data file"
+            f.path != SUMS_NAME && f.path != MANIFEST_NAME,
+            "manifest lists {} as a data file",
+            f.path
         );
         ensure!(
             expected.insert(f.path.clone(), f.clone()).is_none(),
@@ -544,6 +575,9 @@ fn read_entries(dec: &mut dyn Read, codec: Codec, dest: Option<&Path>) -> Result
     }
     // What each file hashed to, as read.
     let mut computed: BTreeMap<String, String> = BTreeMap::new();
+    if summed {
+        computed.insert(MANIFEST_NAME.to_owned(), digest::sha256_hex(&json));
+    }
     let mut sums_seen = false;
     if let Some(d) = dest {
         std::fs::DirBuilder::new()
@@ -628,7 +662,7 @@ fn read_entries(dec: &mut dyn Read, codec: Codec, dest: Option<&Path>) -> Result
             }
         };
         ensure!(
-            size == want.size && (streamed || sha == want.sha256),
+            size == want.size && ((streamed && want.sha256.is_empty()) || sha == want.sha256),
             "{name} does not match the manifest: {size} bytes sha256 {sha}, expected {} bytes sha256 {}",
             want.size,
             want.sha256
@@ -865,6 +899,76 @@ mod tests {
         t.into_inner().unwrap().finish().unwrap()
     }
 
+    /// Every entry of an archive, decompressed.
+    fn entries_of(bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
+        let codec = Codec::sniff(bytes).unwrap();
+        let mut dec = decoder(bytes, codec).unwrap();
+        let mut t = tar::Archive::new(&mut dec);
+        t.entries()
+            .unwrap()
+            .map(|e| {
+                let mut e = e.unwrap();
+                let mut v = Vec::new();
+                e.read_to_end(&mut v).unwrap();
+                (e.path().unwrap().to_string_lossy().into_owned(), v)
+            })
+            .collect()
+    }
+
+    /// New archives, from either writer: one flipped digit in the manifest
+    /// (still valid JSON, as the field report's "c8730d66636f6.40") is
+    /// refused, because SHA256SUMS covers the manifest too.
+    #[test]
+    fn a_flip_in_the_manifest_of_a_new_archive_is_refused() {
+        let src = tempfile::tempdir().unwrap();
+        let db = b"the db bytes".as_slice();
+        for codec in [Codec::Gzip, Codec::Zstd] {
+            let mut m = sample(src.path(), codec);
+            m.format = FORMAT_SUMMED;
+            m.cluster_id = "c8730d66636f6040".into();
+            let from_files = write_archive(Vec::new(), &m, src.path(), 3, 1).unwrap();
+            let mut s = streamed_manifest(codec, &[(V3_SNAPSHOT_NAME, db.len() as u64)]);
+            s.format = FORMAT_SUMMED;
+            s.cluster_id = "c8730d66636f6040".into();
+            let (from_stream, _) = write_streamed(Vec::new(), &s, 3, 1, |_, w| {
+                w.write_all(db)?;
+                Ok(())
+            })
+            .unwrap();
+            for bytes in [from_files, from_stream] {
+                read_verified(bytes.as_slice(), None).expect("the archive as written reads");
+                let mut entries = entries_of(&bytes);
+                assert_eq!(entries.last().unwrap().0, SUMS_NAME);
+                let text = String::from_utf8(entries[0].1.clone()).unwrap();
+                entries[0].1 = text
+                    .replace("c8730d66636f6040", "c8730d66636f6.40")
+                    .into_bytes();
+                let doctored: Vec<(&str, &[u8])> = entries
+                    .iter()
+                    .map(|(p, d)| (p.as_str(), d.as_slice()))
+                    .collect();
+                let e = read_verified(raw(codec, &doctored).as_slice(), None).unwrap_err();
+                assert!(
+                    format!("{e:#}").contains("manifest.json does not match SHA256SUMS"),
+                    "{codec}: {e:#}"
+                );
+            }
+        }
+    }
+
+    /// zstd frames carry their content checksum (Frame_Header_Descriptor
+    /// bit 2), which the decoder checks at the frame's end.
+    #[test]
+    fn zstd_archives_carry_a_content_checksum() {
+        let (bytes, _) = streamed(Codec::Zstd, b"hello");
+        assert_eq!(&bytes[..4], &[0x28, 0xb5, 0x2f, 0xfd]);
+        assert_ne!(
+            bytes[4] & 0x04,
+            0,
+            "no content checksum in the frame header"
+        );
+    }
+
     #[test]
     fn format_2_round_trip_returns_a_complete_manifest() {
         let db: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 253) as u8).collect();
@@ -1014,12 +1118,12 @@ mod tests {
         );
         // An unknown format is refused by number.
         let mut m3 = m.clone();
-        m3.format = 3;
+        m3.format = FORMAT_SUMMED + 1;
         let json = serde_json::to_vec_pretty(&m3).unwrap();
         let e = read_verified(raw(Codec::Zstd, &[(MANIFEST_NAME, &json)]).as_slice(), None)
             .unwrap_err();
         assert!(
-            format!("{e:#}").contains("archive format 3 is not supported"),
+            format!("{e:#}").contains("archive format 4 is not supported"),
             "{e:#}"
         );
     }

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 
-use crate::archive::{self, Api, Codec, Manifest, FORMAT_STREAMED, FORMAT_VERSION};
+use crate::archive::{self, Api, Codec, Manifest, FORMAT_SUMMED};
 use crate::cli::Output;
 use crate::digest::HashingWriter;
 use crate::etcd::{hex_id, Etcdctl};
@@ -305,7 +305,7 @@ impl SnapshotJob {
 
         let (created_unix, created_at) = crate::clock::now();
         let mut manifest = Manifest {
-            format: FORMAT_VERSION,
+            format: FORMAT_SUMMED,
             tool: format!("etcd2-snapshot {}", env!("CARGO_PKG_VERSION")),
             api,
             codec: self.codec,
@@ -343,7 +343,6 @@ impl SnapshotJob {
                     "v3 snapshot: {} bytes of db, {v3_keys} keys at revision {v3_revision} or later",
                     stream.db_size()
                 );
-                manifest.format = FORMAT_STREAMED;
                 manifest.revision = Some(v3_revision);
                 manifest.key_count = Some(v3_keys);
                 manifest.files = vec![archive::FileEntry {
@@ -388,8 +387,9 @@ impl SnapshotJob {
                 if files.is_empty() {
                     bail!("etcdctl produced no files in {}", root.display());
                 }
-                // Format 1: the files are on disk, their hashes known before
-                // the manifest goes out, and every older reader reads it.
+                // The files are on disk, their hashes known before the
+                // manifest goes out: the manifest carries them, and
+                // SHA256SUMS (format 3) covers the manifest as well.
                 manifest.files = archive::file_entries(&root, &files)?;
                 let hashing =
                     archive::write_archive(hashing, &manifest, &root, level, self.threads)
