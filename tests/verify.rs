@@ -219,3 +219,30 @@ fn the_throwaway_member_does_not_inherit_the_units_notify_socket() {
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "verify failed after the pause");
 }
+
+/// verify proves what the restore path would fetch: where etcd2-fetch
+/// (what etcd2-restore.service runs) refuses, so does verify, for the same
+/// reason; --allow-older lets both take the newest complete generation.
+#[test]
+fn verify_refuses_what_fetch_refuses() {
+    let c = Cluster::start(1);
+    c.put_v3(0, "/k", "v");
+    let remote = Remote::local(c.path());
+    let env = Env::new(c.path());
+    let archive = c.path().join("a.tar.zst");
+    c.snapshot_to(0, "v3", &archive);
+    run_ok(env.push(&remote, MID).arg(&archive));
+    remote.write(&format!("{MID}/LATEST.json"), b"{damaged");
+    let into = c.path().join("fetched");
+    let fetch = run(env.fetch(&remote, MID).arg("--into").arg(&into));
+    let fetch_line = assert_fails_with(&fetch, "etcd2-fetch", "--allow-older");
+    let out = run(&mut verify(&env, &remote));
+    let line = assert_fails_with(&out, "etcd2-verify", "--allow-older");
+    assert!(
+        line.contains("is damaged"),
+        "{line} (fetch said: {fetch_line})"
+    );
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("verified:"));
+    let out = run_ok(verify(&env, &remote).arg("--allow-older"));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("verified:"));
+}

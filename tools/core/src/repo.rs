@@ -382,6 +382,142 @@ pub fn read_pointer_checked(rclone: &Rclone, layout: &Layout) -> Result<PointerS
     })
 }
 
+/// What [`choose`] is asked for.
+pub struct Choice<'a> {
+    pub generation: Option<&'a str>,
+    /// Fall back to the newest complete generation when LATEST.json cannot
+    /// be followed.
+    pub allow_older: bool,
+    /// The original package's `<machine-id>_backup` copy.
+    pub legacy_previous: bool,
+}
+
+/// What a reader will take.
+pub enum Source {
+    Generation(Box<Sidecar>),
+    /// A plain `etcdctl backup` directory written by etcd2-backup-coreos.
+    Legacy(String),
+}
+
+fn listing(rclone: &Rclone, layout: &Layout) -> Result<Listing> {
+    Ok(rclone
+        .list(&layout.generations(), false)?
+        .map(|e| Listing::from_entries(&e))
+        .unwrap_or_default())
+}
+
+/// Whether `dir` holds the original package's plain `member/wal` layout.
+fn is_legacy(rclone: &Rclone, dir: &str) -> Result<bool> {
+    let member = join(dir, "member");
+    Ok(rclone
+        .list(&member, false)?
+        .is_some_and(|e| e.iter().any(|x| x.is_dir && x.name == "wal")))
+}
+
+/// Which generation a reader takes, saying why when it is not the obvious
+/// one: `--generation`, else the one LATEST.json names, else (only with
+/// `--allow-older`, loudly) the newest complete one; the original
+/// package's plain layout where nothing of ours is there. etcd2-fetch and
+/// etcd2-verify both choose here, so verify proves what a restore gets.
+pub fn choose(rclone: &Rclone, layout: &Layout, want: &Choice<'_>) -> Result<Source> {
+    rclone.check_endpoint(&layout.endpoint)?;
+    let base = layout.base();
+    if want.legacy_previous {
+        let prev = layout.legacy_previous();
+        ensure!(is_legacy(rclone, &prev)?, "no legacy backup at {prev}");
+        return Ok(Source::Legacy(prev));
+    }
+    let listing = listing(rclone, layout)?;
+    let complete = listing.complete();
+    if let Some(id) = want.generation {
+        ensure!(
+            valid_generation_id(id),
+            "{id:?} is not a generation id (see --list)"
+        );
+        ensure!(
+            complete.iter().any(|c| c == id),
+            "generation {id} is not a complete backup under {base} (see --list)"
+        );
+        return Ok(Source::Generation(Box::new(read_sidecar(
+            rclone, layout, id,
+        )?)));
+    }
+    let pointer = layout.pointer();
+    // Why LATEST.json cannot be followed, when it cannot.
+    let problem =
+        match read_pointer_checked(rclone, layout)? {
+            PointerState::Valid(p) if complete.contains(&p.generation) => {
+                match read_sidecar(rclone, layout, &p.generation) {
+                    Ok(sc) => {
+                        let newer: Vec<&String> =
+                            complete.iter().filter(|g| **g > p.generation).collect();
+                        if !newer.is_empty() {
+                            tracing::warn!(
+                            "{pointer} names {}, but newer complete generations exist unpublished \
+                             ({}): a push failed at its last step, or another writer uses this \
+                             machine-id. Fetching {} as published; see --list and --generation",
+                            p.generation,
+                            newer.iter().map(|g| g.as_str()).collect::<Vec<_>>().join(", "),
+                            p.generation
+                        );
+                        }
+                        return Ok(Source::Generation(Box::new(sc)));
+                    }
+                    Err(e) => format!(
+                        "{pointer} names {}, whose sidecar is damaged ({e:#})",
+                        p.generation
+                    ),
+                }
+            }
+            PointerState::Valid(p) => format!(
+                "{pointer} names {}, which is not a complete generation (deleted?)",
+                p.generation
+            ),
+            PointerState::Damaged(e) => format!("{pointer} is damaged ({e})"),
+            PointerState::Missing if complete.is_empty() => {
+                if is_legacy(rclone, &base)? {
+                    return Ok(Source::Legacy(base));
+                }
+                return Err(crate::cli::coded(
+                    crate::cli::EXIT_NO_BACKUP,
+                    format!(
+                        "no backup yet for machine-id {} under {} (no {}, no complete generation, \
+                     no legacy member/ dir)",
+                        layout.machine_id,
+                        layout.endpoint,
+                        crate::repo::POINTER_NAME
+                    ),
+                ));
+            }
+            PointerState::Missing => {
+                format!("{pointer} is missing: no backup was published here")
+            }
+        };
+    // The newest complete generation whose sidecar reads.
+    let fallback = complete
+        .iter()
+        .rev()
+        .find_map(|id| read_sidecar(rclone, layout, id).ok());
+    let Some(sc) = fallback else {
+        bail!("{problem}, and no complete generation with a readable sidecar is left under {base}");
+    };
+    if !want.allow_older {
+        bail!(
+            "{problem}; the newest complete generation is {} (taken {}): pass --generation {} \
+             or --allow-older to fetch it",
+            sc.generation,
+            sc.manifest.created_at,
+            sc.generation
+        );
+    }
+    tracing::warn!(
+        "{problem}; --allow-older: fetching the newest complete generation {} (taken {}) instead",
+        sc.generation,
+        sc.manifest.created_at
+    );
+    Ok(Source::Generation(Box::new(sc)))
+}
+
 /// What retention deletes.
 #[derive(Debug, PartialEq, Eq)]
 pub struct RetentionPlan {

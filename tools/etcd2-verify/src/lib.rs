@@ -33,6 +33,14 @@ pub struct Cli {
     #[arg(long, value_name = "ID")]
     pub generation: Option<String>,
 
+    /// When LATEST.json cannot be followed (missing, damaged, or naming a
+    /// generation gone or damaged), verify the newest complete generation
+    /// instead (with a warning), as `etcd2-fetch --allow-older` would fetch
+    /// it. Without it verify fails where the restore path (etcd2-fetch)
+    /// refuses, and for the same reason
+    #[arg(long, env = "ETCD2_BACKUP_ALLOW_OLDER", conflicts_with = "generation")]
+    pub allow_older: bool,
+
     /// Scratch space for the download and the throwaway member
     #[arg(
         long,

@@ -21,6 +21,7 @@ fn main() -> ExitCode {
                 rclone: cli.remote.rclone()?,
                 layout: cli.remote.layout()?,
                 generation: cli.generation.clone(),
+                allow_older: cli.allow_older,
                 work_dir: cli.work_dir.clone(),
                 etcd: Program::find("etcd", cli.etcd.as_deref(), "etcd-server")?,
                 // The throwaway etcd is plain http on loopback; TLS flags do

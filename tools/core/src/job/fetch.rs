@@ -13,9 +13,7 @@ use crate::archive::{self, Api, Codec, Manifest, FORMAT_VERSION};
 use crate::cli::Output;
 use crate::fsutil::{sync_dir, AtomicFile};
 use crate::rclone::{join, Rclone};
-use crate::repo::{
-    read_pointer, read_pointer_checked, valid_generation_id, Layout, Listing, PointerState, Sidecar,
-};
+use crate::repo::{read_pointer, Choice, Layout, Listing, Sidecar, Source};
 
 pub enum Target {
     /// Extract into a new (or empty) directory, placed by rename.
@@ -34,13 +32,6 @@ pub struct FetchJob {
     /// Fetch the original package's `<machine-id>_backup` copy instead.
     pub legacy_previous: bool,
     pub work_dir: PathBuf,
-}
-
-/// What will be fetched.
-pub enum Source {
-    Generation(Box<Sidecar>),
-    /// A plain `etcdctl backup` directory written by etcd2-backup-coreos.
-    Legacy(String),
 }
 
 /// One row of `--list`.
@@ -98,109 +89,18 @@ impl FetchJob {
             .unwrap_or_default())
     }
 
-    /// Decide what to fetch, saying why when it is not the obvious choice.
+    /// Decide what to fetch ([`crate::repo::choose`]: the one choice
+    /// etcd2-verify makes too).
     pub fn resolve(&self) -> Result<Source> {
-        self.rclone.check_endpoint(&self.layout.endpoint)?;
-        let base = self.layout.base();
-        if self.legacy_previous {
-            let prev = self.layout.legacy_previous();
-            ensure!(self.is_legacy(&prev)?, "no legacy backup at {prev}");
-            return Ok(Source::Legacy(prev));
-        }
-        let listing = self.listing()?;
-        let complete = listing.complete();
-        if let Some(id) = &self.generation {
-            ensure!(
-                valid_generation_id(id),
-                "{id:?} is not a generation id (see --list)"
-            );
-            ensure!(
-                complete.contains(id),
-                "generation {id} is not a complete backup under {base} (see --list)"
-            );
-            return Ok(Source::Generation(Box::new(self.read_sidecar(id)?)));
-        }
-        let pointer = self.layout.pointer();
-        // Why LATEST.json cannot be followed, when it cannot.
-        let problem = match read_pointer_checked(&self.rclone, &self.layout)? {
-            PointerState::Valid(p) if complete.contains(&p.generation) => {
-                match self.read_sidecar(&p.generation) {
-                    Ok(sc) => {
-                        let newer: Vec<&String> =
-                            complete.iter().filter(|g| **g > p.generation).collect();
-                        if !newer.is_empty() {
-                            tracing::warn!(
-                                "{pointer} names {}, but newer complete generations exist unpublished \
-                                 ({}): a push failed at its last step, or another writer uses this \
-                                 machine-id. Fetching {} as published; see --list and --generation",
-                                p.generation,
-                                newer.iter().map(|g| g.as_str()).collect::<Vec<_>>().join(", "),
-                                p.generation
-                            );
-                        }
-                        return Ok(Source::Generation(Box::new(sc)));
-                    }
-                    Err(e) => format!(
-                        "{pointer} names {}, whose sidecar is damaged ({e:#})",
-                        p.generation
-                    ),
-                }
-            }
-            PointerState::Valid(p) => format!(
-                "{pointer} names {}, which is not a complete generation (deleted?)",
-                p.generation
-            ),
-            PointerState::Damaged(e) => format!("{pointer} is damaged ({e})"),
-            PointerState::Missing if complete.is_empty() => {
-                if self.is_legacy(&base)? {
-                    return Ok(Source::Legacy(base));
-                }
-                return Err(crate::cli::coded(
-                    crate::cli::EXIT_NO_BACKUP,
-                    format!(
-                        "no backup yet for machine-id {} under {} (no {}, no complete generation, \
-                         no legacy member/ dir)",
-                        self.layout.machine_id,
-                        self.layout.endpoint,
-                        crate::repo::POINTER_NAME
-                    ),
-                ));
-            }
-            PointerState::Missing => {
-                format!("{pointer} is missing: no backup was published here")
-            }
-        };
-        // The newest complete generation whose sidecar reads.
-        let fallback = complete
-            .iter()
-            .rev()
-            .find_map(|id| self.read_sidecar(id).ok());
-        let Some(sc) = fallback else {
-            bail!("{problem}, and no complete generation with a readable sidecar is left under {base}");
-        };
-        if !self.allow_older {
-            bail!(
-                "{problem}; the newest complete generation is {} (taken {}): pass --generation {} \
-                 or --allow-older to fetch it",
-                sc.generation,
-                sc.manifest.created_at,
-                sc.generation
-            );
-        }
-        tracing::warn!(
-            "{problem}; --allow-older: fetching the newest complete generation {} (taken {}) instead",
-            sc.generation,
-            sc.manifest.created_at
-        );
-        Ok(Source::Generation(Box::new(sc)))
-    }
-
-    fn is_legacy(&self, dir: &str) -> Result<bool> {
-        let member = join(dir, "member");
-        Ok(self
-            .rclone
-            .list(&member, false)?
-            .is_some_and(|e| e.iter().any(|x| x.is_dir && x.name == "wal")))
+        crate::repo::choose(
+            &self.rclone,
+            &self.layout,
+            &Choice {
+                generation: self.generation.as_deref(),
+                allow_older: self.allow_older,
+                legacy_previous: self.legacy_previous,
+            },
+        )
     }
 
     pub fn run(&self, target: &Target) -> Result<Manifest> {

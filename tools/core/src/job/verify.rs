@@ -7,20 +7,22 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 
 use crate::archive;
 use crate::cmd::Program;
 use crate::etcd::Etcdctl;
 use crate::member;
 use crate::rclone::Rclone;
-use crate::repo::{self, Layout, Listing, PointerState, Sidecar};
+use crate::repo::{self, Layout, Sidecar};
 
 pub struct VerifyJob {
     pub rclone: Rclone,
     pub layout: Layout,
     /// This generation instead of the published one.
     pub generation: Option<String>,
+    /// Fall back to the newest complete generation, as fetch would.
+    pub allow_older: bool,
     /// Where the scratch goes (`etcd2-verify.<pid>.*`).
     pub work_dir: PathBuf,
     pub etcd: Program,
@@ -43,43 +45,21 @@ pub struct Verified {
 const SCRATCH: &str = "etcd2-verify";
 
 impl VerifyJob {
-    /// The generation to verify: the one asked for, else the one
-    /// LATEST.json names, else (with a note) the newest complete one.
+    /// The generation to verify: the one the restore path would fetch
+    /// ([`repo::choose`], as etcd2-fetch chooses).
     fn pick(&self) -> Result<Sidecar> {
-        if let Some(id) = &self.generation {
-            return repo::read_sidecar(&self.rclone, &self.layout, id);
-        }
-        if let PointerState::Valid(p) = repo::read_pointer_checked(&self.rclone, &self.layout)? {
-            if let Ok(sc) = repo::read_sidecar(&self.rclone, &self.layout, &p.generation) {
-                return Ok(sc);
-            }
-        }
-        let listing = self
-            .rclone
-            .list(&self.layout.generations(), false)?
-            .map(|e| Listing::from_entries(&e))
-            .unwrap_or_default();
-        let newest = listing
-            .complete()
-            .into_iter()
-            .rev()
-            .find_map(|id| repo::read_sidecar(&self.rclone, &self.layout, &id).ok());
-        match newest {
-            Some(sc) => {
-                tracing::info!(
-                    "{} cannot be followed: verifying the newest complete generation {}",
-                    self.layout.pointer(),
-                    sc.generation
-                );
-                Ok(sc)
-            }
-            None => Err(crate::cli::coded(
-                crate::cli::EXIT_NO_BACKUP,
-                format!(
-                    "no backup to verify for machine-id {} under {}",
-                    self.layout.machine_id, self.layout.endpoint
-                ),
-            )),
+        let choice = repo::Choice {
+            generation: self.generation.as_deref(),
+            allow_older: self.allow_older,
+            legacy_previous: false,
+        };
+        match repo::choose(&self.rclone, &self.layout, &choice)? {
+            repo::Source::Generation(sc) => Ok(*sc),
+            repo::Source::Legacy(dir) => bail!(
+                "{dir} holds a backup in the original package's plain layout, which has no \
+                 manifest to verify against: push it as a generation first (etcd2-fetch -o - | \
+                 etcd2-push -)"
+            ),
         }
     }
 
