@@ -16,6 +16,7 @@ mod package;
 mod push_fetch;
 mod release;
 mod restore;
+mod settings;
 mod snapshot;
 mod verify;
 mod versions;
