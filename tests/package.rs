@@ -893,3 +893,63 @@ fn installed_services_are_sandboxed_backup_exposure_at_most_3() {
     let score = exposure(&root, "etcd2-backup.service");
     assert!(score > 9.0, "unsandboxed backup scored {score}");
 }
+
+/// The push's check is only as strong as the settings let it be: every
+/// settings source we ship (the drop-in the package is built from, the
+/// units, the Butane config, the settings file the installer writes and the
+/// one the .deb carries) leaves ETCD2_BACKUP_VERIFY unset or at a level no
+/// weaker than the default `auto` (which reads back what the backend cannot
+/// hash: crypt, WebDAV, S3 multipart).
+#[test]
+fn shipped_settings_leave_verification_at_its_default_or_stronger() {
+    const NAME: &str = "ETCD2_BACKUP_VERIFY";
+    let strong = |v: &Option<String>| matches!(v.as_deref(), None | Some("auto" | "download"));
+    let ws = harness::workspace();
+    let mut seen = Vec::new();
+
+    // Drop-in shaped sources: the package's settings, every unit, Butane.
+    let mut dropins = vec![ws.join("units/30-etcd2-backup-restore.conf")];
+    dropins.extend(UNITS.iter().map(|u| ws.join("units").join(u)));
+    dropins.push(ws.join("packaging/butane/etcd2-backup.bu"));
+    for p in dropins {
+        let text = fs::read_to_string(&p).expect("read a shipped source");
+        let v = etcd2_backup::job::install::dropin_env(&text, NAME);
+        seen.push((p.display().to_string(), v));
+    }
+
+    // The settings file the installer writes from the package.
+    let t = tempfile::tempdir().expect("tempdir");
+    let x = payload(t.path());
+    let root = stage(t.path(), FLATCAR);
+    assert!(install(&x, &root, &[]).status.success());
+    let env_files = [root.join("etc/etcd2-backup/etcd2-backup.env"), {
+        // The .deb's copy, staged as `make deb` stages it.
+        let out = t.path().join("deb");
+        run_ok(
+            Command::new(harness::bin("etcd2-backup-stage"))
+                .args(["--etcd-unit", "etcd.service", "--units"])
+                .arg(ws.join("units"))
+                .arg("--conf")
+                .arg(ws.join("units/30-etcd2-backup-restore.conf"))
+                .arg("--out")
+                .arg(&out),
+        );
+        out.join("etc/etcd2-backup/etcd2-backup.env")
+    }];
+    for p in env_files {
+        let text = fs::read_to_string(&p).expect("read a settings file");
+        let vars = etcd2_backup::settings::parse(&text).expect("parse a shipped settings file");
+        let v = vars
+            .into_iter()
+            .rev()
+            .find(|(n, _)| n == NAME)
+            .map(|(_, v)| v);
+        seen.push((p.display().to_string(), v));
+    }
+
+    let weak: Vec<_> = seen.iter().filter(|(_, v)| !strong(v)).collect();
+    assert!(
+        weak.is_empty(),
+        "shipped settings weaken verification below --verify auto: {weak:?}"
+    );
+}

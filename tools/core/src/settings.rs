@@ -4,20 +4,57 @@
 //! units without restating it. Its variables are defaults: one set in the
 //! environment always wins (as a flag beats both).
 //!
-//! The format is the common ground of systemd's `EnvironmentFile=` and
-//! `sh` (so `set -a; . FILE` works too): `NAME=value` lines, `#`
-//! comments, values optionally in double or single quotes. The file may
-//! hold secrets (a connection string in RCLONE_ENDPOINT): the installer
-//! writes it 0600, the tools refuse one that others may write (it chooses
-//! the programs root runs) and warn about one that others may read. No
-//! value from it is ever printed.
+//! # Read exactly as systemd reads it
+//!
+//! Two parsers read this file: systemd's for the units, ours for every
+//! tool (also under a unit, where a refusal would stop the backup). So
+//! [`read`] is systemd's `EnvironmentFile=` parser (`load_env_file` in
+//! src/basic/env-file.c, then the unit's check of each name), state for
+//! state as in systemd 252, and tests/settings.rs feeds the same files to
+//! a real systemd and compares:
+//!
+//! - `NAME=value`; whitespace around the name and the value is dropped; a
+//!   name set twice takes its last value;
+//! - a line starting (after blanks) with `#` or `;` is a comment; elsewhere
+//!   they are plain characters (`A=1 # x` is `1 # x`); a backslash at the
+//!   end of a comment continues the comment onto the next line (systemd
+//!   252; 254 and later read that next line: we warn about it);
+//! - outside quotes a backslash takes the next character literally, and
+//!   at the end of a line joins the next line (continuation);
+//! - `'...'` is literal; in `"..."` a backslash escapes `" \ ` $` and a
+//!   newline (continuation), and is kept before any other character;
+//!   quotes may span lines, and quoted and bare parts join (`"a"'b'c` is
+//!   `abc`); an unterminated quote runs to the end of the file;
+//! - a line without `=`, and a name that is not letters, digits and `_`
+//!   (not starting with a digit), e.g. `export A=1`, are ignored, by
+//!   systemd and by us: we say so in a warning naming the line's number;
+//! - a file holding a NUL byte, or invalid UTF-8 in a name or value, is
+//!   not read at all by systemd (the units run without it: `-` in
+//!   `EnvironmentFile=-`); the tools refuse it, naming the line.
+//!
+//! No value from the file is ever printed (it may hold secrets: a
+//! connection string in RCLONE_ENDPOINT): errors and warnings name lines.
+//!
+//! # Trusted only when only root (or we) can change it
+//!
+//! It chooses the programs root runs, so the tools refuse a file that is
+//! not a regular file (a FIFO would block every tool), that another user
+//! owns or may write, or that is reached through a directory or link that
+//! another user could change: every directory on the way (links resolved
+//! one by one) is owned by root or us and not writable by others, except
+//! a sticky one (/tmp) holding an entry of root's or ours; a link another
+//! user owns in such a sticky directory is refused (the case
+//! fs.protected_symlinks guards). The file is then opened without
+//! following a link and without blocking, and the checks are made again
+//! on the opened file (fstat), so a swap between check and open is caught.
+//! A file others may read is read, with a warning.
 
 use std::fs;
-use std::io;
-use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::io::{self, Read};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Component, Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 
 /// Where the settings live, for the units and for a root shell.
 pub const ENV_FILE: &str = "/etc/etcd2-backup/etcd2-backup.env";
@@ -25,65 +62,256 @@ pub const ENV_FILE: &str = "/etc/etcd2-backup/etcd2-backup.env";
 /// Names another settings file for the tools; empty reads none (tests).
 pub const ENV_FILE_VAR: &str = "ETCD2_BACKUP_ENV_FILE";
 
-/// Parse the file: `(name, value)` in order. A line that is not
-/// `NAME=value` is an error naming its number only (it may hold a secret).
-pub fn parse(text: &str) -> std::result::Result<Vec<(String, String)>, String> {
-    let mut out = Vec::new();
-    for (n, raw) in text.lines().enumerate() {
-        let line = raw.trim();
-        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
-            continue;
-        }
-        let Some((name, value)) = line.split_once('=') else {
-            return Err(format!("line {}: not NAME=value", n + 1));
-        };
-        let name = name.trim();
-        let valid = name
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !valid {
-            return Err(format!("line {}: not NAME=value", n + 1));
-        }
-        let value = unquote(value.trim())
-            .ok_or_else(|| format!("line {}: unbalanced quotes in {name}'s value", n + 1))?;
-        out.push((name.to_string(), value));
-    }
-    Ok(out)
+/// The file as read: its effective assignments (a name set twice has its
+/// last value, at the place of its first) and warnings for the operator
+/// (lines systemd ignores, named by number only).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Settings {
+    pub vars: Vec<(String, String)>,
+    pub notes: Vec<String>,
 }
 
-/// `"..."` (backslash escapes `\" \\ \$ \``), `'...'` (literal), or bare.
-fn unquote(v: &str) -> Option<String> {
-    if let Some(inner) = v.strip_prefix('"') {
-        let inner = inner.strip_suffix('"')?;
-        let mut s = String::new();
-        let mut chars = inner.chars();
-        while let Some(c) = chars.next() {
-            if c == '\\' {
-                match chars.next() {
-                    Some(e @ ('"' | '\\' | '$' | '`')) => s.push(e),
-                    Some(e) => {
-                        s.push('\\');
-                        s.push(e);
-                    }
-                    None => return None,
-                }
-            } else if c == '"' {
-                return None;
-            } else {
-                s.push(c);
+/// The effective assignments of a settings file, as systemd's
+/// `EnvironmentFile=` gives them to a unit; an error for a file systemd
+/// would not read at all. See the module doc.
+pub fn parse(text: &str) -> std::result::Result<Vec<(String, String)>, String> {
+    read(text.as_bytes()).map(|s| s.vars)
+}
+
+/// systemd's WHITESPACE and NEWLINE sets (string-util.h).
+fn is_space(c: u8) -> bool {
+    matches!(c, b' ' | b'\t' | b'\n' | b'\r')
+}
+fn is_newline(c: u8) -> bool {
+    matches!(c, b'\n' | b'\r')
+}
+
+/// One assignment as the state machine found it: the line it starts on,
+/// the name and the value (None: nothing after `=`).
+struct Raw {
+    line: usize,
+    key: Vec<u8>,
+    value: Option<Vec<u8>>,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum State {
+    PreKey,
+    Key,
+    PreValue,
+    Value,
+    ValueEscape,
+    Single,
+    Double,
+    DoubleEscape,
+    Comment,
+    CommentEscape,
+}
+
+/// [`parse`] on the file's bytes, with the notes.
+pub fn read(bytes: &[u8]) -> std::result::Result<Settings, String> {
+    if let Some(at) = bytes.iter().position(|&b| b == 0) {
+        let line = 1 + bytes[..at].iter().filter(|&&b| b == b'\n').count();
+        return Err(format!(
+            "line {line}: a NUL byte: systemd reads none of this file (the units run without it)"
+        ));
+    }
+    let mut notes = Vec::new();
+    let mut raws: Vec<Raw> = Vec::new();
+    let mut state = State::PreKey;
+    let (mut key, mut value): (Vec<u8>, Option<Vec<u8>>) = (Vec::new(), None);
+    // Where trailing whitespace of the key and the bare value begins.
+    let (mut key_ws, mut value_ws): (Option<usize>, Option<usize>) = (None, None);
+    let (mut line, mut start) = (1usize, 1usize);
+    let push = |raws: &mut Vec<Raw>,
+                key: &mut Vec<u8>,
+                value: &mut Option<Vec<u8>>,
+                key_ws: Option<usize>,
+                value_ws: Option<usize>,
+                bare: bool,
+                start: usize| {
+        let mut k = std::mem::take(key);
+        if let Some(w) = key_ws {
+            k.truncate(w);
+        }
+        let mut v = value.take();
+        if bare {
+            if let (Some(v), Some(w)) = (v.as_mut(), value_ws) {
+                v.truncate(w);
             }
         }
-        Some(s)
-    } else if let Some(inner) = v.strip_prefix('\'') {
-        let inner = inner.strip_suffix('\'')?;
-        (!inner.contains('\'')).then(|| inner.to_string())
-    } else if v.contains('"') || v.contains('\'') {
-        None
-    } else {
-        Some(v.to_string())
+        raws.push(Raw {
+            line: start,
+            key: k,
+            value: v,
+        });
+    };
+    for &c in bytes {
+        match state {
+            State::PreKey => {
+                if c == b'#' || c == b';' {
+                    state = State::Comment;
+                } else if !is_space(c) {
+                    state = State::Key;
+                    start = line;
+                    key_ws = None;
+                    key.push(c);
+                }
+            }
+            State::Key => {
+                if is_newline(c) {
+                    state = State::PreKey;
+                    notes.push(format!(
+                        "line {start}: ignored, as systemd ignores it: no `=` (NAME=value)"
+                    ));
+                    key.clear();
+                } else if c == b'=' {
+                    state = State::PreValue;
+                    value_ws = None;
+                } else {
+                    if !is_space(c) {
+                        key_ws = None;
+                    } else if key_ws.is_none() {
+                        key_ws = Some(key.len());
+                    }
+                    key.push(c);
+                }
+            }
+            State::PreValue => {
+                if is_newline(c) {
+                    state = State::PreKey;
+                    push(
+                        &mut raws, &mut key, &mut value, key_ws, value_ws, false, start,
+                    );
+                } else if c == b'\'' {
+                    state = State::Single;
+                } else if c == b'"' {
+                    state = State::Double;
+                } else if c == b'\\' {
+                    state = State::ValueEscape;
+                } else if !is_space(c) {
+                    state = State::Value;
+                    value.get_or_insert_with(Vec::new).push(c);
+                }
+            }
+            State::Value => {
+                if is_newline(c) {
+                    state = State::PreKey;
+                    push(
+                        &mut raws, &mut key, &mut value, key_ws, value_ws, true, start,
+                    );
+                } else if c == b'\\' {
+                    state = State::ValueEscape;
+                    value_ws = None;
+                } else {
+                    let v = value.get_or_insert_with(Vec::new);
+                    if !is_space(c) {
+                        value_ws = None;
+                    } else if value_ws.is_none() {
+                        value_ws = Some(v.len());
+                    }
+                    v.push(c);
+                }
+            }
+            State::ValueEscape => {
+                state = State::Value;
+                // An escaped newline is eaten: the continuation line.
+                if !is_newline(c) {
+                    value.get_or_insert_with(Vec::new).push(c);
+                }
+            }
+            State::Single => {
+                if c == b'\'' {
+                    state = State::PreValue;
+                } else {
+                    value.get_or_insert_with(Vec::new).push(c);
+                }
+            }
+            State::Double => {
+                if c == b'"' {
+                    state = State::PreValue;
+                } else if c == b'\\' {
+                    state = State::DoubleEscape;
+                } else {
+                    value.get_or_insert_with(Vec::new).push(c);
+                }
+            }
+            State::DoubleEscape => {
+                state = State::Double;
+                let v = value.get_or_insert_with(Vec::new);
+                if matches!(c, b'"' | b'\\' | b'`' | b'$') {
+                    v.push(c);
+                } else if c != b'\n' {
+                    v.extend_from_slice(&[b'\\', c]);
+                }
+            }
+            State::Comment => {
+                if c == b'\\' {
+                    state = State::CommentEscape;
+                } else if is_newline(c) {
+                    state = State::PreKey;
+                }
+            }
+            State::CommentEscape => {
+                state = State::Comment;
+                if c == b'\n' {
+                    notes.push(format!(
+                        "line {}: read as part of the comment on line {line}, which ends in a \
+                         backslash (as systemd 252 reads it; systemd 254 and later read it as a \
+                         line of its own): remove the backslash or the line",
+                        line + 1
+                    ));
+                }
+            }
+        }
+        if c == b'\n' {
+            line += 1;
+        }
     }
+    match state {
+        State::PreValue
+        | State::ValueEscape
+        | State::Single
+        | State::Double
+        | State::DoubleEscape => push(
+            &mut raws, &mut key, &mut value, key_ws, value_ws, false, start,
+        ),
+        State::Value => push(
+            &mut raws, &mut key, &mut value, key_ws, value_ws, true, start,
+        ),
+        State::Key => notes.push(format!(
+            "line {start}: ignored, as systemd ignores it: no `=` (NAME=value)"
+        )),
+        State::PreKey | State::Comment | State::CommentEscape => {}
+    }
+
+    let mut vars: Vec<(String, String)> = Vec::new();
+    for raw in raws {
+        let (Ok(name), Ok(value)) = (
+            String::from_utf8(raw.key),
+            String::from_utf8(raw.value.unwrap_or_default()),
+        ) else {
+            return Err(format!(
+                "line {}: invalid UTF-8: systemd reads none of this file (the units run without it)",
+                raw.line
+            ));
+        };
+        let valid = name.bytes().next().is_some_and(|c| !c.is_ascii_digit())
+            && name.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_');
+        if !valid {
+            notes.push(format!(
+                "line {}: ignored, as systemd ignores it: the name is not letters, digits and _ \
+                 (NAME=value, no `export`)",
+                raw.line
+            ));
+            continue;
+        }
+        match vars.iter_mut().find(|(n, _)| *n == name) {
+            Some(slot) => slot.1 = value,
+            None => vars.push((name, value)),
+        }
+    }
+    Ok(Settings { vars, notes })
 }
 
 /// A value as the file holds it: bare when plain, else double-quoted with
@@ -151,47 +379,227 @@ fn path() -> Option<PathBuf> {
     }
 }
 
+/// What a file type is called in a refusal.
+fn kind(ft: fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if ft.is_dir() {
+        "a directory"
+    } else if ft.is_fifo() {
+        "a FIFO"
+    } else if ft.is_char_device() {
+        "a character device"
+    } else if ft.is_block_device() {
+        "a block device"
+    } else if ft.is_socket() {
+        "a socket"
+    } else if ft.is_symlink() {
+        "a symbolic link"
+    } else {
+        "not a regular file"
+    }
+}
+
+/// Why another user could change what `entry` (in `dir`, whose metadata
+/// is `dir_meta`) is, if they could.
+fn untrusted(
+    dir: &Path,
+    dir_meta: &fs::Metadata,
+    entry: &Path,
+    meta: &fs::Metadata,
+) -> Option<String> {
+    let me = nix::unistd::geteuid().as_raw();
+    let ours = |uid: u32| uid == 0 || uid == me;
+    if !ours(meta.uid()) {
+        // fs.protected_symlinks' case when in a sticky world-writable dir;
+        // anywhere else its owner still chooses what it is or points to.
+        return Some(format!(
+            "{} is owned by uid {}",
+            entry.display(),
+            meta.uid()
+        ));
+    }
+    // In a sticky dir others may add entries but not replace ours.
+    let sticky = dir_meta.mode() & 0o1000 != 0;
+    if dir_meta.mode() & 0o022 != 0 && !sticky {
+        return Some(format!(
+            "{} is writable by other users (mode {:04o})",
+            dir.display(),
+            dir_meta.mode() & 0o7777
+        ));
+    }
+    None
+}
+
+/// Resolve `path` one component at a time, refusing any step another
+/// user could change. Ok(None): it does not exist.
+fn resolve(path: &Path) -> Result<Option<(PathBuf, fs::Metadata)>> {
+    let abs = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .context("reading the current directory")?
+            .join(path)
+    };
+    let refuse = |why: String| -> anyhow::Error {
+        anyhow!(
+            "refusing the settings in {}: {why}, so other users may change it; \
+             keep it in a directory only root can write (chown root, chmod 600 the file)",
+            path.display()
+        )
+    };
+    let mut todo: Vec<std::ffi::OsString> = abs
+        .components()
+        .rev()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n.to_owned()),
+            Component::ParentDir => Some("..".into()),
+            _ => None,
+        })
+        .collect();
+    let mut cur = PathBuf::from("/");
+    let mut cur_meta = fs::metadata(&cur).context("reading /")?;
+    if let Some(why) = untrusted(&cur, &cur_meta, &cur, &cur_meta) {
+        return Err(refuse(why));
+    }
+    let mut links = 0;
+    while let Some(name) = todo.pop() {
+        if name == ".." {
+            // Back to a directory already checked on the way here.
+            cur.pop();
+            cur_meta = fs::metadata(&cur).with_context(|| format!("reading {}", cur.display()))?;
+            continue;
+        }
+        let next = cur.join(&name);
+        let meta = match fs::symlink_metadata(&next) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", next.display())),
+        };
+        if let Some(why) = untrusted(&cur, &cur_meta, &next, &meta) {
+            return Err(refuse(why));
+        }
+        let ft = meta.file_type();
+        if ft.is_symlink() {
+            links += 1;
+            if links > 40 {
+                return Err(refuse("too many levels of symbolic links".into()));
+            }
+            let target =
+                fs::read_link(&next).with_context(|| format!("reading {}", next.display()))?;
+            if target.is_absolute() {
+                cur = PathBuf::from("/");
+                cur_meta = fs::metadata(&cur).context("reading /")?;
+            }
+            for c in target.components().rev() {
+                match c {
+                    Component::Normal(n) => todo.push(n.to_owned()),
+                    Component::ParentDir => todo.push("..".into()),
+                    _ => {}
+                }
+            }
+        } else if todo.is_empty() {
+            return Ok(Some((next, meta)));
+        } else if ft.is_dir() {
+            cur = next;
+            cur_meta = meta;
+        } else {
+            // A file where a directory should be: nothing there (ENOTDIR).
+            return Ok(None);
+        }
+    }
+    // The path named a directory ("/", "a/.."): not a settings file.
+    Ok(Some((cur.clone(), cur_meta)))
+}
+
 /// Read `path` when it exists and set each of its variables that the
-/// environment lacks. Refuses a file that another user may write; returns
-/// warnings (a file others may read, one root cannot read).
+/// environment lacks. Refuses a file that another user may change or
+/// that is not a regular file (module doc); returns warnings (lines
+/// systemd ignores, a file others may read, one we may not read).
 pub fn apply(path: &Path) -> Result<Vec<String>> {
     let mut notes = Vec::new();
-    let meta = match fs::metadata(path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(notes),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    let denied = |notes: &mut Vec<String>| {
+        notes.push(format!(
+            "cannot read {} (permission denied): its settings are root's; \
+             run as root or set them in the environment",
+            path.display()
+        ));
     };
+    let (real, meta) = match resolve(path) {
+        Ok(Some(found)) => found,
+        Ok(None) => return Ok(notes),
+        Err(e)
+            if e.downcast_ref::<io::Error>()
+                .is_some_and(|e| e.kind() == io::ErrorKind::PermissionDenied) =>
+        {
+            denied(&mut notes);
+            return Ok(notes);
+        }
+        Err(e) => return Err(e),
+    };
+    let not_regular = |ft: fs::FileType| {
+        anyhow!(
+            "refusing the settings in {}: it is {}, not a regular file",
+            path.display(),
+            kind(ft)
+        )
+    };
+    if !meta.file_type().is_file() {
+        return Err(not_regular(meta.file_type()));
+    }
+    // No link followed, no wait for a FIFO's writer: whatever was swapped in
+    // since the checks above is caught by the fstat below.
+    let mut f = match fs::OpenOptions::new()
+        .read(true)
+        .custom_flags((nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_NONBLOCK).bits())
+        .open(&real)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+            denied(&mut notes);
+            return Ok(notes);
+        }
+        Err(e) => return Err(e).with_context(|| format!("opening {}", path.display())),
+    };
+    let opened = f
+        .metadata()
+        .with_context(|| format!("reading {}", path.display()))?;
+    if !opened.file_type().is_file() {
+        return Err(not_regular(opened.file_type()));
+    }
+    if (opened.dev(), opened.ino()) != (meta.dev(), meta.ino()) {
+        bail!(
+            "refusing the settings in {}: it was replaced while being read; try again",
+            path.display()
+        );
+    }
     let me = nix::unistd::geteuid().as_raw();
-    if meta.mode() & 0o022 != 0 || (meta.uid() != 0 && meta.uid() != me) {
+    if opened.mode() & 0o022 != 0 || (opened.uid() != 0 && opened.uid() != me) {
         bail!(
             "refusing the settings in {}: other users may change it (owner uid {}, mode {:04o}); \
              chown root and chmod 600 it",
             path.display(),
-            meta.uid(),
-            meta.mode() & 0o7777
+            opened.uid(),
+            opened.mode() & 0o7777
         );
     }
-    let text = match fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
-            notes.push(format!(
-                "cannot read {} (permission denied): its settings are root's; \
-                 run as root or set them in the environment",
-                path.display()
-            ));
-            return Ok(notes);
-        }
-        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
-    };
-    if meta.mode() & 0o044 != 0 {
+    let mut bytes = Vec::new();
+    f.read_to_end(&mut bytes)
+        .with_context(|| format!("reading {}", path.display()))?;
+    if opened.mode() & 0o044 != 0 {
         notes.push(format!(
             "{} is readable by other users (mode {:04o}) and may hold secrets: chmod 600 it",
             path.display(),
-            meta.mode() & 0o7777
+            opened.mode() & 0o7777
         ));
     }
-    let vars = parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    for (name, value) in vars {
+    let settings = read(&bytes).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    notes.extend(
+        settings
+            .notes
+            .into_iter()
+            .map(|n| format!("{}: {n}", path.display())),
+    );
+    for (name, value) in settings.vars {
         if std::env::var_os(&name).is_none() {
             // Before any thread exists (first thing in main): setting the
             // environment is sound here, and every child inherits it, as
@@ -251,15 +659,57 @@ mod tests {
     }
 
     #[test]
-    fn a_bad_line_is_named_by_its_number_not_its_content() {
+    fn a_line_systemd_ignores_is_ignored_and_named_by_its_number_not_its_content() {
+        let s = read(b"A=1\nsecret-token-xyz\nexport B=2\n1C=3\nA=4\n").unwrap();
+        assert_eq!(s.vars, [("A".to_string(), "4".to_string())]);
         assert_eq!(
-            parse("A=1\nsecret-token-xyz\n").unwrap_err(),
-            "line 2: not NAME=value"
+            s.notes,
+            [
+                "line 2: ignored, as systemd ignores it: no `=` (NAME=value)",
+                "line 3: ignored, as systemd ignores it: the name is not letters, digits and _ \
+                 (NAME=value, no `export`)",
+                "line 4: ignored, as systemd ignores it: the name is not letters, digits and _ \
+                 (NAME=value, no `export`)",
+            ]
         );
-        assert_eq!(parse("export A=1\n").unwrap_err(), "line 1: not NAME=value");
-        let e = parse("A=\"s3cr3t\n").unwrap_err();
-        assert_eq!(e, "line 1: unbalanced quotes in A's value");
+        assert!(!s.notes.concat().contains("secret"));
+    }
+
+    #[test]
+    fn a_name_set_twice_has_its_last_value_and_lines_continue() {
+        let s = read(b"E=first\nK=a \\\n  b\nQ=\"x\\\ny\"\nE=last\n").unwrap();
+        assert_eq!(
+            s.vars,
+            [
+                ("E".to_string(), "last".to_string()),
+                // The next line's blanks are kept, as systemd keeps them.
+                ("K".to_string(), "a   b".to_string()),
+                ("Q".to_string(), "xy".to_string()),
+            ]
+        );
+        assert!(s.notes.is_empty());
+    }
+
+    #[test]
+    fn a_comment_ending_in_a_backslash_swallows_the_next_line_with_a_warning() {
+        let s = read(b"# c \\\nHIDDEN=1\nA=2\n").unwrap();
+        assert_eq!(s.vars, [("A".to_string(), "2".to_string())]);
+        assert_eq!(s.notes.len(), 1);
+        assert!(s.notes[0].starts_with("line 2: read as part of the comment on line 1"));
+    }
+
+    #[test]
+    fn a_file_systemd_reads_none_of_is_refused_naming_the_line_only() {
+        let e = read(b"A=1\nB=s3cr3t\0\n").unwrap_err();
+        assert!(e.starts_with("line 2: a NUL byte"), "{e}");
+        let e = read(b"A=1\n\nB=s3cr3t\xff\n").unwrap_err();
+        assert!(e.starts_with("line 3: invalid UTF-8"), "{e}");
         assert!(!e.contains("s3cr3t"));
+        // Invalid UTF-8 in a comment is no value: systemd reads the file.
+        assert_eq!(
+            read(b"# caf\xe9\nA=1\n").unwrap().vars,
+            [("A".to_string(), "1".to_string())]
+        );
     }
 
     #[test]
