@@ -304,9 +304,10 @@ pub enum Refusal {
 
 pub fn refusal(message: &str) -> Option<Refusal> {
     let m = message.to_ascii_lowercase();
-    if m.contains("user name is empty") || m.contains("user name not found") {
+    if m.contains("user name is empty") {
         Some(Refusal::NoUser)
     } else if m.contains("authentication failed")
+        || m.contains("user name not found")
         || m.contains("invalid auth token")
         || m.contains("unauthenticated")
     {
@@ -843,6 +844,11 @@ mod tests {
                 Some(Refusal::Authentication),
             ),
             ("Error: etcdserver: permission denied", Some(Refusal::Permission)),
+            // A user was sent, and etcd does not know it: not "no user".
+            (
+                "Error: etcdserver: user name not found",
+                Some(Refusal::Authentication),
+            ),
             (
                 "KV.Range: Unavailable: etcdserver: rpc not supported for learner",
                 Some(Refusal::Learner),
