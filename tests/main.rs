@@ -17,6 +17,7 @@ mod package;
 mod push_fetch;
 mod release;
 mod restore;
+mod scripts;
 mod settings;
 mod snapshot;
 mod verify;
