@@ -383,14 +383,7 @@ fn restore_stopped_or_killed_leaves_no_temporary_etcd_and_no_staging() {
     let c = Cluster::start(1);
     c.put_v2(0, "/a", "1");
     let archive = c.path().join("v2.tar.zst");
-    run_ok(
-        tool("etcd2-snapshot")
-            .env("ETCDCTL_ENDPOINTS", c.endpoint(0))
-            .env("ETCD_DATA_DIR", &c.members[0].data_dir)
-            .env("ETCD_BACKUP_DIR", c.path().join("snapwork"))
-            .args(["--api", "v2", "-o"])
-            .arg(&archive),
-    );
+    c.snapshot_to(0, "v2", &archive);
     let data = c.path().join("restore-data");
     let restore = || {
         let mut cmd = tool("etcd2-restore");

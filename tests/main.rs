@@ -7,6 +7,7 @@
 mod alarms;
 mod backends;
 mod cli;
+mod convert;
 mod deb;
 mod drill;
 mod host_safety;

@@ -575,15 +575,7 @@ fn legacy_backup_written_like_the_original_is_fetched_as_unverified() {
     let env = Env::new(c.path());
     // What etcd2-backup.service did: etcdctl backup, then rclone copy.
     let b = c.path().join("legacy-backup");
-    run_ok(
-        Command::new("etcdctl")
-            .env("ETCDCTL_API", "2")
-            .arg("backup")
-            .arg("--data-dir")
-            .arg(&c.members[0].data_dir)
-            .arg("--backup-dir")
-            .arg(&b),
-    );
+    c.etcdctl_backup(0, &b);
     std::fs::write(b.join("member/snap/.marker"), b"").ok();
     run_ok(
         Command::new(&remote.bin)

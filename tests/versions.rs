@@ -487,14 +487,7 @@ fn etcdctl_3_7_gets_no_etcdctl_api_and_its_log_lines_stay_out_of_errors() {
 fn v2_backup_pushed(c: &Cluster, env: &Env, remote: &Remote) -> PathBuf {
     c.put_v2(0, "/a", "1");
     let archive = c.path().join("v2.tar.zst");
-    run_ok(
-        tool("etcd2-snapshot")
-            .env("ETCDCTL_ENDPOINTS", c.endpoint(0))
-            .env("ETCD_DATA_DIR", &c.members[0].data_dir)
-            .env("ETCD_BACKUP_DIR", c.path().join("snapwork"))
-            .args(["--api", "v2", "-o"])
-            .arg(&archive),
-    );
+    c.snapshot_to(0, "v2", &archive);
     run_ok(env.push(remote, MID).arg(&archive));
     archive
 }
@@ -512,6 +505,10 @@ fn a_v2_backup_is_refused_up_front_by_restore_and_verify_on_etcd_3_7() {
         .args(["--name", "r", "--peer-urls", "http://127.0.0.1:2380"])
         .arg(&archive));
     let restore_line = assert_fails_with(&out, "etcd2-restore", "etcd 3.7.3");
+    assert!(
+        restore_line.contains("etcd2-convert"),
+        "names the way on: {restore_line}"
+    );
     assert!(
         !data.exists() || harness::names(&data).is_empty(),
         "nothing written"

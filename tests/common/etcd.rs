@@ -474,14 +474,29 @@ impl Cluster {
     }
 
     /// `etcd2-snapshot --api API -o OUT` of member `i`, required to succeed
-    /// (scratch in the cluster's own dir).
+    /// (scratch in the cluster's own dir; its data dir for a v2 backup).
     pub fn snapshot_to(&self, i: usize, api: &str, out: &Path) {
         super::run_ok(
             super::tool("etcd2-snapshot")
                 .env("ETCDCTL_ENDPOINTS", self.endpoint(i))
+                .env("ETCD_DATA_DIR", &self.members[i].data_dir)
                 .env("ETCD_BACKUP_DIR", self.path().join("snapwork"))
                 .args(["--api", api, "-o"])
                 .arg(out),
+        );
+    }
+
+    /// `etcdctl backup` of member `i`'s data dir into `dir`, as the original
+    /// package's etcd2-backup.service took its backups.
+    pub fn etcdctl_backup(&self, i: usize, dir: &Path) {
+        super::run_ok(
+            Command::new("etcdctl")
+                .env("ETCDCTL_API", "2")
+                .arg("backup")
+                .arg("--data-dir")
+                .arg(&self.members[i].data_dir)
+                .arg("--backup-dir")
+                .arg(dir),
         );
     }
 

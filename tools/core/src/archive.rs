@@ -154,6 +154,31 @@ pub struct Manifest {
     /// there was none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub alarms: Vec<AlarmRecord>,
+    /// Set by etcd2-convert: the v2 backup this v3 one was converted from.
+    /// Absent in every other archive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub converted_from: Option<ConvertedFrom>,
+}
+
+/// The v2 backup an `etcd2-convert` archive was made from, as its manifest
+/// (or, for a bare `etcdctl backup` directory, the directory) described it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConvertedFrom {
+    /// The tool that wrote it (`etcd2-snapshot 0.1.0`), or `etcdctl backup`.
+    pub tool: String,
+    /// The etcd version it was taken from; empty where unknown.
+    pub etcd_version: String,
+    pub member_name: String,
+    pub member_id: String,
+    pub cluster_id: String,
+    /// When it was taken (RFC 3339); empty where unknown.
+    pub created_at: String,
+    /// Keys converted, v2 directories left empty (not carried: v3 has no
+    /// directories), leases granted, and the keys put on them (their TTL).
+    pub keys: u64,
+    pub empty_dirs: u64,
+    pub leases: u64,
+    pub ttl_keys: u64,
 }
 
 /// One alarm as the manifest records it: etcd's name of it ("NOSPACE",
@@ -787,6 +812,7 @@ mod tests {
             host: "h".into(),
             machine_id: None,
             alarms: Vec::new(),
+            converted_from: None,
             files: file_entries(root, &files).unwrap(),
         }
     }

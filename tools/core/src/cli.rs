@@ -285,6 +285,24 @@ impl EtcdArgs {
     }
 }
 
+/// How an archive is compressed (etcd2-snapshot, etcd2-convert).
+#[derive(Args, Debug, Clone)]
+pub struct CompressArgs {
+    /// Compression of the archive
+    #[arg(long, env = "ETCD2_BACKUP_CODEC", value_enum, default_value_t = crate::archive::Codec::Zstd)]
+    pub codec: crate::archive::Codec,
+
+    /// Compression level [default: zstd 3, gzip 6]
+    #[arg(long, env = "ETCD2_BACKUP_LEVEL")]
+    pub level: Option<i32>,
+
+    /// Compression worker threads (zstd only). 0, the default, compresses on
+    /// the main thread: measured smaller archives and a sixth of the memory of
+    /// 1 worker for the same CPU (docs/benchmarks.md)
+    #[arg(long, env = "ETCD2_BACKUP_THREADS", default_value_t = 0)]
+    pub threads: u32,
+}
+
 /// TLS, etcdctl binary and timeouts for talking to etcd.
 #[derive(Args, Debug, Clone)]
 pub struct EtcdConnArgs {
@@ -336,6 +354,19 @@ impl EtcdConnArgs {
     }
 
     /// Resolve etcdctl and check the TLS files; fails with one clear line.
+    /// The etcdctl (and etcdutl) for a private member of ours, plain http
+    /// on loopback (its URL set with [`Etcdctl::at`]): the TLS flags, which
+    /// are the live cluster's, do not apply.
+    pub fn private_client(&self) -> Result<Etcdctl> {
+        EtcdConnArgs {
+            cacert: None,
+            cert: None,
+            key: None,
+            ..self.clone()
+        }
+        .client("http://127.0.0.1:1")
+    }
+
     pub fn client(&self, endpoints: &str) -> Result<Etcdctl> {
         let tls = self.tls();
         tls.check()?;
@@ -484,6 +515,55 @@ impl std::fmt::Display for Output {
         match self {
             Output::File(p) => write!(f, "{}", p.display()),
             Output::Stdout => f.write_str("stdout"),
+        }
+    }
+}
+
+/// The archive's destination: an atomic file, committed only when the whole
+/// archive is written, or stdout for pipelines.
+pub enum Sink {
+    File(crate::fsutil::AtomicFile),
+    Stdout(std::io::StdoutLock<'static>),
+}
+
+impl Sink {
+    pub fn open(output: &Output) -> Result<Sink> {
+        Ok(match output {
+            Output::File(p) => Sink::File(crate::fsutil::AtomicFile::create(p, 0o600)?),
+            Output::Stdout => {
+                if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+                    anyhow::bail!(
+                        "refusing to write a binary archive to a terminal: \
+                         use -o FILE, or pipe it (-o - | etcd2-push -)"
+                    );
+                }
+                Sink::Stdout(std::io::stdout().lock())
+            }
+        })
+    }
+
+    pub fn finish(self) -> Result<()> {
+        match self {
+            Sink::File(f) => f.commit(),
+            Sink::Stdout(mut s) => anyhow::Context::context(
+                std::io::Write::flush(&mut s),
+                "flushing the archive to stdout",
+            ),
+        }
+    }
+}
+
+impl std::io::Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Sink::File(f) => std::io::Write::write(f, buf),
+            Sink::Stdout(s) => std::io::Write::write(s, buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Sink::File(f) => std::io::Write::flush(f),
+            Sink::Stdout(s) => std::io::Write::flush(s),
         }
     }
 }

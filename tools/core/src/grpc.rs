@@ -1,7 +1,9 @@
 //! etcd's v3 gRPC API, for the calls where `etcdctl` would cost a process
 //! and, for the snapshot, a copy of the whole db on disk: the snapshot
 //! stream (`Maintenance.Snapshot`), the keyspace probe (`KV.Range`), the
-//! member's status (`Maintenance.Status`) and `Cluster.MemberList`.
+//! member's status (`Maintenance.Status`) and `Cluster.MemberList`; and,
+//! for etcd2-convert's private member only, `KV.Txn` puts, `Lease.LeaseGrant`
+//! and a keys-and-values `KV.Range`.
 //!
 //! A blocking facade over tonic on a current-thread tokio runtime: the rest
 //! of the code stays synchronous. The few messages are declared here by
@@ -149,7 +151,84 @@ pub struct AlarmResponse {
     pub alarms: Vec<AlarmMember>,
 }
 
+/// One key as `KV.Range` returns it (the fields we read).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct KeyValue {
+    #[prost(bytes = "vec", tag = "1")]
+    pub key: Vec<u8>,
+    #[prost(bytes = "vec", tag = "5")]
+    pub value: Vec<u8>,
+    #[prost(int64, tag = "6")]
+    pub lease: i64,
+}
+
+/// A `KV.Range` answer with its keys.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct RangeKvsResponse {
+    #[prost(message, optional, tag = "1")]
+    pub header: Option<ResponseHeader>,
+    #[prost(message, repeated, tag = "2")]
+    pub kvs: Vec<KeyValue>,
+    #[prost(bool, tag = "3")]
+    pub more: bool,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct PutRequest {
+    #[prost(bytes = "vec", tag = "1")]
+    pub key: Vec<u8>,
+    #[prost(bytes = "vec", tag = "2")]
+    pub value: Vec<u8>,
+    #[prost(int64, tag = "3")]
+    pub lease: i64,
+}
+
+/// `RequestOp`'s `oneof request`, with only `request_put` (2) declared: on
+/// the wire a oneof member is an ordinary optional field.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct RequestOp {
+    #[prost(message, optional, tag = "2")]
+    pub request_put: Option<PutRequest>,
+}
+
+/// A `KV.Txn` with no compare: its `success` ops always apply, together.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct TxnRequest {
+    #[prost(message, repeated, tag = "2")]
+    pub success: Vec<RequestOp>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct TxnResponse {
+    #[prost(message, optional, tag = "1")]
+    pub header: Option<ResponseHeader>,
+    #[prost(bool, tag = "2")]
+    pub succeeded: bool,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct LeaseGrantRequest {
+    #[prost(int64, tag = "1")]
+    pub ttl: i64,
+    #[prost(int64, tag = "2")]
+    pub id: i64,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct LeaseGrantResponse {
+    #[prost(message, optional, tag = "1")]
+    pub header: Option<ResponseHeader>,
+    #[prost(int64, tag = "2")]
+    pub id: i64,
+    #[prost(int64, tag = "3")]
+    pub ttl: i64,
+    #[prost(string, tag = "4")]
+    pub error: String,
+}
+
 const RANGE: &str = "/etcdserverpb.KV/Range";
+const TXN: &str = "/etcdserverpb.KV/Txn";
+const LEASE_GRANT: &str = "/etcdserverpb.Lease/LeaseGrant";
 const STATUS: &str = "/etcdserverpb.Maintenance/Status";
 const ALARM: &str = "/etcdserverpb.Maintenance/Alarm";
 const MEMBER_LIST: &str = "/etcdserverpb.Cluster/MemberList";
@@ -342,6 +421,66 @@ impl Client {
         ))
     }
 
+    /// Every key of the v3 keyspace with its value and lease, in key order:
+    /// linearizable ranges of at most `page` keys each, so that no answer
+    /// outgrows a gRPC message however large the keyspace.
+    pub fn all_keys(&self, page: i64) -> Result<Vec<KeyValue>> {
+        let mut out = Vec::new();
+        let mut from = vec![0u8];
+        loop {
+            let req = RangeRequest {
+                key: from,
+                range_end: vec![0],
+                limit: page,
+                serializable: false,
+                count_only: false,
+            };
+            let resp: RangeKvsResponse = self.unary(RANGE, "KV.Range (keys and values)", req)?;
+            let Some(last) = resp.kvs.last() else { break };
+            // The next page starts just after the last key: key + \0.
+            from = last.key.clone();
+            from.push(0);
+            out.extend(resp.kvs);
+            if !resp.more {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Put `kvs` (key, value, lease) in one `KV.Txn`: all or none. etcd
+    /// bounds a transaction's operations (--max-txn-ops, 128 by default).
+    pub fn put_all(&self, kvs: Vec<PutRequest>) -> Result<u64> {
+        let n = kvs.len();
+        let req = TxnRequest {
+            success: kvs
+                .into_iter()
+                .map(|p| RequestOp {
+                    request_put: Some(p),
+                })
+                .collect(),
+        };
+        let r: TxnResponse = self.unary(TXN, "KV.Txn (puts)", req)?;
+        ensure!(r.succeeded, "KV.Txn of {n} puts did not succeed");
+        Ok(r.header
+            .map_or(0, |h| u64::try_from(h.revision).unwrap_or(0)))
+    }
+
+    /// `Lease.LeaseGrant` of `ttl` seconds; returns the lease's ID.
+    pub fn grant_lease(&self, ttl: i64) -> Result<i64> {
+        let r: LeaseGrantResponse = self.unary(
+            LEASE_GRANT,
+            "Lease.LeaseGrant",
+            LeaseGrantRequest { ttl, id: 0 },
+        )?;
+        ensure!(
+            r.error.is_empty(),
+            "Lease.LeaseGrant of {ttl}s: {}",
+            r.error
+        );
+        Ok(r.id)
+    }
+
     /// `Maintenance.Status` of the member, as `etcdctl endpoint status`
     /// reports it.
     pub fn status(&self) -> Result<crate::etcd::EndpointStatus> {
@@ -409,6 +548,7 @@ impl Client {
         let (tx, rx) = std::sync::mpsc::sync_channel(depth.max(1));
         let started = Instant::now();
         let bounds = self.bounds.clone();
+        let url = self.url.clone();
         let receiver = std::thread::Builder::new()
             .name("etcd-snapshot".into())
             .spawn(move || self.receive(&tx, started))
@@ -417,6 +557,7 @@ impl Client {
             rx,
             receiver: Some(receiver),
             bounds,
+            url,
             started,
             db_size: 0,
             pending: None,
@@ -621,6 +762,7 @@ pub struct SnapshotStream {
     rx: Receiver<Result<Event, String>>,
     receiver: Option<std::thread::JoinHandle<()>>,
     bounds: Bounds,
+    url: String,
     started: Instant,
     db_size: u64,
     pending: Option<Vec<u8>>,
@@ -628,6 +770,46 @@ pub struct SnapshotStream {
 }
 
 impl SnapshotStream {
+    /// Write the snapshot, as it arrives, as the one file of a v3 archive
+    /// described by `manifest` (whose `files` this fills in): etcd's bytes
+    /// go through tar and the compressor as they arrive, nothing staged on
+    /// disk. Returns the writer and the manifest as written. The archived
+    /// file's hash is checked against the stream's own.
+    pub fn archive<W: std::io::Write>(
+        mut self,
+        out: W,
+        mut manifest: crate::archive::Manifest,
+        level: i32,
+        threads: u32,
+    ) -> Result<(W, crate::archive::Manifest)> {
+        manifest.files = vec![crate::archive::FileEntry {
+            path: crate::archive::V3_SNAPSHOT_NAME.to_owned(),
+            size: self.file_size(),
+            sha256: String::new(),
+        }];
+        let url = self.url.clone();
+        let (out, done) =
+            crate::archive::write_streamed(out, &manifest, level, threads, |_, w| {
+                // The chunks end only once the stream ended right after a
+                // matching trailer (SnapshotDecoder).
+                while let Some(chunk) = self
+                    .next_chunk()
+                    .with_context(|| format!("receiving the snapshot from etcd at {url}"))?
+                {
+                    w.write_all(&chunk)?;
+                }
+                Ok(())
+            })?;
+        let streamed = self.finish()?;
+        // Two hashes of the same bytes, on two threads: they agree.
+        ensure!(
+            streamed == done.files[0].sha256,
+            "snapshot.db hashed to {streamed} as received and {} as archived",
+            done.files[0].sha256
+        );
+        Ok((out, done))
+    }
+
     /// Size of the file it yields: the db and the sha256 trailer.
     pub fn file_size(&self) -> u64 {
         self.db_size + TRAILER as u64

@@ -74,8 +74,9 @@ pub fn check_can_build(sp: &Spec<'_>, manifest: &Manifest) -> Result<()> {
     if manifest.api == Api::V2 && !etcd.has_v2() {
         bail!(
             "this backup is of the v2 keyspace (etcdctl backup, etcd {}), and etcd {etcd} at {} \
-             has no v2 store: it cannot restore it. Restore it with etcd 3.5 or older, then \
-             migrate its v2 data to v3 (and back it up with --api v3) before upgrading to 3.6",
+             has no v2 store: it cannot restore it. Convert it into a v3 backup first, where an \
+             etcd 3.5 or older is at hand: etcd2-convert BACKUP -o - | etcd2-push - \
+             (docs/etcd2-convert.md)",
             manifest.etcd_version,
             sp.etcd.path().display()
         );
@@ -314,14 +315,36 @@ fn copy_tree(from: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
-fn build_v2(sp: &Spec<'_>, backup: &Path, new_dir: &Path, staging: &Path) -> Result<Built> {
+/// A private member serving a v2 backup's store (the v2 API on) on
+/// loopback, for etcd2-convert to read it and write its v3 keys; stopped
+/// by PID (and killed on drop: it never outlives us).
+pub struct ServingV2 {
+    etcd: TempEtcd,
+    /// Alarms its data carried, cleared before it was handed over.
+    pub cleared_alarms: Vec<String>,
+}
+
+impl ServingV2 {
+    /// `http://127.0.0.1:PORT`: the v2 HTTP API and the v3 gRPC API both.
+    pub fn client_url(&self) -> &str {
+        &self.etcd.client_url
+    }
+
+    /// Stop it with SIGTERM, bounded.
+    pub fn stop(mut self) -> Result<()> {
+        self.etcd.stop()
+    }
+}
+
+/// Start the v2 backup in `backup` (its `member/`, copied into `new_dir`)
+/// as a single-member cluster on private loopback ports, healthy and with
+/// any NOSPACE alarm cleared.
+pub fn serve_v2(sp: &Spec<'_>, backup: &Path, new_dir: &Path, staging: &Path) -> Result<ServingV2> {
     ensure!(
         backup.join("member/wal").is_dir(),
         "the v2 backup has no member/wal"
     );
     copy_tree(&backup.join("member"), &new_dir.join("member"))?;
-    // force-new-cluster keeps the old peer URL (or localhost): start it
-    // privately, fix the peer URL, stop it cleanly.
     let mut etcd = TempEtcd::start(
         sp.etcd,
         sp.name,
@@ -333,6 +356,19 @@ fn build_v2(sp: &Spec<'_>, backup: &Path, new_dir: &Path, staging: &Path) -> Res
     )?;
     etcd.wait_healthy(sp.etcdctl, sp.wait)?;
     let cleared_alarms = etcd.clear_alarms(sp.etcdctl, sp.wait)?;
+    Ok(ServingV2 {
+        etcd,
+        cleared_alarms,
+    })
+}
+
+fn build_v2(sp: &Spec<'_>, backup: &Path, new_dir: &Path, staging: &Path) -> Result<Built> {
+    // force-new-cluster keeps the old peer URL (or localhost): start it
+    // privately, fix the peer URL, stop it cleanly.
+    let ServingV2 {
+        mut etcd,
+        cleared_alarms,
+    } = serve_v2(sp, backup, new_dir, staging)?;
     let ctl = sp.etcdctl.at(&etcd.client_url);
     let list = ctl.member_list()?;
     ensure!(

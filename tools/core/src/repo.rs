@@ -653,6 +653,7 @@ mod tests {
             machine_id: None,
             files: vec![],
             alarms: vec![],
+            converted_from: None,
         }
     }
 

@@ -2,7 +2,6 @@
 //! generate its man page and shell completions from the same definition.
 
 use clap::Parser;
-use etcd2_backup::archive::Codec;
 use etcd2_backup::cli::{self, EtcdArgs, LogArgs};
 use etcd2_backup::job::snapshot::ApiChoice;
 use std::path::PathBuf;
@@ -51,19 +50,8 @@ pub struct Cli {
     )]
     pub work_dir: PathBuf,
 
-    /// Compression of the archive
-    #[arg(long, env = "ETCD2_BACKUP_CODEC", value_enum, default_value_t = Codec::Zstd)]
-    pub codec: Codec,
-
-    /// Compression level [default: zstd 3, gzip 6]
-    #[arg(long, env = "ETCD2_BACKUP_LEVEL")]
-    pub level: Option<i32>,
-
-    /// Compression worker threads (zstd only). 0, the default, compresses on
-    /// the main thread: measured smaller archives and a sixth of the memory of
-    /// 1 worker for the same CPU (docs/benchmarks.md)
-    #[arg(long, env = "ETCD2_BACKUP_THREADS", default_value_t = 0)]
-    pub threads: u32,
+    #[command(flatten)]
+    pub compress: cli::CompressArgs,
 
     /// Recorded in the manifest [default: read from /etc/machine-id]
     #[arg(long, env = "ETCD2_BACKUP_MACHINE_ID", value_name = "ID")]

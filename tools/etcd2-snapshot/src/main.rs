@@ -28,9 +28,9 @@ fn main() -> ExitCode {
                 // One member is backed up: the first of --endpoints.
                 etcd: cli.etcd.client()?.one_member()?,
                 output: cli.output,
-                codec: cli.codec,
-                level: cli.level,
-                threads: cli.threads,
+                codec: cli.compress.codec,
+                level: cli.compress.level,
+                threads: cli.compress.threads,
                 work_dir: cli.work_dir,
                 machine_id: cli::machine_id_or_local(cli.machine_id)?,
             };

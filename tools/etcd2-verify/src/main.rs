@@ -1,7 +1,7 @@
 //! etcd2-verify: prove that a backup restores.
 
 use clap::Parser;
-use etcd2_backup::cli::{self, EtcdConnArgs};
+use etcd2_backup::cli;
 use etcd2_backup::cmd::Program;
 use etcd2_backup::job::verify::VerifyJob;
 use etcd2_backup::metrics;
@@ -24,15 +24,8 @@ fn main() -> ExitCode {
                 allow_older: cli.allow_older,
                 work_dir: cli.work_dir.clone(),
                 etcd: Program::find("etcd", cli.etcd.as_deref(), "etcd-server")?,
-                // The throwaway etcd is plain http on loopback; TLS flags do
-                // not apply.
-                etcdctl: EtcdConnArgs {
-                    cacert: None,
-                    cert: None,
-                    key: None,
-                    ..cli.conn.clone()
-                }
-                .client("http://127.0.0.1:1")?,
+                // The private etcd is plain http on loopback.
+                etcdctl: cli.conn.private_client()?,
                 wait: cli.wait,
             }
             .run()

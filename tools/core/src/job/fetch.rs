@@ -239,6 +239,7 @@ impl FetchJob {
             host: String::new(),
             machine_id: Some(self.layout.machine_id.clone()),
             alarms: Vec::new(),
+            converted_from: None,
             files: archive::file_entries(&data, &files)?,
         };
         match target {

@@ -1,6 +1,7 @@
 //! The jobs, one per tool, named after it. Each uses the infrastructure
 //! modules of the crate root and never another job.
 
+pub mod convert;
 pub mod fetch;
 pub mod health;
 pub mod install;

@@ -1,7 +1,6 @@
 //! The `etcd2-snapshot` job: one consistent backup of the local member,
 //! written as one archive (see [`crate::archive`]).
 
-use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -11,7 +10,6 @@ use crate::archive::{self, Api, Codec, Manifest, FORMAT_SUMMED};
 use crate::cli::Output;
 use crate::digest::HashingWriter;
 use crate::etcd::{hex_id, Etcdctl};
-use crate::fsutil::AtomicFile;
 
 /// Which etcd API the backup is taken through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -225,7 +223,7 @@ impl SnapshotJob {
     pub fn run(&self) -> Result<Produced> {
         // Claim the output first, so that an unwritable destination fails
         // before any expensive work and before etcd is touched.
-        let mut sink = Sink::open(&self.output)?;
+        let mut sink = crate::cli::Sink::open(&self.output)?;
         // So is a level the codec lacks: the stream below cannot wait.
         let level = self.level.unwrap_or_else(|| self.codec.default_level());
         self.codec.check_level(level)?;
@@ -322,6 +320,7 @@ impl SnapshotJob {
             machine_id: self.machine_id.clone(),
             files: Vec::new(),
             alarms,
+            converted_from: None,
         };
         let hashing = HashingWriter::new(&mut sink);
         let (hashing, manifest) = match api {
@@ -335,8 +334,7 @@ impl SnapshotJob {
                 if let Err(e) = crate::scratch::sweep(&self.work_dir, SCRATCH) {
                     tracing::warn!("{e:#}");
                 }
-                let grpc_url = grpc.url().to_owned();
-                let mut stream = grpc
+                let stream = grpc
                     .snapshot(STREAM_DEPTH)
                     .map_err(|e| self.etcd.failure(e))?;
                 tracing::debug!(
@@ -345,31 +343,10 @@ impl SnapshotJob {
                 );
                 manifest.revision = Some(v3_revision);
                 manifest.key_count = Some(v3_keys);
-                manifest.files = vec![archive::FileEntry {
-                    path: archive::V3_SNAPSHOT_NAME.to_owned(),
-                    size: stream.file_size(),
-                    sha256: String::new(),
-                }];
                 crate::scratch::fault_point("snapshot-streaming");
-                let (hashing, done) =
-                    archive::write_streamed(hashing, &manifest, level, self.threads, |_, w| {
-                        // The chunks end only once the stream ended right
-                        // after a matching trailer (grpc::SnapshotDecoder).
-                        while let Some(chunk) = stream.next_chunk().with_context(|| {
-                            format!("receiving the snapshot from etcd at {}", grpc_url)
-                        })? {
-                            w.write_all(&chunk)?;
-                        }
-                        Ok(())
-                    })
+                let (hashing, done) = stream
+                    .archive(hashing, manifest, level, self.threads)
                     .with_context(|| format!("writing {}", self.output))?;
-                let streamed = stream.finish()?;
-                // Two hashes of the same bytes, on two threads: they agree.
-                anyhow::ensure!(
-                    streamed == done.files[0].sha256,
-                    "snapshot.db hashed to {streamed} as received and {} as archived",
-                    done.files[0].sha256
-                );
                 (hashing, done)
             }
             Api::V2 => {
@@ -415,52 +392,6 @@ impl SnapshotJob {
             archive_size,
             archive_sha256,
         })
-    }
-}
-
-/// The archive's destination: an atomic file, committed only when the whole
-/// archive is written, or stdout for pipelines.
-enum Sink {
-    File(AtomicFile),
-    Stdout(std::io::StdoutLock<'static>),
-}
-
-impl Sink {
-    fn open(output: &Output) -> Result<Sink> {
-        Ok(match output {
-            Output::File(p) => Sink::File(AtomicFile::create(p, 0o600)?),
-            Output::Stdout => {
-                if std::io::stdout().is_terminal() {
-                    bail!(
-                        "refusing to write a binary archive to a terminal: \
-                         use -o FILE, or pipe it (-o - | etcd2-push -)"
-                    );
-                }
-                Sink::Stdout(std::io::stdout().lock())
-            }
-        })
-    }
-
-    fn finish(self) -> Result<()> {
-        match self {
-            Sink::File(f) => f.commit(),
-            Sink::Stdout(mut s) => s.flush().context("flushing the archive to stdout"),
-        }
-    }
-}
-
-impl Write for Sink {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        match self {
-            Sink::File(f) => f.write(buf),
-            Sink::Stdout(s) => s.write(buf),
-        }
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        match self {
-            Sink::File(f) => f.flush(),
-            Sink::Stdout(s) => s.flush(),
-        }
     }
 }
 
