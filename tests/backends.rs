@@ -248,11 +248,37 @@ fn crypt_backend_full_cycle() {
     cycle("crypt", Remote::crypt(c.path()), &c, "");
 }
 
-/// Above S3's smallest multipart chunk (5 MiB), so the upload has parts.
+/// The same cycle with rclone 1.75.2 (Debian sid) as the tools' rclone:
+/// the rclone operators install from rclone.org today. The servers (sftp,
+/// WebDAV) stay Debian 12's 1.60; the client under test is 1.75.
 #[test]
-fn s3_backend_full_cycle_with_a_multipart_archive() {
+fn every_backend_full_cycle_on_rclone_1_75() {
+    let bin = harness::rclone::rclone_175();
+    let c = small_cluster();
+    cycle("local", Remote::local(c.path()).using(bin.clone()), &c, "");
+    let c = small_cluster();
+    cycle("sftp", Remote::sftp(c.path()).using(bin.clone()), &c, "");
+    let c = small_cluster();
+    cycle(
+        "webdav",
+        Remote::webdav(c.path()).using(bin.clone()),
+        &c,
+        "",
+    );
+    let c = small_cluster();
+    cycle("crypt", Remote::crypt(c.path()).using(bin.clone()), &c, "");
+    let c = big_cluster();
+    cycle(
+        "s3",
+        Remote::s3(c.path()).using(bin),
+        &c,
+        "--s3-chunk-size=5M --s3-upload-concurrency=2",
+    );
+}
+
+/// About 6.5 MB of archive: hard to compress (hex of random bytes).
+fn big_cluster() -> Cluster {
     let c = Cluster::start(1);
-    // Hard to compress (hex of random bytes): about 6.5 MB of archive.
     let mut rnd = std::fs::File::open("/dev/urandom").unwrap();
     for k in 0..200 {
         let mut b = vec![0u8; 32 << 10];
@@ -260,6 +286,13 @@ fn s3_backend_full_cycle_with_a_multipart_archive() {
         let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
         c.put_v3(0, &format!("/big{k}"), &hex);
     }
+    c
+}
+
+/// Above S3's smallest multipart chunk (5 MiB), so the upload has parts.
+#[test]
+fn s3_backend_full_cycle_with_a_multipart_archive() {
+    let c = big_cluster();
     cycle(
         "s3",
         Remote::s3(c.path()),
