@@ -57,50 +57,7 @@ pub fn init_logging(args: &LogArgs) {
         .try_init();
 }
 
-/// Whether stderr is connected to the journal: systemd then sets
-/// JOURNAL_STREAM to the device and inode of the stream it connected
-/// (systemd.exec(5)); a child's inherited value no longer matches.
-pub fn stderr_is_journal() -> bool {
-    static IS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *IS.get_or_init(|| {
-        let Ok(v) = std::env::var("JOURNAL_STREAM") else {
-            return false;
-        };
-        let Some((dev, ino)) = v.split_once(':') else {
-            return false;
-        };
-        let Ok(st) = nix::sys::stat::fstat(std::io::stderr()) else {
-            return false;
-        };
-        dev.parse::<u64>().ok() == Some(st.st_dev) && ino.parse::<u64>().ok() == Some(st.st_ino)
-    })
-}
-
-/// Tell systemd what we are doing (`STATUS=`, shown by `systemctl status`),
-/// when it gave us a notify socket (NOTIFY_SOCKET; the unit needs
-/// NotifyAccess=main for a oneshot service). Empty clears it. Best effort:
-/// a status that cannot be sent changes nothing else.
-pub fn notify_status(text: &str) {
-    use std::os::unix::ffi::OsStrExt;
-    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
-        return;
-    };
-    let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() else {
-        return;
-    };
-    let msg = format!("STATUS={}", crate::cmd::redact(text).replace('\n', " "));
-    let bytes = path.as_bytes();
-    let sent = if let Some(name) = bytes.strip_prefix(b"@") {
-        use std::os::linux::net::SocketAddrExt;
-        std::os::unix::net::SocketAddr::from_abstract_name(name)
-            .and_then(|a| sock.send_to_addr(msg.as_bytes(), &a))
-    } else {
-        sock.send_to(msg.as_bytes(), &path)
-    };
-    if let Err(e) = sent {
-        tracing::debug!("sd_notify STATUS: {e}");
-    }
-}
+pub use crate::journal::{notify_status, stderr_is_journal};
 
 /// The syslog priority journald reads from a `<N>` line prefix
 /// (SyslogLevelPrefix=, on by default), so `journalctl -p warning` shows
@@ -153,36 +110,9 @@ impl std::io::Write for RedactingStderr {
     }
 }
 
-/// Exit codes beside 0 (ok), 1 (failed) and 2 (usage), for verdicts a
-/// script branches on. Each tool that uses one lists it in its --help.
-pub const EXIT_STALE: u8 = 3;
-pub const EXIT_NO_BACKUP: u8 = 4;
-pub const EXIT_UNREACHABLE: u8 = 5;
-/// Another etcd2-push holds the lock (push).
-pub const EXIT_LOCKED: u8 = 6;
-/// Refused: the remote holds another member's backups under this
-/// machine-id (push, unless --force).
-pub const EXIT_REFUSED: u8 = 7;
-
-/// An error that ends the tool with its own exit code (see `EXIT_*`).
-#[derive(Debug)]
-pub struct Coded {
-    pub code: u8,
-    pub message: String,
-}
-
-impl std::fmt::Display for Coded {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for Coded {}
-
-/// An error ending the tool with `code` and this one line.
-pub fn coded(code: u8, message: String) -> anyhow::Error {
-    anyhow::Error::new(Coded { code, message })
-}
+pub use crate::exit::{
+    coded, Coded, EXIT_LOCKED, EXIT_NO_BACKUP, EXIT_REFUSED, EXIT_STALE, EXIT_UNREACHABLE,
+};
 
 /// Run a tool's body; print any error once, as `tool: error: <chain>`
 /// (secrets redacted), and turn it into exit code 1, or the code of a

@@ -542,22 +542,9 @@ impl Etcdctl {
         self.base(api, args).bounded(self.long_timeout, "--timeout")
     }
 
-    /// The member over gRPC ([`crate::grpc`]): the first endpoint, this
-    /// recipe's TLS files, connecting and each quick call bounded by
-    /// --query-timeout, a snapshot stream by --timeout. A failure to
-    /// connect says it cannot reach etcd, as etcdctl's would.
-    pub fn grpc(&self) -> Result<crate::grpc::Client> {
-        crate::grpc::Client::connect(
-            &self.endpoints,
-            &self.tls,
-            crate::grpc::Bounds {
-                query: self.query_timeout,
-                query_flag: "--query-timeout",
-                total: self.long_timeout,
-                total_flag: "--timeout",
-            },
-        )
-        .map_err(|e| self.failure(e))
+    /// The TLS files of this recipe (the gRPC client connects with them).
+    pub fn tls(&self) -> &Tls {
+        &self.tls
     }
 
     /// Say why a call to etcd failed, as its cause: a member that answered

@@ -301,6 +301,24 @@ fn status_line(s: &tonic::Status) -> String {
 }
 
 impl Client {
+    /// The member of `ctl` over gRPC: its first endpoint, its TLS files,
+    /// connecting and each quick call bounded by --query-timeout, a snapshot
+    /// stream by --timeout. A failure says why as etcdctl's would
+    /// (`Etcdctl::failure`: cannot reach, or the member's refusal).
+    pub fn of(ctl: &crate::etcd::Etcdctl) -> Result<Client> {
+        Client::connect(
+            ctl.endpoints(),
+            ctl.tls(),
+            Bounds {
+                query: ctl.query_timeout,
+                query_flag: "--query-timeout",
+                total: ctl.long_timeout,
+                total_flag: "--timeout",
+            },
+        )
+        .map_err(|e| ctl.failure(e))
+    }
+
     /// Connect to the first of `endpoints`, within `bounds.query`.
     pub fn connect(endpoints: &str, tls: &Tls, bounds: Bounds) -> Result<Client> {
         let tls_set = tls.cacert.is_some() || tls.cert.is_some();

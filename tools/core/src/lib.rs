@@ -6,6 +6,10 @@
 //!
 //! # Layers: infrastructure below, one job per tool above, nothing sideways
 //!
+//! - **The ground floor** ([`exit`], [`journal`], [`redact`]) imports nothing
+//!   of the crate but itself (a unit test in each checks), so that any
+//!   module may use it: no module reaches up to [`cli`] for an exit code or
+//!   the journal, and no infrastructure module imports [`cli`] at all.
 //! - **Infrastructure** (the modules at the top level) wraps a program or
 //!   owns a format or concern: [`cmd`] runs programs, [`etcd`] and
 //!   [`rclone`] wrap theirs, [`grpc`] speaks etcd's gRPC API, [`repo`] owns the remote repository layout,
@@ -29,9 +33,11 @@ pub mod cmd;
 pub mod datadir;
 pub mod digest;
 pub mod etcd;
+pub mod exit;
 pub mod fsutil;
 pub mod grpc;
 pub mod job;
+pub mod journal;
 pub mod member;
 pub mod metrics;
 pub mod node;
@@ -39,6 +45,7 @@ pub mod poll;
 pub mod progress;
 pub mod rcd;
 pub mod rclone;
+pub mod redact;
 pub mod repo;
 pub mod scratch;
 pub mod settings;
@@ -51,6 +58,32 @@ pub fn tools() -> Vec<&'static str> {
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
         .collect()
+}
+
+/// The ground floor's check: a ground module imports nothing of the crate
+/// but the ground modules (`exit`, `journal`, `redact`), so that every
+/// module may use it without a loop.
+#[cfg(test)]
+mod ground {
+    pub fn assert_ground(source: &str, name: &str) {
+        let code = source.split("#[cfg(test)]").next().unwrap_or(source);
+        for (n, line) in code.lines().enumerate() {
+            let line = line.split("//").next().unwrap_or("");
+            let mut rest = line;
+            while let Some(i) = rest.find("crate::") {
+                let after = &rest[i + 7..];
+                assert!(
+                    ["exit", "journal", "redact"]
+                        .iter()
+                        .any(|g| after.starts_with(g)),
+                    "{name}.rs:{}: a ground module imports {}",
+                    n + 1,
+                    line.trim()
+                );
+                rest = after;
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -30,13 +30,13 @@ pub fn until<T>(
     loop {
         let why = match probe()? {
             Probe::Done(v) => {
-                crate::cli::notify_status("");
+                crate::journal::notify_status("");
                 return Ok(v);
             }
             Probe::Waiting(why) => why,
         };
         // Under systemd, `systemctl status` shows what we wait for.
-        crate::cli::notify_status(&format!(
+        crate::journal::notify_status(&format!(
             "{note} ({:.0}s of {}): {why}",
             started.elapsed().as_secs_f64(),
             crate::cmd::human_duration(limit)

@@ -55,7 +55,7 @@ impl<R: Read> ProgressReader<R> {
             done: 0,
             started: now,
             last: now,
-            tty: std::io::stderr().is_terminal() && !crate::cli::stderr_is_journal(),
+            tty: std::io::stderr().is_terminal() && !crate::journal::stderr_is_journal(),
             drawn: false,
         }
     }

@@ -4,12 +4,13 @@
 //! and answers only to a random credential handed to it in its environment
 //! (never on a command line, which other users can read in /proc). The
 //! operator's config, flags and our bounds are its command line, as for
-//! every other rclone call ([`crate::rclone`]).
+//! every other rclone call (the rclone module's).
 //!
 //! Bounds: small calls are bounded by --remote-timeout; transfers by
 //! --stall-timeout on every socket read and write and by --transfer-timeout
 //! in total. Each is named when hit, in the words the child-process path
-//! uses, so [`crate::rclone::Rclone::explain`] classifies both alike.
+//! uses, so `Rclone::explain` (rclone.rs) classifies both alike. The
+//! [`Bounds`] are defined here, below the rclone facade that re-exports them.
 
 use std::io::{self, Read, Write};
 use std::sync::mpsc::{Receiver, SyncSender};
@@ -19,7 +20,6 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde_json::Value;
 
 use crate::cmd::{human_duration, one_line, redact, ChildFailure, Daemon, Invocation};
-use crate::rclone::Bounds;
 
 /// How long rclone may take to start listening, beyond the connect bound.
 const START: Duration = Duration::from_secs(20);
@@ -29,6 +29,31 @@ const LISTENING: &str = "Serving remote control on http://";
 /// buffers, what is read runs ahead of what rclone took by a few MiB at
 /// most, so the progress shown is the upload's).
 const CHUNK: usize = 256 << 10;
+
+/// How long rclone may take, each bound named by the flag that sets it.
+#[derive(Debug, Clone)]
+pub struct Bounds {
+    /// Establishing a connection (rclone's --contimeout).
+    pub connect: Duration,
+    /// No data moving, on the network (rclone's --timeout, its idle
+    /// timeout) or through our pipe to or from rclone.
+    pub stall: Duration,
+    /// One listing or small read/write, retries included.
+    pub remote: Duration,
+    /// One archive upload or download, whatever its pace.
+    pub transfer: Duration,
+}
+
+impl Default for Bounds {
+    fn default() -> Self {
+        Bounds {
+            connect: Duration::from_secs(10),
+            stall: Duration::from_secs(60),
+            remote: Duration::from_secs(60),
+            transfer: Duration::from_secs(3600),
+        }
+    }
+}
 
 pub struct Session {
     daemon: Daemon,

@@ -1,7 +1,7 @@
 //! The real `rclone` program (any backend, crypt included), driven as a thin
 //! wrapper: each method is one rclone call, bounded, with secrets redacted
-//! from anything shown. It knows nothing of our backup layout ([`crate::repo`]
-//! does).
+//! from anything shown. It knows nothing of our backup layout (the repo
+//! module does).
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -101,30 +101,7 @@ impl std::io::Write for Uploader {
     }
 }
 
-/// How long rclone may take, each bound named by the flag that sets it.
-#[derive(Debug, Clone)]
-pub struct Bounds {
-    /// Establishing a connection (rclone's --contimeout).
-    pub connect: Duration,
-    /// No data moving, on the network (rclone's --timeout, its idle
-    /// timeout) or through our pipe to or from rclone.
-    pub stall: Duration,
-    /// One listing or small read/write, retries included.
-    pub remote: Duration,
-    /// One archive upload or download, whatever its pace.
-    pub transfer: Duration,
-}
-
-impl Default for Bounds {
-    fn default() -> Self {
-        Bounds {
-            connect: Duration::from_secs(10),
-            stall: Duration::from_secs(60),
-            remote: Duration::from_secs(60),
-            transfer: Duration::from_secs(3600),
-        }
-    }
-}
+pub use crate::rcd::Bounds;
 
 /// rclone's flag value for a duration (whole seconds, at least 1).
 fn rclone_secs(d: Duration) -> String {
@@ -280,7 +257,7 @@ impl Rclone {
         };
         if timed_out || unreachable(&text) {
             // Its own exit status, for scripts and monitoring.
-            return crate::cli::coded(crate::cli::EXIT_UNREACHABLE, format!("{e:#}"));
+            return crate::exit::coded(crate::exit::EXIT_UNREACHABLE, format!("{e:#}"));
         }
         e
     }

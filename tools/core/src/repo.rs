@@ -327,7 +327,7 @@ pub fn check_owner(prev: &Pointer, m: &Manifest, where_: &str, force: bool) -> R
             m.host
         );
         if !force {
-            return Err(crate::cli::coded(crate::cli::EXIT_REFUSED, msg));
+            return Err(crate::exit::coded(crate::exit::EXIT_REFUSED, msg));
         }
         tracing::warn!("--force: {msg}");
     } else if prev.cluster_id != m.cluster_id {
@@ -478,8 +478,8 @@ pub fn choose(rclone: &Rclone, layout: &Layout, want: &Choice<'_>) -> Result<Sou
                 if is_legacy(rclone, &base)? {
                     return Ok(Source::Legacy(base));
                 }
-                return Err(crate::cli::coded(
-                    crate::cli::EXIT_NO_BACKUP,
+                return Err(crate::exit::coded(
+                    crate::exit::EXIT_NO_BACKUP,
                     format!(
                         "no backup yet for machine-id {} under {} (no {}, no complete generation, \
                      no legacy member/ dir)",

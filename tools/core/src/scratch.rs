@@ -303,7 +303,7 @@ pub fn install_signal_handler(tool: &str) {
                 }
             }
             let tool = TOOL.get().map(String::as_str).unwrap_or("etcd2-backup");
-            let prefix = if crate::cli::stderr_is_journal() {
+            let prefix = if crate::journal::stderr_is_journal() {
                 "<3>"
             } else {
                 ""

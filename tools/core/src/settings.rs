@@ -618,7 +618,7 @@ pub fn load(tool: &str) {
     let Some(p) = path() else {
         return;
     };
-    let journal = crate::cli::stderr_is_journal();
+    let journal = crate::journal::stderr_is_journal();
     match apply(&p) {
         Ok(notes) => {
             for n in notes {

@@ -300,7 +300,7 @@ impl ConvertJob {
 
         let mut ctl = self.etcdctl.at(&url);
         ctl.query_timeout = self.wait;
-        let grpc = ctl.grpc()?;
+        let grpc = crate::grpc::Client::of(&ctl)?;
         let (v3_before, _) = grpc.count_keys()?;
         ensure!(
             v3_before == 0,

@@ -231,7 +231,7 @@ impl SnapshotJob {
         let started = Instant::now();
         // One gRPC connection for status, member list, the v3 probe and
         // the snapshot: no etcdctl process for any of them.
-        let grpc = self.etcd.grpc()?;
+        let grpc = crate::grpc::Client::of(&self.etcd)?;
         let status = grpc.status().map_err(|e| self.etcd.failure(e))?;
         let members = grpc.member_list().map_err(|e| self.etcd.failure(e))?;
         let me = status.status.header.member_id;
