@@ -93,14 +93,14 @@ fn check_config(conf: &str, rclone_conf: &str) -> Result<Vec<String>> {
     if endpoint.trim().is_empty() {
         bail!("RCLONE_ENDPOINT is not set in the settings drop-in: set Environment=\"RCLONE_ENDPOINT=REMOTE:PATH\" (where backups go)");
     }
-    // `remote:path` names a section of rclone.conf; `/path` is local and
-    // `:backend:path` is an on-the-fly remote: neither needs one.
-    if let Some((remote, _)) = endpoint.split_once(':') {
-        if !remote.is_empty() && !remote.contains('/') {
-            let section = format!("[{remote}]");
-            if !rclone_conf.lines().any(|l| l.trim() == section) {
-                bail!("RCLONE_ENDPOINT={endpoint} names the remote {remote:?}, but rclone.conf has no {section} section");
-            }
+    // The tools' own parser: what they would refuse at run time is
+    // refused here. `remote:path` names a section of rclone.conf; `/path`
+    // is local and `:backend:path` is an on-the-fly remote: neither needs one.
+    let parsed = etcd2_backup::rclone::Endpoint::parse(&endpoint)?;
+    if let Some(remote) = parsed.remote() {
+        let section = format!("[{remote}]");
+        if !rclone_conf.lines().any(|l| l.trim() == section) {
+            bail!("RCLONE_ENDPOINT={endpoint} names the remote {remote:?}, but rclone.conf has no {section} section");
         }
     }
     if dropin_env(conf, "ETCD_RESTORE_MASTER_ADV_PEER_URLS").is_none_or(|v| v.trim().is_empty()) {
@@ -355,5 +355,18 @@ mod tests {
         assert!(check_config(&conf("Environment=\"RCLONE_ENDPOINT=:local:/srv/b\""), rc).is_ok());
         let w = check_config("Environment=\"RCLONE_ENDPOINT=s3:b\"\n", rc).unwrap();
         assert!(w[0].contains("ETCD_RESTORE_MASTER_ADV_PEER_URLS"), "{w:?}");
+    }
+
+    /// What every tool refuses at run time (rclone would write below its
+    /// working directory) is refused when the package is made, in the
+    /// tools' own words: one endpoint parser for both.
+    #[test]
+    fn config_refuses_an_endpoint_the_tools_would_refuse() {
+        let rc = "[s3]\ntype = s3\n";
+        for e in ["./backups", "s3bucket/x", "relative"] {
+            let conf = format!("Environment=\"RCLONE_ENDPOINT={e}\"\n");
+            let err = format!("{:#}", check_config(&conf, rc).unwrap_err());
+            assert!(err.contains("neither an rclone remote"), "{e}: {err}");
+        }
     }
 }

@@ -690,6 +690,45 @@ fn unreachable(text_lowercase: &str) -> bool {
     .any(|w| text_lowercase.contains(w))
 }
 
+/// An rclone endpoint as `RCLONE_ENDPOINT` gives it, checked once by the
+/// one parser every tool and the packager use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    text: String,
+}
+
+impl Endpoint {
+    /// `NAME:PATH`, `:BACKEND:PATH` or an absolute local path; a trailing
+    /// `/` dropped. Anything else is refused: rclone takes a string without
+    /// a colon as a path below its working directory, so a typo
+    /// (`s3bucket/x` for `s3:bucket/x`) would put backups where nobody looks.
+    pub fn parse(endpoint: &str) -> Result<Endpoint> {
+        if endpoint.trim().is_empty() {
+            bail!("RCLONE_ENDPOINT is empty: set --endpoint or RCLONE_ENDPOINT (e.g. s3:bucket/backups)");
+        }
+        if !endpoint.starts_with('/') && !endpoint.contains(':') {
+            bail!(
+                "RCLONE_ENDPOINT {endpoint:?} is neither an rclone remote (NAME:PATH, \
+                 :BACKEND:PATH) nor an absolute local path: a typo? (rclone would write \
+                 into {endpoint:?} below the working directory)"
+            );
+        }
+        Ok(Endpoint {
+            text: endpoint.trim_end_matches('/').to_owned(),
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The rclone.conf section it names (`NAME` of `NAME:PATH`); None for
+    /// a local path or a `:BACKEND:` connection string.
+    pub fn remote(&self) -> Option<&str> {
+        remote_name(&self.text)
+    }
+}
+
 /// `name` of a `name:path` endpoint; None for local paths and `:backend:`
 /// connection strings.
 pub fn remote_name(endpoint: &str) -> Option<&str> {

@@ -38,22 +38,10 @@ pub struct Layout {
 
 impl Layout {
     pub fn new(endpoint: &str, machine_id: &str) -> Result<Self> {
-        if endpoint.trim().is_empty() {
-            bail!("RCLONE_ENDPOINT is empty: set --endpoint or RCLONE_ENDPOINT (e.g. s3:bucket/backups)");
-        }
-        // rclone takes anything without a colon as a path relative to the
-        // working directory: a typo (`s3bucket/x` for `s3:bucket/x`) would
-        // put backups where nobody looks.
-        if !endpoint.starts_with('/') && !endpoint.contains(':') {
-            bail!(
-                "RCLONE_ENDPOINT {endpoint:?} is neither an rclone remote (NAME:PATH, \
-                 :BACKEND:PATH) nor an absolute local path: a typo? (rclone would write \
-                 into {endpoint:?} below the working directory)"
-            );
-        }
+        let endpoint = crate::rclone::Endpoint::parse(endpoint)?;
         crate::node::validate_machine_id(machine_id)?;
         Ok(Layout {
-            endpoint: endpoint.trim_end_matches('/').to_owned(),
+            endpoint: endpoint.as_str().to_owned(),
             machine_id: machine_id.to_owned(),
         })
     }
