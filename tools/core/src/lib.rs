@@ -88,6 +88,46 @@ mod ground {
 
 #[cfg(test)]
 mod tests {
+    /// docs/architecture.md's module table names every module of the
+    /// crate, and every job: a newcomer finds each one there.
+    #[test]
+    fn the_architecture_doc_names_every_module_and_job() {
+        let doc = include_str!("../../../docs/architecture.md");
+        let table: String = doc
+            .lines()
+            .filter(|l| l.starts_with("| `"))
+            .map(|l| l.split(" | ").next().unwrap_or(""))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let mods = include_str!("lib.rs")
+            .lines()
+            .filter_map(|l| l.strip_prefix("pub mod "))
+            .map(|l| l.trim_end_matches(';').to_owned())
+            .filter(|m| m != "job");
+        let missing: Vec<String> = mods
+            .filter(|m| !table.contains(&format!("`{m}`")))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "modules missing from docs/architecture.md's table: {missing:?}"
+        );
+        let jobs_section = doc.split("### Jobs").nth(1).unwrap_or("");
+        let jobs = include_str!("job/mod.rs")
+            .lines()
+            .filter_map(|l| l.strip_prefix("pub mod "))
+            .map(|l| l.trim_end_matches(';').to_owned());
+        let missing: Vec<String> = jobs
+            .filter(|j| {
+                !jobs_section.contains(&format!("`{j}`"))
+                    && !jobs_section.contains(&format!("`{j}/`"))
+            })
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "jobs missing from docs/architecture.md: {missing:?}"
+        );
+    }
+
     #[test]
     fn the_tool_list_names_each_tool_crate_once() {
         let tools = super::tools();
