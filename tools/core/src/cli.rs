@@ -128,11 +128,7 @@ pub fn run_main(tool: &str, body: impl FnOnce() -> Result<()>) -> ExitCode {
             while crate::scratch::stopping() {
                 std::thread::sleep(std::time::Duration::from_millis(50));
             }
-            let prefix = if stderr_is_journal() { "<3>" } else { "" };
-            eprintln!(
-                "{prefix}{tool}: error: {}",
-                crate::cmd::redact(&format!("{e:#}"))
-            );
+            crate::journal::error_line(tool, &format!("{e:#}"));
             let code = e
                 .chain()
                 .find_map(|c| c.downcast_ref::<Coded>())

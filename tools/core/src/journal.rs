@@ -47,6 +47,34 @@ pub fn notify_status(text: &str) {
     }
 }
 
+/// The one error line a tool ends with, `tool: error: <text>`, secrets
+/// redacted, at journald's error priority (`<3>`) when stderr is the
+/// journal, so `journalctl -p err` shows it.
+pub fn error_line(tool: &str, text: &str) {
+    eprintln!(
+        "{}{tool}: error: {}",
+        prefix(3),
+        crate::redact::redact(text)
+    );
+}
+
+/// A `tool: warning: <text>` line written before logging is set up.
+pub fn warning_line(tool: &str, text: &str) {
+    eprintln!(
+        "{}{tool}: warning: {}",
+        prefix(4),
+        crate::redact::redact(text)
+    );
+}
+
+fn prefix(priority: u8) -> String {
+    if stderr_is_journal() {
+        format!("<{priority}>")
+    } else {
+        String::new()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -303,23 +303,21 @@ pub fn install_signal_handler(tool: &str) {
                 }
             }
             let tool = TOOL.get().map(String::as_str).unwrap_or("etcd2-backup");
-            let prefix = if crate::journal::stderr_is_journal() {
-                "<3>"
-            } else {
-                ""
-            };
-            eprintln!(
-                "{prefix}{tool}: error: stopped by {name}{}{}",
-                if children.is_empty() {
-                    String::new()
-                } else {
-                    format!("; stopped {} child process(es)", children.len())
-                },
-                if removed.is_empty() {
-                    String::new()
-                } else {
-                    format!("; removed {}", removed.join(", "))
-                }
+            crate::journal::error_line(
+                tool,
+                &format!(
+                    "stopped by {name}{}{}",
+                    if children.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; stopped {} child process(es)", children.len())
+                    },
+                    if removed.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; removed {}", removed.join(", "))
+                    }
+                ),
             );
             std::process::exit(128 + sig);
         }

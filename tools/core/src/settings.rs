@@ -618,17 +618,14 @@ pub fn load(tool: &str) {
     let Some(p) = path() else {
         return;
     };
-    let journal = crate::journal::stderr_is_journal();
     match apply(&p) {
         Ok(notes) => {
             for n in notes {
-                let prefix = if journal { "<4>" } else { "" };
-                eprintln!("{prefix}{tool}: warning: {n}");
+                crate::journal::warning_line(tool, &n);
             }
         }
         Err(e) => {
-            let prefix = if journal { "<3>" } else { "" };
-            eprintln!("{prefix}{tool}: error: {e:#}");
+            crate::journal::error_line(tool, &format!("{e:#}"));
             std::process::exit(1);
         }
     }
