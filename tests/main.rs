@@ -20,5 +20,6 @@ mod restore;
 mod scripts;
 mod settings;
 mod snapshot;
+mod unit_stop;
 mod verify;
 mod versions;
