@@ -352,8 +352,40 @@ fn dpkg_i_in_a_container_and_the_backup_unit_backs_up_debians_etcd_service() {
     let listing = ok(&ct, &["etcd2-fetch", "--list"]);
     assert!(listing.contains(generation), "{listing}");
 
-    // Removed: the units go, the settings (a conffile) stay until purge.
-    ok(&ct, &["dpkg", "-r", "etcd2-backup"]);
+    // Removed: the units go, the settings (a conffile) stay until purge,
+    // and the removal names every copy of the credentials it leaves: the
+    // settings, dpkg's copy of an earlier version of them, the rclone
+    // config they name.
+    ok(
+        &ct,
+        &[
+            "cp",
+            "-p",
+            "/etc/etcd2-backup/etcd2-backup.env",
+            "/etc/etcd2-backup/etcd2-backup.env.dpkg-old",
+        ],
+    );
+    let o = ct.exec(&["dpkg", "-r", "etcd2-backup"]);
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(o.status.success(), "dpkg -r: {said}");
+    let line = said
+        .lines()
+        .find(|l| l.contains("left on this host"))
+        .unwrap_or_else(|| panic!("dpkg -r names no credentials left:\n{said}"));
+    for p in [
+        "/etc/etcd2-backup/etcd2-backup.env",
+        "/etc/etcd2-backup/etcd2-backup.env.dpkg-old",
+        "/etc/rclone.conf",
+    ] {
+        assert!(
+            line.split([' ', ',', ':', ';']).any(|w| w == p),
+            "{p} not in: {line}"
+        );
+    }
     assert!(!ct
         .exec(&["systemctl", "cat", "etcd2-backup.service"])
         .status

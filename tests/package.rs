@@ -361,21 +361,78 @@ fn installer_puts_every_file_in_place_and_reinstalls_idempotently() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("(0 changed)"));
     assert_eq!(before, snapshot(&root));
 
-    // An edit made on the host is kept aside (private still), not lost,
-    // when the package's settings replace it.
-    let edited = env_file;
-    fs::write(&edited, format!("{settings}ETCD2_BACKUP_KEEP=9\n")).expect("w");
+    // The operator's edits of the settings and the rclone config stay in
+    // effect through a reinstall, as dpkg keeps an edited conffile: their
+    // file in place, the package's beside it as FILE.new (private still),
+    // both named in the output.
+    let rc_edited = format!("{RCLONE_CONF}[other]\ntype = local\n");
+    let env_edited = format!("{settings}ETCD2_BACKUP_KEEP=9\n");
+    fs::write(&rc, &rc_edited).expect("w");
+    fs::write(&env_file, &env_edited).expect("w");
     let o = install(&x, &root, &[]);
     assert!(o.status.success());
-    let kept: Vec<String> = harness::names(edited.parent().expect("dir"))
+    let log = String::from_utf8_lossy(&o.stderr).into_owned();
+    for (file, edited, package) in [
+        (&env_file, &env_edited, &settings),
+        (&rc, &rc_edited, &RCLONE_CONF.to_string()),
+    ] {
+        assert_eq!(&fs::read_to_string(file).expect("r"), edited, "{log}");
+        let new = file.with_file_name(format!(
+            "{}.new",
+            file.file_name().expect("name").to_string_lossy()
+        ));
+        assert_eq!(&fs::read_to_string(&new).expect(".new"), package, "{log}");
+        assert_eq!(mode(&new), 0o600);
+        let abs = format!("/{}", file.strip_prefix(&root).expect("rel").display());
+        assert!(
+            log.lines()
+                .any(|l| l.contains(&format!("kept {abs}")) && l.contains(&format!("{abs}.new"))),
+            "{abs} and {abs}.new not named on one line:\n{log}"
+        );
+    }
+    let aside: Vec<String> = harness::names(env_file.parent().expect("dir"))
         .into_iter()
-        .filter(|n| n.starts_with("etcd2-backup.env.before-install-"))
+        .filter(|n| n.contains("before-install"))
         .collect();
-    assert_eq!(kept.len(), 1);
-    let aside = edited.with_file_name(&kept[0]);
-    assert!(fs::read_to_string(&aside).expect("r").contains("KEEP=9"));
-    assert_eq!(mode(&aside), 0o600);
-    assert_eq!(fs::read_to_string(&edited).expect("r"), settings);
+    assert_eq!(aside, Vec::<String>::new(), "nothing else set aside");
+    // Again: the edits stay, nothing changes.
+    let before = snapshot(&root);
+    let o = install(&x, &root, &[]);
+    assert!(o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("(0 changed)"));
+    assert_eq!(before, snapshot(&root));
+
+    // A newer package's settings: an unedited file takes them, an edited
+    // one stays and gets the new ones beside it.
+    fs::write(&rc, RCLONE_CONF).expect("w");
+    fs::remove_file(root.join("etc/rclone.conf.new")).expect("rm");
+    let newer = build(
+        &t.path().join("newer"),
+        &conf_with(
+            "backups:/srv/etcd2-backups",
+            "http://10.0.0.1:2379",
+            &["ETCD2_BACKUP_KEEP=5"],
+        ),
+        "[backups]\ntype = local\ncopy_links = true\n",
+    );
+    let y = extract(&newer, &t.path().join("y"));
+    let o = install(&y, &root, &[]);
+    assert!(o.status.success());
+    let log = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(
+        fs::read_to_string(&rc).expect("r"),
+        "[backups]\ntype = local\ncopy_links = true\n",
+        "{log}"
+    );
+    assert!(!root.join("etc/rclone.conf.new").exists(), "{log}");
+    assert_eq!(
+        fs::read_to_string(&env_file).expect("r"),
+        env_edited,
+        "{log}"
+    );
+    let env_new = root.join("etc/etcd2-backup/etcd2-backup.env.new");
+    let text = fs::read_to_string(&env_new).expect("r");
+    assert!(text.ends_with("ETCD2_BACKUP_KEEP=5\n"), "{text}");
 }
 
 #[test]
@@ -443,6 +500,19 @@ fn uninstall_removes_ours_and_keeps_the_credentials_and_local_edits() {
         wants.join("etcd2-backup.timer"),
     )
     .expect("ln");
+    // Credentials in more places: an edited rclone.conf that a reinstall
+    // kept (the package's beside it, .new), and a copy an older installer
+    // set aside.
+    fs::write(
+        root.join("etc/rclone.conf"),
+        format!("{RCLONE_CONF}[mine]\ntype = local\n"),
+    )
+    .expect("w");
+    let o = install(&x, &root, &[]);
+    assert!(o.status.success());
+    assert!(root.join("etc/rclone.conf.new").is_file());
+    let old_copy = "etc/etcd2-backup/etcd2-backup.env.before-install-20261125T134313Z";
+    fs::write(root.join(old_copy), "RCLONE_ENDPOINT=x:y\n").expect("w");
     let edited = root.join("etc/systemd/system/etcd2-backup.service.d/10-etcd-unit.conf");
     fs::write(&edited, "# mine\n").expect("w");
 
@@ -457,6 +527,22 @@ fn uninstall_removes_ours_and_keeps_the_credentials_and_local_edits() {
         log.contains("kept /etc/etcd2-backup/etcd2-backup.env"),
         "{log}"
     );
+    // One line names every copy of the credentials and settings left.
+    let left_line = log
+        .lines()
+        .find(|l| l.contains("credentials") && l.contains("left on this host"))
+        .unwrap_or_else(|| panic!("no line lists the credentials left:\n{log}"));
+    for p in [
+        "/etc/rclone.conf",
+        "/etc/rclone.conf.new",
+        "/etc/etcd2-backup/etcd2-backup.env",
+        &format!("/{old_copy}"),
+    ] {
+        assert!(
+            left_line.split([' ', ',', ':', ';']).any(|w| w == p),
+            "{p} not in: {left_line}"
+        );
+    }
     assert!(
         log.contains("kept /etc/systemd/system/etcd2-backup.service.d/10-etcd-unit.conf"),
         "{log}"
@@ -469,8 +555,10 @@ fn uninstall_removes_ours_and_keeps_the_credentials_and_local_edits() {
             "etc",
             "etc/etcd2-backup",
             "etc/etcd2-backup/etcd2-backup.env",
+            "etc/etcd2-backup/etcd2-backup.env.before-install-20261125T134313Z",
             "etc/os-release",
             "etc/rclone.conf",
+            "etc/rclone.conf.new",
             "etc/systemd",
             "etc/systemd/system",
             "etc/systemd/system/etcd2-backup.service.d",

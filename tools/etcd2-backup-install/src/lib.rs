@@ -32,8 +32,14 @@ use std::path::PathBuf;
 ///   /opt/etcd2-backup/share/completions/  zsh and fish completions
 ///   /opt/etcd2-backup/installed.json      what was installed, for uninstall
 /// then runs `systemctl daemon-reload`. Nothing is enabled or started.
-/// Running it again is safe: unchanged files are left alone, files changed
-/// here since the last install are copied aside before they are replaced.
+/// Running it again (the same or a newer package) is safe: unchanged files
+/// are left alone; programs, units and drop-ins changed here since the last
+/// install are copied aside (FILE.before-install-<time>) before they are
+/// replaced; the settings file and the rclone config, if changed here, stay
+/// as they are, in effect, and the package's version goes beside each as
+/// FILE.new, named in a warning (merge it, then delete it).
+/// --uninstall ends by naming every copy of the credentials and settings it
+/// leaves (those two files, their .new and .before-install-<time> copies).
 ///
 /// Examples:
 ///   tar xzf etcd2-backup.tgz && sudo ./etcd2-backup/etcd2-backup-install
@@ -73,7 +79,7 @@ pub struct Cli {
 
     /// Stop and disable the timer, remove what was installed (not the
     /// rclone config or the settings file, not files changed since, not
-    /// backups or etcd data)
+    /// backups or etcd data), and name every copy of the credentials left
     #[arg(long, conflicts_with_all = ["from", "any_os", "etcd_dropin", "etcd_unit"])]
     pub uninstall: bool,
 

@@ -30,6 +30,20 @@ pub enum Verify {
     Download,
 }
 
+/// One abort of an unfinished upload at a time: a stop's handler (its own
+/// thread) and the main thread's failure path would otherwise each stop the
+/// rclone rcd the other's calls go to (seen with rclone 1.60 under
+/// `systemctl stop`: "rclone rcd did not answer ... Connection reset by
+/// peer", the abort not made).
+static ABANDONING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn warn_unaborted(remote_archive: &str, e: &anyhow::Error) {
+    tracing::warn!(
+        "could not abort the unfinished upload to {remote_archive} ({e:#}); the next \
+         push removes it once it is older than --transfer-timeout"
+    );
+}
+
 pub struct PushJob {
     pub input: Input,
     pub rclone: Rclone,
@@ -249,12 +263,15 @@ impl PushJob {
         self.sweep_uploads(&gens);
         let upload = self.rclone.rcat(&remote_archive, size)?;
         // Stopped mid-upload (SIGTERM): rclone gets SIGTERM and aborts its
-        // upload, but 1.75 may do so with a context already cancelled.
+        // upload, but 1.75 may do so with a context already cancelled. The
+        // signal handler runs this once our children ended.
         let on_stop = {
             let (rclone, path) = (self.rclone.clone(), remote_archive.clone());
             crate::scratch::OnStop::new(move || {
-                // Best effort while stopping; what is left, a later push removes.
-                let _ = rclone.abandon_upload(&path);
+                let _one = ABANDONING.lock().unwrap_or_else(|e| e.into_inner());
+                if let Err(e) = rclone.abandon_upload(&path) {
+                    warn_unaborted(&path, &e);
+                }
             })
         };
         let mut tee = TeeReader {
@@ -411,12 +428,24 @@ impl PushJob {
     /// holds the etcd data it was sent, billed, until someone aborts it.
     /// Best effort, after a failure that is the error to report: what is
     /// left, the next push's [`PushJob::sweep_uploads`] removes.
+    /// Stopped by a signal, the handler's [`crate::scratch::OnStop`] does
+    /// it instead, once our children ended (an upload failing then is the
+    /// stop's doing).
     fn abandon_upload(&self, remote_archive: &str) {
+        use crate::scratch::stopping;
+        if stopping() {
+            return;
+        }
+        let _one = ABANDONING.lock().unwrap_or_else(|e| e.into_inner());
+        if stopping() {
+            return;
+        }
         if let Err(e) = self.rclone.abandon_upload(remote_archive) {
-            tracing::warn!(
-                "could not abort the unfinished upload to {remote_archive} ({e:#}); the next \
-                 push removes it once it is older than --transfer-timeout"
-            );
+            // Cut short by a stop (the handler stops our rclone): the
+            // handler tries again once this returns.
+            if !stopping() {
+                warn_unaborted(remote_archive, &e);
+            }
         }
     }
 

@@ -6,7 +6,9 @@
 //! The package layout ([`Payload`]) is shared with the packager, so the two
 //! cannot drift apart. Every file is written atomically; a file that the
 //! operator changed since we installed it is copied aside before it is
-//! replaced, and left alone on uninstall.
+//! replaced (the settings and the rclone config are not replaced: the
+//! package's version goes beside them as `FILE.new`), and left alone on
+//! uninstall.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -129,6 +131,9 @@ impl Installer<'_> {
     /// neither this content nor what we installed last time (the operator
     /// edited it, or it was never ours) is copied aside first.
     fn file(&mut self, abs: &str, bytes: &[u8], mode: u32, keep: bool) -> Result<()> {
+        if keep {
+            return self.conffile(abs, bytes, mode);
+        }
         let path = at(self.root, abs);
         let sha = crate::digest::sha256_hex(bytes);
         match fs::symlink_metadata(&path) {
@@ -166,14 +171,7 @@ impl Installer<'_> {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(e).with_context(|| format!("inspecting {}", show(&path))),
         }
-        if let Some(d) = path.parent() {
-            mkdirs(d)?;
-        }
-        let mut f = AtomicFile::create(&path, mode)?;
-        io::Write::write_all(&mut f, bytes).with_context(|| format!("writing {}", show(&path)))?;
-        f.commit()?;
-        fs::set_permissions(&path, fs::Permissions::from_mode(mode))
-            .with_context(|| format!("setting mode {mode:o} on {}", show(&path)))?;
+        self.write(&path, bytes, mode)?;
         if is_doc(abs) {
             tracing::debug!("installed {abs} (mode {mode:04o})");
         } else {
@@ -187,6 +185,94 @@ impl Installer<'_> {
             keep,
         });
         Ok(())
+    }
+
+    /// A file the operator owns once it is installed (the settings, the
+    /// rclone config; kept on uninstall), handled as dpkg handles a
+    /// conffile: written where missing or unchanged since we installed it;
+    /// one changed here (or never ours, or a link) stays in effect as it
+    /// is, and the package's version goes beside it as `FILE.new`, named in
+    /// a warning. Replacing it would silently undo the operator's settings
+    /// (their remote, their credentials) on every upgrade; refusing would
+    /// hold back the upgrade's fixes for a settings tweak.
+    fn conffile(&mut self, abs: &str, bytes: &[u8], mode: u32) -> Result<()> {
+        let path = at(self.root, abs);
+        let sha = crate::digest::sha256_hex(bytes);
+        let entry = Entry::File {
+            path: abs.into(),
+            sha256: sha.clone(),
+            mode,
+            keep: true,
+        };
+        let new_abs = format!("{abs}.new");
+        let new_path = at(self.root, &new_abs);
+        let current = match fs::symlink_metadata(&path) {
+            Ok(meta) if meta.is_file() => Some(crate::digest::file_sha256(&path)?.sha256),
+            Ok(meta) if meta.is_dir() => bail!("{} is a directory; expected a file", show(&path)),
+            // A link (or anything else) there is the operator's doing.
+            Ok(_) => Some(String::new()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e).with_context(|| format!("inspecting {}", show(&path))),
+        };
+        let ours = |cur: &str| matches!(self.previous.get(abs), Some(Entry::File { sha256, .. }) if sha256 == cur);
+        match current.as_deref() {
+            Some(cur) if cur == sha => {
+                // Private, as installed, whoever loosened it.
+                let meta =
+                    fs::metadata(&path).with_context(|| format!("inspecting {}", show(&path)))?;
+                if meta.permissions().mode() & 0o7777 != mode {
+                    fs::set_permissions(&path, fs::Permissions::from_mode(mode))
+                        .with_context(|| format!("setting mode {mode:o} on {}", show(&path)))?;
+                    tracing::info!("set mode {mode:04o} on {abs}");
+                    self.changed += 1;
+                } else {
+                    tracing::debug!("{abs}: unchanged");
+                }
+                // The operator took the package's version: its copy beside
+                // it says nothing more.
+                if fs::read(&new_path).is_ok_and(|b| b == bytes) {
+                    fs::remove_file(&new_path)
+                        .with_context(|| format!("removing {}", show(&new_path)))?;
+                    tracing::info!("removed {new_abs}: {abs} holds the same");
+                    self.changed += 1;
+                }
+            }
+            Some(cur) if !ours(cur) => {
+                if fs::read(&new_path).is_ok_and(|b| b == bytes)
+                    && fs::metadata(&new_path)
+                        .is_ok_and(|m| m.permissions().mode() & 0o7777 == mode)
+                {
+                    tracing::debug!("{new_abs}: unchanged");
+                } else {
+                    self.write(&new_path, bytes, mode)?;
+                    self.changed += 1;
+                }
+                tracing::warn!(
+                    "kept {abs} as it is: it was changed here since it was installed; the \
+                     package's version is {new_abs}: merge what you need into {abs} (which \
+                     the units read), then delete {new_abs}"
+                );
+            }
+            _ => {
+                self.write(&path, bytes, mode)?;
+                tracing::info!("installed {abs} (mode {mode:04o})");
+                self.changed += 1;
+            }
+        }
+        self.entries.push(entry);
+        Ok(())
+    }
+
+    /// `bytes` at `path` with `mode`, atomically.
+    fn write(&self, path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+        if let Some(d) = path.parent() {
+            mkdirs(d)?;
+        }
+        let mut f = AtomicFile::create(path, mode)?;
+        io::Write::write_all(&mut f, bytes).with_context(|| format!("writing {}", show(path)))?;
+        f.commit()?;
+        fs::set_permissions(path, fs::Permissions::from_mode(mode))
+            .with_context(|| format!("setting mode {mode:o} on {}", show(path)))
     }
 
     /// A symlink `abs` -> `target`, replaced atomically when it differs.
@@ -352,9 +438,16 @@ impl InstallJob {
         // Whatever we installed last time and not now (an older package's
         // file) is left for the operator, and named.
         let now: Vec<String> = inst.entries.iter().map(|e| e.path().to_string()).collect();
-        for old in inst.previous.keys().filter(|p| !now.contains(p)) {
+        let mut carried = Vec::new();
+        for (old, e) in inst.previous.iter().filter(|(p, _)| !now.contains(p)) {
             tracing::warn!("{old} was installed by an earlier package and is not part of this one: left in place");
+            // Credentials stay recorded (an earlier RCLONE_CONFIG_PATH), so
+            // that --uninstall still names them.
+            if matches!(e, Entry::File { keep: true, .. }) && at(root, old).exists() {
+                carried.push(e.clone());
+            }
         }
+        inst.entries.extend(carried);
         let manifest = Manifest {
             version: env!("CARGO_PKG_VERSION").into(),
             entries: inst.entries.clone(),

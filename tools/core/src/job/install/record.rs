@@ -51,7 +51,9 @@ pub(super) fn read_manifest(root: &Path) -> Result<Manifest> {
 }
 
 /// Remove what the manifest lists, except files the operator changed since
-/// and files marked keep (the rclone config); stop and disable the timer.
+/// and files marked keep (the settings and the rclone config); stop and
+/// disable the timer. Last, one line names every copy of the credentials
+/// and settings left: the kept files and their copies beside them.
 pub fn uninstall(root: &Path) -> Result<()> {
     if root == Path::new("/") && !nix::unistd::geteuid().is_root() {
         bail!("uninstalling from / needs root (or use --root DIR)");
@@ -89,13 +91,19 @@ pub fn uninstall(root: &Path) -> Result<()> {
         }
     }
     let mut dirs = std::collections::BTreeSet::new();
+    let mut left = Vec::new();
     for e in manifest.entries.iter().rev() {
         let p = at(root, e.path());
         match e {
             Entry::File {
                 keep: true, path, ..
             } => {
-                tracing::warn!("kept {path}: it holds the remote's credentials; remove it yourself when no longer needed");
+                let copies = copies_of(root, path)?;
+                if p.exists() {
+                    tracing::warn!("kept {path}: it holds the remote's credentials or settings");
+                    left.push(path.clone());
+                }
+                left.extend(copies);
                 continue;
             }
             Entry::File { sha256, path, .. } => {
@@ -158,5 +166,76 @@ pub fn uninstall(root: &Path) -> Result<()> {
         "uninstalled from {}; backups on the remote and etcd's data are untouched",
         show(root)
     );
+    if !left.is_empty() {
+        left.sort();
+        left.dedup();
+        tracing::warn!(
+            "left on this host, holding the remote's credentials or settings: {}; remove them \
+             yourself when no longer needed",
+            left.join(", ")
+        );
+    }
     Ok(())
+}
+
+/// The copies of a kept file beside it (`abs` inside `root`): the
+/// package's version a reinstall put there (`FILE.new`) and the copies
+/// earlier installers set aside (`FILE.before-install-<time>`), as
+/// absolute paths on the target.
+fn copies_of(root: &Path, abs: &str) -> Result<Vec<String>> {
+    let p = Path::new(abs);
+    let (Some(dir), Some(name)) = (p.parent(), p.file_name()) else {
+        return Ok(vec![]);
+    };
+    let name = name.to_string_lossy();
+    let rd = match fs::read_dir(at(root, &dir.to_string_lossy())) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(vec![]),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
+    };
+    let mut out = Vec::new();
+    for e in rd {
+        let e = e.with_context(|| format!("reading {}", dir.display()))?;
+        let n = e.file_name().to_string_lossy().into_owned();
+        let copy = n
+            .strip_prefix(name.as_ref())
+            .is_some_and(|rest| rest == ".new" || rest.starts_with(".before-install-"));
+        if copy {
+            out.push(dir.join(&n).display().to_string());
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_copies_of_a_kept_file_are_its_new_and_before_install_siblings() {
+        let root = tempfile::tempdir().unwrap();
+        let etc = root.path().join("etc");
+        fs::create_dir_all(&etc).unwrap();
+        for n in [
+            "rclone.conf",
+            "rclone.conf.new",
+            "rclone.conf.before-install-20261125T134313Z",
+            "rclone.conf.bak",
+            "rclone.confx.new",
+            "other.new",
+        ] {
+            fs::write(etc.join(n), "x").unwrap();
+        }
+        assert_eq!(
+            copies_of(root.path(), "/etc/rclone.conf").unwrap(),
+            [
+                "/etc/rclone.conf.before-install-20261125T134313Z",
+                "/etc/rclone.conf.new"
+            ]
+        );
+        assert!(copies_of(root.path(), "/nowhere/rclone.conf")
+            .unwrap()
+            .is_empty());
+    }
 }
