@@ -148,6 +148,36 @@ pub fn parse_lsjson(json: &str) -> Result<Vec<Entry>> {
     serde_json::from_str(json).context("parsing `rclone lsjson` output")
 }
 
+/// The entries of rcd's `operations/list` answer (`{"list": [...]}`, the
+/// same entries as `lsjson`).
+pub fn parse_rc_list(mut answer: serde_json::Value) -> serde_json::Result<Vec<Entry>> {
+    serde_json::from_value(answer["list"].take())
+}
+
+/// The entry of rcd's `operations/stat` answer (`{"item": {...}}`); None
+/// where `item` is null (nothing there).
+pub fn parse_rc_stat(mut answer: serde_json::Value) -> serde_json::Result<Option<Entry>> {
+    if answer["item"].is_null() {
+        return Ok(None);
+    }
+    serde_json::from_value(answer["item"].take()).map(Some)
+}
+
+/// The strongest of the hashes we compare that rcd's `operations/fsinfo`
+/// answer lists under `Hashes` (any case); None when it lists none of them.
+pub fn fsinfo_compared_hash(info: Option<&serde_json::Value>) -> Option<&'static str> {
+    let has: Vec<String> = info
+        .and_then(|v| {
+            v.get("Hashes").and_then(|h| h.as_array()).map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(str::to_lowercase))
+                    .collect()
+            })
+        })
+        .unwrap_or_default();
+    HASHES.into_iter().find(|h| has.iter().any(|x| x == h))
+}
+
 impl Rclone {
     /// Resolve rclone and check the config file (when one is named) is
     /// readable. Its contents are never read or logged by us.
@@ -411,7 +441,7 @@ impl Rclone {
             let what = format!("listing {dir}");
             return match self.rc(&s, "operations/list", params, &what, hashes)? {
                 None => Ok(None),
-                Some(mut v) => serde_json::from_value(v["list"].take())
+                Some(v) => parse_rc_list(v)
                     .map(Some)
                     .with_context(|| format!("{what}: parsing rclone's listing")),
             };
@@ -436,18 +466,7 @@ impl Rclone {
         };
         let what = format!("asking rclone which hashes {dir} has");
         let info = self.rc(&s, "operations/fsinfo", json!({"fs": dir}), &what, false)?;
-        let has: Vec<String> = info
-            .and_then(|v| {
-                v.get("Hashes").and_then(|h| h.as_array()).map(|a| {
-                    a.iter()
-                        .filter_map(|x| x.as_str().map(str::to_lowercase))
-                        .collect()
-                })
-            })
-            .unwrap_or_default();
-        Ok(Some(
-            HASHES.into_iter().find(|h| has.iter().any(|x| x == h)),
-        ))
+        Ok(Some(fsinfo_compared_hash(info.as_ref())))
     }
 
     /// One file's size and the hashes the backend knows (only `only`, when
@@ -466,13 +485,9 @@ impl Rclone {
             // Hashing a large file is a transfer's worth of reading.
             return match self.rc(&s, "operations/stat", params, &what, true)? {
                 None => Ok(None),
-                Some(mut v) if v["item"].is_null() => {
-                    let _ = v.take();
-                    Ok(None)
+                Some(v) => {
+                    parse_rc_stat(v).with_context(|| format!("{what}: parsing rclone's answer"))
                 }
-                Some(mut v) => serde_json::from_value(v["item"].take())
-                    .map(Some)
-                    .with_context(|| format!("{what}: parsing rclone's answer")),
             };
         }
         // Only the hashes we compare: a bare --hash makes the local backend
@@ -749,5 +764,30 @@ mod tests {
     fn joins_like_rclone() {
         assert_eq!(join("s3:", "abc"), "s3:abc");
         assert_eq!(join("s3:b/p", "abc"), "s3:b/p/abc");
+    }
+
+    /// rclone 1.60's answers (`rclone rc --loopback operations/...` on a
+    /// local directory), abridged.
+    #[test]
+    fn rc_answers_as_rclone_gives_them() {
+        let list = serde_json::from_str(
+            r#"{"list":[{"IsDir":false,"MimeType":"text/plain; charset=utf-8",
+            "ModTime":"2026-12-02T15:57:12.233432738Z","Name":"a.txt","Path":"a.txt","Size":3}]}"#,
+        )
+        .unwrap();
+        let e = parse_rc_list(list).unwrap();
+        assert_eq!(
+            (e[0].name.as_str(), e[0].size, e[0].is_dir),
+            ("a.txt", 3, false)
+        );
+        let missing = serde_json::from_str(r#"{"item": null}"#).unwrap();
+        assert!(parse_rc_stat(missing).unwrap().is_none());
+        let info =
+            serde_json::from_str(r#"{"Hashes":["md5","sha1","whirlpool","crc32","sha256"]}"#)
+                .unwrap();
+        assert_eq!(fsinfo_compared_hash(Some(&info)), Some("sha256"));
+        let info = serde_json::from_str(r#"{"Hashes":["MD5"]}"#).unwrap();
+        assert_eq!(fsinfo_compared_hash(Some(&info)), Some("md5"));
+        assert_eq!(fsinfo_compared_hash(None), None);
     }
 }
