@@ -1,6 +1,6 @@
 //! What rclone answers, as the tools read it: `lsjson` output, rcd's
-//! operations/list, operations/stat and operations/fsinfo answers, and its
-//! error replies. Never a panic; a listing sorts into generations whose
+//! operations/list, operations/stat, operations/fsinfo and backend/command
+//! answers, and its error replies. Never a panic; a listing sorts into generations whose
 //! ids are ours (no name outside generations/); an error reply is one line.
 #![no_main]
 
@@ -36,6 +36,7 @@ fuzz_target!(|data: &[u8]| {
         if let Ok(Some(e)) = rclone::parse_rc_stat(v.clone()) {
             check_listing(std::slice::from_ref(&e));
         }
+        let _ = rclone::rc_result(v.clone());
         if let Some(h) = rclone::fsinfo_compared_hash(Some(&v)) {
             assert!(["sha256", "sha1", "md5"].contains(&h));
         }

@@ -148,19 +148,34 @@ pub fn parse_lsjson(json: &str) -> Result<Vec<Entry>> {
     serde_json::from_str(json).context("parsing `rclone lsjson` output")
 }
 
+/// `key` of an rcd answer; null where it has none or is not an object
+/// (`answer[key]` would panic there: serde_json indexes only an object
+/// mutably).
+fn take_key(answer: &mut serde_json::Value, key: &str) -> serde_json::Value {
+    answer
+        .get_mut(key)
+        .map(serde_json::Value::take)
+        .unwrap_or_default()
+}
+
 /// The entries of rcd's `operations/list` answer (`{"list": [...]}`, the
 /// same entries as `lsjson`).
 pub fn parse_rc_list(mut answer: serde_json::Value) -> serde_json::Result<Vec<Entry>> {
-    serde_json::from_value(answer["list"].take())
+    serde_json::from_value(take_key(&mut answer, "list"))
+}
+
+/// The `result` of rcd's `backend/command` answer.
+pub fn rc_result(mut answer: serde_json::Value) -> serde_json::Value {
+    take_key(&mut answer, "result")
 }
 
 /// The entry of rcd's `operations/stat` answer (`{"item": {...}}`); None
 /// where `item` is null (nothing there).
 pub fn parse_rc_stat(mut answer: serde_json::Value) -> serde_json::Result<Option<Entry>> {
-    if answer["item"].is_null() {
-        return Ok(None);
+    match take_key(&mut answer, "item") {
+        serde_json::Value::Null => Ok(None),
+        item => serde_json::from_value(item).map(Some),
     }
-    serde_json::from_value(answer["item"].take()).map(Some)
 }
 
 /// The strongest of the hashes we compare that rcd's `operations/fsinfo`
@@ -637,7 +652,7 @@ impl Rclone {
                     .collect();
                 let params = json!({"command": command, "fs": root, "opt": opt});
                 self.rc(&s, "backend/command", params, &what, false)
-                    .map(|v| v.map(|mut v| v["result"].take()))
+                    .map(|v| v.map(rc_result))
             }
             None => {
                 let mut args = vec!["backend", command, root];
@@ -789,5 +804,22 @@ mod tests {
         let info = serde_json::from_str(r#"{"Hashes":["MD5"]}"#).unwrap();
         assert_eq!(fsinfo_compared_hash(Some(&info)), Some("md5"));
         assert_eq!(fsinfo_compared_hash(None), None);
+    }
+
+    /// Found by `make fuzz` (target rclone): an rcd answer that is not a
+    /// JSON object (here lsjson's array) panicked in serde_json's
+    /// `answer["list"]`, which cannot index a non-object mutably.
+    #[test]
+    fn rc_answers_that_are_not_objects_are_errors_not_panics() {
+        let lsjson = serde_json::json!([{"Name": "a", "Size": 1, "IsDir": false}]);
+        assert!(parse_rc_list(lsjson).is_err());
+        assert!(parse_rc_list(serde_json::json!("list")).is_err());
+        assert!(parse_rc_list(serde_json::Value::Null).is_err());
+        assert!(parse_rc_stat(serde_json::json!(1)).unwrap().is_none());
+        assert_eq!(rc_result(serde_json::json!([1])), serde_json::Value::Null);
+        assert_eq!(
+            rc_result(serde_json::json!({"result": {"a": 1}})),
+            serde_json::json!({"a": 1})
+        );
     }
 }
