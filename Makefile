@@ -6,7 +6,7 @@ PROFILE ?= debug
 BUILD   := build
 CARGO_FLAGS := $(if $(filter release,$(PROFILE)),--release,)
 
-.PHONY: all deps build static test lint fmt demo bench package release deb clean
+.PHONY: all deps build static test lint fmt demo bench fuzz package release deb clean
 
 all: build
 
@@ -48,6 +48,20 @@ demo: deps
 bench: deps
 	$(CARGO) build --workspace --release
 	./scripts/bench
+
+# Every fuzz target in fuzz/ for FUZZ_SECONDS each, one after another,
+# seeded from real archives and real etcdctl/rclone output (docs/fuzzing.md);
+# corpus, crashes, logs and summary.txt in FUZZ_DIR. A crash fails it,
+# naming the target and the input. `make fuzz FUZZ_TARGETS=archive` runs one.
+# cargo-fuzz comes from `scripts/ensure-deps fuzz`; `make test` never
+# builds the targets.
+FUZZ_SECONDS ?= 60
+FUZZ_DIR     ?= $(BUILD)/fuzz
+FUZZ_TARGETS ?=
+fuzz: deps
+	$(CARGO) build --workspace --bins $(CARGO_FLAGS)
+	BIN=$(CURDIR)/target/$(PROFILE) FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_DIR=$(FUZZ_DIR) \
+	  ./scripts/fuzz $(FUZZ_TARGETS)
 
 # The install tarball: the static release tools, units, the settings drop-in
 # (CONF, edit it first), the operator's rclone.conf (RCLONE_CONF; required, it is packed

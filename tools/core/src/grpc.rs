@@ -709,7 +709,17 @@ impl SnapshotDecoder {
         let total = match self.total {
             Some(t) => t,
             None => {
-                let t = m.remaining_bytes + m.blob.len() as u64;
+                let t = m
+                    .remaining_bytes
+                    .checked_add(m.blob.len() as u64)
+                    .ok_or_else(|| {
+                        format!(
+                            "the snapshot stream announces {} bytes after its first {}: more than \
+                             a file can hold",
+                            m.remaining_bytes,
+                            m.blob.len()
+                        )
+                    })?;
                 self.total = Some(t);
                 t
             }
@@ -1005,6 +1015,15 @@ mod tests {
         assert!(run(lying).unwrap_err().contains("inconsistent"));
 
         assert!(run(vec![]).unwrap_err().contains("before any data"));
+    }
+
+    /// A first message announcing more than u64 bytes in all (its
+    /// remaining_bytes plus its blob): an overflow, which panicked in a
+    /// debug build and wrapped to a small total in a release build.
+    #[test]
+    fn a_size_past_u64_is_refused_not_an_overflow() {
+        let e = run(vec![msg(u64::MAX, b"x")]).unwrap_err();
+        assert!(e.contains("announces"), "{e}");
     }
 
     #[test]

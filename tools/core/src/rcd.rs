@@ -111,7 +111,7 @@ pub fn servable(path: &str) -> bool {
 
 /// The error text of an rcd reply (`{"error": ..., "status": ...}`); the
 /// reply's echo of our input is left out (it may hold a connection string).
-fn reply_error(status: u16, body: &str) -> String {
+pub fn reply_error(status: u16, body: &str) -> String {
     let text = serde_json::from_str::<Value>(body)
         .ok()
         .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_owned))

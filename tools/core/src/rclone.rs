@@ -125,6 +125,51 @@ pub fn parse_lsjson(json: &str) -> Result<Vec<Entry>> {
     serde_json::from_str(json).context("parsing `rclone lsjson` output")
 }
 
+/// `key` of an rcd answer; null where it has none or is not an object
+/// (`answer[key]` would panic there: serde_json indexes only an object
+/// mutably).
+fn take_key(answer: &mut serde_json::Value, key: &str) -> serde_json::Value {
+    answer
+        .get_mut(key)
+        .map(serde_json::Value::take)
+        .unwrap_or_default()
+}
+
+/// The entries of rcd's `operations/list` answer (`{"list": [...]}`, the
+/// same entries as `lsjson`).
+pub fn parse_rc_list(mut answer: serde_json::Value) -> serde_json::Result<Vec<Entry>> {
+    serde_json::from_value(take_key(&mut answer, "list"))
+}
+
+/// The `result` of rcd's `backend/command` answer.
+pub fn rc_result(mut answer: serde_json::Value) -> serde_json::Value {
+    take_key(&mut answer, "result")
+}
+
+/// The entry of rcd's `operations/stat` answer (`{"item": {...}}`); None
+/// where `item` is null (nothing there).
+pub fn parse_rc_stat(mut answer: serde_json::Value) -> serde_json::Result<Option<Entry>> {
+    match take_key(&mut answer, "item") {
+        serde_json::Value::Null => Ok(None),
+        item => serde_json::from_value(item).map(Some),
+    }
+}
+
+/// The strongest of the hashes we compare that rcd's `operations/fsinfo`
+/// answer lists under `Hashes` (any case); None when it lists none of them.
+pub fn fsinfo_compared_hash(info: Option<&serde_json::Value>) -> Option<&'static str> {
+    let has: Vec<String> = info
+        .and_then(|v| {
+            v.get("Hashes").and_then(|h| h.as_array()).map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(str::to_lowercase))
+                    .collect()
+            })
+        })
+        .unwrap_or_default();
+    HASHES.into_iter().find(|h| has.iter().any(|x| x == h))
+}
+
 impl Rclone {
     /// Resolve rclone and check the config file (when one is named) is
     /// readable. Its contents are never read or logged by us.
@@ -388,7 +433,7 @@ impl Rclone {
             let what = format!("listing {dir}");
             return match self.rc(&s, "operations/list", params, &what, hashes)? {
                 None => Ok(None),
-                Some(mut v) => serde_json::from_value(v["list"].take())
+                Some(v) => parse_rc_list(v)
                     .map(Some)
                     .with_context(|| format!("{what}: parsing rclone's listing")),
             };
@@ -413,18 +458,7 @@ impl Rclone {
         };
         let what = format!("asking rclone which hashes {dir} has");
         let info = self.rc(&s, "operations/fsinfo", json!({"fs": dir}), &what, false)?;
-        let has: Vec<String> = info
-            .and_then(|v| {
-                v.get("Hashes").and_then(|h| h.as_array()).map(|a| {
-                    a.iter()
-                        .filter_map(|x| x.as_str().map(str::to_lowercase))
-                        .collect()
-                })
-            })
-            .unwrap_or_default();
-        Ok(Some(
-            HASHES.into_iter().find(|h| has.iter().any(|x| x == h)),
-        ))
+        Ok(Some(fsinfo_compared_hash(info.as_ref())))
     }
 
     /// One file's size and the hashes the backend knows (only `only`, when
@@ -443,13 +477,9 @@ impl Rclone {
             // Hashing a large file is a transfer's worth of reading.
             return match self.rc(&s, "operations/stat", params, &what, true)? {
                 None => Ok(None),
-                Some(mut v) if v["item"].is_null() => {
-                    let _ = v.take();
-                    Ok(None)
+                Some(v) => {
+                    parse_rc_stat(v).with_context(|| format!("{what}: parsing rclone's answer"))
                 }
-                Some(mut v) => serde_json::from_value(v["item"].take())
-                    .map(Some)
-                    .with_context(|| format!("{what}: parsing rclone's answer")),
             };
         }
         // Only the hashes we compare: a bare --hash makes the local backend
@@ -599,7 +629,7 @@ impl Rclone {
                     .collect();
                 let params = json!({"command": command, "fs": root, "opt": opt});
                 self.rc(&s, "backend/command", params, &what, false)
-                    .map(|v| v.map(|mut v| v["result"].take()))
+                    .map(|v| v.map(rc_result))
             }
             None => {
                 let mut args = vec!["backend", command, root];
@@ -765,5 +795,47 @@ mod tests {
     fn joins_like_rclone() {
         assert_eq!(join("s3:", "abc"), "s3:abc");
         assert_eq!(join("s3:b/p", "abc"), "s3:b/p/abc");
+    }
+
+    /// rclone 1.60's answers (`rclone rc --loopback operations/...` on a
+    /// local directory), abridged.
+    #[test]
+    fn rc_answers_as_rclone_gives_them() {
+        let list = serde_json::from_str(
+            r#"{"list":[{"IsDir":false,"MimeType":"text/plain; charset=utf-8",
+            "ModTime":"2026-12-02T15:57:12.233432738Z","Name":"a.txt","Path":"a.txt","Size":3}]}"#,
+        )
+        .unwrap();
+        let e = parse_rc_list(list).unwrap();
+        assert_eq!(
+            (e[0].name.as_str(), e[0].size, e[0].is_dir),
+            ("a.txt", 3, false)
+        );
+        let missing = serde_json::from_str(r#"{"item": null}"#).unwrap();
+        assert!(parse_rc_stat(missing).unwrap().is_none());
+        let info =
+            serde_json::from_str(r#"{"Hashes":["md5","sha1","whirlpool","crc32","sha256"]}"#)
+                .unwrap();
+        assert_eq!(fsinfo_compared_hash(Some(&info)), Some("sha256"));
+        let info = serde_json::from_str(r#"{"Hashes":["MD5"]}"#).unwrap();
+        assert_eq!(fsinfo_compared_hash(Some(&info)), Some("md5"));
+        assert_eq!(fsinfo_compared_hash(None), None);
+    }
+
+    /// Found by `make fuzz` (target rclone): an rcd answer that is not a
+    /// JSON object (here lsjson's array) panicked in serde_json's
+    /// `answer["list"]`, which cannot index a non-object mutably.
+    #[test]
+    fn rc_answers_that_are_not_objects_are_errors_not_panics() {
+        let lsjson = serde_json::json!([{"Name": "a", "Size": 1, "IsDir": false}]);
+        assert!(parse_rc_list(lsjson).is_err());
+        assert!(parse_rc_list(serde_json::json!("list")).is_err());
+        assert!(parse_rc_list(serde_json::Value::Null).is_err());
+        assert!(parse_rc_stat(serde_json::json!(1)).unwrap().is_none());
+        assert_eq!(rc_result(serde_json::json!([1])), serde_json::Value::Null);
+        assert_eq!(
+            rc_result(serde_json::json!({"result": {"a": 1}})),
+            serde_json::json!({"a": 1})
+        );
     }
 }

@@ -159,7 +159,13 @@ pub fn read_sidecar(rclone: &Rclone, layout: &Layout, id: &str) -> Result<Sideca
     let bytes = rclone
         .cat(&path)?
         .with_context(|| format!("generation {id}: sidecar {path} is missing"))?;
-    let sc: Sidecar = serde_json::from_slice(&bytes)
+    parse_sidecar(id, &path, &bytes)
+}
+
+/// Generation `id`'s sidecar from the bytes read at `path` (named in
+/// errors): it parses and names only its own generation's archive.
+pub fn parse_sidecar(id: &str, path: &str, bytes: &[u8]) -> Result<Sidecar> {
+    let sc: Sidecar = serde_json::from_slice(bytes)
         .with_context(|| format!("generation {id}: sidecar {path} is damaged"))?;
     check_sidecar_names(id, &sc).with_context(|| format!("generation {id}: sidecar {path}"))?;
     Ok(sc)
@@ -354,20 +360,29 @@ pub enum PointerState {
 /// counts as missing: `rclone cat` of a missing S3 object exits 0 and prints
 /// nothing, and we never write an empty pointer.
 pub fn read_pointer_checked(rclone: &Rclone, layout: &Layout) -> Result<PointerState> {
-    Ok(match rclone.cat_small(&layout.pointer())? {
+    Ok(pointer_state(
+        rclone.cat_small(&layout.pointer())?,
+        &layout.generations(),
+    ))
+}
+
+/// What LATEST.json holds, from what reading it found; `generations`
+/// (the directory its generation must lie in) is named in messages.
+pub fn pointer_state(read: Small, generations: &str) -> PointerState {
+    match read {
         Small::Missing => PointerState::Missing,
         Small::Bytes(b) if b.is_empty() => PointerState::Missing,
         Small::TooLarge => PointerState::Damaged(Small::TOO_LARGE.to_owned()),
         Small::Bytes(b) => match serde_json::from_slice::<Pointer>(&b) {
             Ok(p) if !valid_generation_id(&p.generation) => PointerState::Damaged(format!(
-                "its generation {:?} is not a generation id (it would name an object outside {})",
-                p.generation,
-                layout.generations()
+                "its generation {:?} is not a generation id (it would name an object outside \
+                 {generations})",
+                p.generation
             )),
             Ok(p) => PointerState::Valid(p),
             Err(e) => PointerState::Damaged(e.to_string()),
         },
-    })
+    }
 }
 
 /// What [`choose`] is asked for.
