@@ -55,6 +55,7 @@ fuzz_target!(|input: Input| {
             })
             .collect(),
         alarms: vec![],
+        converted_from: None,
     };
     let contents: std::collections::BTreeMap<&str, &[u8]> = input
         .files
