@@ -1,7 +1,7 @@
 //! What a child (etcdctl, etcd, rclone) writes to stderr and stdout, as an
 //! error message shows it: one line, secrets redacted. Structured: the
-//! input also places a secret in one of the forms the redaction promises
-//! to hide (docs/security.md), amid arbitrary text; it must not appear.
+//! input also places a secret in one of the forms `redact::redact` promises
+//! to hide (its doc), amid arbitrary text; it must not appear.
 #![no_main]
 
 use libfuzzer_sys::{arbitrary, fuzz_target};
@@ -36,7 +36,7 @@ fuzz_target!(|input: Input| {
     if !plain {
         return;
     }
-    let (text, hidden) = match input.form % 4 {
+    let (text, hidden) = match input.form % 5 {
         // --flag=value: up to whitespace
         0 => (
             format!(
@@ -53,8 +53,16 @@ fuzz_target!(|input: Input| {
             ),
             true,
         ),
-        // a URL's password
+        // the same, quoted, the quote never closed (a mistyped endpoint)
         2 => (
+            format!(
+                "{} :s3,secret_access_key='{s}:bucket {}",
+                input.before, input.after
+            ),
+            true,
+        ),
+        // a URL's password
+        3 => (
             format!(
                 "{} https://user:{s}@host/path {}",
                 input.before, input.after

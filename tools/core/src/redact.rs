@@ -40,8 +40,9 @@ pub fn redact(text: &str) -> std::borrow::Cow<'_, str> {
                 // must be given"); a command line's separate values are
                 // redacted argument by argument (`Invocation::display` in cmd.rs).
                 // ,param=value in a connection string; quotes may hold , and :
+                // (a quote that never closes: up to the next , : or blank)
                 (
-                    re(format!(r#"(?i)(,{name}=)(?:'[^']*'|"[^"]*"|[^,:\s'"]*)"#)),
+                    re(format!(r#"(?i)(,{name}=)(?:'[^']*'|"[^"]*"|['"]?[^,:\s'"]*)"#)),
                     "${1}***",
                 ),
                 // the same, URL-encoded: up to the next encoded , or :
@@ -134,6 +135,18 @@ mod tests {
             (
                 "GET https://a.blob/c?sv=2020&sig=SIGCANARY&se=1 failed",
                 "GET https://a.blob/c?sv=2020&sig=***&se=1 failed",
+            ),
+            // A quote that does not close (a mistyped RCLONE_ENDPOINT,
+            // echoed by rclone): the value up to the next , : or blank.
+            (
+                ":s3,secret_access_key='SECRETXY:bucket",
+                ":s3,secret_access_key=***:bucket",
+            ),
+            // (Within rclone's own quotes the inner one pairs with its
+            // closing quote: more is hidden, never less.)
+            (
+                "for \":s3,token=\"SECRETXY,region=x:b\": bad",
+                "for \":s3,token=***: bad",
             ),
             // A flag with a secret name and no value keeps the next flag.
             (
