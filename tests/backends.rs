@@ -463,7 +463,7 @@ fn no_multipart_upload_outlives_a_push(tag: &str, bin: PathBuf) {
     };
 
     let mut killed_at = None;
-    for how in ["producer-died", "sigterm", "sigkill"] {
+    for how in ["producer-died", "sigterm", "sigterm-cgroup", "sigkill"] {
         let mut push = env.push(&remote, MID);
         push.arg("-")
             .stdin(Stdio::piped())
@@ -485,6 +485,19 @@ fn no_multipart_upload_outlives_a_push(tag: &str, bin: PathBuf) {
                     nix::sys::signal::Signal::SIGTERM,
                 )
                 .unwrap();
+            }
+            "sigterm-cgroup" => {
+                // As systemd's stop of the unit: SIGTERM to every process
+                // of its cgroup at once, rclone too.
+                let config = remote.config.display().to_string();
+                let mut pids = harness::procs_mentioning(&config);
+                pids.push(child.id());
+                for pid in pids {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid as i32),
+                        nix::sys::signal::Signal::SIGTERM,
+                    );
+                }
             }
             _ => {
                 // As systemd's SIGKILL of the unit's cgroup: rclone too,

@@ -156,7 +156,9 @@ fn stopping_a_backup_mid_push_lets_the_tools_clean_up() {
         } else {
             ct.systemctl(&["stop", "etcd2-backup.service"]);
         }
-        let journal = {
+        // journald files a stopped unit's last lines a moment after the
+        // unit ends: wait (bounded) for push's last line before judging.
+        let read_journal = || {
             let o = ct.exec(&[
                 "journalctl",
                 "--no-pager",
@@ -166,6 +168,12 @@ fn stopping_a_backup_mid_push_lets_the_tools_clean_up() {
             ]);
             out(&o)
         };
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let mut journal = read_journal();
+        while !journal.contains("etcd2-push: error:") && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(200));
+            journal = read_journal();
+        }
         let context = format!(
             "rclone {tag}, {how}; journal of this run:\n{journal}\n{}",
             ct.journal(&["etcd2-backup.service"])

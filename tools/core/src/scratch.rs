@@ -51,9 +51,11 @@ pub fn stopping() -> bool {
     STOPPING.load(std::sync::atomic::Ordering::SeqCst)
 }
 
-/// Work the signal handler does if we are stopped while this guard lives,
+/// Work the signal handler does if the signal comes while this guard lives,
 /// after our children ended and before it exits (aborting an unfinished
-/// upload on the remote). It must bound its own time.
+/// upload on the remote). It runs even if the guard is dropped meanwhile
+/// (the main thread unwinds as its children end), so it must be harmless
+/// once its work is done, and bound its own time.
 pub struct OnStop(u64);
 
 impl OnStop {
@@ -247,6 +249,47 @@ fn running(pid: u32) -> bool {
     }
 }
 
+/// The handler's work, on `registry` as it stood when the signal came:
+/// SIGTERM to the children, `wait` for them, run the [`OnStop`] hooks
+/// (a hook must be safe to run after its work finished: push's abort
+/// leaves a whole object alone), remove the scratch. Returns the children signalled and what was removed.
+fn stop_work(
+    registry: &Mutex<Registry>,
+    wait: impl FnOnce(&BTreeSet<u32>),
+) -> (BTreeSet<u32>, Vec<String>) {
+    let lock = || registry.lock().unwrap_or_else(|e| e.into_inner());
+    // All of it as registered when the signal came: the main thread,
+    // failing as its children end, unwinds and unregisters meanwhile.
+    let (paths, children, hooks) = {
+        let r = lock();
+        let hooks: Vec<Hook> = r.hooks.values().cloned().collect();
+        (r.paths.clone(), r.children.clone(), hooks)
+    };
+    for pid in &children {
+        // Best effort: it may have exited already.
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(*pid as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+    }
+    wait(&children);
+    for h in hooks {
+        h();
+    }
+    let mut removed = Vec::new();
+    for p in &paths {
+        let r = if p.is_dir() && !p.is_symlink() {
+            std::fs::remove_dir_all(p)
+        } else {
+            std::fs::remove_file(p)
+        };
+        if r.is_ok() {
+            removed.push(p.display().to_string());
+        }
+    }
+    (children, removed)
+}
+
 /// Handle SIGTERM, SIGINT and SIGHUP for `tool`: stop registered children,
 /// remove registered scratch, say so in one error line, exit 128+signal.
 pub fn install_signal_handler(tool: &str) {
@@ -269,39 +312,16 @@ pub fn install_signal_handler(tool: &str) {
                 SIGINT => "SIGINT",
                 _ => "SIGHUP",
             };
-            let (paths, children) = {
-                let r = registry();
-                (r.paths.clone(), r.children.clone())
-            };
-            for pid in &children {
-                // Best effort: it may have exited already.
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(*pid as i32),
-                    nix::sys::signal::Signal::SIGTERM,
-                );
-            }
-            // Give them a moment to end cleanly before we exit (our death
-            // SIGKILLs them, dies_with_us): rclone aborts an S3 multipart
-            // upload on SIGTERM, which a SIGKILL right after would cut short.
-            let deadline = Instant::now() + CHILD_GRACE;
-            while children.iter().any(|pid| running(*pid)) && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let hooks: Vec<Hook> = registry().hooks.values().cloned().collect();
-            for h in hooks {
-                h();
-            }
-            let mut removed = Vec::new();
-            for p in &paths {
-                let r = if p.is_dir() && !p.is_symlink() {
-                    std::fs::remove_dir_all(p)
-                } else {
-                    std::fs::remove_file(p)
-                };
-                if r.is_ok() {
-                    removed.push(p.display().to_string());
+            let (children, removed) = stop_work(&REGISTRY, |children| {
+                // Give them a moment to end cleanly before we exit (our
+                // death SIGKILLs them, dies_with_us): rclone aborts an S3
+                // multipart upload on SIGTERM, which a SIGKILL right after
+                // would cut short.
+                let deadline = Instant::now() + CHILD_GRACE;
+                while children.iter().any(|pid| running(*pid)) && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(20));
                 }
-            }
+            });
             let tool = TOOL.get().map(String::as_str).unwrap_or("etcd2-backup");
             crate::journal::error_line(
                 tool,
@@ -343,6 +363,30 @@ pub fn fault_point(point: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The main thread sees its upload fail as soon as systemd's SIGTERM
+    /// ends rclone, and unwinds (dropping its [`OnStop`]) while the handler
+    /// still waits for the children: the work registered when the signal
+    /// came runs all the same (seen failing: the upload was left on S3).
+    #[test]
+    fn work_registered_when_the_signal_came_runs_though_unregistered_meanwhile() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
+        let reg = Mutex::new(Registry::default());
+        let ran = Arc::new(AtomicBool::new(false));
+        {
+            let ran = Arc::clone(&ran);
+            let hook: Hook = Arc::new(move || ran.store(true, Ordering::SeqCst));
+            reg.lock().unwrap().hooks.insert(1, hook);
+        }
+        stop_work(&reg, |_| {
+            reg.lock().unwrap().hooks.remove(&1);
+        });
+        assert!(
+            ran.load(Ordering::SeqCst),
+            "the abort registered at the signal did not run"
+        );
+    }
 
     #[test]
     fn a_scratch_dir_is_private_whatever_the_umask() {
