@@ -6,7 +6,7 @@
 
 use libfuzzer_sys::fuzz_target;
 
-use etcd2_backup::{cli, grpc, node, rcd, rclone, repo};
+use etcd2_backup::{cli, grpc, node, rcd, rclone, store};
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
@@ -18,7 +18,7 @@ fuzz_target!(|data: &[u8]| {
     let (a, b) = text
         .split_once('\n')
         .unwrap_or((text, "0123456789abcdef0123456789abcdef"));
-    if let Ok(l) = repo::Layout::new(a, b) {
+    if let Ok(l) = store::Layout::new(a, b) {
         node::validate_machine_id(&l.machine_id).expect("a layout's machine-id is valid");
         for p in [l.pointer(), l.generations(), l.legacy_previous()] {
             assert!(

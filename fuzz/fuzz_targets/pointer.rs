@@ -5,13 +5,13 @@
 use libfuzzer_sys::fuzz_target;
 
 use etcd2_backup::rclone::Small;
-use etcd2_backup::repo::{self, Pointer, PointerState};
+use etcd2_backup::store::{self, Pointer, PointerState};
 
 fuzz_target!(|data: &[u8]| {
-    match repo::pointer_state(Small::Bytes(data.to_vec()), "r:/m/generations") {
+    match store::pointer_state(Small::Bytes(data.to_vec()), "r:/m/generations") {
         PointerState::Valid(p) => {
             assert!(
-                repo::valid_generation_id(&p.generation),
+                store::valid_generation_id(&p.generation),
                 "{:?}",
                 p.generation
             );

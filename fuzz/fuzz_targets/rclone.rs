@@ -6,12 +6,12 @@
 
 use libfuzzer_sys::fuzz_target;
 
-use etcd2_backup::{rcd, rclone, repo};
+use etcd2_backup::{rcd, rclone, store};
 
 fn check_listing(entries: &[rclone::Entry]) {
-    let l = repo::Listing::from_entries(entries);
+    let l = store::Listing::from_entries(entries);
     for id in l.archives.keys().chain(&l.sidecars) {
-        assert!(repo::valid_generation_id(id), "generation {id:?}");
+        assert!(store::valid_generation_id(id), "generation {id:?}");
     }
     for (id, (name, _)) in &l.archives {
         assert!(name.starts_with(id.as_str()), "{name} for {id}");

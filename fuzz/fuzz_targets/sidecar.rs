@@ -7,7 +7,7 @@
 use libfuzzer_sys::fuzz_target;
 
 use etcd2_backup::rclone::Small;
-use etcd2_backup::repo::{self, Pointer, PointerState, Sidecar};
+use etcd2_backup::store::{self, Pointer, PointerState, Sidecar};
 
 fuzz_target!(|data: &[u8]| {
     let (id, json) = match data.iter().position(|b| *b == b'\n') {
@@ -17,12 +17,12 @@ fuzz_target!(|data: &[u8]| {
     let Ok(id) = std::str::from_utf8(id) else {
         return;
     };
-    let id = if repo::valid_generation_id(id) {
+    let id = if store::valid_generation_id(id) {
         id
     } else {
         "20261202T150000.000Z-0123abcd"
     };
-    let Ok(sc) = repo::parse_sidecar(id, "r:/m/generations/x.json", json) else {
+    let Ok(sc) = store::parse_sidecar(id, "r:/m/generations/x.json", json) else {
         return;
     };
     assert_eq!(sc.generation, id);
@@ -33,7 +33,7 @@ fuzz_target!(|data: &[u8]| {
     // The pointer push writes for it is one a reader follows.
     let p = Pointer::of(&sc);
     let bytes = serde_json::to_vec_pretty(&p).expect("serialises");
-    match repo::pointer_state(Small::Bytes(bytes), "r:/m/generations") {
+    match store::pointer_state(Small::Bytes(bytes), "r:/m/generations") {
         PointerState::Valid(q) => assert_eq!(q, p),
         PointerState::Damaged(e) => panic!("the pointer to an accepted sidecar is damaged: {e}"),
         PointerState::Missing => panic!("the pointer to an accepted sidecar is missing"),

@@ -406,14 +406,20 @@ impl RemoteArgs {
         Ok(r)
     }
 
-    pub fn layout(&self) -> Result<crate::repo::Layout> {
+    /// The repository these flags name: this machine's backups under the
+    /// endpoint, through the rclone they configure.
+    pub fn repo(&self) -> Result<crate::store::Repo> {
+        Ok(crate::store::Repo::new(self.rclone()?, self.layout()?))
+    }
+
+    pub fn layout(&self) -> Result<crate::store::Layout> {
         let id = match machine_id_or_local(self.machine_id.clone())? {
             Some(id) => id,
             None => anyhow::bail!(
                 "cannot read /etc/machine-id: pass --machine-id (or ETCD2_BACKUP_MACHINE_ID)"
             ),
         };
-        crate::repo::Layout::new(&self.endpoint, &id)
+        crate::store::Layout::new(&self.endpoint, &id)
     }
 }
 

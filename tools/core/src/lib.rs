@@ -12,7 +12,8 @@
 //!   the journal, and no infrastructure module imports [`cli`] at all.
 //! - **Infrastructure** (the modules at the top level) wraps a program or
 //!   owns a format or concern: [`cmd`] runs programs, [`etcd`] and
-//!   [`rclone`] wrap theirs, [`grpc`] speaks etcd's gRPC API, [`repo`] owns the remote repository layout,
+//!   [`rclone`] wrap theirs, [`grpc`] speaks etcd's gRPC API, [`store`] owns the backup repository
+//!   and its protocol (the jobs spell no remote name),
 //!   [`archive`] the archive and the verified directory, [`digest`] hashing,
 //!   [`fsutil`] atomic files, [`datadir`] an etcd data dir, [`scratch`] our
 //!   debris, [`cluster`] a cluster's health, [`poll`] bounded waits,
@@ -46,9 +47,9 @@ pub mod progress;
 pub mod rcd;
 pub mod rclone;
 pub mod redact;
-pub mod repo;
 pub mod scratch;
 pub mod settings;
+pub mod store;
 
 /// The tools etcd2-backup ships, from `tools/tools.list`: the one list the
 /// packager, the installer, the tests and the bench read.

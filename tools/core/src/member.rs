@@ -412,7 +412,7 @@ fn build_v3(
     let db = backup.join(archive::V3_SNAPSHOT_NAME);
     let token = format!(
         "etcd2-restore-{}",
-        crate::repo::new_generation_id(std::time::SystemTime::now())
+        crate::store::new_generation_id(std::time::SystemTime::now())
     );
     let ic = format!("{}={}", sp.name, sp.peer_urls);
     let bump = sp.bump_revision.map(|n| n.to_string());

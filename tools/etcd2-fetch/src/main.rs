@@ -14,8 +14,7 @@ fn main() -> ExitCode {
     cli::init_logging(&cli.log);
     cli::run_main("etcd2-fetch", || {
         let job = FetchJob {
-            rclone: cli.remote.rclone()?,
-            layout: cli.remote.layout()?,
+            repo: cli.remote.repo()?,
             generation: cli.generation,
             allow_older: cli.allow_older,
             legacy_previous: cli.legacy_previous,
@@ -29,7 +28,7 @@ fn main() -> ExitCode {
             if cli.json {
                 cli::print_stdout(&format!("{}\n", serde_json::to_string_pretty(&rows)?))?;
             } else if rows.is_empty() {
-                anyhow::bail!("no complete generations under {}", job.layout.base());
+                anyhow::bail!("no complete generations under {}", job.repo.layout().base());
             } else {
                 cli::print_stdout(&format_table(&rows))?;
             }

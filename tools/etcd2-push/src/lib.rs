@@ -3,7 +3,7 @@
 
 use clap::Parser;
 use etcd2_backup::cli::{self, LogArgs, RemoteArgs};
-use etcd2_backup::job::push::Verify;
+use etcd2_backup::store::Verify;
 use std::path::PathBuf;
 use std::time::Duration;
 

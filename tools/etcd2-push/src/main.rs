@@ -18,8 +18,10 @@ fn main() -> ExitCode {
         let pushed = (|| {
             let job = PushJob {
                 input: cli.archive,
-                rclone: cli.remote.rclone()?.one_process(),
-                layout: cli.remote.layout()?,
+                repo: etcd2_backup::store::Repo::new(
+                    cli.remote.rclone()?.one_process(),
+                    cli.remote.layout()?,
+                ),
                 keep: cli.keep as usize,
                 verify: cli.verify,
                 force: cli.force,

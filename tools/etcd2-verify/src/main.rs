@@ -18,8 +18,7 @@ fn main() -> ExitCode {
         let started = std::time::Instant::now();
         let verified = (|| {
             VerifyJob {
-                rclone: cli.remote.rclone()?,
-                layout: cli.remote.layout()?,
+                repo: cli.remote.repo()?,
                 generation: cli.generation.clone(),
                 allow_older: cli.allow_older,
                 work_dir: cli.work_dir.clone(),

@@ -1,19 +1,18 @@
 //! The `etcd2-fetch` job: find a machine's newest (or a chosen) backup,
 //! download it, verify every byte, and only then place it.
 
-use std::io::{self, IsTerminal, Read, Write};
+use std::io::{self, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use anyhow::{bail, ensure, Context, Result};
 use serde::Serialize;
 
-use crate::archive::verify_stream;
 use crate::archive::{self, Api, Codec, Manifest, FORMAT_VERSION};
 use crate::cli::Output;
 use crate::fsutil::{sync_dir, AtomicFile};
-use crate::rclone::{join, Rclone};
-use crate::repo::{read_pointer, Choice, Layout, Listing, Sidecar, Source};
+use crate::rclone::join;
+use crate::store::{Choice, Repo, Sidecar, Source};
 
 pub enum Target {
     /// Extract into a new (or empty) directory, placed by rename.
@@ -23,8 +22,7 @@ pub enum Target {
 }
 
 pub struct FetchJob {
-    pub rclone: Rclone,
-    pub layout: Layout,
+    pub repo: Repo,
     pub generation: Option<String>,
     /// Fall back to the newest complete generation when LATEST.json cannot
     /// be followed.
@@ -62,45 +60,15 @@ pub struct Details {
     pub host: String,
 }
 
-/// Passes reads through while copying them to a writer.
-struct Tee<R, W> {
-    inner: R,
-    out: W,
-}
-
-impl<R: Read, W: Write> Read for Tee<R, W> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.out.write_all(&buf[..n])?;
-        Ok(n)
-    }
-}
-
 impl FetchJob {
-    fn read_sidecar(&self, id: &str) -> Result<Sidecar> {
-        crate::repo::read_sidecar(&self.rclone, &self.layout, id)
-    }
-
-    fn listing(&self) -> Result<Listing> {
-        Ok(self
-            .rclone
-            .list(&self.layout.generations(), false)?
-            .map(|e| Listing::from_entries(&e))
-            .unwrap_or_default())
-    }
-
-    /// Decide what to fetch ([`crate::repo::choose`]: the one choice
-    /// etcd2-verify makes too).
+    /// Decide what to fetch ([`Repo::choose`]: the one choice etcd2-verify
+    /// makes too).
     pub fn resolve(&self) -> Result<Source> {
-        crate::repo::choose(
-            &self.rclone,
-            &self.layout,
-            &Choice {
-                generation: self.generation.as_deref(),
-                allow_older: self.allow_older,
-                legacy_previous: self.legacy_previous,
-            },
-        )
+        self.repo.choose(&Choice {
+            generation: self.generation.as_deref(),
+            allow_older: self.allow_older,
+            legacy_previous: self.legacy_previous,
+        })
     }
 
     pub fn run(&self, target: &Target) -> Result<Manifest> {
@@ -132,46 +100,24 @@ impl FetchJob {
         target: &Target,
         file: Option<AtomicFile>,
     ) -> Result<Manifest> {
-        let (remote, stream) = crate::repo::archive_stream(&self.rclone, &self.layout, sc)?;
-        let bad = |e: anyhow::Error| crate::repo::read_failure(&self.rclone, sc, &remote, e);
-        let check = |manifest: &Manifest, n: u64, sha: &str| {
-            crate::repo::check_sidecar(sc, manifest, n, sha)
-        };
         let manifest = match target {
             Target::Into(dir) => {
                 let staging = staging_for(dir)?;
                 let data = staging.path().join("data");
-                let (m, n, sha) = verify_stream(stream, Some(&data)).map_err(bad)?;
-                check(&m, n, &sha)?;
+                let m = self.repo.download(sc, Some(&data), None)?;
                 crate::scratch::fault_point("fetch-staged");
                 place(&m, &data, dir)?;
                 m
             }
             Target::Archive(Output::File(_)) => {
                 let mut f = file.context("internal: no output file")?;
-                let (m, n, sha) = verify_stream(
-                    Tee {
-                        inner: stream,
-                        out: &mut f,
-                    },
-                    None,
-                )
-                .map_err(bad)?;
-                check(&m, n, &sha)?;
+                let m = self.repo.download(sc, None, Some(&mut f))?;
                 f.commit()?;
                 m
             }
             Target::Archive(Output::Stdout) => {
                 let mut spool = self.spool()?;
-                let (m, n, sha) = verify_stream(
-                    Tee {
-                        inner: stream,
-                        out: &mut spool,
-                    },
-                    None,
-                )
-                .map_err(bad)?;
-                check(&m, n, &sha)?;
+                let m = self.repo.download(sc, None, Some(&mut spool))?;
                 copy_to_stdout(&mut spool)?;
                 m
             }
@@ -209,7 +155,8 @@ impl FetchJob {
             }
         };
         let data = staging.path().join("data");
-        self.rclone
+        self.repo
+            .rclone()
             .copy_dir(&join(dir, "member"), &data.join("member"))?;
         ensure!(
             data.join("member/wal").is_dir(),
@@ -237,7 +184,7 @@ impl FetchJob {
             created_at,
             created_unix,
             host: String::new(),
-            machine_id: Some(self.layout.machine_id.clone()),
+            machine_id: Some(self.repo.layout().machine_id.clone()),
             alarms: Vec::new(),
             converted_from: None,
             files: archive::file_entries(&data, &files)?,
@@ -263,38 +210,18 @@ impl FetchJob {
     /// "stale", "no backup" or "remote unreachable" (`cli::EXIT_*`).
     pub fn check(&self, max_age: std::time::Duration) -> Result<String> {
         use crate::cli::{coded, EXIT_NO_BACKUP, EXIT_STALE, EXIT_UNREACHABLE};
-        self.rclone.check_endpoint(&self.layout.endpoint)?;
+        self.repo.check_endpoint()?;
+        let layout = self.repo.layout();
         let unreachable =
             |e: anyhow::Error| coded(EXIT_UNREACHABLE, format!("remote unreachable: {e:#}"));
-        let listing = self
-            .rclone
-            .list(&self.layout.generations(), false)
-            .map_err(unreachable)?
-            .map(|e| Listing::from_entries(&e))
-            .unwrap_or_default();
-        // Newest first; a damaged sidecar is skipped (--list shows it).
-        let mut newest = None;
-        for id in listing.complete().into_iter().rev() {
-            match self
-                .rclone
-                .cat_small(&join(&self.layout.generations(), &format!("{id}.json")))
-            {
-                Err(e) => return Err(unreachable(e)),
-                Ok(crate::rclone::Small::Bytes(b)) => {
-                    if let Ok(sc) = serde_json::from_slice::<Sidecar>(&b) {
-                        newest = Some(sc);
-                        break;
-                    }
-                }
-                Ok(_) => {}
-            }
-        }
-        let Some(sc) = newest else {
+        // Newest first; a damaged sidecar is passed over (--list shows it).
+        let listing = self.repo.listing().map_err(unreachable)?;
+        let Some(sc) = self.repo.newest_readable(&listing).map_err(unreachable)? else {
             return Err(coded(
                 EXIT_NO_BACKUP,
                 format!(
                     "no backup: no complete generation for machine-id {} under {}",
-                    self.layout.machine_id, self.layout.endpoint
+                    layout.machine_id, layout.endpoint
                 ),
             ));
         };
@@ -310,26 +237,26 @@ impl FetchJob {
                 format!(
                     "stale: the newest backup of machine-id {} ({}, taken {}) is {age_s} old, more \
                      than --max-age {max_s}",
-                    self.layout.machine_id, sc.generation, sc.manifest.created_at
+                    layout.machine_id, sc.generation, sc.manifest.created_at
                 ),
             ));
         }
         Ok(format!(
             "fresh: the newest backup of machine-id {} ({}, taken {}) is {age_s} old (--max-age {max_s})",
-            self.layout.machine_id, sc.generation, sc.manifest.created_at
+            layout.machine_id, sc.generation, sc.manifest.created_at
         ))
     }
 
     /// Every complete generation, oldest first.
     pub fn list(&self) -> Result<Vec<GenerationInfo>> {
-        self.rclone.check_endpoint(&self.layout.endpoint)?;
-        let listing = self.listing()?;
-        let latest = read_pointer(&self.rclone, &self.layout)?.map(|p| p.generation);
+        self.repo.check_endpoint()?;
+        let listing = self.repo.listing()?;
+        let latest = self.repo.pointer()?.map(|p| p.generation);
         let now = crate::clock::unix(SystemTime::now());
         let mut rows = Vec::new();
         for id in listing.complete() {
             let latest = latest.as_deref() == Some(id.as_str());
-            let sc = match self.read_sidecar(&id) {
+            let sc = match self.repo.sidecar(&id) {
                 Ok(sc) => sc,
                 Err(e) => {
                     tracing::warn!("{e:#}; listing it as damaged");

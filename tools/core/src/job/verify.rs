@@ -13,12 +13,10 @@ use crate::archive;
 use crate::cmd::Program;
 use crate::etcd::Etcdctl;
 use crate::member;
-use crate::rclone::Rclone;
-use crate::repo::{self, Layout, Sidecar};
+use crate::store::{Choice, Repo, Sidecar, Source};
 
 pub struct VerifyJob {
-    pub rclone: Rclone,
-    pub layout: Layout,
+    pub repo: Repo,
     /// This generation instead of the published one.
     pub generation: Option<String>,
     /// Fall back to the newest complete generation, as fetch would.
@@ -46,16 +44,16 @@ const SCRATCH: &str = "etcd2-verify";
 
 impl VerifyJob {
     /// The generation to verify: the one the restore path would fetch
-    /// ([`repo::choose`], as etcd2-fetch chooses).
+    /// ([`Repo::choose`], as etcd2-fetch chooses).
     fn pick(&self) -> Result<Sidecar> {
-        let choice = repo::Choice {
+        let choice = Choice {
             generation: self.generation.as_deref(),
             allow_older: self.allow_older,
             legacy_previous: false,
         };
-        match repo::choose(&self.rclone, &self.layout, &choice)? {
-            repo::Source::Generation(sc) => Ok(*sc),
-            repo::Source::Legacy(dir) => bail!(
+        match self.repo.choose(&choice)? {
+            Source::Generation(sc) => Ok(*sc),
+            Source::Legacy(dir) => bail!(
                 "{dir} holds a backup in the original package's plain layout, which has no \
                  manifest to verify against: push it as a generation first (etcd2-fetch -o - | \
                  etcd2-push -)"
@@ -65,17 +63,13 @@ impl VerifyJob {
 
     pub fn run(&self) -> Result<Verified> {
         let started = Instant::now();
-        self.rclone.check_endpoint(&self.layout.endpoint)?;
         let sc = self.pick()?;
         crate::scratch::work_dir(&self.work_dir)?;
         let scratch = crate::scratch::Dir::create(&self.work_dir, SCRATCH)?;
 
         // Every byte against the sidecar and the manifest.
         let data = scratch.path().join("backup");
-        let (remote, stream) = repo::archive_stream(&self.rclone, &self.layout, &sc)?;
-        let (manifest, n, sha) = archive::verify_stream(stream, Some(&data))
-            .map_err(|e| repo::read_failure(&self.rclone, &sc, &remote, e))?;
-        repo::check_sidecar(&sc, &manifest, n, &sha)?;
+        let manifest = self.repo.download(&sc, Some(&data), None)?;
 
         // A throwaway member from it, started once and checked.
         let member_dir = scratch.path().join("member-data");

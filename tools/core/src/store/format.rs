@@ -1,8 +1,8 @@
-//! The remote backup repository: the layout of one machine's backups under
-//! `<RCLONE_ENDPOINT>/<machine-id>/`, generation ids, the sidecar and pointer
-//! formats, listing, the retention plan, and the read primitives that push
-//! and fetch share. Built on the thin [`crate::rclone`] wrapper; the jobs sit
-//! on this module and never on each other.
+//! The repository's formats, pure (no remote call here): the layout of one
+//! machine's backups under `<RCLONE_ENDPOINT>/<machine-id>/`, generation
+//! ids, the sidecar and pointer formats and their checks, what a listing
+//! holds, the owner check and the retention plan. [`super::Repo`] reads and
+//! writes them.
 //!
 //! ```text
 //! <endpoint>/<machine-id>/LATEST.json                  pointer, written last
@@ -19,11 +19,11 @@
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::archive::{Codec, Manifest};
-use crate::rclone::{join, Entry, Rclone, Small};
+use crate::rclone::{join, Entry, Small};
 
 pub const POINTER_NAME: &str = "LATEST.json";
 pub const GENERATIONS_DIR: &str = "generations";
@@ -147,21 +147,6 @@ impl Pointer {
     }
 }
 
-/// Generation `id`'s sidecar; an error says whether it is missing or
-/// damaged.
-pub fn read_sidecar(rclone: &Rclone, layout: &Layout, id: &str) -> Result<Sidecar> {
-    ensure!(
-        valid_generation_id(id),
-        "{id:?} is not a generation id (it would name an object outside {})",
-        layout.generations()
-    );
-    let path = join(&layout.generations(), &format!("{id}.json"));
-    let bytes = rclone
-        .cat(&path)?
-        .with_context(|| format!("generation {id}: sidecar {path} is missing"))?;
-    parse_sidecar(id, &path, &bytes)
-}
-
 /// Generation `id`'s sidecar from the bytes read at `path` (named in
 /// errors): it parses and names only its own generation's archive.
 pub fn parse_sidecar(id: &str, path: &str, bytes: &[u8]) -> Result<Sidecar> {
@@ -187,54 +172,6 @@ fn check_sidecar_names(id: &str, sc: &Sidecar) -> Result<()> {
         sc.archive
     );
     Ok(())
-}
-
-/// `sc`'s archive as a stream from the remote (with progress), and its
-/// remote path.
-pub fn archive_stream(
-    rclone: &Rclone,
-    layout: &Layout,
-    sc: &Sidecar,
-) -> Result<(
-    String,
-    crate::progress::ProgressReader<Box<dyn std::io::Read + Send>>,
-)> {
-    let remote = join(&layout.generations(), &sc.archive);
-    tracing::info!(
-        "fetching generation {} ({} backup of member {:?}, taken {}, {} bytes) from {remote}",
-        sc.generation,
-        sc.manifest.api,
-        sc.manifest.member_name,
-        sc.manifest.created_at,
-        sc.size
-    );
-    let stream = crate::progress::ProgressReader::new(
-        rclone.stream_file(&remote)?,
-        format!("downloading {}", sc.generation),
-        Some(sc.size),
-    );
-    Ok((remote, stream))
-}
-
-/// Why reading a generation's archive failed: the download (rclone died, a
-/// bound was hit) or the data (it failed verification), said as such.
-pub fn read_failure(
-    rclone: &Rclone,
-    sc: &Sidecar,
-    remote: &str,
-    e: anyhow::Error,
-) -> anyhow::Error {
-    if crate::cmd::is_child_failure(&e) {
-        rclone.explain(e.context(format!(
-            "downloading generation {} from {remote}",
-            sc.generation
-        )))
-    } else {
-        e.context(format!(
-            "generation {} at {remote} failed verification",
-            sc.generation
-        ))
-    }
 }
 
 /// The archive that came through (its manifest, size and sha256) is the one
@@ -334,19 +271,6 @@ pub fn check_owner(prev: &Pointer, m: &Manifest, where_: &str, force: bool) -> R
     Ok(())
 }
 
-/// Read LATEST.json; a missing pointer is None, a damaged one is reported
-/// and treated as missing (generations are still listed by their sidecars).
-pub fn read_pointer(rclone: &Rclone, layout: &Layout) -> Result<Option<Pointer>> {
-    match read_pointer_checked(rclone, layout)? {
-        PointerState::Missing => Ok(None),
-        PointerState::Damaged(e) => {
-            tracing::warn!("{} is damaged ({e}); ignoring it", layout.pointer());
-            Ok(None)
-        }
-        PointerState::Valid(p) => Ok(Some(p)),
-    }
-}
-
 /// What LATEST.json holds.
 pub enum PointerState {
     /// No pointer yet: no backup was ever published here.
@@ -354,16 +278,6 @@ pub enum PointerState {
     /// Present but unreadable (the reason).
     Damaged(String),
     Valid(Pointer),
-}
-
-/// Read LATEST.json, telling a missing pointer from a damaged one. Empty
-/// counts as missing: `rclone cat` of a missing S3 object exits 0 and prints
-/// nothing, and we never write an empty pointer.
-pub fn read_pointer_checked(rclone: &Rclone, layout: &Layout) -> Result<PointerState> {
-    Ok(pointer_state(
-        rclone.cat_small(&layout.pointer())?,
-        &layout.generations(),
-    ))
 }
 
 /// What LATEST.json holds, from what reading it found; `generations`
@@ -383,142 +297,6 @@ pub fn pointer_state(read: Small, generations: &str) -> PointerState {
             Err(e) => PointerState::Damaged(e.to_string()),
         },
     }
-}
-
-/// What [`choose`] is asked for.
-pub struct Choice<'a> {
-    pub generation: Option<&'a str>,
-    /// Fall back to the newest complete generation when LATEST.json cannot
-    /// be followed.
-    pub allow_older: bool,
-    /// The original package's `<machine-id>_backup` copy.
-    pub legacy_previous: bool,
-}
-
-/// What a reader will take.
-pub enum Source {
-    Generation(Box<Sidecar>),
-    /// A plain `etcdctl backup` directory written by etcd2-backup-coreos.
-    Legacy(String),
-}
-
-fn listing(rclone: &Rclone, layout: &Layout) -> Result<Listing> {
-    Ok(rclone
-        .list(&layout.generations(), false)?
-        .map(|e| Listing::from_entries(&e))
-        .unwrap_or_default())
-}
-
-/// Whether `dir` holds the original package's plain `member/wal` layout.
-fn is_legacy(rclone: &Rclone, dir: &str) -> Result<bool> {
-    let member = join(dir, "member");
-    Ok(rclone
-        .list(&member, false)?
-        .is_some_and(|e| e.iter().any(|x| x.is_dir && x.name == "wal")))
-}
-
-/// Which generation a reader takes, saying why when it is not the obvious
-/// one: `--generation`, else the one LATEST.json names, else (only with
-/// `--allow-older`, loudly) the newest complete one; the original
-/// package's plain layout where nothing of ours is there. etcd2-fetch and
-/// etcd2-verify both choose here, so verify proves what a restore gets.
-pub fn choose(rclone: &Rclone, layout: &Layout, want: &Choice<'_>) -> Result<Source> {
-    rclone.check_endpoint(&layout.endpoint)?;
-    let base = layout.base();
-    if want.legacy_previous {
-        let prev = layout.legacy_previous();
-        ensure!(is_legacy(rclone, &prev)?, "no legacy backup at {prev}");
-        return Ok(Source::Legacy(prev));
-    }
-    let listing = listing(rclone, layout)?;
-    let complete = listing.complete();
-    if let Some(id) = want.generation {
-        ensure!(
-            valid_generation_id(id),
-            "{id:?} is not a generation id (see --list)"
-        );
-        ensure!(
-            complete.iter().any(|c| c == id),
-            "generation {id} is not a complete backup under {base} (see --list)"
-        );
-        return Ok(Source::Generation(Box::new(read_sidecar(
-            rclone, layout, id,
-        )?)));
-    }
-    let pointer = layout.pointer();
-    // Why LATEST.json cannot be followed, when it cannot.
-    let problem =
-        match read_pointer_checked(rclone, layout)? {
-            PointerState::Valid(p) if complete.contains(&p.generation) => {
-                match read_sidecar(rclone, layout, &p.generation) {
-                    Ok(sc) => {
-                        let newer: Vec<&String> =
-                            complete.iter().filter(|g| **g > p.generation).collect();
-                        if !newer.is_empty() {
-                            tracing::warn!(
-                            "{pointer} names {}, but newer complete generations exist unpublished \
-                             ({}): a push failed at its last step, or another writer uses this \
-                             machine-id. Fetching {} as published; see --list and --generation",
-                            p.generation,
-                            newer.iter().map(|g| g.as_str()).collect::<Vec<_>>().join(", "),
-                            p.generation
-                        );
-                        }
-                        return Ok(Source::Generation(Box::new(sc)));
-                    }
-                    Err(e) => format!(
-                        "{pointer} names {}, whose sidecar is damaged ({e:#})",
-                        p.generation
-                    ),
-                }
-            }
-            PointerState::Valid(p) => format!(
-                "{pointer} names {}, which is not a complete generation (deleted?)",
-                p.generation
-            ),
-            PointerState::Damaged(e) => format!("{pointer} is damaged ({e})"),
-            PointerState::Missing if complete.is_empty() => {
-                if is_legacy(rclone, &base)? {
-                    return Ok(Source::Legacy(base));
-                }
-                return Err(crate::exit::coded(
-                    crate::exit::EXIT_NO_BACKUP,
-                    format!(
-                        "no backup yet for machine-id {} under {} (no {}, no complete generation, \
-                     no legacy member/ dir)",
-                        layout.machine_id,
-                        layout.endpoint,
-                        crate::repo::POINTER_NAME
-                    ),
-                ));
-            }
-            PointerState::Missing => {
-                format!("{pointer} is missing: no backup was published here")
-            }
-        };
-    // The newest complete generation whose sidecar reads.
-    let fallback = complete
-        .iter()
-        .rev()
-        .find_map(|id| read_sidecar(rclone, layout, id).ok());
-    let Some(sc) = fallback else {
-        bail!("{problem}, and no complete generation with a readable sidecar is left under {base}");
-    };
-    if !want.allow_older {
-        bail!(
-            "{problem}; the newest complete generation is {} (taken {}): pass --generation {} \
-             or --allow-older to fetch it",
-            sc.generation,
-            sc.manifest.created_at,
-            sc.generation
-        );
-    }
-    tracing::warn!(
-        "{problem}; --allow-older: fetching the newest complete generation {} (taken {}) instead",
-        sc.generation,
-        sc.manifest.created_at
-    );
-    Ok(Source::Generation(Box::new(sc)))
 }
 
 /// What retention deletes.
