@@ -12,7 +12,8 @@
 //!   the journal, and no infrastructure module imports [`cli`] at all.
 //! - **Infrastructure** (the modules at the top level) wraps a program or
 //!   owns a format or concern: [`cmd`] runs programs, [`etcd`] and
-//!   [`rclone`] wrap theirs, [`grpc`] speaks etcd's gRPC API, [`repo`] owns the remote repository layout,
+//!   [`rclone`] wrap theirs ([`etcd::etcdctl`] the program, [`etcd::grpc`]
+//!   etcd's gRPC API, on one shared recipe), [`repo`] owns the remote repository layout,
 //!   [`archive`] the archive and the verified directory, [`digest`] hashing,
 //!   [`fsutil`] atomic files, [`datadir`] an etcd data dir, [`scratch`] our
 //!   debris, [`cluster`] a cluster's health, [`poll`] bounded waits,
@@ -35,7 +36,6 @@ pub mod digest;
 pub mod etcd;
 pub mod exit;
 pub mod fsutil;
-pub mod grpc;
 pub mod job;
 pub mod journal;
 pub mod member;
