@@ -98,6 +98,7 @@ pub struct Invocation {
 #[derive(Debug)]
 pub struct Captured {
     pub stdout: String,
+    /// Its last [`STDERR_TAIL_BYTES`].
     pub stderr: String,
 }
 
@@ -128,6 +129,97 @@ pub fn environment(
 
 /// How many trailing stderr lines of a failed child an error message quotes.
 const STDERR_TAIL_LINES: usize = 6;
+
+/// How much of a child's stderr is kept, from its end: what its error
+/// message quotes, and all of [`Captured::stderr`].
+pub const STDERR_TAIL_BYTES: usize = 8 << 10;
+
+/// A child's stderr, drained by a thread for as long as the child writes
+/// (so it never blocks on a full pipe), of which only the last
+/// [`STDERR_TAIL_BYTES`] are kept.
+struct StderrTail {
+    reader: std::sync::Mutex<Option<std::thread::JoinHandle<Vec<u8>>>>,
+    text: std::sync::OnceLock<String>,
+}
+
+impl StderrTail {
+    /// The write end, for the child's stderr (`stderr_file`), and the tail
+    /// of what comes out of the other.
+    fn pipe() -> Result<(io::PipeWriter, StderrTail)> {
+        let (r, w) = io::pipe().context("creating a pipe for a child's stderr")?;
+        let reader = std::thread::Builder::new()
+            .name("child-stderr".into())
+            .spawn(move || keep_tail(r, STDERR_TAIL_BYTES))
+            .context("starting the thread that reads a child's stderr")?;
+        Ok((
+            w,
+            StderrTail {
+                reader: std::sync::Mutex::new(Some(reader)),
+                text: std::sync::OnceLock::new(),
+            },
+        ))
+    }
+
+    /// The tail, once every writer closed the pipe (call it once the child
+    /// has exited; it waits for the end of its stderr, as a capture would).
+    fn text(&self) -> String {
+        self.text
+            .get_or_init(|| {
+                let reader = self.reader.lock().ok().and_then(|mut r| r.take());
+                // A reader that panicked leaves no tail: the error still
+                // has the command line and its exit status.
+                let bytes = reader.and_then(|r| r.join().ok()).unwrap_or_default();
+                String::from_utf8_lossy(&bytes).into_owned()
+            })
+            .clone()
+    }
+}
+
+/// Everything `from` yields until its end, of which only the last `bound`
+/// bytes are kept. Where the front was cut, what is kept starts at a line
+/// (a half line would read as a message of its own), unless the kept
+/// bytes hold only one line: then at a character.
+fn keep_tail(mut from: impl io::Read, bound: usize) -> Vec<u8> {
+    let mut tail = Vec::new();
+    let mut cut = false;
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        match from.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                tail.extend_from_slice(&buf[..n]);
+                // Trimmed in batches: memory stays under 2 * bound + buf.
+                if tail.len() > 2 * bound {
+                    tail.drain(..tail.len() - bound);
+                    cut = true;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            // A pipe read fails only when it is gone: nothing more comes.
+            Err(_) => break,
+        }
+    }
+    if tail.len() > bound {
+        tail.drain(..tail.len() - bound);
+        cut = true;
+    }
+    if cut {
+        match tail.iter().position(|&b| b == b'\n') {
+            Some(i) if tail[i + 1..].iter().any(|b| !b.is_ascii_whitespace()) => {
+                tail.drain(..=i);
+            }
+            _ => {
+                // Not inside a character: past UTF-8 continuation bytes.
+                let start = tail
+                    .iter()
+                    .position(|b| !(0x80..0xc0).contains(b))
+                    .unwrap_or(tail.len());
+                tail.drain(..start);
+            }
+        }
+    }
+    tail
+}
 
 impl Invocation {
     pub fn arg(mut self, arg: impl Into<OsString>) -> Self {
@@ -250,10 +342,11 @@ impl Invocation {
     /// success and are returned (0 for plain success).
     pub fn run_accepting(&self, accept: &[i32]) -> Result<(i32, Captured)> {
         tracing::debug!("running: {}", self.display());
+        let (stderr, tail) = StderrTail::pipe()?;
         let handle = self
             .expression()
             .stdout_capture()
-            .stderr_capture()
+            .stderr_file(stderr)
             .start()
             .with_context(|| format!("starting {}", self.program.path.display()))?;
         let running = guard_children(handle.pids());
@@ -275,7 +368,7 @@ impl Invocation {
             );
         };
         let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        let stderr = tail.text();
         let code = output.status.code();
         if output.status.success() {
             return Ok((0, Captured { stdout, stderr }));
@@ -550,6 +643,45 @@ Error: etcdserver: too many learner members in cluster
         assert!(msg.contains("exit code 3"), "{msg}");
         assert!(msg.contains("boom"), "{msg}");
         assert!(msg.contains("sh -c"), "{msg}");
+    }
+
+    /// A child that logs without end costs us at most the bound, and is
+    /// never blocked on a full pipe: its error still ends with the line
+    /// that says why.
+    #[test]
+    fn a_child_flooding_stderr_fails_with_its_last_line_within_the_bound() {
+        let p = Program::find("sh", None, "dash").expect("sh exists");
+        // 16 lines of 64 KiB (1 MiB), then the cause.
+        let script = "l=$(head -c 65536 /dev/zero | tr '\\0' x); \
+                      for i in $(seq 16); do echo \"$l\" >&2; done; \
+                      echo 'the real cause' >&2; exit 1";
+        let err = p
+            .command(["-c", script])
+            .timeout(Duration::from_secs(30))
+            .run()
+            .expect_err("must fail");
+        let msg = format!("{err:#}");
+        let (_, part) = msg.split_once("failed (exit code 1)").expect(&msg);
+        assert!(part.len() <= STDERR_TAIL_BYTES, "{} bytes", part.len());
+        assert!(
+            part.ends_with("the real cause"),
+            "{}",
+            &part[part.len().saturating_sub(200)..]
+        );
+    }
+
+    #[test]
+    fn a_tail_keeps_the_end_from_a_line_start_or_a_character() {
+        let t = |input: &[u8], bound| String::from_utf8(keep_tail(input, bound)).unwrap();
+        assert_eq!(t(b"short\n", 100), "short\n");
+        // Cut: from the first whole line on.
+        assert_eq!(t(b"aaaa\nbbbb\ncc\n", 7), "cc\n");
+        // One line longer than the bound: its end, never half a character.
+        assert_eq!(t("x".repeat(20).as_bytes(), 8), "xxxxxxxx");
+        assert_eq!(t("ééééé\n".as_bytes(), 6), "éé\n");
+        let mut long = vec![b'y'; 3 << 20];
+        long.extend_from_slice(b"\nend\n");
+        assert_eq!(t(&long, STDERR_TAIL_BYTES), "end\n");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 
 use super::{
     bound_text, describe_status, format_tail, guard_children, human_duration, Captured,
-    ChildFailure, Invocation,
+    ChildFailure, Invocation, StderrTail,
 };
 
 impl Invocation {
@@ -22,11 +22,12 @@ impl Invocation {
     pub fn spawn_writer(&self) -> Result<ChildWriter> {
         tracing::debug!("running: {}", self.display());
         let (reader, writer) = io::pipe().context("creating a pipe")?;
+        let (stderr, tail) = StderrTail::pipe()?;
         let handle = self
             .bare_expression()
             .stdin_file(reader)
             .stdout_capture()
-            .stderr_capture()
+            .stderr_file(stderr)
             .start()
             .with_context(|| format!("starting {}", self.program.path.display()))?;
         let running = guard_children(handle.pids());
@@ -37,6 +38,7 @@ impl Invocation {
         });
         Ok(ChildWriter {
             handle,
+            stderr: tail,
             stdin: Some(writer),
             display: self.display(),
             watchdog,
@@ -138,6 +140,7 @@ impl Watchdog {
 /// it were whole.
 pub struct ChildWriter {
     handle: std::sync::Arc<duct::Handle>,
+    stderr: StderrTail,
     stdin: Option<io::PipeWriter>,
     display: String,
     watchdog: Watchdog,
@@ -164,7 +167,7 @@ impl ChildWriter {
             bail!("{why}");
         }
         let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        let stderr = self.stderr.text();
         if !output.status.success() {
             bail!(
                 "`{}` failed ({}){}",
@@ -187,7 +190,7 @@ impl ChildWriter {
                 "`{}` stopped reading ({}){}",
                 self.display,
                 describe_status(out.status),
-                format_tail(&String::from_utf8_lossy(&out.stderr), "")
+                format_tail(&self.stderr.text(), "")
             )),
             _ => e,
         }
@@ -228,6 +231,7 @@ impl Drop for ChildWriter {
 /// reported with the command line and the tail of stderr.
 pub struct StreamReader {
     handle: std::sync::Arc<duct::ReaderHandle>,
+    stderr: StderrTail,
     display: String,
     watchdog: Watchdog,
     _running: Vec<crate::scratch::ChildGuard>,
@@ -236,9 +240,10 @@ pub struct StreamReader {
 impl Invocation {
     pub fn stream(&self) -> Result<StreamReader> {
         tracing::debug!("streaming: {}", self.display());
+        let (stderr, tail) = StderrTail::pipe()?;
         let handle = std::sync::Arc::new(
             self.expression()
-                .stderr_capture()
+                .stderr_file(stderr)
                 .reader()
                 .with_context(|| format!("starting {}", self.program.path.display()))?,
         );
@@ -249,6 +254,7 @@ impl Invocation {
         });
         Ok(StreamReader {
             handle,
+            stderr: tail,
             display: self.display(),
             watchdog,
             _running: running,
@@ -266,7 +272,7 @@ impl StreamReader {
                 "`{}` failed ({}){}",
                 self.display,
                 describe_status(out.status),
-                format_tail(&String::from_utf8_lossy(&out.stderr), "")
+                format_tail(&self.stderr.text(), "")
             ))),
             Ok(_) => io::Error::other(ChildFailure(format!("`{}` ended abnormally", self.display))),
             Err(e) => e,
@@ -422,6 +428,29 @@ mod stream_tests {
         .read_to_string(&mut out)
         .unwrap();
         assert_eq!(out.lines().count(), 8);
+    }
+
+    #[test]
+    fn a_stream_whose_child_floods_stderr_fails_within_the_bound() {
+        let sh = Program::find("sh", None, "dash").unwrap();
+        let mut buf = Vec::new();
+        let err = sh
+            .command([
+                "-c",
+                "head -c 1048576 /dev/zero | tr '\\0' x >&2; printf '\\ncause\\n' >&2; exit 2",
+            ])
+            .stream()
+            .unwrap()
+            .read_to_end(&mut buf)
+            .unwrap_err()
+            .to_string();
+        let (_, part) = err.split_once("failed (exit code 2)").expect(&err);
+        assert!(
+            part.len() <= crate::cmd::STDERR_TAIL_BYTES,
+            "{}",
+            part.len()
+        );
+        assert!(part.ends_with("cause"), "{part}");
     }
 
     #[test]
