@@ -142,3 +142,98 @@ impl Drop for Daemon {
         let _ = self.handle.kill(); // best effort: it may have exited
     }
 }
+
+/// A long-lived child whose stdout and stderr go to a log file (`member`'s
+/// private etcd), stopped by its owner. Started as every child is: the
+/// invocation's environment, a parent-death signal, registered with the
+/// signal handler until it is reaped. Its deadline does not apply.
+pub struct Logged {
+    handle: duct::Handle,
+    running: Vec<crate::scratch::ChildGuard>,
+}
+
+impl Invocation {
+    /// Start the child, stdin from /dev/null, stdout and stderr into `log`.
+    pub fn spawn_logged(&self, log: std::fs::File) -> Result<Logged> {
+        tracing::debug!("starting: {}", self.display());
+        let out = log.try_clone().context("duplicating a log file")?;
+        let handle = self
+            .bare_expression()
+            .stdin_null()
+            .stdout_file(out)
+            .stderr_file(log)
+            .start()
+            .with_context(|| format!("starting {}", self.program.path.display()))?;
+        let running = guard_children(handle.pids());
+        Ok(Logged { handle, running })
+    }
+}
+
+impl Logged {
+    pub fn pid(&self) -> u32 {
+        self.handle.pids().first().copied().unwrap_or_default()
+    }
+
+    /// Its exit status, once it has exited (it is reaped then, and the
+    /// signal handler forgets its pid, which may be reused).
+    pub fn try_wait(&mut self) -> io::Result<Option<std::process::ExitStatus>> {
+        let status = self.handle.try_wait()?.map(|o| o.status);
+        if status.is_some() {
+            self.running.clear();
+        }
+        Ok(status)
+    }
+
+    /// SIGKILL, and wait for it.
+    pub fn kill(&mut self) -> io::Result<std::process::ExitStatus> {
+        // It may have exited already: the wait says how.
+        let _ = self.handle.kill();
+        let status = self.handle.wait()?.status;
+        self.running.clear();
+        Ok(status)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::cmd::Program;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn a_logged_child_logs_gets_the_scrubbed_environment_and_is_reaped() {
+        let d = tempfile::tempdir().unwrap();
+        let log = d.path().join("log");
+        let sh = Program::find("sh", None, "dash").unwrap();
+        // cargo runs tests with CARGO_PKG_NAME set; scrubbed here.
+        let mut child = sh
+            .command([
+                "-c",
+                "echo out; echo err >&2; echo \"${CARGO_PKG_NAME:-scrubbed}\"",
+            ])
+            .env_remove_prefix("CARGO_PKG_")
+            .spawn_logged(std::fs::File::create(&log).unwrap())
+            .unwrap();
+        assert!(child.pid() > 0 && !child.running.is_empty());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                break st;
+            }
+            assert!(Instant::now() < deadline, "sh did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert!(status.success());
+        assert_eq!(
+            std::fs::read_to_string(&log).unwrap(),
+            "out\nerr\nscrubbed\n"
+        );
+        assert!(child.running.is_empty(), "a reaped child stays registered");
+
+        let mut sleeper = sh
+            .command(["-c", "exec sleep 30"])
+            .spawn_logged(std::fs::File::create(d.path().join("log2")).unwrap())
+            .unwrap();
+        assert!(!sleeper.kill().unwrap().success());
+        assert!(sleeper.running.is_empty());
+    }
+}
