@@ -6,7 +6,8 @@
 
 use libfuzzer_sys::fuzz_target;
 
-use etcd2_backup::{cli, grpc, node, rcd, rclone, store};
+use etcd2_backup::etcd::grpc;
+use etcd2_backup::{cli, node, rcd, rclone, store};
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);

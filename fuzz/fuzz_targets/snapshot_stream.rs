@@ -10,7 +10,7 @@ use libfuzzer_sys::fuzz_target;
 use prost::Message;
 use sha2::{Digest, Sha256};
 
-use etcd2_backup::grpc::{Event, SnapshotDecoder, SnapshotResponse};
+use etcd2_backup::etcd::grpc::{Event, SnapshotDecoder, SnapshotResponse};
 
 fuzz_target!(|data: &[u8]| {
     let mut dec = SnapshotDecoder::default();

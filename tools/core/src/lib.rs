@@ -12,8 +12,9 @@
 //!   the journal, and no infrastructure module imports [`cli`] at all.
 //! - **Infrastructure** (the modules at the top level) wraps a program or
 //!   owns a format or concern: [`cmd`] runs programs, [`etcd`] and
-//!   [`rclone`] wrap theirs, [`grpc`] speaks etcd's gRPC API, [`store`] owns the backup repository
-//!   and its protocol (the jobs spell no remote name),
+//!   [`rclone`] wrap theirs ([`etcd::etcdctl`] the program, [`etcd::grpc`]
+//!   etcd's gRPC API, on one shared recipe), [`store`] owns the backup
+//!   repository and its protocol (the jobs spell no remote name),
 //!   [`archive`] the archive and the verified directory, [`digest`] hashing,
 //!   [`fsutil`] atomic files, [`datadir`] an etcd data dir, [`scratch`] our
 //!   debris, [`cluster`] a cluster's health, [`poll`] bounded waits,
@@ -36,7 +37,6 @@ pub mod digest;
 pub mod etcd;
 pub mod exit;
 pub mod fsutil;
-pub mod grpc;
 pub mod job;
 pub mod journal;
 pub mod member;

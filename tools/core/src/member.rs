@@ -6,13 +6,12 @@
 
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 
 use crate::archive::{self, Api, Manifest};
-use crate::cmd::Program;
+use crate::cmd::{Logged, Program};
 use crate::etcd::{hex_id, Etcdctl};
 
 /// How to build the member.
@@ -95,10 +94,9 @@ pub fn check_can_build(sp: &Spec<'_>, manifest: &Manifest) -> Result<()> {
 
 /// An etcd we started on private loopback ports; stopped by PID.
 struct TempEtcd {
-    child: Option<Child>,
+    child: Option<Logged>,
     client_url: String,
     log: PathBuf,
-    _running: crate::scratch::ChildGuard,
 }
 
 /// Two distinct free loopback ports (client, peer): both listeners are held
@@ -128,50 +126,37 @@ impl TempEtcd {
         let peer_url = format!("http://127.0.0.1:{peer_port}");
         let logf =
             std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
-        let mut cmd = std::process::Command::new(etcd.path());
-        cmd.args(["--name", name])
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args([
-                "--listen-client-urls",
-                &client_url,
-                "--advertise-client-urls",
-                &client_url,
-            ])
-            .args([
-                "--listen-peer-urls",
-                &peer_url,
-                "--initial-advertise-peer-urls",
-                &peer_url,
-            ])
-            .args(["--initial-cluster", &format!("{name}={peer_url}")])
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(logf.try_clone()?)
-            .stderr(logf);
         // The node's own etcd settings (ETCD_*) must not leak into this
         // private instance: it listens only where we say. Nor may it talk
         // to systemd: under a unit it is not the main process, and systemd
         // would log each of its READY=1 messages as refused.
-        cmd.env_clear().envs(crate::cmd::environment(
-            std::env::vars_os(),
-            &["ETCD_", "NOTIFY_SOCKET"],
-            &[],
-        ));
+        let inv = etcd
+            .command(["--name", name])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .arg("--listen-client-urls")
+            .arg(&client_url)
+            .arg("--advertise-client-urls")
+            .arg(&client_url)
+            .arg("--listen-peer-urls")
+            .arg(&peer_url)
+            .arg("--initial-advertise-peer-urls")
+            .arg(&peer_url)
+            .arg("--initial-cluster")
+            .arg(format!("{name}={peer_url}"))
+            .env_remove_prefix("ETCD_")
+            .env_remove_prefix("NOTIFY_SOCKET");
+        let inv = extra.iter().fold(inv, |inv, a| inv.arg(*a));
         // It serves the restored keys on loopback: it must not outlive us,
-        // whatever stops us.
-        crate::scratch::dies_with_us(&mut cmd);
-        tracing::debug!("starting temporary etcd on {client_url}: {cmd:?}");
-        let child = cmd
-            .spawn()
-            .with_context(|| format!("starting {}", etcd.path().display()))?;
-        let running = crate::scratch::ChildGuard::new(child.id());
+        // whatever stops us (cmd gives it the parent-death signal and
+        // registers it with the signal handler).
+        tracing::debug!("starting temporary etcd on {client_url}");
+        let child = inv.spawn_logged(logf)?;
         crate::scratch::fault_point("restore-etcd-started");
         Ok(TempEtcd {
             child: Some(child),
             client_url,
             log,
-            _running: running,
         })
     }
 
@@ -269,7 +254,7 @@ impl TempEtcd {
         let Some(mut c) = self.child.take() else {
             return Ok(());
         };
-        let pid = nix::unistd::Pid::from_raw(c.id() as i32);
+        let pid = nix::unistd::Pid::from_raw(c.pid() as i32);
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM); // it may have exited
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -278,7 +263,6 @@ impl TempEtcd {
             }
             if Instant::now() > deadline {
                 let _ = c.kill(); // last resort
-                let _ = c.wait();
                 bail!(
                     "temporary etcd did not stop within 30s of SIGTERM{}",
                     log_tail(&self.log)
@@ -293,7 +277,6 @@ impl Drop for TempEtcd {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill(); // error path: never leave it running
-            let _ = c.wait();
         }
     }
 }

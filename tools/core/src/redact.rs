@@ -17,7 +17,7 @@ pub fn is_secret_flag(arg: &str) -> bool {
 /// `***` is the value of
 /// - a flag whose name says pass/secret/key/token/credential/user:
 ///   `--s3-secret-access-key=X` (in a command line also `--sftp-pass X`,
-///   argument by argument: `Invocation::display` in cmd.rs);
+///   argument by argument: `Invocation::display` in cmd);
 /// - a connection-string parameter whose name says the same:
 ///   `:s3,access_key_id=X,secret_access_key='Y':bucket`, also URL-encoded
 ///   (`%2Csecret_access_key%3DY`, as rclone echoes it in errors);
@@ -38,7 +38,7 @@ pub fn redact(text: &str) -> std::borrow::Cow<'_, str> {
                 ),
                 // Not `--flag value`: in free text that is prose ("--key
                 // must be given"); a command line's separate values are
-                // redacted argument by argument (`Invocation::display` in cmd.rs).
+                // redacted argument by argument (`Invocation::display` in cmd).
                 // ,param=value in a connection string; quotes may hold , and :
                 // (a quote that never closes: up to the next , : or blank)
                 (

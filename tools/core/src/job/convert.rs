@@ -300,7 +300,7 @@ impl ConvertJob {
 
         let mut ctl = self.etcdctl.at(&url);
         ctl.query_timeout = self.wait;
-        let grpc = crate::grpc::Client::of(&ctl)?;
+        let grpc = crate::etcd::grpc::Client::of(&ctl)?;
         let (v3_before, _) = grpc.count_keys()?;
         ensure!(
             v3_before == 0,
@@ -381,7 +381,11 @@ impl ConvertJob {
     /// Every v2 key as the v3 key of the same name, in transactions; a key
     /// with a TTL on a lease of that TTL (one lease per distinct TTL).
     /// Returns the leases, by TTL.
-    fn write_v3(&self, grpc: &crate::grpc::Client, store: &V2Store) -> Result<BTreeMap<i64, i64>> {
+    fn write_v3(
+        &self,
+        grpc: &crate::etcd::grpc::Client,
+        store: &V2Store,
+    ) -> Result<BTreeMap<i64, i64>> {
         let mut leases = BTreeMap::new();
         for ttl in store.keys.iter().filter_map(|k| k.ttl) {
             if let std::collections::btree_map::Entry::Vacant(e) = leases.entry(ttl) {
@@ -391,7 +395,7 @@ impl ConvertJob {
         let mut batch = Vec::new();
         let mut bytes = 0;
         for k in &store.keys {
-            let put = crate::grpc::PutRequest {
+            let put = crate::etcd::grpc::PutRequest {
                 key: k.key.as_bytes().to_vec(),
                 value: k.value.as_bytes().to_vec(),
                 lease: k.ttl.map_or(0, |t| leases[&t]),
@@ -414,7 +418,7 @@ impl ConvertJob {
     /// with a TTL on its lease and the others on none.
     fn check_v3(
         &self,
-        grpc: &crate::grpc::Client,
+        grpc: &crate::etcd::grpc::Client,
         store: &V2Store,
         leases: &BTreeMap<i64, i64>,
     ) -> Result<()> {

@@ -192,7 +192,7 @@ impl SnapshotJob {
     /// NOSPACE member refuses every write, and the backup says so. Not
     /// being able to list them (a user without the permission) is said and
     /// does not stop the backup.
-    fn alarms(&self, grpc: &crate::grpc::Client) -> Vec<archive::AlarmRecord> {
+    fn alarms(&self, grpc: &crate::etcd::grpc::Client) -> Vec<archive::AlarmRecord> {
         let alarms = match grpc.alarms() {
             Ok(a) => a,
             Err(e) => {
@@ -231,7 +231,7 @@ impl SnapshotJob {
         let started = Instant::now();
         // One gRPC connection for status, member list, the v3 probe and
         // the snapshot: no etcdctl process for any of them.
-        let grpc = crate::grpc::Client::of(&self.etcd)?;
+        let grpc = crate::etcd::grpc::Client::of(&self.etcd)?;
         let status = grpc.status().map_err(|e| self.etcd.failure(e))?;
         let members = grpc.member_list().map_err(|e| self.etcd.failure(e))?;
         let me = status.status.header.member_id;

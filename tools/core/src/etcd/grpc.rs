@@ -24,8 +24,8 @@ use anyhow::{bail, ensure, Context, Result};
 use sha2::{Digest, Sha256};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
+use super::{Recipe, Tls};
 use crate::digest::hex;
-use crate::etcd::Tls;
 
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct ResponseHeader {
@@ -304,8 +304,9 @@ impl Client {
     /// The member of `ctl` over gRPC: its first endpoint, its TLS files,
     /// connecting and each quick call bounded by --query-timeout, a snapshot
     /// stream by --timeout. A failure says why as etcdctl's would
-    /// (`Etcdctl::failure`: cannot reach, or the member's refusal).
-    pub fn of(ctl: &crate::etcd::Etcdctl) -> Result<Client> {
+    /// ([`Recipe::failure`]: cannot reach, or the member's refusal). An
+    /// `&Etcdctl` is one.
+    pub fn of(ctl: &Recipe) -> Result<Client> {
         Client::connect(
             ctl.endpoints(),
             ctl.tls(),
@@ -501,13 +502,13 @@ impl Client {
 
     /// `Maintenance.Status` of the member, as `etcdctl endpoint status`
     /// reports it.
-    pub fn status(&self) -> Result<crate::etcd::EndpointStatus> {
+    pub fn status(&self) -> Result<super::EndpointStatus> {
         let r: StatusResponse = self.unary(STATUS, "Maintenance.Status", StatusRequest {})?;
         let h = r.header.unwrap_or_default();
-        Ok(crate::etcd::EndpointStatus {
+        Ok(super::EndpointStatus {
             endpoint: self.url.clone(),
-            status: crate::etcd::StatusBody {
-                header: crate::etcd::Header {
+            status: super::StatusBody {
+                header: super::Header {
                     cluster_id: h.cluster_id,
                     member_id: h.member_id,
                     revision: u64::try_from(h.revision).unwrap_or(0),
@@ -523,23 +524,23 @@ impl Client {
 
     /// `Maintenance.Alarm` GET: the alarms active in the cluster, as
     /// `etcdctl alarm list` reports them.
-    pub fn alarms(&self) -> Result<Vec<crate::etcd::Alarm>> {
+    pub fn alarms(&self) -> Result<Vec<super::Alarm>> {
         let r: AlarmResponse =
             self.unary(ALARM, "Maintenance.Alarm (list)", AlarmRequest::default())?;
         Ok(r.alarms
             .into_iter()
             .filter(|a| a.alarm != 0)
-            .map(|a| crate::etcd::Alarm::from_raw(a.member_id, a.alarm))
+            .map(|a| super::Alarm::from_raw(a.member_id, a.alarm))
             .collect())
     }
 
     /// `Cluster.MemberList`, as `etcdctl member list` reports it.
-    pub fn member_list(&self) -> Result<crate::etcd::MemberList> {
+    pub fn member_list(&self) -> Result<super::MemberList> {
         let r: MemberListResponse =
             self.unary(MEMBER_LIST, "Cluster.MemberList", MemberListRequest {})?;
         let h = r.header.unwrap_or_default();
-        Ok(crate::etcd::MemberList {
-            header: crate::etcd::Header {
+        Ok(super::MemberList {
+            header: super::Header {
                 cluster_id: h.cluster_id,
                 member_id: h.member_id,
                 revision: u64::try_from(h.revision).unwrap_or(0),
@@ -547,7 +548,7 @@ impl Client {
             members: r
                 .members
                 .into_iter()
-                .map(|m| crate::etcd::Member {
+                .map(|m| super::Member {
                     id: m.id,
                     name: m.name,
                     peer_urls: m.peer_urls,
