@@ -7,23 +7,15 @@
 //! publication refused by push's default verification (the backend's hash
 //! where it has one, a download and sha256 comparison where it has none).
 
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use harness::etcd::Cluster;
-use harness::rclone::Remote;
-use harness::{assert_fails_with, run, run_ok, spawn_at_fault, tool, Env};
+use harness::rclone::{Backend, Remote};
+use harness::{assert_fails_with, run, run_ok, spawn_at_fault, Env};
 
 const MID: &str = "0000000000000000000000000000000b";
-
-fn snapshot(c: &Cluster) -> Command {
-    let mut cmd = tool("etcd2-snapshot");
-    cmd.env("ETCDCTL_ENDPOINTS", c.endpoint(0))
-        .env("ETCD_BACKUP_DIR", c.path().join("snapwork"))
-        .args(["--api", "v3", "-o", "-"]);
-    cmd
-}
 
 /// An rclone that logs each start (its arguments) to `log`, then runs `bin`.
 fn counting_rclone(dir: &Path, bin: &Path) -> (PathBuf, PathBuf) {
@@ -56,58 +48,32 @@ fn starts(log: &Path) -> Vec<String> {
 
 /// `snapshot -o - | push -`; the push's output.
 fn pipe_push(c: &Cluster, push: &mut Command) -> std::process::Output {
-    let mut p = snapshot(c)
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("snapshot");
-    push.arg("-").stdin(p.stdout.take().expect("piped"));
-    let out = run(push);
-    assert!(p.wait().expect("snapshot").success(), "snapshot failed");
-    out
+    let mut snap = c.snapshot(0);
+    snap.args(["--api", "v3", "-o", "-"]);
+    harness::pipe(snap, push.arg("-"))
 }
 
+/// The archive LATEST.json names, if any.
 fn pointer(remote: &Remote) -> Option<String> {
-    pointer_json(remote).map(|v| v["archive"].as_str().expect("archive").to_owned())
+    remote.pointer(MID).map(|p| p.archive)
 }
 
-fn pointer_json(remote: &Remote) -> Option<serde_json::Value> {
-    let bytes = remote.read(&format!("{MID}/LATEST.json"))?;
-    Some(serde_json::from_slice(&bytes).expect("LATEST.json"))
-}
-
-/// Flip one byte in the middle of a file: same size, other content.
-fn flip_file(path: &Path) {
-    let mut f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let len = f.metadata().unwrap().len();
-    f.seek(SeekFrom::Start(len / 2)).unwrap();
-    let mut b = [0u8];
-    f.read_exact(&mut b).unwrap();
-    f.seek(SeekFrom::Start(len / 2)).unwrap();
-    f.write_all(&[b[0] ^ 0xff]).unwrap();
-}
-
-/// Corrupt the stored copy of `archive` (same size), at rest.
-fn corrupt(kind: &str, remote: &Remote, archive: &str) {
-    let rel = format!("{MID}/generations/{archive}");
-    match kind {
-        // Objects are not files here: rewrite through the S3 API.
-        "s3" => {
-            let mut bytes = remote.read(&rel).expect("stored archive");
-            let mid = bytes.len() / 2;
-            bytes[mid] ^= 0xff;
-            remote.write(&rel, &bytes);
-        }
-        // The ciphertext on disk: crypt's authentication must catch it.
-        "crypt" => flip_file(&remote.root.join(format!("{rel}.bin"))),
-        _ => flip_file(&remote.root.join(&rel)),
+/// The whole cycle on `backend` (with rclone `bin` instead of this run's,
+/// if given): on a backend with multipart uploads, with an archive above
+/// the chunk size, so the upload has parts.
+fn cycle(backend: Backend, bin: Option<PathBuf>) {
+    let multipart = backend.multipart_flags();
+    let c = if multipart.is_some() {
+        big_cluster()
+    } else {
+        small_cluster()
+    };
+    let mut remote = backend.start(c.path());
+    if let Some(bin) = bin {
+        remote = remote.using(bin);
     }
-}
-
-fn cycle(kind: &str, remote: Remote, c: &Cluster, extra_flags: &str) {
+    let extra_flags = multipart.unwrap_or_default();
+    let c = &c;
     let env = Env::new(c.path());
     let (wrapper, log) = counting_rclone(c.path(), &remote.bin);
     let push = |keep: &str| {
@@ -129,19 +95,15 @@ fn cycle(kind: &str, remote: Remote, c: &Cluster, extra_flags: &str) {
         let before = starts(&log).len();
         let out = pipe_push(c, &mut push("2"));
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "{kind} push {n}: {stderr}");
+        assert!(out.status.success(), "{backend} push {n}: {stderr}");
         let spawned = starts(&log)[before..].to_vec();
         assert!(
             spawned.len() <= 3,
-            "{kind}: a push started {} rclone processes: {spawned:?}",
+            "{backend}: a push started {} rclone processes: {spawned:?}",
             spawned.len()
         );
-        let how = match kind {
-            "local" => "size and sha256",
-            "sftp" => "size and",
-            _ => "downloaded and sha256 compared",
-        };
-        assert!(stderr.contains(how), "{kind}: verified how? {stderr}");
+        let how = backend.verification().says();
+        assert!(stderr.contains(&how), "{backend}: verified how? {stderr}");
         archives.push(pointer(&remote).expect("a published pointer"));
     }
     let out = run_ok(env.fetch(&remote, MID).args(["--list", "--json"]));
@@ -149,12 +111,10 @@ fn cycle(kind: &str, remote: Remote, c: &Cluster, extra_flags: &str) {
     let text = listed.to_string();
     assert!(
         !text.contains(&archives[0][..20]) && text.contains(&archives[1][..20]),
-        "{kind}: --keep 2 keeps the two newest: {text}"
+        "{backend}: --keep 2 keeps the two newest: {text}"
     );
-    if kind == "s3" {
-        let size = pointer_json(&remote).expect("pointer")["size"]
-            .as_u64()
-            .unwrap();
+    if multipart.is_some() {
+        let size = remote.pointer(MID).expect("pointer").size;
         assert!(size > 5 << 20, "not above the 5 MiB chunk: {size} bytes");
     }
     let into = c.path().join("fetched");
@@ -178,21 +138,21 @@ fn cycle(kind: &str, remote: Remote, c: &Cluster, extra_flags: &str) {
             .max()
             .expect("the uploaded archive")
     };
-    corrupt(kind, &remote, &uploaded);
+    remote.corrupt(&format!("{MID}/generations/{uploaded}"));
     std::fs::write(c.path().join("resume"), b"").unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(
         !out.status.success(),
-        "{kind}: push published a copy corrupted after its upload"
+        "{backend}: push published a copy corrupted after its upload"
     );
     assert_eq!(
         pointer(&remote).as_deref(),
         Some(published.as_str()),
-        "{kind}: the pointer moved to a corrupted copy"
+        "{backend}: the pointer moved to a corrupted copy"
     );
 
     // Corrupted at rest: fetch refuses it and says why.
-    corrupt(kind, &remote, &published);
+    remote.corrupt(&format!("{MID}/generations/{published}"));
     let out = run(env
         .fetch(&remote, MID)
         .arg("--into")
@@ -202,7 +162,7 @@ fn cycle(kind: &str, remote: Remote, c: &Cluster, extra_flags: &str) {
     // crypt's authentication fails inside rclone, which says only
     // "unexpected EOF" (1.60) or "failed to authenticate decrypted block"
     // (1.75); every other backend's bytes reach our sha256 check.
-    let why: &[&str] = if kind == "crypt" {
+    let why: &[&str] = if backend.authenticates() {
         &["unexpected eof", "failed to authenticate"]
     } else {
         // Or zstd's own check, where the flipped byte reaches it first
@@ -211,7 +171,7 @@ fn cycle(kind: &str, remote: Remote, c: &Cluster, extra_flags: &str) {
     };
     assert!(
         why.iter().any(|w| err.contains(w)) && err.contains(&published[..20].to_lowercase()),
-        "{kind}: fetch's refusal does not name the copy and why: {err}"
+        "{backend}: fetch's refusal does not name the copy and why: {err}"
     );
     assert!(!c.path().join("refetched").exists());
 }
@@ -224,63 +184,11 @@ fn small_cluster() -> Cluster {
     c
 }
 
-#[test]
-fn local_backend_full_cycle() {
-    let c = small_cluster();
-    cycle("local", Remote::local(c.path()), &c, "");
-}
-
-#[test]
-fn sftp_backend_full_cycle() {
-    let c = small_cluster();
-    cycle("sftp", Remote::sftp(c.path()), &c, "");
-}
-
-#[test]
-fn webdav_backend_full_cycle() {
-    let c = small_cluster();
-    cycle("webdav", Remote::webdav(c.path()), &c, "");
-}
-
-#[test]
-fn crypt_backend_full_cycle() {
-    let c = small_cluster();
-    cycle("crypt", Remote::crypt(c.path()), &c, "");
-}
-
-/// The same cycle with rclone 1.75.2 (Debian sid) as the tools' rclone:
-/// the rclone operators install from rclone.org today. The servers (sftp,
-/// WebDAV) stay Debian 12's 1.60; the client under test is 1.75.
-#[test]
-fn every_backend_full_cycle_on_rclone_1_75() {
-    let bin = harness::rclone::rclone_175();
-    let c = small_cluster();
-    cycle("local", Remote::local(c.path()).using(bin.clone()), &c, "");
-    let c = small_cluster();
-    cycle("sftp", Remote::sftp(c.path()).using(bin.clone()), &c, "");
-    let c = small_cluster();
-    cycle(
-        "webdav",
-        Remote::webdav(c.path()).using(bin.clone()),
-        &c,
-        "",
-    );
-    let c = small_cluster();
-    cycle("crypt", Remote::crypt(c.path()).using(bin.clone()), &c, "");
-    let c = big_cluster();
-    cycle(
-        "s3",
-        Remote::s3(c.path()).using(bin),
-        &c,
-        "--s3-chunk-size=5M --s3-upload-concurrency=2",
-    );
-}
-
-/// About 6.5 MB of archive: hard to compress (hex of random bytes).
-fn big_cluster() -> Cluster {
+/// `keys` keys of 64 KiB each, hard to compress (hex of random bytes).
+fn incompressible_cluster(keys: usize) -> Cluster {
     let c = Cluster::start(1);
     let mut rnd = std::fs::File::open("/dev/urandom").unwrap();
-    for k in 0..200 {
+    for k in 0..keys {
         let mut b = vec![0u8; 32 << 10];
         rnd.read_exact(&mut b).unwrap();
         let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
@@ -289,16 +197,46 @@ fn big_cluster() -> Cluster {
     c
 }
 
+/// About 6.5 MB of archive.
+fn big_cluster() -> Cluster {
+    incompressible_cluster(200)
+}
+
+#[test]
+fn local_backend_full_cycle() {
+    cycle(Backend::Local, None);
+}
+
+#[test]
+fn sftp_backend_full_cycle() {
+    cycle(Backend::Sftp, None);
+}
+
+#[test]
+fn webdav_backend_full_cycle() {
+    cycle(Backend::Webdav, None);
+}
+
+#[test]
+fn crypt_backend_full_cycle() {
+    cycle(Backend::Crypt, None);
+}
+
+/// The same cycle with rclone 1.75.2 (Debian sid) as the tools' rclone:
+/// the rclone operators install from rclone.org today. The servers (sftp,
+/// WebDAV) stay Debian 12's 1.60; the client under test is 1.75.
+#[test]
+fn every_backend_full_cycle_on_rclone_1_75() {
+    let bin = harness::rclone::rclone_175();
+    for backend in Backend::ALL {
+        cycle(backend, Some(bin.clone()));
+    }
+}
+
 /// Above S3's smallest multipart chunk (5 MiB), so the upload has parts.
 #[test]
 fn s3_backend_full_cycle_with_a_multipart_archive() {
-    let c = big_cluster();
-    cycle(
-        "s3",
-        Remote::s3(c.path()),
-        &c,
-        "--s3-chunk-size=5M --s3-upload-concurrency=2",
-    );
+    cycle(Backend::S3, None);
 }
 
 /// A push from a pipe writes nothing to local disk: its work dir, a 1 MiB
@@ -306,14 +244,7 @@ fn s3_backend_full_cycle_with_a_multipart_archive() {
 /// stdin there first, and failed with "No space left on device").
 #[test]
 fn a_piped_push_needs_no_local_disk() {
-    let c = Cluster::start(1);
-    let mut rnd = std::fs::File::open("/dev/urandom").unwrap();
-    for k in 0..100 {
-        let mut b = vec![0u8; 32 << 10];
-        rnd.read_exact(&mut b).unwrap();
-        let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-        c.put_v3(0, &format!("/big{k}"), &hex);
-    }
+    let c = incompressible_cluster(100);
     let remote = Remote::local(c.path());
     let env = Env::new(c.path());
     let _tiny = harness::Tmpfs::mount(&env.work, 1 << 20);
@@ -326,9 +257,7 @@ fn a_piped_push_needs_no_local_disk() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let size = pointer_json(&remote).expect("published")["size"]
-        .as_u64()
-        .unwrap();
+    let size = remote.pointer(MID).expect("published").size;
     assert!(
         size > 2 << 20,
         "archive of {size} bytes is not twice the disk"
@@ -353,13 +282,10 @@ fn the_local_copy_is_the_published_archive_and_only_that() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let p = pointer_json(&remote).expect("published");
+    let p = remote.pointer(MID).expect("published");
     let bytes = std::fs::read(&copy).expect("the local copy");
     let stored = remote
-        .read(&format!(
-            "{MID}/generations/{}",
-            p["archive"].as_str().unwrap()
-        ))
+        .read(&format!("{MID}/generations/{}", p.archive))
         .unwrap();
     assert_eq!(
         bytes, stored,
@@ -401,10 +327,7 @@ fn an_s3_error_is_one_line_on_each_rclone() {
     let c = small_cluster();
     let archive = c.path().join("a.tar.zst");
     c.snapshot_to(0, "v3", &archive);
-    for (tag, bin) in [
-        ("1.60", harness::require("rclone", "rclone")),
-        ("1.75", harness::rclone::rclone_175()),
-    ] {
+    for (tag, bin) in harness::rclone::each_version() {
         let base = c.path().join(format!("rclone-{tag}"));
         std::fs::create_dir_all(&base).unwrap();
         let remote = Remote::s3(&base).using(bin);
@@ -430,16 +353,9 @@ fn an_s3_error_is_one_line_on_each_rclone() {
 /// listed by the S3 API itself.
 fn no_multipart_upload_outlives_a_push(tag: &str, bin: PathBuf) {
     use std::time::{Duration, Instant};
-    let c = Cluster::start(1);
     // Hard to compress: about 3 MB of archive, a multipart upload once
     // rclone has read 100 KiB of a stream.
-    let mut rnd = std::fs::File::open("/dev/urandom").unwrap();
-    for k in 0..100 {
-        let mut b = vec![0u8; 32 << 10];
-        rnd.read_exact(&mut b).unwrap();
-        let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-        c.put_v3(0, &format!("/big{k}"), &hex);
-    }
+    let c = incompressible_cluster(100);
     let archive = c.path().join("a.tar.zst");
     c.snapshot_to(0, "v3", &archive);
     let bytes = std::fs::read(&archive).unwrap();

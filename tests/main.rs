@@ -1,8 +1,12 @@
 //! The integration tests, one binary: each module drives the built tools
 //! exactly as a unit or an operator would, against real etcd members, real
 //! rclone remotes and real systemd on loopback. The harness is the `harness`
-//! library (tests/common). `make test` builds the tools first; the harness
-//! refuses to run a tool binary older than the sources.
+//! library (tests/common), and it owns the arrange modules share: clusters,
+//! remotes by backend (`rclone::Backend`: how to start one, what push
+//! verifies by there, how to corrupt a stored object), a published backup
+//! (`Env::publish`), the pointer (`Remote::pointer`); a module keeps only
+//! what is its own. `make test` builds the tools first; the harness refuses
+//! to run a tool binary older than the sources.
 
 /// etcd alarms (NOSPACE) recorded by snapshot, cleared by restore, named by verify; etcd 3.4-3.7
 mod alarms;

@@ -10,26 +10,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use harness::etcd::{self, Cluster, MemberSpec};
-use harness::rclone::Remote;
-use harness::{assert_fails_with, free_port, names, run, run_ok, tool, wait_for, Env};
+use harness::etcd::{self, Cluster};
+use harness::rclone::{Backend, Remote};
+use harness::{assert_fails_with, free_port, names, run, run_ok, setup, tool, wait_for, Env};
 
 const MID: &str = "a0000000000000000000000000000001";
-
-fn snapshot(c: &Cluster, i: usize, api: &str, out: &Path) -> Command {
-    let mut cmd = tool("etcd2-snapshot");
-    cmd.env("ETCDCTL_ENDPOINTS", c.endpoint(i))
-        .env("ETCD_DATA_DIR", &c.members[i].data_dir)
-        .env("ETCD_BACKUP_DIR", c.path().join(format!("snapwork{i}")))
-        .args(["--api", api, "-o"])
-        .arg(out);
-    cmd
-}
 
 /// etcd2-restore of `archive` into a fresh data dir, then that member
 /// started alone on new loopback ports (stopped on drop).
 fn restore_and_start(dir: &Path, tag: &str, archive: &Path) -> etcd::Member {
-    let (cp, pp) = (free_port(), free_port());
+    let pp = free_port();
     let peer = format!("http://127.0.0.1:{pp}");
     let data = dir.join(format!("restored-{tag}"));
     run_ok(
@@ -39,23 +29,7 @@ fn restore_and_start(dir: &Path, tag: &str, archive: &Path) -> etcd::Member {
             .args(["--name", "r1", "--peer-urls", &peer, "-q"])
             .arg(archive),
     );
-    let m = etcd::spawn(
-        MemberSpec {
-            name: "r1",
-            data_dir: data,
-            client_port: cp,
-            peer_port: pp,
-            initial_cluster: format!("r1={peer}"),
-            state: "new",
-            token: "r",
-            tls: None,
-            extra: vec![],
-            bin: None,
-        },
-        dir,
-    );
-    etcd::endpoint_wait_healthy(&m.client_url, &[], &m.log);
-    m
+    etcd::start_alone(dir, data, pp, vec![])
 }
 
 /// The keys under `prefix`, read from one member alone.
@@ -113,7 +87,7 @@ fn idle_cluster_keeps_every_write(api: &str) {
     let want: Vec<String> = (0..n).map(|k| key("/idle", k)).collect();
     for (who, i) in [("follower", follower), ("leader", l)] {
         let archive = c.path().join(format!("{who}.tar.zst"));
-        run_ok(&mut snapshot(&c, i, &format!("v{api}"), &archive));
+        c.snapshot_to(i, &format!("v{api}"), &archive);
         let m = restore_and_start(c.path(), who, &archive);
         assert_eq!(
             keys(&m.client_url, api, "/idle"),
@@ -198,7 +172,7 @@ fn busy_cluster_keeps_every_write_acknowledged_before_the_snapshot(api: &'static
     });
     let before = writer.acked();
     let archive = c.path().join("busy.tar.zst");
-    run_ok(&mut snapshot(&c, follower, &format!("v{api}"), &archive));
+    c.snapshot_to(follower, &format!("v{api}"), &archive);
     drop(writer);
     let m = restore_and_start(c.path(), "busy", &archive);
     let have = keys(&m.client_url, api, "/busy");
@@ -223,28 +197,6 @@ fn busy_v3_cluster_keeps_every_write_acknowledged_before_the_snapshot() {
     busy_cluster_keeps_every_write_acknowledged_before_the_snapshot("3");
 }
 
-fn pointer_generation(remote: &Remote) -> Option<String> {
-    let bytes = remote.read(&format!("{MID}/LATEST.json"))?;
-    let v: serde_json::Value = serde_json::from_slice(&bytes).expect("LATEST.json is JSON");
-    Some(v["generation"].as_str().expect("generation").to_owned())
-}
-
-/// Complete generations (archive and sidecar), oldest first, read through rclone.
-fn complete_on(remote: &Remote) -> Vec<String> {
-    let files = remote.list(&format!("{MID}/generations"));
-    let mut ids: Vec<String> = files
-        .iter()
-        .filter_map(|f| f.strip_suffix(".json").map(str::to_owned))
-        .filter(|id| {
-            files
-                .iter()
-                .any(|f| f.starts_with(id.as_str()) && f.contains(".tar."))
-        })
-        .collect();
-    ids.sort();
-    ids
-}
-
 /// Several backup cycles with a changed key in between: after each, LATEST
 /// names the newest complete generation, fetch brings that one back, and
 /// --keep holds.
@@ -254,13 +206,13 @@ fn cycles_publish_the_newest(remote: &Remote, c: &Cluster, env: &Env) -> String 
     for cycle in 0..4 {
         c.put_v3(0, "/cycle", &cycle.to_string());
         let archive = c.path().join(format!("cycle{cycle}.tar.zst"));
-        run_ok(&mut snapshot(c, 0, "v3", &archive));
+        c.snapshot_to(0, "v3", &archive);
         let out = run_ok(env.push(remote, MID).args(["--keep", "2"]).arg(&archive));
         all_stderr.push_str(&String::from_utf8_lossy(&out.stderr));
-        let complete = complete_on(remote);
+        let complete = remote.complete(MID);
         assert!(complete.len() <= 2, "--keep 2 holds: {complete:?}");
         assert_eq!(
-            pointer_generation(remote).as_ref(),
+            remote.latest(MID).as_ref(),
             complete.last(),
             "cycle {cycle}: LATEST.json names the newest complete generation"
         );
@@ -280,17 +232,13 @@ fn cycles_publish_the_newest(remote: &Remote, c: &Cluster, env: &Env) -> String 
 
 #[test]
 fn webdav_every_cycle_publishes_and_fetches_the_newest_backup() {
-    let c = Cluster::start(1);
-    let remote = Remote::webdav(c.path());
-    let env = Env::new(c.path());
+    let (c, remote, env) = setup(Backend::Webdav);
     cycles_publish_the_newest(&remote, &c, &env);
 }
 
 #[test]
 fn s3_every_cycle_publishes_and_fetches_the_newest_backup() {
-    let c = Cluster::start(1);
-    let remote = Remote::s3(c.path());
-    let env = Env::new(c.path());
+    let (c, remote, env) = setup(Backend::S3);
     let stderr = cycles_publish_the_newest(&remote, &c, &env);
     // rclone cat of a missing S3 object exits 0 with no output: the first
     // push must read that as "no backup yet", not as a damaged pointer.
@@ -322,16 +270,14 @@ fn pausing_rclone(dir: &Path, bin: &Path) -> (PathBuf, PathBuf, PathBuf) {
 
 #[test]
 fn an_archive_replaced_during_the_push_never_publishes_what_fetch_refuses() {
-    let c = Cluster::start(1);
+    // sftp reports sha1, not sha256: the path where the old push hashed the
+    // file again from disk.
+    let (c, remote, env) = setup(Backend::Sftp);
     for k in 0..20 {
         c.put_v3(0, &key("/r", k), &"x".repeat(100));
     }
-    // sftp reports sha1, not sha256: the path where the old push hashed the
-    // file again from disk.
-    let remote = Remote::sftp(c.path());
-    let env = Env::new(c.path());
     let archive = c.path().join("unit.tar.zst");
-    run_ok(&mut snapshot(&c, 0, "v3", &archive));
+    c.snapshot_to(0, "v3", &archive);
     let (wrapper, marker, go) = pausing_rclone(c.path(), &remote.bin);
     let push = env
         .push(&remote, MID)
@@ -356,7 +302,7 @@ fn an_archive_replaced_during_the_push_never_publishes_what_fetch_refuses() {
     std::fs::write(&go, b"").unwrap();
     let out = push.wait_with_output().unwrap();
     eprintln!("push: {}", String::from_utf8_lossy(&out.stderr));
-    if pointer_generation(&remote).is_some() {
+    if remote.latest(MID).is_some() {
         let into = c.path().join("fetched");
         let f = run(env.fetch(&remote, MID).arg("--into").arg(&into));
         assert!(
@@ -379,7 +325,11 @@ fn archives(c: &Cluster) -> Vec<(&'static str, Vec<u8>)> {
         .into_iter()
         .map(|codec| {
             let p = c.path().join(format!("good.{codec}"));
-            run_ok(snapshot(c, 0, "v3", &p).args(["--codec", codec]));
+            run_ok(
+                c.snapshot(0)
+                    .args(["--api", "v3", "--codec", codec, "-o"])
+                    .arg(&p),
+            );
             (codec, std::fs::read(&p).unwrap())
         })
         .collect()
@@ -405,10 +355,8 @@ fn broken_variants(good: &[u8]) -> Vec<(String, Vec<u8>)> {
 
 #[test]
 fn truncated_or_junk_suffixed_archives_are_refused_by_push_and_fetch() {
-    let c = Cluster::start(1);
+    let (c, remote, env) = setup(Backend::Local);
     c.put_v3(0, "/a", "1");
-    let remote = Remote::local(c.path());
-    let env = Env::new(c.path());
     for (codec, good) in archives(&c) {
         // A whole archive goes through (so the refusals below are about
         // the damage, not about the archive).
@@ -425,7 +373,7 @@ fn truncated_or_junk_suffixed_archives_are_refused_by_push_and_fetch() {
     // fetch: a stored archive damaged the same way, with a sidecar that
     // agrees with the damaged bytes (so size and sha256 cannot catch it).
     let gens = remote.machine_dir(MID).join("generations");
-    let latest = pointer_generation(&remote).unwrap();
+    let latest = remote.latest(MID).unwrap();
     let sidecar_path = gens.join(format!("{latest}.json"));
     let sidecar: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&sidecar_path).unwrap()).unwrap();
@@ -490,12 +438,10 @@ fn push_paused(
 
 #[test]
 fn two_pushes_without_a_shared_lock_never_publish_a_deleted_or_older_generation() {
-    let c = Cluster::start(1);
+    let (c, remote, env) = setup(Backend::Local);
     c.put_v3(0, "/a", "1");
-    let remote = Remote::local(c.path());
-    let env = Env::new(c.path());
     let a = c.path().join("a.tar.zst");
-    run_ok(&mut snapshot(&c, 0, "v3", &a));
+    c.snapshot_to(0, "v3", &a);
     let resume = c.path().join("resume");
     // Push A (its own lock, as on a cloned host) stops just before it moves
     // the pointer; push B runs whole meanwhile, --keep 1.
@@ -513,11 +459,11 @@ fn two_pushes_without_a_shared_lock_never_publish_a_deleted_or_older_generation(
             .args(["--keep", "1"])
             .arg(&a),
     );
-    let b_gen = pointer_generation(&remote).expect("B published");
+    let b_gen = remote.latest(MID).expect("B published");
     std::fs::write(&resume, b"").unwrap();
     let out = first.wait_with_output().unwrap();
-    let now = pointer_generation(&remote).expect("a pointer");
-    let complete = complete_on(&remote);
+    let now = remote.latest(MID).expect("a pointer");
+    let complete = remote.complete(MID);
     assert!(
         complete.contains(&now),
         "LATEST.json names {now}, which is not complete ({complete:?}); push A exit {:?}",
@@ -537,16 +483,12 @@ fn two_pushes_without_a_shared_lock_never_publish_a_deleted_or_older_generation(
 
 #[test]
 fn a_damaged_sidecar_is_listed_as_damaged_and_fetch_falls_back_only_when_told() {
-    let c = Cluster::start(1);
-    let remote = Remote::local(c.path());
-    let env = Env::new(c.path());
+    let (c, remote, env) = setup(Backend::Local);
     for i in 0..3 {
         c.put_v3(0, "/a", &i.to_string());
-        let p = c.path().join(format!("{i}.tar.zst"));
-        run_ok(&mut snapshot(&c, 0, "v3", &p));
-        run_ok(env.push(&remote, MID).arg(&p));
+        env.publish(&c, &remote, MID);
     }
-    let gens = complete_on(&remote);
+    let gens = remote.complete(MID);
     assert_eq!(gens.len(), 3);
     let dir = remote.machine_dir(MID).join("generations");
     std::fs::write(dir.join(format!("{}.json", gens[0])), b"{garbage").unwrap();
@@ -609,6 +551,13 @@ fn future_aside(data: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn future_dated_set_aside_dirs_never_cost_the_data_just_set_aside() {
+    // What of the dirs set aside in `data` still holds the precious file.
+    let kept_aside = |data: &Path| -> Vec<String> {
+        names(data)
+            .into_iter()
+            .filter(|n| std::fs::metadata(data.join(n).join("wal/precious")).is_ok())
+            .collect()
+    };
     let d = tempfile::tempdir().unwrap();
     // wipe
     let data = d.path().join("wipe");
@@ -616,10 +565,7 @@ fn future_dated_set_aside_dirs_never_cost_the_data_just_set_aside() {
     std::fs::write(data.join("member/wal/precious"), b"x").unwrap();
     future_aside(&data);
     run_ok(tool("etcd2-wipe").args(["--keep-aside", "1"]).arg(&data));
-    let kept: Vec<String> = names(&data)
-        .into_iter()
-        .filter(|n| std::fs::metadata(data.join(n).join("wal/precious")).is_ok())
-        .collect();
+    let kept = kept_aside(&data);
     assert_eq!(
         kept.len(),
         1,
@@ -631,7 +577,7 @@ fn future_dated_set_aside_dirs_never_cost_the_data_just_set_aside() {
     let c = Cluster::start(1);
     c.put_v3(0, "/a", "1");
     let archive = c.path().join("r.tar.zst");
-    run_ok(&mut snapshot(&c, 0, "v3", &archive));
+    c.snapshot_to(0, "v3", &archive);
     let data = d.path().join("restore");
     std::fs::create_dir_all(data.join("member/wal")).unwrap();
     std::fs::write(data.join("member/wal/precious"), b"x").unwrap();
@@ -650,10 +596,7 @@ fn future_dated_set_aside_dirs_never_cost_the_data_just_set_aside() {
             ])
             .arg(&archive),
     );
-    let kept: Vec<String> = names(&data)
-        .into_iter()
-        .filter(|n| std::fs::metadata(data.join(n).join("wal/precious")).is_ok())
-        .collect();
+    let kept = kept_aside(&data);
     assert_eq!(
         kept.len(),
         1,
@@ -668,24 +611,18 @@ fn future_dated_set_aside_dirs_never_cost_the_data_just_set_aside() {
 #[test]
 fn a_sidecar_or_pointer_naming_objects_outside_its_machine_is_refused() {
     const OTHER: &str = "b0000000000000000000000000000002";
-    let c = Cluster::start(1);
-    let remote = Remote::local(c.path());
-    let env = Env::new(c.path());
+    let (c, remote, env) = setup(Backend::Local);
     for (mid, who) in [(MID, "this machine"), (OTHER, "another machine")] {
         c.put_v3(0, "/who", who);
-        let p = c.path().join(format!("{mid}.tar.zst"));
-        run_ok(&mut snapshot(&c, 0, "v3", &p));
-        run_ok(env.push(&remote, mid).arg(&p));
+        env.publish(&c, &remote, mid);
     }
     let read_json = |rel: &str| -> serde_json::Value {
         serde_json::from_slice(&remote.read(rel).expect(rel)).unwrap()
     };
-    let mine = read_json(&format!("{MID}/LATEST.json"));
-    let theirs = read_json(&format!("{OTHER}/LATEST.json"));
-    let (my_gen, their_gen) = (
-        mine["generation"].as_str().unwrap().to_owned(),
-        theirs["generation"].as_str().unwrap().to_owned(),
-    );
+    let mine = remote.pointer(MID).expect("LATEST.json");
+    let theirs = remote.pointer(OTHER).expect("LATEST.json");
+    let (my_gen, their_gen) = (mine.generation, theirs.generation);
+    let (mine, theirs) = (mine.json, theirs.json);
 
     // This machine's sidecar, rewritten to describe the other machine's
     // archive by a path that climbs out of generations/.
@@ -705,10 +642,7 @@ fn a_sidecar_or_pointer_naming_objects_outside_its_machine_is_refused() {
             theirs[k].clone()
         };
     }
-    remote.write(
-        &format!("{MID}/LATEST.json"),
-        &serde_json::to_vec_pretty(&pointer).unwrap(),
-    );
+    remote.set_pointer(MID, &pointer);
     let into = c.path().join("fetched");
     let out = run(env.fetch(&remote, MID).arg("--into").arg(&into));
     let line = assert_fails_with(&out, "etcd2-fetch", "outside");
@@ -724,10 +658,7 @@ fn a_sidecar_or_pointer_naming_objects_outside_its_machine_is_refused() {
     // A pointer whose generation climbs out: damaged, never followed.
     let mut pointer = mine.clone();
     pointer["generation"] = format!("../{OTHER}/generations/{their_gen}").into();
-    remote.write(
-        &format!("{MID}/LATEST.json"),
-        &serde_json::to_vec_pretty(&pointer).unwrap(),
-    );
+    remote.set_pointer(MID, &pointer);
     let out = run(env.fetch(&remote, MID).arg("--into").arg(&into));
     let line = assert_fails_with(&out, "etcd2-fetch", "LATEST.json");
     assert!(!line.contains("another machine"), "{line}");

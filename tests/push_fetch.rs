@@ -5,54 +5,22 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use harness::etcd::{self, Cluster, MemberSpec};
-use harness::rclone::{Remote, QUICK_FAIL};
+use harness::etcd::{self, Cluster};
+use harness::rclone::{Backend, Remote, QUICK_FAIL};
 use harness::{
-    assert_fails_with, assert_fails_with_code, free_port, names, pipe_ok, run, run_ok, tool,
-    wait_for, Env,
+    assert_fails_with, assert_fails_with_code, free_port, names, pipe_ok, run, run_ok, setup, tool,
+    wait_for, Env, Published,
 };
 
 const OLD: &str = "0000000000000000000000000000000a";
 const NEW: &str = "0000000000000000000000000000000b";
-
-fn snapshot_to(c: &Cluster, out: &Path, api: &str) {
-    run_ok(
-        tool("etcd2-snapshot")
-            .env("ETCDCTL_ENDPOINTS", c.endpoint(0))
-            .env("ETCD_DATA_DIR", &c.members[0].data_dir)
-            .env("ETCD_BACKUP_DIR", c.path().join("snapwork"))
-            .args(["--api", api, "-o"])
-            .arg(out),
-    );
-}
-
-fn pointer(remote: &Remote, mid: &str) -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(remote.machine_dir(mid).join("LATEST.json")).unwrap())
-        .unwrap()
-}
-
-/// Complete generations on disk: ids having both an archive and a sidecar.
-fn complete(remote: &Remote, mid: &str) -> Vec<String> {
-    let files = remote.generations(mid);
-    let mut ids: Vec<String> = files
-        .iter()
-        .filter_map(|f| f.strip_suffix(".json").map(str::to_owned))
-        .filter(|id| {
-            files
-                .iter()
-                .any(|f| f.starts_with(id.as_str()) && f.contains(".tar."))
-        })
-        .collect();
-    ids.sort();
-    ids
-}
 
 /// Start a member from fetched data: v3 via `snapshot restore`, v2 via
 /// --force-new-cluster. Returns the member (stopped on drop).
 fn start_from(dir: &Path, data: &Path) -> etcd::Member {
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(data.join("manifest.json")).unwrap()).unwrap();
-    let (cp, pp) = (free_port(), free_port());
+    let pp = free_port();
     let peer = format!("http://127.0.0.1:{pp}");
     let (data_dir, extra) = if manifest["api"] == "v3" {
         let restored = dir.join("restored");
@@ -71,35 +39,17 @@ fn start_from(dir: &Path, data: &Path) -> etcd::Member {
         std::fs::remove_file(data.join("manifest.json")).unwrap();
         (data.to_path_buf(), vec!["--force-new-cluster".to_owned()])
     };
-    let m = etcd::spawn(
-        MemberSpec {
-            name: "r1",
-            data_dir,
-            client_port: cp,
-            peer_port: pp,
-            initial_cluster: format!("r1={peer}"),
-            state: "new",
-            token: "r",
-            tls: None,
-            extra,
-            bin: None,
-        },
-        dir,
-    );
-    etcd::endpoint_wait_healthy(&m.client_url, &[], &m.log);
-    m
+    etcd::start_alone(dir, data_dir, pp, extra)
 }
 
 #[test]
 fn v3_round_trip_over_sftp_restores_the_keys() {
-    let c = Cluster::start(1);
+    let (c, remote, env) = setup(Backend::Sftp);
     for k in 0..10 {
         c.put_v3(0, &format!("k{k}"), &format!("v{k}"));
     }
-    let remote = Remote::sftp(c.path());
-    let env = Env::new(c.path());
     let archive = c.path().join("a.tar.zst");
-    snapshot_to(&c, &archive, "v3");
+    c.snapshot_to(0, "v3", &archive);
     let out = run_ok(env.push(&remote, OLD).arg(&archive));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -122,22 +72,17 @@ fn v3_round_trip_over_sftp_restores_the_keys() {
 
 #[test]
 fn v2_pipeline_round_trip_and_migration_with_fetch_push() {
-    let c = Cluster::start(1);
+    let (c, remote, env) = setup(Backend::Local);
     for k in 0..5 {
         c.put_v2(0, &format!("/old/k{k}"), &format!("v{k}"));
     }
-    let remote = Remote::local(c.path());
-    let env = Env::new(c.path());
     // etcd2-snapshot -o - | etcd2-push -
-    let mut snap = tool("etcd2-snapshot");
-    snap.env("ETCDCTL_ENDPOINTS", c.endpoint(0))
-        .env("ETCD_DATA_DIR", &c.members[0].data_dir)
-        .env("ETCD_BACKUP_DIR", c.path().join("snapwork"))
-        .args(["-o", "-"]);
+    let mut snap = c.snapshot(0);
+    snap.args(["-o", "-"]);
     let mut push = env.push(&remote, OLD);
     push.arg("-");
     pipe_ok(snap, push);
-    assert_eq!(complete(&remote, OLD).len(), 1);
+    assert_eq!(remote.complete(OLD).len(), 1);
 
     // Migration: etcd2-fetch --machine-id OLD -o - | etcd2-push --machine-id NEW -
     let mut fetch = env.fetch(&remote, OLD);
@@ -146,8 +91,8 @@ fn v2_pipeline_round_trip_and_migration_with_fetch_push() {
     push.arg("-");
     pipe_ok(fetch, push);
     assert_eq!(
-        pointer(&remote, NEW)["sha256"],
-        pointer(&remote, OLD)["sha256"]
+        remote.pointer(NEW).expect("LATEST.json").json["sha256"],
+        remote.pointer(OLD).expect("LATEST.json").json["sha256"]
     );
 
     let into = c.path().join("migrated");
@@ -203,13 +148,9 @@ fn assert_fetch_verifies(env: &Env, remote: &Remote, mid: &str, expect_gen: &str
 
 #[test]
 fn sigkill_at_every_step_leaves_a_whole_backup_and_the_next_push_cleans_up() {
-    let c = Cluster::start(1);
+    let (c, remote, env) = setup(Backend::Local);
     c.put_v3(0, "k", "v");
-    let remote = Remote::local(c.path());
-    let env = Env::new(c.path());
-    let archive = c.path().join("a.tar.zst");
-    snapshot_to(&c, &archive, "v3");
-    run_ok(env.push(&remote, OLD).arg(&archive));
+    let archive = env.publish(&c, &remote, OLD).archive;
     run_ok(env.push(&remote, OLD).arg(&archive));
 
     for point in [
@@ -218,17 +159,11 @@ fn sigkill_at_every_step_leaves_a_whole_backup_and_the_next_push_cleans_up() {
         "after-pointer",
         "retention",
     ] {
-        let before = pointer(&remote, OLD)["generation"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let before = remote.latest(OLD).expect("LATEST.json");
         let mut child = push_paused_at(&env, &remote, OLD, &archive, point);
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
-        let now = pointer(&remote, OLD)["generation"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let now = remote.latest(OLD).expect("LATEST.json");
         if point == "after-pointer" || point == "retention" {
             assert_ne!(
                 now, before,
@@ -245,7 +180,7 @@ fn sigkill_at_every_step_leaves_a_whole_backup_and_the_next_push_cleans_up() {
         // The next push succeeds and leaves only complete generations.
         run_ok(env.push(&remote, OLD).args(["--keep", "2"]).arg(&archive));
         let files = remote.generations(OLD);
-        let ids = complete(&remote, OLD);
+        let ids = remote.complete(OLD);
         assert_eq!(ids.len(), 2, "{point}: {files:?}");
         assert_eq!(files.len(), 4, "{point}: orphans left: {files:?}");
     }
@@ -253,7 +188,7 @@ fn sigkill_at_every_step_leaves_a_whole_backup_and_the_next_push_cleans_up() {
 
 #[test]
 fn sigkill_during_upload_and_sftp_server_stopped_mid_upload() {
-    let c = Cluster::start(1);
+    let (c, mut remote, env) = setup(Backend::Sftp);
     // ~6 MB of poorly compressible data, uploaded at 1 MiB/s.
     let f = c.path().join("val");
     let mut seed = 7u64;
@@ -272,15 +207,10 @@ fn sigkill_during_upload_and_sftp_server_stopped_mid_upload() {
             .stdin(std::fs::File::open(&f).unwrap());
         run_ok(&mut put);
     }
-    let mut remote = Remote::sftp(c.path());
-    let env = Env::new(c.path());
-    let archive = c.path().join("a.tar.zst");
-    snapshot_to(&c, &archive, "v3");
-    run_ok(env.push(&remote, OLD).arg(&archive));
-    let first = pointer(&remote, OLD)["generation"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let Published {
+        archive,
+        generation: first,
+    } = env.publish(&c, &remote, OLD);
     let gens = remote.machine_dir(OLD).join("generations");
 
     for stop_server in [false, true] {
@@ -309,7 +239,7 @@ fn sigkill_during_upload_and_sftp_server_stopped_mid_upload() {
             child.kill().unwrap();
             child.wait().unwrap();
         }
-        assert_eq!(pointer(&remote, OLD)["generation"], first.as_str());
+        assert_eq!(remote.latest(OLD).expect("LATEST.json"), first);
         assert_fetch_verifies(&env, &remote, OLD, &first, &format!("stop{stop_server}"));
     }
     run_ok(env.push(&remote, OLD).arg(&archive));
@@ -323,22 +253,18 @@ fn sigkill_during_upload_and_sftp_server_stopped_mid_upload() {
 
 #[test]
 fn corrupt_or_truncated_remote_archive_is_refused_and_dir_untouched() {
-    let c = Cluster::start(1);
+    let (c, remote, env) = setup(Backend::Local);
     for k in 0..50 {
         c.put_v3(0, &format!("key{k}"), &"x".repeat(200));
     }
-    let remote = Remote::local(c.path());
-    let env = Env::new(c.path());
     let archive = c.path().join("a.tar.gz");
     run_ok(
-        tool("etcd2-snapshot")
-            .env("ETCDCTL_ENDPOINTS", c.endpoint(0))
-            .env("ETCD_BACKUP_DIR", c.path().join("snapwork"))
+        c.snapshot(0)
             .args(["--codec", "gzip", "--level", "0", "-o"])
             .arg(&archive),
     );
     run_ok(env.push(&remote, OLD).arg(&archive));
-    let p = pointer(&remote, OLD);
+    let p = remote.pointer(OLD).expect("LATEST.json").json;
     let gen = p["generation"].as_str().unwrap().to_owned();
     let remote_file = remote
         .machine_dir(OLD)
@@ -385,12 +311,10 @@ fn corrupt_or_truncated_remote_archive_is_refused_and_dir_untouched() {
 
 #[test]
 fn retention_keeps_n_and_never_the_pointer_target() {
-    let c = Cluster::start(1);
+    let (c, remote, env) = setup(Backend::Local);
     c.put_v3(0, "k", "v");
-    let remote = Remote::local(c.path());
-    let env = Env::new(c.path());
     let archive = c.path().join("a.tar.zst");
-    snapshot_to(&c, &archive, "v3");
+    c.snapshot_to(0, "v3", &archive);
     for _ in 0..5 {
         let out = run_ok(env.push(&remote, OLD).args(["--keep", "3"]).arg(&archive));
         // The local backend has sha256: the strongest hash is the one compared.
@@ -400,9 +324,9 @@ fn retention_keeps_n_and_never_the_pointer_target() {
             "{err}"
         );
     }
-    let ids = complete(&remote, OLD);
+    let ids = remote.complete(OLD);
     assert_eq!(ids.len(), 3, "{ids:?}");
-    assert_eq!(pointer(&remote, OLD)["generation"], ids[2].as_str());
+    assert_eq!(remote.latest(OLD).expect("LATEST.json"), ids[2]);
 
     // Point LATEST.json at the oldest kept generation by hand (as an
     // operator might after a bad backup): fetch honours it.
@@ -417,23 +341,19 @@ fn retention_keeps_n_and_never_the_pointer_target() {
         .unwrap(),
     )
     .unwrap();
-    let mut p = pointer(&remote, OLD);
+    let mut p = remote.pointer(OLD).expect("LATEST.json").json;
     p["generation"] = oldest.clone().into();
     p["archive"] = side["archive"].clone();
     p["sha256"] = side["sha256"].clone();
     p["size"] = side["size"].clone();
-    std::fs::write(
-        remote.machine_dir(OLD).join("LATEST.json"),
-        serde_json::to_vec(&p).unwrap(),
-    )
-    .unwrap();
+    remote.set_pointer(OLD, &p);
     assert_fetch_verifies(&env, &remote, OLD, &oldest, "pointer");
     // (That retention spares the pointer's target whatever its age is
     // unit-tested on the plan: a push always moves the pointer first.)
     run_ok(env.push(&remote, OLD).args(["--keep", "2"]).arg(&archive));
-    let after = complete(&remote, OLD);
+    let after = remote.complete(OLD);
     assert_eq!(after.len(), 2, "{after:?}");
-    assert_eq!(pointer(&remote, OLD)["generation"], after[1].as_str());
+    assert_eq!(remote.latest(OLD).expect("LATEST.json"), after[1]);
 
     // --list shows them, --json for scripts.
     let out = run_ok(env.fetch(&remote, OLD).args(["--list", "--json"]));
@@ -449,12 +369,10 @@ fn retention_keeps_n_and_never_the_pointer_target() {
 
 #[test]
 fn concurrent_pushes_never_interleave() {
-    let c = Cluster::start(1);
+    let (c, remote, env) = setup(Backend::Local);
     c.put_v3(0, "k", "v");
-    let remote = Remote::local(c.path());
-    let env = Env::new(c.path());
     let archive = c.path().join("a.tar.zst");
-    snapshot_to(&c, &archive, "v3");
+    c.snapshot_to(0, "v3", &archive);
     let mut first = push_paused_at(&env, &remote, OLD, &archive, "before-pointer");
     let out = run(env.push(&remote, OLD).arg(&archive));
     assert_fails_with_code(&out, "etcd2-push", 6, "locked: another etcd2-push");
@@ -471,7 +389,7 @@ fn concurrent_pushes_never_interleave() {
     let out = waiting.wait_with_output().unwrap();
     assert!(out.status.success());
     assert_eq!(
-        complete(&remote, OLD).len(),
+        remote.complete(OLD).len(),
         1 + 1,
         "the killed push's generation is complete but unpublished"
     );
@@ -486,22 +404,18 @@ fn another_members_pointer_is_refused_unless_forced() {
     let remote = Remote::local(a.path());
     let env = Env::new(a.path());
     let (aa, ba) = (a.path().join("a.tar.zst"), b.path().join("b.tar.zst"));
-    snapshot_to(&a, &aa, "v3");
-    snapshot_to(&b, &ba, "v3");
+    a.snapshot_to(0, "v3", &aa);
+    b.snapshot_to(0, "v3", &ba);
     // Both clusters' members are named e1 on this host; make b look cloned
     // from elsewhere by rewriting the pointer's host.
     run_ok(env.push(&remote, OLD).arg(&aa));
-    let mut p = pointer(&remote, OLD);
+    let mut p = remote.pointer(OLD).expect("LATEST.json").json;
     p["host"] = "some-other-host".into();
-    std::fs::write(
-        remote.machine_dir(OLD).join("LATEST.json"),
-        serde_json::to_vec(&p).unwrap(),
-    )
-    .unwrap();
+    remote.set_pointer(OLD, &p);
     let out = run(env.push(&remote, OLD).arg(&ba));
     assert_fails_with_code(&out, "etcd2-push", 7, "share this machine-id");
     assert_eq!(
-        complete(&remote, OLD).len(),
+        remote.complete(OLD).len(),
         1,
         "nothing may be uploaded when refused"
     );
@@ -567,12 +481,10 @@ fn configuration_mistakes_give_one_clear_line() {
 
 #[test]
 fn legacy_backup_written_like_the_original_is_fetched_as_unverified() {
-    let c = Cluster::start(1);
+    let (c, remote, env) = setup(Backend::Local);
     for k in 0..5 {
         c.put_v2(0, &format!("/legacy/k{k}"), &format!("v{k}"));
     }
-    let remote = Remote::local(c.path());
-    let env = Env::new(c.path());
     // What etcd2-backup.service did: etcdctl backup, then rclone copy.
     let b = c.path().join("legacy-backup");
     c.etcdctl_backup(0, &b);
@@ -619,18 +531,14 @@ fn legacy_backup_written_like_the_original_is_fetched_as_unverified() {
     let mut push = env.push(&remote, NEW);
     push.arg("-");
     pipe_ok(fetch, push);
-    assert_eq!(complete(&remote, NEW).len(), 1);
+    assert_eq!(remote.complete(NEW).len(), 1);
 }
 
 #[test]
 fn a_damaged_pointer_does_not_switch_the_owner_check_off() {
-    let c = Cluster::start(1);
+    let (c, remote, env) = setup(Backend::Local);
     c.put_v3(0, "k", "a");
-    let remote = Remote::local(c.path());
-    let env = Env::new(c.path());
-    let archive = c.path().join("a.tar.zst");
-    snapshot_to(&c, &archive, "v3");
-    run_ok(env.push(&remote, OLD).arg(&archive));
+    let archive = env.publish(&c, &remote, OLD).archive;
     // The newest backup is another host's (a cloned machine-id), and
     // LATEST.json got damaged: the sidecar still tells whose backups these are.
     let gens = remote.machine_dir(OLD).join("generations");
@@ -647,7 +555,7 @@ fn a_damaged_pointer_does_not_switch_the_owner_check_off() {
     assert_fails_with_code(&out, "etcd2-push", 7, "share this machine-id");
     // --force publishes, and the pointer is whole again.
     run_ok(env.push(&remote, OLD).arg("--force").arg(&archive));
-    let p = pointer(&remote, OLD);
+    let p = remote.pointer(OLD).expect("LATEST.json").json;
     assert!(p["generation"].is_string());
 }
 
@@ -659,14 +567,9 @@ fn a_damaged_pointer_does_not_switch_the_owner_check_off() {
 #[test]
 fn fetch_list_in_a_shell_reads_the_settings_file_and_the_environment_wins() {
     use std::os::unix::fs::PermissionsExt;
-    let c = Cluster::start(1);
+    let (c, remote, env) = setup(Backend::Local);
     c.put_v3(0, "k", "v");
-    let remote = Remote::local(c.path());
-    let env = Env::new(c.path());
-    let archive = c.path().join("a.tar.zst");
-    snapshot_to(&c, &archive, "v3");
-    run_ok(env.push(&remote, OLD).arg(&archive));
-    let generation = complete(&remote, OLD).pop().expect("one generation");
+    let generation = env.publish(&c, &remote, OLD).generation;
 
     // The settings file as the installer writes it: NAME=value, 0600.
     let file = c.path().join("etcd2-backup.env");
@@ -757,11 +660,8 @@ fn a_remote_defined_by_environment_variables_is_accepted_on_each_rclone() {
     let c = Cluster::start(1);
     c.put_v3(0, "k", "v");
     let archive = c.path().join("a.tar.zst");
-    snapshot_to(&c, &archive, "v3");
-    for (tag, bin) in [
-        ("1.60", harness::require("rclone", "rclone")),
-        ("1.75", harness::rclone::rclone_175()),
-    ] {
+    c.snapshot_to(0, "v3", &archive);
+    for (tag, bin) in harness::rclone::each_version() {
         let base = c.path().join(format!("rclone-{tag}"));
         let remote = Remote::local(&base).using(bin);
         let env = Env::new(&base);

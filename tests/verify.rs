@@ -5,8 +5,8 @@ use std::io::Write;
 use std::path::Path;
 
 use harness::etcd::Cluster;
-use harness::rclone::Remote;
-use harness::{assert_fails_with, names, procs_mentioning, run, run_ok, tool, Env};
+use harness::rclone::{Backend, Remote};
+use harness::{assert_fails_with, names, procs_mentioning, run, run_ok, setup, tool, Env};
 
 const MID: &str = "e0000000000000000000000000000009";
 
@@ -24,17 +24,21 @@ fn leftovers(work: &Path) -> Vec<String> {
         .collect()
 }
 
+fn assert_no_leftovers(env: &Env) {
+    assert!(
+        leftovers(&env.work).is_empty(),
+        "{:?}",
+        leftovers(&env.work)
+    );
+}
+
 #[test]
 fn a_good_generation_verifies_and_leaves_nothing_behind() {
-    let c = Cluster::start(1);
+    let (c, remote, env) = setup(Backend::Local);
     for k in 0..10 {
         c.put_v3(0, &format!("/k{k}"), "v");
     }
-    let remote = Remote::local(c.path());
-    let env = Env::new(c.path());
-    let archive = c.path().join("a.tar.zst");
-    c.snapshot_to(0, "v3", &archive);
-    run_ok(env.push(&remote, MID).arg(&archive));
+    env.publish(&c, &remote, MID);
     let live = harness::names(&c.members[0].data_dir.join("member"));
     let out = run_ok(&mut verify(&env, &remote));
     let line = String::from_utf8_lossy(&out.stdout);
@@ -42,11 +46,7 @@ fn a_good_generation_verifies_and_leaves_nothing_behind() {
         line.starts_with("verified:") && line.contains("revision"),
         "{line}"
     );
-    assert!(
-        leftovers(&env.work).is_empty(),
-        "{:?}",
-        leftovers(&env.work)
-    );
+    assert_no_leftovers(&env);
     assert!(
         procs_mentioning(&env.work.display().to_string()).is_empty(),
         "a temporary etcd is left"
@@ -61,29 +61,14 @@ fn a_good_generation_verifies_and_leaves_nothing_behind() {
 
 #[test]
 fn a_corrupted_generation_fails_verification_in_one_line() {
-    let c = Cluster::start(1);
+    let (c, remote, env) = setup(Backend::Local);
     c.put_v3(0, "/a", "1");
-    let remote = Remote::local(c.path());
-    let env = Env::new(c.path());
-    let archive = c.path().join("a.tar.zst");
-    c.snapshot_to(0, "v3", &archive);
-    run_ok(env.push(&remote, MID).arg(&archive));
-    let gens = remote.machine_dir(MID).join("generations");
-    let stored = names(&gens)
-        .into_iter()
-        .find(|n| n.ends_with(".tar.zst"))
-        .unwrap();
-    let mut bytes = std::fs::read(gens.join(&stored)).unwrap();
-    let mid = bytes.len() / 2;
-    bytes[mid] ^= 0xff;
-    std::fs::write(gens.join(&stored), bytes).unwrap();
+    env.publish(&c, &remote, MID);
+    let archive = remote.pointer(MID).expect("LATEST.json").archive;
+    remote.corrupt(&format!("{MID}/generations/{archive}"));
     let out = run(&mut verify(&env, &remote));
     assert_fails_with(&out, "etcd2-verify", "failed verification");
-    assert!(
-        leftovers(&env.work).is_empty(),
-        "{:?}",
-        leftovers(&env.work)
-    );
+    assert_no_leftovers(&env);
 }
 
 /// A v3 archive whose snapshot.db is not a database, with a manifest and
@@ -131,32 +116,22 @@ fn unrestorable_archive(c: &Cluster, out: &Path) {
 
 #[test]
 fn a_generation_etcd_cannot_start_from_fails_clearly() {
-    let c = Cluster::start(1);
+    let (c, remote, env) = setup(Backend::Local);
     c.put_v3(0, "/a", "1");
-    let remote = Remote::local(c.path());
-    let env = Env::new(c.path());
     let archive = c.path().join("junk.tar.zst");
     unrestorable_archive(&c, &archive);
     run_ok(env.push(&remote, MID).arg(&archive));
     let out = run(&mut verify(&env, &remote));
     assert_fails_with(&out, "etcd2-verify", "does not restore");
-    assert!(
-        leftovers(&env.work).is_empty(),
-        "{:?}",
-        leftovers(&env.work)
-    );
+    assert_no_leftovers(&env);
 }
 
 #[test]
 fn a_verify_killed_mid_way_leaves_no_etcd_and_the_next_run_sweeps_its_scratch() {
     use nix::sys::signal::{kill, Signal};
-    let c = Cluster::start(1);
+    let (c, remote, env) = setup(Backend::Local);
     c.put_v3(0, "/a", "1");
-    let remote = Remote::local(c.path());
-    let env = Env::new(c.path());
-    let archive = c.path().join("a.tar.zst");
-    c.snapshot_to(0, "v3", &archive);
-    run_ok(env.push(&remote, MID).arg(&archive));
+    env.publish(&c, &remote, MID);
     let mut child = harness::spawn_at_fault(&mut verify(&env, &remote), "restore-etcd-started");
     kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
@@ -175,11 +150,7 @@ fn a_verify_killed_mid_way_leaves_no_etcd_and_the_next_run_sweeps_its_scratch() 
         "SIGKILL leaves scratch (the test bites)"
     );
     run_ok(&mut verify(&env, &remote));
-    assert!(
-        leftovers(&env.work).is_empty(),
-        "{:?}",
-        leftovers(&env.work)
-    );
+    assert_no_leftovers(&env);
 }
 
 /// Under systemd (NOTIFY_SOCKET set for the tool), the throwaway etcd must
@@ -187,13 +158,9 @@ fn a_verify_killed_mid_way_leaves_no_etcd_and_the_next_run_sweeps_its_scratch() 
 /// "reception only permitted for main PID" for each of its messages.
 #[test]
 fn the_throwaway_member_does_not_inherit_the_units_notify_socket() {
-    let c = Cluster::start(1);
+    let (c, remote, env) = setup(Backend::Local);
     c.put_v3(0, "/a", "1");
-    let remote = Remote::local(c.path());
-    let env = Env::new(c.path());
-    let archive = c.path().join("a.tar.zst");
-    c.snapshot_to(0, "v3", &archive);
-    run_ok(env.push(&remote, MID).arg(&archive));
+    env.publish(&c, &remote, MID);
     let resume = c.path().join("resume");
     let mut cmd = verify(&env, &remote);
     cmd.env("NOTIFY_SOCKET", c.path().join("no-systemd-here"))
@@ -225,13 +192,9 @@ fn the_throwaway_member_does_not_inherit_the_units_notify_socket() {
 /// reason; --allow-older lets both take the newest complete generation.
 #[test]
 fn verify_refuses_what_fetch_refuses() {
-    let c = Cluster::start(1);
+    let (c, remote, env) = setup(Backend::Local);
     c.put_v3(0, "/k", "v");
-    let remote = Remote::local(c.path());
-    let env = Env::new(c.path());
-    let archive = c.path().join("a.tar.zst");
-    c.snapshot_to(0, "v3", &archive);
-    run_ok(env.push(&remote, MID).arg(&archive));
+    env.publish(&c, &remote, MID);
     remote.write(&format!("{MID}/LATEST.json"), b"{damaged");
     let into = c.path().join("fetched");
     let fetch = run(env.fetch(&remote, MID).arg("--into").arg(&into));

@@ -303,6 +303,34 @@ pub fn spawn(spec: MemberSpec<'_>, log_dir: &Path) -> Member {
     }
 }
 
+/// Member `r1` started alone from restored data (Debian's etcd), a
+/// cluster of its own on `peer_port` (the one the restore was told) and a
+/// free client port, waited for until healthy; its log in `log_dir`.
+pub fn start_alone(
+    log_dir: &Path,
+    data_dir: PathBuf,
+    peer_port: u16,
+    extra: Vec<String>,
+) -> Member {
+    let m = spawn(
+        MemberSpec {
+            name: "r1",
+            data_dir,
+            client_port: super::free_port(),
+            peer_port,
+            initial_cluster: format!("r1=http://127.0.0.1:{peer_port}"),
+            state: "new",
+            token: "r",
+            tls: None,
+            extra,
+            bin: None,
+        },
+        log_dir,
+    );
+    endpoint_wait_healthy(&m.client_url, &[], &m.log);
+    m
+}
+
 /// N real etcd members on loopback, in a temp dir, stopped on drop.
 pub struct Cluster {
     pub dir: tempfile::TempDir,
@@ -473,17 +501,21 @@ impl Cluster {
         c
     }
 
-    /// `etcd2-snapshot --api API -o OUT` of member `i`, required to succeed
-    /// (scratch in the cluster's own dir; its data dir for a v2 backup).
+    /// `etcd2-snapshot` of member `i`, arguments still to add: its
+    /// endpoint, its data dir (for a v2 backup), scratch of its own in the
+    /// cluster's dir.
+    pub fn snapshot(&self, i: usize) -> Command {
+        let mut c = super::tool("etcd2-snapshot");
+        c.env("ETCDCTL_ENDPOINTS", self.endpoint(i))
+            .env("ETCD_DATA_DIR", &self.members[i].data_dir)
+            .env("ETCD_BACKUP_DIR", self.path().join(format!("snapwork{i}")));
+        c
+    }
+
+    /// `etcd2-snapshot --api API -o OUT` of member `i` ([`Cluster::snapshot`]),
+    /// required to succeed.
     pub fn snapshot_to(&self, i: usize, api: &str, out: &Path) {
-        super::run_ok(
-            super::tool("etcd2-snapshot")
-                .env("ETCDCTL_ENDPOINTS", self.endpoint(i))
-                .env("ETCD_DATA_DIR", &self.members[i].data_dir)
-                .env("ETCD_BACKUP_DIR", self.path().join("snapwork"))
-                .args(["--api", api, "-o"])
-                .arg(out),
-        );
+        super::run_ok(self.snapshot(i).args(["--api", api, "-o"]).arg(out));
     }
 
     /// `etcdctl backup` of member `i`'s data dir into `dir`, as the original

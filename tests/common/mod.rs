@@ -311,17 +311,58 @@ impl Env {
     pub fn fetch(&self, remote: &rclone::Remote, mid: &str) -> Command {
         self.with(tool("etcd2-fetch"), remote, mid)
     }
+
+    /// A published backup, the arrange of most remote tests: member 0's v3
+    /// snapshot written to a file in the cluster's dir and pushed to
+    /// `remote` as machine `mid`, both required to succeed.
+    pub fn publish(&self, c: &etcd::Cluster, remote: &rclone::Remote, mid: &str) -> Published {
+        let archive = c.path().join("published.tar.zst");
+        c.snapshot_to(0, "v3", &archive);
+        run_ok(self.push(remote, mid).arg(&archive));
+        let generation = remote
+            .pointer(mid)
+            .expect("a pointer after a push that succeeded")
+            .generation;
+        Published {
+            archive,
+            generation,
+        }
+    }
 }
 
-/// `producer | consumer`, both required to succeed (the shell's pipefail).
-pub fn pipe_ok(mut producer: Command, mut consumer: Command) -> Output {
+/// The arrange most remote tests start from: a one-member cluster, a
+/// remote of `backend` and our environment, all in the cluster's temp dir.
+pub fn setup(backend: rclone::Backend) -> (etcd::Cluster, rclone::Remote, Env) {
+    let c = etcd::Cluster::start(1);
+    let remote = backend.start(c.path());
+    let env = Env::new(c.path());
+    (c, remote, env)
+}
+
+/// What [`Env::publish`] published.
+pub struct Published {
+    /// The archive pushed, still on local disk (to push it again).
+    pub archive: PathBuf,
+    /// Its generation id, which LATEST.json names.
+    pub generation: String,
+}
+
+/// `producer | consumer`: the producer required to succeed, the
+/// consumer's output returned whatever its exit.
+pub fn pipe(mut producer: Command, consumer: &mut Command) -> Output {
     let mut p = producer
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("spawning {producer:?}: {e}"));
     consumer.stdin(p.stdout.take().expect("piped stdout"));
-    let out = run(&mut consumer);
+    let out = run(consumer);
     assert!(p.wait().expect("producer").success(), "{producer:?} failed");
+    out
+}
+
+/// `producer | consumer`, both required to succeed (the shell's pipefail).
+pub fn pipe_ok(producer: Command, mut consumer: Command) -> Output {
+    let out = pipe(producer, &mut consumer);
     assert!(
         out.status.success(),
         "{consumer:?} failed: {}",

@@ -1,17 +1,138 @@
-//! Real rclone remotes with a test-owned rclone.conf: a local remote, and
-//! `rclone serve sftp` on 127.0.0.1 (stoppable mid-test, restartable).
+//! Real rclone remotes with a test-owned rclone.conf: a local remote, rclone
+//! crypt over local, `rclone serve sftp` and `rclone serve webdav` on
+//! 127.0.0.1 (stoppable mid-test, restartable), and S3 (moto on loopback).
+//! [`Backend`] names them and says what differs between them; [`Pointer`]
+//! is a machine's LATEST.json as a test reads it.
 //!
 //! Which rclone: Debian 12's 1.60 from PATH, or the one `ETCD2_TEST_RCLONE`
 //! names (a path, or `1.75` for the sid build scripts/ensure-deps unpacks),
 //! for a whole run; one test picks its own with [`Remote::using`].
 
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use super::{free_port, require, wait_for};
 
+/// The backends operators use, and what a test must know of each: adding
+/// one is one arm in each method here (and its [`Remote`] constructor).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Local,
+    Sftp,
+    Webdav,
+    Crypt,
+    S3,
+}
+
+/// How etcd2-push checks an upload on a backend, as its stderr says it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verification {
+    /// Size and the backend's own hash; `None` where which hash depends on
+    /// the pair of rclones (client and server).
+    Hash(Option<&'static str>),
+    /// The backend reports no hash: the copy downloaded, its sha256 compared.
+    Download,
+}
+
+impl Verification {
+    /// What push's stderr says of a copy checked this way.
+    pub fn says(self) -> String {
+        match self {
+            Verification::Hash(Some(h)) => format!("size and {h}"),
+            Verification::Hash(None) => "size and".into(),
+            Verification::Download => "downloaded and sha256 compared".into(),
+        }
+    }
+}
+
+impl Backend {
+    /// Every backend, in the order the cycle tests run them.
+    pub const ALL: [Backend; 5] = [
+        Backend::Local,
+        Backend::Sftp,
+        Backend::Webdav,
+        Backend::Crypt,
+        Backend::S3,
+    ];
+
+    /// Its name in test messages (rclone's backend type).
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Local => "local",
+            Backend::Sftp => "sftp",
+            Backend::Webdav => "webdav",
+            Backend::Crypt => "crypt",
+            Backend::S3 => "s3",
+        }
+    }
+
+    /// A remote of this backend under `base`, its server (if any) started.
+    pub fn start(self, base: &Path) -> Remote {
+        match self {
+            Backend::Local => Remote::local(base),
+            Backend::Sftp => Remote::sftp(base),
+            Backend::Webdav => Remote::webdav(base),
+            Backend::Crypt => Remote::crypt(base),
+            Backend::S3 => Remote::s3(base),
+        }
+    }
+
+    /// What push verifies an upload by here: local has sha256; the sftp
+    /// server computes one (sha1 with rclone 1.60); WebDAV (`vendor =
+    /// other`), crypt and moto's S3 give none push trusts.
+    pub fn verification(self) -> Verification {
+        match self {
+            Backend::Local => Verification::Hash(Some("sha256")),
+            Backend::Sftp => Verification::Hash(None),
+            Backend::Webdav | Backend::Crypt | Backend::S3 => Verification::Download,
+        }
+    }
+
+    /// Whether the backend authenticates what it stores (crypt): bytes
+    /// changed at rest fail inside rclone, before they reach our sha256.
+    pub fn authenticates(self) -> bool {
+        self == Backend::Crypt
+    }
+
+    /// The rclone flags that make an upload above 5 MiB a multipart one,
+    /// on a backend that has them (S3: 5 MiB chunks, two at a time).
+    pub fn multipart_flags(self) -> Option<&'static str> {
+        (self == Backend::S3).then_some("--s3-chunk-size=5M --s3-upload-concurrency=2")
+    }
+
+    /// Where the bytes of the remote file `rel` rest on local disk, if a
+    /// backend keeps them in a file (crypt: its ciphertext, `.bin` added).
+    fn file_at_rest(self, remote: &Remote, rel: &str) -> Option<PathBuf> {
+        match self {
+            Backend::Local | Backend::Sftp | Backend::Webdav => Some(remote.root.join(rel)),
+            Backend::Crypt => Some(remote.root.join(format!("{rel}.bin"))),
+            // Objects are not files here.
+            Backend::S3 => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One machine's LATEST.json, read through rclone: the fields tests look
+/// at, and the whole document (to look at others, or to rewrite it).
+#[derive(Clone, Debug)]
+pub struct Pointer {
+    pub generation: String,
+    pub archive: String,
+    pub size: u64,
+    pub json: serde_json::Value,
+}
+
 pub struct Remote {
+    /// Which backend this is.
+    pub backend: Backend,
     /// The rclone binary the tools and the test-side inspection run.
     pub bin: PathBuf,
     /// rclone.conf owned by this test.
@@ -65,6 +186,15 @@ pub fn program() -> PathBuf {
     }
 }
 
+/// Each rclone the tools support, tagged: Debian 12's 1.60 (from PATH)
+/// and Debian sid's 1.75 ([`rclone_175`]).
+pub fn each_version() -> [(&'static str, PathBuf); 2] {
+    [
+        ("1.60", require("rclone", "rclone")),
+        ("1.75", rclone_175()),
+    ]
+}
+
 /// `rclone version`'s first line of `bin` (e.g. `rclone v1.60.1-DEV`).
 pub fn version(bin: &Path) -> String {
     let out = Command::new(bin)
@@ -87,6 +217,7 @@ impl Remote {
         let config = base.join("rclone-local.conf");
         std::fs::write(&config, "[backup]\ntype = local\n").expect("rclone.conf");
         Remote {
+            backend: Backend::Local,
             bin,
             config,
             endpoint: format!("backup:{}/etcd", root.display()),
@@ -128,6 +259,7 @@ impl Remote {
         )
         .expect("rclone.conf");
         Remote {
+            backend: Backend::Crypt,
             bin,
             config,
             endpoint: "backup:etcd".into(),
@@ -142,10 +274,7 @@ impl Remote {
     /// `rclone serve sftp` on a free loopback port, with a password and an
     /// openssl-generated host key (so nothing is written under ~/.cache).
     pub fn sftp(base: &Path) -> Remote {
-        let bin = program();
         require("openssl", "openssl");
-        let served = base.join("remote-sftp");
-        std::fs::create_dir_all(&served).expect("served dir");
         let key = base.join("sftp-host-key.pem");
         let st = Command::new("openssl")
             .args(["genpkey", "-algorithm", "ed25519", "-out"])
@@ -154,89 +283,81 @@ impl Remote {
             .status()
             .expect("openssl");
         assert!(st.success(), "openssl genpkey failed");
-        let port = free_port();
-        let pass = "test-password";
         let config = base.join("rclone-sftp.conf");
-        std::fs::write(
-            &config,
-            format!(
-                "[backup]\ntype = sftp\nhost = 127.0.0.1\nport = {port}\nuser = etcd\npass = {}\n",
-                obscure(&bin, pass)
-            ),
+        Remote::served(
+            base,
+            Backend::Sftp,
+            |port, pass| {
+                format!("[backup]\ntype = sftp\nhost = 127.0.0.1\nport = {port}\nuser = etcd\npass = {pass}\n")
+            },
+            &[
+                "--key".into(),
+                key.display().to_string(),
+                "--config".into(),
+                config.display().to_string(),
+            ],
         )
-        .expect("rclone.conf");
-        let serve_cmd = vec![
-            bin.display().to_string(),
-            "serve".into(),
-            "sftp".into(),
-            served.display().to_string(),
-            "--addr".into(),
-            format!("127.0.0.1:{port}"),
-            "--user".into(),
-            "etcd".into(),
-            "--pass".into(),
-            pass.into(),
-            "--key".into(),
-            key.display().to_string(),
-            "--config".into(),
-            config.display().to_string(),
-        ];
-        let mut r = Remote {
-            bin,
-            config,
-            endpoint: "backup:etcd".into(),
-            root: served.join("etcd"),
-            server: None,
-            serve_cmd,
-            addr: format!("127.0.0.1:{port}"),
-            env_remove: vec![],
-        };
-        r.start_server();
-        r
     }
 
     /// `rclone serve webdav` on a free loopback port, reached through an
     /// rclone `webdav` remote with `vendor = other`: no hashes, and `moveto`
     /// over a file of the same size is skipped unless forced (TESTING.md).
     pub fn webdav(base: &Path) -> Remote {
+        Remote::served(
+            base,
+            Backend::Webdav,
+            |port, pass| {
+                format!(
+                    "[backup]\ntype = webdav\nurl = http://127.0.0.1:{port}\nvendor = other\nuser = etcd\npass = {pass}\n"
+                )
+            },
+            &["--config".into(), "/dev/null".into()],
+        )
+    }
+
+    /// `rclone serve KIND` (the backend's name) of a local directory on a
+    /// free loopback port, user `etcd` with a password, started; `conf`
+    /// writes the client's remote from the port and the obscured password,
+    /// `extra` are the server's own flags.
+    fn served(
+        base: &Path,
+        backend: Backend,
+        conf: impl FnOnce(u16, &str) -> String,
+        extra: &[String],
+    ) -> Remote {
         let bin = program();
-        let served = base.join("remote-webdav");
+        let kind = backend.name();
+        let served = base.join(format!("remote-{kind}"));
         std::fs::create_dir_all(&served).expect("served dir");
         let port = free_port();
         let pass = "test-password";
-        let config = base.join("rclone-webdav.conf");
-        std::fs::write(
-            &config,
-            format!(
-                "[backup]\ntype = webdav\nurl = http://127.0.0.1:{port}\nvendor = other\nuser = etcd\npass = {}\n",
-                obscure(&bin, pass)
-            ),
-        )
-        .expect("rclone.conf");
-        let serve_cmd = [
+        let config = base.join(format!("rclone-{kind}.conf"));
+        std::fs::write(&config, conf(port, &obscure(&bin, pass))).expect("rclone.conf");
+        let addr = format!("127.0.0.1:{port}");
+        let mut serve_cmd = [
             &bin.display().to_string(),
             "serve",
-            "webdav",
+            kind,
             &served.display().to_string(),
             "--addr",
-            &format!("127.0.0.1:{port}"),
+            &addr,
             "--user",
             "etcd",
             "--pass",
             pass,
-            "--config",
-            "/dev/null",
         ]
         .map(String::from)
         .to_vec();
+        serve_cmd.extend_from_slice(extra);
         let mut r = Remote {
+            backend,
             bin,
             config,
             endpoint: "backup:etcd".into(),
             root: served.join("etcd"),
             server: None,
             serve_cmd,
-            addr: format!("127.0.0.1:{port}"),
+            addr,
             env_remove: vec![],
         };
         r.start_server();
@@ -269,6 +390,7 @@ impl Remote {
         .map(String::from)
         .to_vec();
         let mut r = Remote {
+            backend: Backend::S3,
             bin,
             config,
             endpoint: "backup:etcd-backups/etcd".into(),
@@ -284,24 +406,10 @@ impl Remote {
         // upload with version id "null", and then refuses rclone's HEAD of
         // `?versionId=null` (400), so a streamed upload (size unknown,
         // always multipart) fails there; real S3 sends no version id.
-        let python = moto.with_file_name("python");
-        let script = format!(
-            "import boto3\n\
-             s = boto3.client('s3', endpoint_url='http://127.0.0.1:{port}', region_name='us-east-1',\n\
-                 aws_access_key_id='AKIDTESTCANARY', aws_secret_access_key='S3SECRETCANARY')\n\
-             s.create_bucket(Bucket='etcd-backups')\n\
+        r.boto3(
+            "s.create_bucket(Bucket='etcd-backups')\n\
              s.put_bucket_versioning(Bucket='etcd-backups',\n\
-                 VersioningConfiguration={{'Status': 'Enabled'}})\n"
-        );
-        let out = Command::new(&python)
-            .args(["-c", &script])
-            .env_remove("AWS_CA_BUNDLE")
-            .output()
-            .expect("running the venv's python for boto3");
-        assert!(
-            out.status.success(),
-            "creating the versioned bucket: {}",
-            String::from_utf8_lossy(&out.stderr)
+                 VersioningConfiguration={'Status': 'Enabled'})\n",
         );
         r
     }
@@ -374,7 +482,6 @@ impl Remote {
 
     /// Replace a remote file's bytes, through rclone.
     pub fn write(&self, rel: &str, bytes: &[u8]) {
-        use std::io::Write;
         let mut c = Command::new(&self.bin);
         c.arg("--config")
             .arg(&self.config)
@@ -451,6 +558,89 @@ impl Remote {
     pub fn generations(&self, machine_id: &str) -> Vec<String> {
         super::names(&self.machine_dir(machine_id).join("generations"))
     }
+
+    /// Machine `mid`'s complete generations (archive and sidecar both
+    /// there), oldest first, listed through rclone (any backend).
+    pub fn complete(&self, mid: &str) -> Vec<String> {
+        let files = self.list(&format!("{mid}/generations"));
+        let mut ids: Vec<String> = files
+            .iter()
+            .filter_map(|f| f.strip_suffix(".json").map(str::to_owned))
+            .filter(|id| {
+                files
+                    .iter()
+                    .any(|f| f.starts_with(id.as_str()) && f.contains(".tar."))
+            })
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    /// Machine `mid`'s LATEST.json, read through rclone (any backend);
+    /// None when there is none. Panics on one that is not a pointer.
+    pub fn pointer(&self, mid: &str) -> Option<Pointer> {
+        let bytes = self.read(&format!("{mid}/LATEST.json"))?;
+        let json: serde_json::Value = serde_json::from_slice(&bytes).expect("LATEST.json is JSON");
+        let field = |k: &str| {
+            json[k]
+                .as_str()
+                .unwrap_or_else(|| panic!("LATEST.json has no {k}: {json}"))
+                .to_owned()
+        };
+        Some(Pointer {
+            generation: field("generation"),
+            archive: field("archive"),
+            size: json["size"]
+                .as_u64()
+                .unwrap_or_else(|| panic!("LATEST.json has no size: {json}")),
+            json,
+        })
+    }
+
+    /// The generation machine `mid`'s LATEST.json names, if it has one.
+    pub fn latest(&self, mid: &str) -> Option<String> {
+        self.pointer(mid).map(|p| p.generation)
+    }
+
+    /// Replace machine `mid`'s LATEST.json with `json`, through rclone.
+    pub fn set_pointer(&self, mid: &str, json: &serde_json::Value) {
+        self.write(
+            &format!("{mid}/LATEST.json"),
+            &serde_json::to_vec_pretty(json).expect("a pointer as JSON"),
+        );
+    }
+
+    /// Corrupt the stored copy of the remote file `rel` at rest, keeping
+    /// its size: one byte in the middle flipped, in the file the backend
+    /// keeps, or rewritten through the server where objects are no files.
+    pub fn corrupt(&self, rel: &str) {
+        match self.backend.file_at_rest(self, rel) {
+            Some(path) => flip_file(&path),
+            None => {
+                let mut bytes = self
+                    .read(rel)
+                    .unwrap_or_else(|| panic!("{rel} is not stored"));
+                let mid = bytes.len() / 2;
+                bytes[mid] ^= 0xff;
+                self.write(rel, &bytes);
+            }
+        }
+    }
+}
+
+/// Flip one byte in the middle of a file: same size, other content.
+fn flip_file(path: &Path) {
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let len = f.metadata().expect("metadata").len();
+    let mut b = [0u8];
+    f.seek(SeekFrom::Start(len / 2)).expect("seek");
+    f.read_exact(&mut b).expect("read");
+    f.seek(SeekFrom::Start(len / 2)).expect("seek");
+    f.write_all(&[b[0] ^ 0xff]).expect("write");
 }
 
 fn obscure(bin: &Path, pass: &str) -> String {
