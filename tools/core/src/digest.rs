@@ -21,6 +21,56 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex(&sha2::Sha256::digest(bytes))
 }
 
+/// A hash a backend may report that we compare with ours, strongest first
+/// in [`HashType::ALL`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HashType {
+    Sha256,
+    Sha1,
+    Md5,
+}
+
+impl HashType {
+    pub const ALL: [HashType; 3] = [HashType::Sha256, HashType::Sha1, HashType::Md5];
+
+    /// As rclone names it.
+    pub const fn name(self) -> &'static str {
+        match self {
+            HashType::Sha256 => "sha256",
+            HashType::Sha1 => "sha1",
+            HashType::Md5 => "md5",
+        }
+    }
+
+    /// The type rclone names `name` (any case), if we compare it.
+    pub fn of(name: &str) -> Option<HashType> {
+        HashType::ALL
+            .into_iter()
+            .find(|t| t.name().eq_ignore_ascii_case(name))
+    }
+}
+
+/// What a backend reports of an upload, as far as we compare it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendHash {
+    /// Not asked (hash every type it may report).
+    Unknown,
+    /// None of ours: the copy is checked otherwise.
+    Nothing,
+    /// This one, the strongest it has.
+    Reports(HashType),
+}
+
+impl BackendHash {
+    /// The type to ask the backend for, when one is known.
+    pub fn only(self) -> Option<HashType> {
+        match self {
+            BackendHash::Reports(t) => Some(t),
+            _ => None,
+        }
+    }
+}
+
 /// What passed through a [`HashingReader`] or [`HashingWriter`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Digests {
@@ -32,13 +82,12 @@ pub struct Digests {
 }
 
 impl Digests {
-    /// Ours for a hash type as rclone names it.
-    pub fn get(&self, algo: &str) -> Option<&str> {
-        match algo {
-            "sha256" => Some(&self.sha256),
-            "sha1" => self.sha1.as_deref(),
-            "md5" => self.md5.as_deref(),
-            _ => None,
+    /// Ours of a hash type, when computed.
+    pub fn get(&self, t: HashType) -> Option<&str> {
+        match t {
+            HashType::Sha256 => Some(&self.sha256),
+            HashType::Sha1 => self.sha1.as_deref(),
+            HashType::Md5 => self.md5.as_deref(),
         }
     }
 }
@@ -63,16 +112,17 @@ impl Hasher {
 
     /// Also sha1 and md5, the hashes rclone backends report.
     pub fn with_backend_hashes() -> Hasher {
-        Hasher::for_backend(None)
+        Hasher::for_backend(BackendHash::Unknown)
     }
 
-    /// Also the hash a backend reports: `Some(algo)` when known (sha256
-    /// needs nothing more; an unknown name neither), `None` for both sha1
-    /// and md5 (the backend is not known).
-    pub fn for_backend(algo: Option<&str>) -> Hasher {
+    /// Also what the backend reports: the one type it reports (sha256
+    /// needs nothing more), none, or sha1 and md5 both where that is not
+    /// known.
+    pub fn for_backend(b: BackendHash) -> Hasher {
+        let wants = |t| matches!(b, BackendHash::Unknown) || b == BackendHash::Reports(t);
         Hasher {
-            sha1: matches!(algo, None | Some("sha1")).then(sha1::Sha1::new),
-            md5: matches!(algo, None | Some("md5")).then(md5::Md5::new),
+            sha1: wants(HashType::Sha1).then(sha1::Sha1::new),
+            md5: wants(HashType::Md5).then(md5::Md5::new),
             ..Hasher::new()
         }
     }
@@ -177,7 +227,7 @@ mod tests {
 
     #[test]
     fn known_digests_in_one_pass() {
-        let only = Hasher::for_backend(Some("sha256"));
+        let only = Hasher::for_backend(BackendHash::Reports(HashType::Sha256));
         let d = {
             let mut h = only;
             h.update(b"abc");
@@ -185,7 +235,7 @@ mod tests {
         };
         assert!(d.sha1.is_none() && d.md5.is_none());
         let d = {
-            let mut h = Hasher::for_backend(Some("md5"));
+            let mut h = Hasher::for_backend(BackendHash::Reports(HashType::Md5));
             h.update(b"abc");
             h.finish()
         };
@@ -200,10 +250,21 @@ mod tests {
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
         assert_eq!(
-            d.get("sha1"),
+            d.get(HashType::Sha1),
             Some("a9993e364706816aba3e25717850c26c9cd0d89d")
         );
-        assert_eq!(d.get("md5"), Some("900150983cd24fb0d6963f7d28e17f72"));
+        assert_eq!(
+            d.get(HashType::Md5),
+            Some("900150983cd24fb0d6963f7d28e17f72")
+        );
+        let none = {
+            let mut h = Hasher::for_backend(BackendHash::Nothing);
+            h.update(b"abc");
+            h.finish()
+        };
+        assert!(none.sha1.is_none() && none.md5.is_none());
+        assert_eq!(HashType::of("MD5"), Some(HashType::Md5));
+        assert_eq!(HashType::of("whirlpool"), None);
         assert_eq!(sha256_hex(b"abc"), d.sha256);
         assert_eq!(Hasher::new().finish().sha1, None);
     }

@@ -303,11 +303,7 @@ impl PushJob {
                     format!("uploading {generation}"),
                     size,
                 ),
-                match compared {
-                    // Not known: every hash a backend may report.
-                    None => Hasher::with_backend_hashes(),
-                    Some(algo) => Hasher::for_backend(Some(algo.unwrap_or("none"))),
-                },
+                Hasher::for_backend(compared),
             ),
             out: upload,
             out_error: None,
@@ -344,9 +340,9 @@ impl PushJob {
             &digests.sha256[..16]
         );
         crate::scratch::fault_point("after-upload");
-        let how =
-            self.repo
-                .verify_upload(&archive_name, &digests, compared.flatten(), self.verify)?;
+        let how = self
+            .repo
+            .verify_upload(&archive_name, &digests, compared.only(), self.verify)?;
         tracing::debug!("remote copy verified ({how})");
         Ok((generation, archive_name, manifest, digests, how))
     }

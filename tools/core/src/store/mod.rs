@@ -17,7 +17,7 @@ use std::path::Path;
 use anyhow::{bail, ensure, Context, Result};
 
 use crate::archive::Manifest;
-use crate::digest::{Digests, Hasher, HashingReader};
+use crate::digest::{BackendHash, Digests, HashType, Hasher, HashingReader};
 use crate::rclone::{join, Rclone};
 
 pub mod format;
@@ -314,9 +314,8 @@ impl Repo {
     }
 
     /// Which hash the backend of the generations directory reports for
-    /// what we upload: `None` not known (hash every type it may report),
-    /// `Some(None)` none at all.
-    pub fn compared_hash(&self) -> Result<Option<Option<&'static str>>> {
+    /// what we upload.
+    pub fn compared_hash(&self) -> Result<BackendHash> {
         self.rclone.compared_hash(&self.layout.generations())
     }
 
@@ -397,7 +396,7 @@ impl Repo {
         &self,
         name: &str,
         ours: &Digests,
-        only: Option<&str>,
+        only: Option<HashType>,
         verify: Verify,
     ) -> Result<String> {
         let dir = self.layout.generations();
@@ -414,14 +413,15 @@ impl Repo {
         );
         let mut how = format!("size {size}");
         let mut checked = false;
-        for algo in ["sha256", "sha1", "md5"] {
-            if let Some(theirs) = e.hashes.get(algo).filter(|h| !h.is_empty()) {
+        for algo in HashType::ALL {
+            if let Some(theirs) = e.hashes.get(algo.name()).filter(|h| !h.is_empty()) {
                 let ours = ours.get(algo).context("internal: hash not computed")?;
                 ensure!(
                     theirs.eq_ignore_ascii_case(ours),
-                    "{remote}: remote {algo} {theirs} differs from the uploaded bytes' {ours}"
+                    "{remote}: remote {} {theirs} differs from the uploaded bytes' {ours}",
+                    algo.name()
                 );
-                how = format!("size and {algo}");
+                how = format!("size and {}", algo.name());
                 checked = true;
                 break;
             }

@@ -1,7 +1,8 @@
 //! The real `rclone` program (any backend, crypt included), driven as a thin
-//! wrapper: each method is one rclone call, bounded, with secrets redacted
-//! from anything shown. It knows nothing of our backup layout (the repo
-//! module does).
+//! facade: each method is one rclone operation, bounded, with secrets
+//! redacted from anything shown, written once per transport (a child per
+//! call in [`child`], the run's `rclone rcd` in [`rc`]) and dispatched once.
+//! It knows nothing of our backup layout ([`crate::store`] does).
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -11,10 +12,13 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
-use serde_json::json;
 
 use crate::cmd::{Captured, Invocation, Program};
+use crate::digest::{BackendHash, HashType};
 use crate::rcd::Session;
+
+mod child;
+mod rc;
 
 /// The most a pointer or sidecar may hold. A sidecar lists every file of a
 /// backup (about 150 bytes each); a v2 backup has tens.
@@ -30,9 +34,13 @@ impl Small {
     pub const TOO_LARGE: &'static str = "is larger than 1 MiB: not a file etcd2-push wrote";
 }
 
-/// The hashes we compare, strongest first; asking for all would make the
-/// local backend compute every type it knows.
-const HASHES: [&str; 3] = ["sha256", "sha1", "md5"];
+/// The names of the hashes we compare, strongest first; asking for all
+/// would make the local backend compute every type it knows.
+const HASHES: [&str; 3] = [
+    HashType::Sha256.name(),
+    HashType::Sha1.name(),
+    HashType::Md5.name(),
+];
 
 /// rclone's words (1.60 and 1.75) for a remote it finds neither in its
 /// config file nor in its environment.
@@ -157,17 +165,17 @@ pub fn parse_rc_stat(mut answer: serde_json::Value) -> serde_json::Result<Option
 
 /// The strongest of the hashes we compare that rcd's `operations/fsinfo`
 /// answer lists under `Hashes` (any case); None when it lists none of them.
-pub fn fsinfo_compared_hash(info: Option<&serde_json::Value>) -> Option<&'static str> {
-    let has: Vec<String> = info
+pub fn fsinfo_compared_hash(info: Option<&serde_json::Value>) -> Option<HashType> {
+    let has: Vec<HashType> = info
         .and_then(|v| {
             v.get("Hashes").and_then(|h| h.as_array()).map(|a| {
                 a.iter()
-                    .filter_map(|x| x.as_str().map(str::to_lowercase))
+                    .filter_map(|x| x.as_str().and_then(HashType::of))
                     .collect()
             })
         })
         .unwrap_or_default();
-    HASHES.into_iter().find(|h| has.iter().any(|x| x == h))
+    HashType::ALL.into_iter().find(|h| has.contains(h))
 }
 
 impl Rclone {
@@ -219,17 +227,13 @@ impl Rclone {
         Ok(Some(s))
     }
 
-    /// One rc call, explained like a child's failure.
-    fn rc(
-        &self,
-        s: &Session,
-        method: &str,
-        params: serde_json::Value,
-        what: &str,
-        long: bool,
-    ) -> Result<Option<serde_json::Value>> {
-        s.call(method, params, what, long)
-            .map_err(|e| self.explain(e))
+    /// The transport of this call: the run's rcd (started now if this is
+    /// the first call), or a child of its own.
+    fn via(&self) -> Result<Box<dyn Transport + '_>> {
+        Ok(match self.session()? {
+            Some(s) => Box::new(rc::Rc::new(self, s)),
+            None => Box::new(child::Child(self)),
+        })
     }
 
     /// One rclone call bounded by --remote-timeout. rclone's own defaults
@@ -321,24 +325,15 @@ impl Rclone {
         };
         let root = format!("{name}:");
         let what = format!("checking rclone remote {name:?} (from RCLONE_ENDPOINT {endpoint})");
-        let made = match self.session()? {
-            Some(s) => self
-                .rc(&s, "operations/fsinfo", json!({"fs": root}), &what, false)
-                .map(drop),
-            None => self
-                .run(self.cmd(&["backend", "features", &root]), &[], || {
-                    what.clone()
-                })
-                .map(drop),
-        };
-        match made {
+        let via = self.via()?;
+        match via.make_root(&root, &what) {
             Ok(()) => Ok(()),
             Err(e) if format!("{e:#}").contains(NOT_IN_CONFIG) => {
                 let cfg = match &self.config {
                     Some(c) => c.display().to_string(),
                     None => "rclone's default config".to_owned(),
                 };
-                let names = self.remote_names()?;
+                let names = via.remote_names()?;
                 bail!(
                     "rclone remote {name:?} (from RCLONE_ENDPOINT {endpoint}) is not defined in \
                      {cfg} nor by RCLONE_CONFIG_{}_TYPE in the environment; defined: {}",
@@ -354,62 +349,10 @@ impl Rclone {
         }
     }
 
-    /// The remotes rclone lists (for a message: see [`Rclone::check_endpoint`]).
-    fn remote_names(&self) -> Result<Vec<String>> {
-        let what = || "listing rclone remotes".to_owned();
-        Ok(match self.session()? {
-            Some(s) => self
-                .rc(&s, "config/listremotes", json!({}), &what(), false)?
-                .and_then(|v| {
-                    v.get("remotes").and_then(|r| r.as_array()).map(|a| {
-                        a.iter()
-                            .filter_map(|x| x.as_str().map(str::to_owned))
-                            .collect()
-                    })
-                })
-                .unwrap_or_default(),
-            None => {
-                let (_, out) = self.run(self.cmd(&["listremotes"]), &[], what)?;
-                out.stdout
-                    .lines()
-                    .map(|l| l.trim_end_matches(':').to_owned())
-                    .collect()
-            }
-        })
-    }
-
     /// A small remote file (a pointer or sidecar), reading at most
     /// [`SMALL_FILE_MAX`] bytes of it: a larger one is not one we wrote.
     pub fn cat_small(&self, path: &str) -> Result<Small> {
-        if let Some(s) = self.session()?.filter(|_| crate::rcd::servable(path)) {
-            let Some(stream) = s.open(path, false).map_err(|e| self.explain(e))? else {
-                return Ok(Small::Missing);
-            };
-            let mut bytes = Vec::new();
-            stream
-                .take(SMALL_FILE_MAX + 1)
-                .read_to_end(&mut bytes)
-                .map_err(|e| {
-                    self.explain(anyhow::Error::new(e).context(format!("reading {path}")))
-                })?;
-            return Ok(if bytes.len() as u64 > SMALL_FILE_MAX {
-                Small::TooLarge
-            } else {
-                Small::Bytes(bytes)
-            });
-        }
-        let count = (SMALL_FILE_MAX + 1).to_string();
-        let inv = self.cmd(&["cat", "--count", &count, path]);
-        let (code, out) = self.run(inv, NOT_FOUND, || format!("reading {path}"))?;
-        if code != 0 {
-            return Ok(Small::Missing);
-        }
-        let bytes = out.stdout.into_bytes();
-        Ok(if bytes.len() as u64 > SMALL_FILE_MAX {
-            Small::TooLarge
-        } else {
-            Small::Bytes(bytes)
-        })
+        self.via()?.cat_small(path)
     }
 
     /// The whole content of a small remote file; None when it does not
@@ -424,143 +367,48 @@ impl Rclone {
 
     /// List a remote directory; None when it does not exist.
     pub fn list(&self, dir: &str, hashes: bool) -> Result<Option<Vec<Entry>>> {
-        if let Some(s) = self.session()? {
-            let mut opt = json!({});
-            if hashes {
-                opt = json!({"showHash": true, "hashTypes": HASHES});
-            }
-            let params = json!({"fs": dir, "remote": "", "opt": opt});
-            let what = format!("listing {dir}");
-            return match self.rc(&s, "operations/list", params, &what, hashes)? {
-                None => Ok(None),
-                Some(v) => parse_rc_list(v)
-                    .map(Some)
-                    .with_context(|| format!("{what}: parsing rclone's listing")),
-            };
-        }
-        let mut args = vec!["lsjson", dir];
-        if hashes {
-            args.push("--hash");
-        }
-        let (code, out) = self.run(self.cmd(&args), NOT_FOUND, || format!("listing {dir}"))?;
-        if code != 0 {
-            return Ok(None);
-        }
-        parse_lsjson(&out.stdout).map(Some)
+        self.via()?.list(dir, hashes)
     }
 
     /// The strongest of the hashes we compare (sha256, sha1, md5) that the
-    /// backend of `dir` reports: `Some(None)` when it reports none of them,
-    /// `None` when that is not known (without [`Rclone::one_process`]).
-    pub fn compared_hash(&self, dir: &str) -> Result<Option<Option<&'static str>>> {
-        let Some(s) = self.session()? else {
-            return Ok(None);
-        };
-        let what = format!("asking rclone which hashes {dir} has");
-        let info = self.rc(&s, "operations/fsinfo", json!({"fs": dir}), &what, false)?;
-        Ok(Some(fsinfo_compared_hash(info.as_ref())))
+    /// backend of `dir` reports, or that it reports none; unknown where a
+    /// child per call does not ask.
+    pub fn compared_hash(&self, dir: &str) -> Result<BackendHash> {
+        self.via()?.compared_hash(dir)
     }
 
     /// One file's size and the hashes the backend knows (only `only`, when
     /// given: computing one costs a read of the file on some backends);
     /// None when missing.
-    pub fn stat(&self, dir: &str, name: &str, only: Option<&str>) -> Result<Option<Entry>> {
-        let path = join(dir, name);
+    pub fn stat(&self, dir: &str, name: &str, only: Option<HashType>) -> Result<Option<Entry>> {
         let types: Vec<&str> = match only {
-            Some(h) => vec![h],
+            Some(h) => vec![h.name()],
             None => HASHES.to_vec(),
         };
-        if let Some(s) = self.session()? {
-            let params = json!({"fs": dir, "remote": name,
-                "opt": {"showHash": true, "hashTypes": types, "filesOnly": true}});
-            let what = format!("checking {path}");
-            // Hashing a large file is a transfer's worth of reading.
-            return match self.rc(&s, "operations/stat", params, &what, true)? {
-                None => Ok(None),
-                Some(v) => {
-                    parse_rc_stat(v).with_context(|| format!("{what}: parsing rclone's answer"))
-                }
-            };
-        }
-        // Only the hashes we compare: a bare --hash makes the local backend
-        // compute every type it knows (whirlpool, crc32, quickxor, ...),
-        // reading the archive once per type: 3.9 s instead of 0.6 s for a
-        // 120 MB archive. Hashing a large file is a transfer's worth of
-        // reading on some backends: the transfer bound applies.
-        let mut args = vec!["lsjson"];
-        for t in &types {
-            args.extend(["--hash-type", t]);
-        }
-        args.extend(["--files-only", &path]);
-        let inv = self
-            .cmd(&args)
-            .bounded(self.bounds.transfer, "--transfer-timeout");
-        let (code, out) = self.run(inv, NOT_FOUND, || format!("checking {path}"))?;
-        if code != 0 {
-            return Ok(None);
-        }
-        Ok(parse_lsjson(&out.stdout)?
-            .into_iter()
-            .find(|e| e.name == name && !e.is_dir))
+        self.via()?.stat(dir, name, &types)
     }
 
     /// Write small bytes to a remote file.
     pub fn put_bytes(&self, remote: &str, bytes: &[u8]) -> Result<()> {
-        if let Some(s) = self.session()? {
-            let mut up = s.upload(remote)?;
-            std::io::Write::write_all(&mut up, bytes).map_err(|e| {
-                self.explain(anyhow::Error::new(e).context(format!("writing {remote}")))
-            })?;
-            return up
-                .finish()
-                .map_err(|e| self.explain(e.context(format!("writing {remote}"))));
-        }
-        let inv = self.cmd(&["rcat", remote]).stdin_bytes(bytes.to_vec());
-        self.run(inv, &[], || format!("writing {remote}"))?;
-        Ok(())
+        self.via()?.put_bytes(remote, bytes)
     }
 
     /// Move `src` over `dst`, unconditionally. rclone skips a move whose
     /// destination has the same size (and, where known, time) and deletes the
     /// source all the same: on WebDAV (vendor other) a rewritten pointer kept
-    /// its old content. `--ignore-times` makes it transfer every time; the
+    /// its old content. Every transport makes it transfer every time; the
     /// caller reads the result back by content.
     pub fn replace(&self, src: &str, dst: &str) -> Result<()> {
-        if let Some(s) = self.session()? {
-            let (sf, sr) = crate::rcd::split(src);
-            let (df, dr) = crate::rcd::split(dst);
-            let params = json!({"srcFs": sf, "srcRemote": sr, "dstFs": df, "dstRemote": dr,
-                "_config": {"IgnoreTimes": true}});
-            let what = format!("moving {src} to {dst}");
-            return match self.rc(&s, "operations/movefile", params, &what, false)? {
-                Some(_) => Ok(()),
-                None => bail!("{what}: {src} not found"),
-            };
-        }
-        let inv = self.cmd(&["moveto", "--ignore-times", src, dst]);
-        self.run(inv, &[], || format!("moving {src} to {dst}"))?;
-        Ok(())
+        self.via()?.replace(src, dst)
     }
 
-    /// Start `rclone rcat` into `remote`, fed through the returned writer;
+    /// Start uploading into `remote`, fed through the returned writer;
     /// `size` must be the exact number of bytes that will be written (rclone
     /// then uploads as it would a file of that size: one PUT or multipart on
     /// object stores, no spooling on its side). Bounded by the transfer
-    /// timeout; dropping the writer unfinished kills rclone.
+    /// timeout; dropping the writer unfinished aborts the upload mid-body.
     pub fn rcat(&self, remote: &str, size: Option<u64>) -> Result<Uploader> {
-        if let Some(s) = self.session()? {
-            return s.upload(remote).map(Uploader::Rc);
-        }
-        let size = size.map(|n| n.to_string());
-        let mut args = vec!["rcat"];
-        if let Some(n) = &size {
-            args.extend(["--size", n]);
-        }
-        args.push(remote);
-        self.transfer(&args)
-            .spawn_writer()
-            .map(Uploader::Child)
-            .with_context(|| format!("uploading to {remote}"))
+        self.via()?.rcat(remote, size)
     }
 
     /// Abort what is left of an upload to `path` that did not end (its
@@ -621,86 +469,65 @@ impl Rclone {
         opts: &[(&str, &str)],
     ) -> Result<Option<serde_json::Value>> {
         let what = format!("rclone backend {command} {root}");
-        let answer = match self.session()? {
-            Some(s) => {
-                let opt: serde_json::Map<String, serde_json::Value> = opts
-                    .iter()
-                    .map(|(k, v)| ((*k).to_owned(), json!(v)))
-                    .collect();
-                let params = json!({"command": command, "fs": root, "opt": opt});
-                self.rc(&s, "backend/command", params, &what, false)
-                    .map(|v| v.map(rc_result))
-            }
-            None => {
-                let mut args = vec!["backend", command, root];
-                let kv: Vec<String> = opts.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                for o in &kv {
-                    args.extend(["-o", o]);
-                }
-                self.run(self.cmd(&args), &[], || what.clone())
-                    .and_then(|(_, out)| {
-                        Ok(Some(if out.stdout.trim().is_empty() {
-                            serde_json::Value::Null
-                        } else {
-                            serde_json::from_str(&out.stdout)
-                                .with_context(|| format!("{what}: parsing rclone's answer"))?
-                        }))
-                    })
-            }
-        };
-        match answer {
+        match self.via()?.backend_command(command, root, opts, &what) {
             Err(e) if format!("{e:#}").contains(NO_COMMAND) => Ok(None),
-            other => other,
+            other => other.map(Some),
         }
     }
 
     /// Delete one file; a file already gone is not an error.
     pub fn delete(&self, path: &str) -> Result<()> {
-        if let Some(s) = self.session()? {
-            let (fs, remote) = crate::rcd::split(path);
-            let params = json!({"fs": fs, "remote": remote});
-            self.rc(
-                &s,
-                "operations/deletefile",
-                params,
-                &format!("deleting {path}"),
-                false,
-            )?;
-            return Ok(());
-        }
-        self.run(self.cmd(&["deletefile", path]), NOT_FOUND, || {
-            format!("deleting {path}")
-        })?;
-        Ok(())
+        self.via()?.delete(path)
     }
 
     /// Copy a remote directory tree to a local directory.
     pub fn copy_dir(&self, remote: &str, local: &Path) -> Result<()> {
-        let l = local.to_string_lossy();
-        if let Some(s) = self.session()? {
-            let what = format!("downloading {remote}");
-            let params = json!({"srcFs": remote, "dstFs": l});
-            return match self.rc(&s, "sync/copy", params, &what, true)? {
-                Some(_) => Ok(()),
-                None => bail!("{what}: directory not found"),
-            };
-        }
-        let inv = self
-            .cmd(&["copy", remote, &l])
-            .bounded(self.bounds.transfer, "--transfer-timeout");
-        self.run(inv, &[], || format!("downloading {remote}"))?;
-        Ok(())
+        self.via()?.copy_dir(remote, &local.to_string_lossy())
     }
 
     /// A remote file as a byte stream, bounded by the transfer timeout.
     pub fn stream_file(&self, remote: &str) -> Result<Box<dyn Read + Send>> {
-        if let Some(s) = self.session()?.filter(|_| crate::rcd::servable(remote)) {
-            return match s.open(remote, true).map_err(|e| self.explain(e))? {
-                Some(d) => Ok(Box::new(d)),
-                None => bail!("{remote} not found"),
-            };
-        }
-        Ok(Box::new(self.transfer(&["cat", remote]).stream()?))
+        self.via()?.stream_file(remote)
+    }
+}
+
+/// How calls reach rclone: a child process per call ([`child`]), or the
+/// run's one `rclone rcd` ([`rc`]). Each operation is written once per
+/// transport, and [`Rclone`] dispatches each call once.
+trait Transport {
+    /// Make (not list) the remote's root `root`: the remote is defined.
+    fn make_root(&self, root: &str, what: &str) -> Result<()>;
+    /// The remotes rclone lists (for a message: see [`Rclone::check_endpoint`]).
+    fn remote_names(&self) -> Result<Vec<String>>;
+    fn cat_small(&self, path: &str) -> Result<Small>;
+    fn list(&self, dir: &str, hashes: bool) -> Result<Option<Vec<Entry>>>;
+    fn compared_hash(&self, dir: &str) -> Result<BackendHash>;
+    /// `dir`/`name` with the hashes of `types` only.
+    fn stat(&self, dir: &str, name: &str, types: &[&str]) -> Result<Option<Entry>>;
+    fn put_bytes(&self, remote: &str, bytes: &[u8]) -> Result<()>;
+    fn replace(&self, src: &str, dst: &str) -> Result<()>;
+    fn rcat(&self, remote: &str, size: Option<u64>) -> Result<Uploader>;
+    /// The command's result (null when it printed nothing); "command not
+    /// found" is an error here, which [`Rclone`] reads.
+    fn backend_command(
+        &self,
+        command: &str,
+        root: &str,
+        opts: &[(&str, &str)],
+        what: &str,
+    ) -> Result<serde_json::Value>;
+    fn delete(&self, path: &str) -> Result<()>;
+    fn copy_dir(&self, remote: &str, local: &str) -> Result<()>;
+    fn stream_file(&self, remote: &str) -> Result<Box<dyn Read + Send>>;
+}
+
+/// What reading a small file found, from its first bytes (at most one more
+/// than [`SMALL_FILE_MAX`]).
+fn small(bytes: Vec<u8>) -> Small {
+    if bytes.len() as u64 > SMALL_FILE_MAX {
+        Small::TooLarge
+    } else {
+        Small::Bytes(bytes)
     }
 }
 
@@ -816,9 +643,9 @@ mod tests {
         let info =
             serde_json::from_str(r#"{"Hashes":["md5","sha1","whirlpool","crc32","sha256"]}"#)
                 .unwrap();
-        assert_eq!(fsinfo_compared_hash(Some(&info)), Some("sha256"));
+        assert_eq!(fsinfo_compared_hash(Some(&info)), Some(HashType::Sha256));
         let info = serde_json::from_str(r#"{"Hashes":["MD5"]}"#).unwrap();
-        assert_eq!(fsinfo_compared_hash(Some(&info)), Some("md5"));
+        assert_eq!(fsinfo_compared_hash(Some(&info)), Some(HashType::Md5));
         assert_eq!(fsinfo_compared_hash(None), None);
     }
 
