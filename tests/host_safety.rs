@@ -585,18 +585,28 @@ fn an_endpoint_that_is_neither_a_remote_nor_an_absolute_path_is_refused() {
 
 #[test]
 fn a_download_that_times_out_is_not_called_a_failed_verification() {
+    use std::io::Read;
     let c = Cluster::start(1);
-    c.put_v3(0, "/a", "1");
+    // Hard to compress: about 130 KB of archive, 13 s at 10 KiB/s.
+    let mut rnd = std::fs::File::open("/dev/urandom").unwrap();
+    for k in 0..8 {
+        let mut b = vec![0u8; 16 << 10];
+        rnd.read_exact(&mut b).unwrap();
+        let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+        c.put_v3(0, &format!("/big{k}"), &hex);
+    }
     let remote = harness::rclone::Remote::local(c.path());
     let env = harness::Env::new(c.path());
     let archive = c.path().join("a.tar.zst");
     c.snapshot_to(0, "v3", &archive);
     run_ok(env.push(&remote, MID).arg(&archive));
-    // rclone cat of the archive hangs; everything else is real rclone.
-    let wrapper = c.path().join("rclone-hangs-on-cat");
+    // The archive's download crawls (rclone's own --bwlimit, through the
+    // run's rcd) or hangs (an `rclone cat` child); everything else is
+    // real rclone.
+    let wrapper = c.path().join("rclone-slow-download");
     std::fs::write(
         &wrapper,
-        "#!/bin/sh\ncase \" $* \" in *' cat '*.tar.*) exec sleep 30;; esac\nexec rclone \"$@\"\n",
+        "#!/bin/sh\ncase \" $* \" in *' cat '*.tar.*) exec sleep 30;; *' rcd '*) exec rclone \"$@\" --bwlimit 10k;; esac\nexec rclone \"$@\"\n",
     )
     .unwrap();
     std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();

@@ -692,3 +692,52 @@ fn a_remote_defined_by_environment_variables_is_accepted_on_each_rclone() {
         assert!(line.contains("is not defined"), "rclone {tag}: {line}");
     }
 }
+
+/// A fetch of a published backup starts one rclone process, and so do
+/// `--list` and `--check`: every call of the run goes to one `rclone rcd`
+/// (counted by a wrapper that logs each start of rclone).
+#[test]
+fn a_fetch_list_and_check_each_start_one_rclone_process() {
+    use std::os::unix::fs::PermissionsExt;
+    let (c, remote, env) = setup(Backend::Sftp);
+    env.publish(&c, &remote, NEW);
+    let starts = c.path().join("rclone-starts");
+    let wrapper = c.path().join("rclone-counted");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\necho \"$*\" >> '{}'\nexec '{}' \"$@\"\n",
+            starts.display(),
+            remote.bin.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let counted = |args: &[&str]| -> Vec<String> {
+        let _ = std::fs::remove_file(&starts);
+        let mut cmd = env.fetch(&remote, NEW);
+        cmd.env("ETCD2_BACKUP_RCLONE", &wrapper).args(args);
+        run_ok(&mut cmd);
+        std::fs::read_to_string(&starts)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    };
+    let into = c.path().join("fetched");
+    let into_arg = into.display().to_string();
+    for args in [
+        vec!["--into", into_arg.as_str()],
+        vec!["--list"],
+        vec!["--check"],
+    ] {
+        let started = counted(&args);
+        assert_eq!(
+            started.len(),
+            1,
+            "etcd2-fetch {args:?} started rclone {} times: {started:#?}",
+            started.len()
+        );
+    }
+    assert!(into.join("manifest.json").is_file());
+}

@@ -407,9 +407,13 @@ impl RemoteArgs {
     }
 
     /// The repository these flags name: this machine's backups under the
-    /// endpoint, through the rclone they configure.
+    /// endpoint, through the rclone they configure, every call of the run
+    /// going to one `rclone rcd` ([`crate::rclone::Rclone::one_process`]).
     pub fn repo(&self) -> Result<crate::store::Repo> {
-        Ok(crate::store::Repo::new(self.rclone()?, self.layout()?))
+        Ok(crate::store::Repo::new(
+            self.rclone()?.one_process(),
+            self.layout()?,
+        ))
     }
 
     pub fn layout(&self) -> Result<crate::store::Layout> {

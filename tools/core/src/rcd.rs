@@ -155,6 +155,10 @@ impl Session {
             .arg("--rc-serve")
             .env("RCLONE_RC_USER", &user)
             .env("RCLONE_RC_PASS", &pass)
+            // rclone rcd tells systemd it is ready where it finds a notify
+            // socket: it would speak for our unit, and it exits where the
+            // socket is not there (seen under etcd2-verify's test).
+            .env_remove_prefix("NOTIFY_SOCKET")
             .daemon()?;
         let addr = daemon.wait_for(bounds.connect + START, "where it listens", |line| {
             let rest = &line[line.find(LISTENING)? + LISTENING.len()..];
@@ -281,6 +285,9 @@ impl Session {
         tracing::debug!("rclone rc serve {}", redact(path));
         let what = format!("reading {}", redact(path));
         let started = Instant::now();
+        // Before the request: rclone may log why it fails the body before
+        // the answer's headers reach us.
+        let log = (self.daemon.tail_handle(), self.daemon.tail_handle().mark());
         let resp = match self.agent.get(&url).set("Authorization", &self.auth).call() {
             Ok(r) => r,
             Err(ureq::Error::Status(code, resp)) => return refusal(&what, code, resp),
@@ -298,6 +305,7 @@ impl Session {
             }
         };
         Ok(Some(Download {
+            log,
             inner: resp.into_reader(),
             deadline: started + bound,
             bound: (bound, flag),
@@ -491,6 +499,10 @@ impl Write for Upload {
 
 /// A remote file's bytes from rcd, bounded in total and per read.
 pub struct Download {
+    /// rclone's log, and where it stood when the download began: rclone
+    /// says why it cut a body short (crypt: "failed to authenticate
+    /// decrypted block") only there.
+    log: (crate::cmd::Tail, u64),
     inner: Box<dyn Read + Send + Sync + 'static>,
     deadline: Instant,
     bound: (Duration, &'static str),
@@ -519,7 +531,15 @@ impl Read for Download {
                     human_duration(self.stall)
                 )
             } else {
-                format!("{}: {}", self.what, redact(&one_line(&e.to_string())))
+                // rclone logs its reason as it ends the body: a moment
+                // (bounded) for that line to reach us.
+                self.log.0.wait_since(self.log.1, Duration::from_secs(1));
+                format!(
+                    "{}: {}{}",
+                    self.what,
+                    redact(&one_line(&e.to_string())),
+                    self.log.0.since(self.log.1)
+                )
             };
             io::Error::other(ChildFailure(why))
         })

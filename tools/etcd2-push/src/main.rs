@@ -18,10 +18,7 @@ fn main() -> ExitCode {
         let pushed = (|| {
             let job = PushJob {
                 input: cli.archive,
-                repo: etcd2_backup::store::Repo::new(
-                    cli.remote.rclone()?.one_process(),
-                    cli.remote.layout()?,
-                ),
+                repo: cli.remote.repo()?,
                 keep: cli.keep as usize,
                 verify: cli.verify,
                 force: cli.force,

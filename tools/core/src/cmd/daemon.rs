@@ -13,9 +13,67 @@ use super::{format_tail, guard_children, human_duration, redact, Invocation};
 pub struct Daemon {
     handle: std::sync::Arc<duct::ReaderHandle>,
     lines: std::sync::Mutex<std::sync::mpsc::Receiver<String>>,
-    tail: std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<String>>>,
+    tail: Tail,
     display: String,
     _running: Vec<crate::scratch::ChildGuard>,
+}
+
+/// How many of a daemon's last lines are kept for errors.
+const TAIL_LINES: usize = 8;
+
+/// A daemon's last lines (redacted), shared with what outlives a borrow of
+/// it (a download's error names what rclone logged meanwhile).
+#[derive(Clone, Default)]
+pub struct Tail(std::sync::Arc<std::sync::Mutex<TailBuf>>);
+
+#[derive(Default)]
+struct TailBuf {
+    lines: std::collections::VecDeque<String>,
+    /// Lines seen in all, so that a mark can tell the newer ones.
+    seen: u64,
+}
+
+impl Tail {
+    fn push(&self, line: String) {
+        if let Ok(mut t) = self.0.lock() {
+            if t.lines.len() >= TAIL_LINES {
+                t.lines.pop_front();
+            }
+            t.lines.push_back(line);
+            t.seen += 1;
+        }
+    }
+
+    /// Where the output stands now, for [`Tail::since`].
+    pub fn mark(&self) -> u64 {
+        self.0.lock().map(|t| t.seen).unwrap_or_default()
+    }
+
+    /// Wait until a line came after `mark`, at most `timeout`.
+    pub fn wait_since(&self, mark: u64, timeout: Duration) {
+        let deadline = std::time::Instant::now() + timeout;
+        while self.mark() == mark && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The kept lines printed after `mark`, formatted for an error (empty
+    /// when there are none).
+    pub fn since(&self, mark: u64) -> String {
+        let lines: Vec<String> = self
+            .0
+            .lock()
+            .map(|t| {
+                let newer = t.seen.saturating_sub(mark).min(t.lines.len() as u64) as usize;
+                t.lines
+                    .iter()
+                    .skip(t.lines.len() - newer)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        format_tail(&lines.join("\n"), "")
+    }
 }
 
 impl Invocation {
@@ -31,19 +89,14 @@ impl Invocation {
         );
         let running = guard_children(handle.pids());
         let (tx, rx) = std::sync::mpsc::channel();
-        let tail = std::sync::Arc::new(std::sync::Mutex::new(std::collections::VecDeque::new()));
-        let (h, t) = (std::sync::Arc::clone(&handle), std::sync::Arc::clone(&tail));
+        let tail = Tail::default();
+        let (h, t) = (std::sync::Arc::clone(&handle), tail.clone());
         std::thread::spawn(move || {
             for line in io::BufReader::new(&*h).lines() {
                 let Ok(line) = line else { return };
                 let line = redact(&line).into_owned();
                 tracing::trace!("rclone: {line}");
-                if let Ok(mut t) = t.lock() {
-                    if t.len() >= 8 {
-                        t.pop_front();
-                    }
-                    t.push_back(line.clone());
-                }
+                t.push(line.clone());
                 let _ = tx.send(line); // nobody may be waiting any more
             }
         });
@@ -95,12 +148,12 @@ impl Daemon {
 
     /// The last lines the child printed (redacted), formatted for an error.
     pub fn tail(&self) -> String {
-        let lines: Vec<String> = self
-            .tail
-            .lock()
-            .map(|t| t.iter().cloned().collect())
-            .unwrap_or_default();
-        format_tail(&lines.join("\n"), "")
+        self.tail.since(0)
+    }
+
+    /// Its last lines, shared.
+    pub fn tail_handle(&self) -> Tail {
+        self.tail.clone()
     }
 
     pub fn display(&self) -> &str {
@@ -198,6 +251,26 @@ impl Logged {
 mod tests {
     use crate::cmd::Program;
     use std::time::{Duration, Instant};
+
+    /// An error names what the daemon said after its mark, not before.
+    #[test]
+    fn a_tail_since_a_mark_holds_only_the_newer_lines() {
+        let t = super::Tail::default();
+        t.push("NOTICE: Serving remote control".into());
+        let mark = t.mark();
+        assert_eq!(t.since(mark), "");
+        t.push("ERROR : x.bin: failed to authenticate decrypted block".into());
+        assert_eq!(
+            t.since(mark),
+            ": ERROR : x.bin: failed to authenticate decrypted block"
+        );
+        for k in 0..20 {
+            t.push(format!("line {k}"));
+        }
+        // At most the kept lines, the newest last.
+        assert!(t.since(mark).ends_with("line 19"), "{}", t.since(mark));
+        assert!(!t.since(mark).contains("authenticate"));
+    }
 
     #[test]
     fn a_logged_child_logs_gets_the_scrubbed_environment_and_is_reaped() {

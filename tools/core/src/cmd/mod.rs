@@ -21,7 +21,7 @@ pub use crate::redact::redact;
 pub mod daemon;
 pub mod watch;
 
-pub use daemon::{Daemon, Logged};
+pub use daemon::{Daemon, Logged, Tail};
 pub use watch::{ChildWriter, StreamReader};
 
 /// An external program resolved once, at start-up, to an absolute path.
