@@ -19,8 +19,11 @@ fn check_listing(entries: &[rclone::Entry]) {
     for id in l.complete() {
         assert!(l.archives.contains_key(&id) && l.sidecars.contains(&id));
     }
+    // A listed name joins below its directory and stays there.
+    let dir = rclone::RemotePath::root(&rclone::Endpoint::parse("r:gen").unwrap());
     for e in entries {
-        let _ = rcd::split(&rclone::join("r:gen", &e.name));
+        let p = dir.join(&e.name);
+        assert_eq!(p.fs(), "r:gen");
     }
 }
 

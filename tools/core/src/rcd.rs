@@ -86,27 +86,12 @@ fn encode(s: &str, keep_slash: bool) -> String {
     out
 }
 
-/// `remote:dir/name` as rclone's (fs, remote) pair: `remote:dir`, `name`.
-pub fn split(path: &str) -> (String, String) {
-    if let Some((dir, name)) = path.rsplit_once('/') {
-        if !dir.is_empty() && !dir.ends_with(':') {
-            return (dir.to_owned(), name.to_owned());
-        }
-        // `remote:/x` or `/x`: keep the slash with the fs.
-        return (format!("{dir}/"), name.to_owned());
-    }
-    match path.split_once(':') {
-        Some((fs, name)) => (format!("{fs}:"), name.to_owned()),
-        None => (".".to_owned(), path.to_owned()),
-    }
-}
-
-/// Whether `--rc-serve` can read `path`: Go's HTTP router cleans `//`
-/// out of a URL path (and redirects), so a connection string holding one
-/// (`endpoint='http://…'`) cannot be named there. Those reads go through
-/// an `rclone cat` child instead.
-pub fn servable(path: &str) -> bool {
-    !split(path).0.contains("//")
+/// Whether `--rc-serve` can read below the root `fs`: Go's HTTP router
+/// cleans `//` out of a URL path (and redirects), so a connection string
+/// holding one (`endpoint='http://…'`) cannot be named there. Those reads
+/// go through an `rclone cat` child instead.
+pub fn servable(fs: &str) -> bool {
+    !fs.contains("//")
 }
 
 /// The error text of an rcd reply (`{"error": ..., "status": ...}`); the
@@ -269,21 +254,21 @@ impl Session {
     /// A remote file as a stream (`--rc-serve`); `None` when missing.
     /// `transfer`: an archive, bounded by the transfer and stall bounds;
     /// otherwise a small file, bounded by --remote-timeout.
-    pub fn open(&self, path: &str, transfer: bool) -> Result<Option<Download>> {
-        let (fs, name) = split(path);
+    pub fn open(&self, fs: &str, name: &str, transfer: bool) -> Result<Option<Download>> {
+        let path = crate::redact::redact(&format!("{fs}/{name}")).into_owned();
         let url = format!(
             "{}/[{}]/{}",
             self.base,
-            encode(&fs, false),
-            encode(&name, true)
+            encode(fs, false),
+            encode(name, true)
         );
         let (bound, flag) = if transfer {
             (self.bounds.transfer, "--transfer-timeout")
         } else {
             (self.bounds.remote, "--remote-timeout")
         };
-        tracing::debug!("rclone rc serve {}", redact(path));
-        let what = format!("reading {}", redact(path));
+        tracing::debug!("rclone rc serve {path}");
+        let what = format!("reading {path}");
         let started = Instant::now();
         // Before the request: rclone may log why it fails the body before
         // the answer's headers reach us.
@@ -320,13 +305,12 @@ impl Session {
     /// (a multipart upload on object stores). Dropping the writer without
     /// [`Upload::finish`] aborts the request mid-body: rclone never sees a
     /// whole file, so it commits nothing as if it were whole.
-    pub fn upload(&self, path: &str) -> Result<Upload> {
-        let (fs, name) = split(path);
+    pub fn upload(&self, dir: &str, name: &str) -> Result<Upload> {
         let boundary = format!("etcd2-backup-{}", random_hex()?);
         let url = format!(
             "{}/operations/uploadfile?fs={}&remote=",
             self.base,
-            encode(&fs, false)
+            encode(dir, false)
         );
         let head = format!(
             "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{}\"\r\n\
@@ -354,7 +338,10 @@ impl Session {
             self.bounds.stall,
             self.bounds.transfer,
         );
-        tracing::debug!("rclone rc operations/uploadfile ({})", redact(path));
+        tracing::debug!(
+            "rclone rc operations/uploadfile ({})",
+            redact(&format!("{dir}/{name}"))
+        );
         // The caller's context names the upload; these errors say why.
         let thread = std::thread::spawn(move || -> std::result::Result<(), String> {
             match req.send(body) {
@@ -551,25 +538,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn paths_split_into_fs_and_remote_as_rclone_wants() {
-        let s = |p: &str| {
-            let (a, b) = split(p);
-            (a, b)
-        };
-        assert_eq!(
-            s("backup:etcd/g/x.json"),
-            ("backup:etcd/g".into(), "x.json".into())
-        );
-        assert_eq!(s("backup:x.json"), ("backup:".into(), "x.json".into()));
-        assert_eq!(s("backup:/x"), ("backup:/".into(), "x".into()));
-        assert_eq!(s("/srv/b/x"), ("/srv/b".into(), "x".into()));
-        assert_eq!(s("/x"), ("/".into(), "x".into()));
-    }
-
-    #[test]
     fn urls_in_connection_strings_are_not_servable() {
-        assert!(servable("backup:etcd/x"));
-        assert!(!servable(":s3,endpoint='http://127.0.0.1:9':b/x"));
+        assert!(servable("backup:etcd"));
+        assert!(!servable(":s3,endpoint='http://127.0.0.1:9':b"));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::archive::{self, Api, Codec, Manifest, FORMAT_VERSION};
 use crate::cli::Output;
 use crate::fsutil::{sync_dir, AtomicFile};
-use crate::rclone::join;
+use crate::rclone::RemotePath;
 use crate::store::{Choice, Repo, Sidecar, Source};
 
 pub enum Target {
@@ -140,7 +140,7 @@ impl FetchJob {
 
     fn fetch_legacy(
         &self,
-        dir: &str,
+        dir: &RemotePath,
         target: &Target,
         file: Option<AtomicFile>,
     ) -> Result<Manifest> {
@@ -157,7 +157,7 @@ impl FetchJob {
         let data = staging.path().join("data");
         self.repo
             .rclone()
-            .copy_dir(&join(dir, "member"), &data.join("member"))?;
+            .copy_dir(&dir.join("member"), &data.join("member"))?;
         ensure!(
             data.join("member/wal").is_dir(),
             "legacy backup at {dir} has no member/wal: incomplete, refusing it"

@@ -9,7 +9,8 @@ use anyhow::{Context, Result};
 use crate::digest::BackendHash;
 
 use super::{
-    parse_lsjson, small, Entry, Rclone, Small, Transport, Uploader, NOT_FOUND, SMALL_FILE_MAX,
+    parse_lsjson, small, BackendCommand, Entry, Rclone, RemotePath, Small, Transport, Uploader,
+    NOT_FOUND, SMALL_FILE_MAX,
 };
 
 /// Calls made as children of their own.
@@ -36,8 +37,9 @@ impl Transport for Child<'_> {
             .collect())
     }
 
-    fn cat_small(&self, path: &str) -> Result<Small> {
+    fn cat_small(&self, path: &RemotePath) -> Result<Small> {
         let r = self.0;
+        let path = &path.full();
         let count = (SMALL_FILE_MAX + 1).to_string();
         let inv = r.cmd(&["cat", "--count", &count, path]);
         let (code, out) = r.run(inv, NOT_FOUND, || format!("reading {path}"))?;
@@ -47,8 +49,9 @@ impl Transport for Child<'_> {
         Ok(small(out.stdout.into_bytes()))
     }
 
-    fn list(&self, dir: &str, hashes: bool) -> Result<Option<Vec<Entry>>> {
+    fn list(&self, dir: &RemotePath, hashes: bool) -> Result<Option<Vec<Entry>>> {
         let r = self.0;
+        let dir = &dir.full();
         let mut args = vec!["lsjson", dir];
         if hashes {
             args.push("--hash");
@@ -62,13 +65,13 @@ impl Transport for Child<'_> {
 
     /// Not asked: one more process for what the upload's hashing covers
     /// anyway (every type a backend may report).
-    fn compared_hash(&self, _dir: &str) -> Result<BackendHash> {
+    fn compared_hash(&self, _dir: &RemotePath) -> Result<BackendHash> {
         Ok(BackendHash::Unknown)
     }
 
-    fn stat(&self, dir: &str, name: &str, types: &[&str]) -> Result<Option<Entry>> {
+    fn stat(&self, file: &RemotePath, types: &[&str]) -> Result<Option<Entry>> {
         let r = self.0;
-        let path = super::join(dir, name);
+        let (path, name) = (file.full(), file.name());
         // Only the hashes we compare: a bare --hash makes the local backend
         // compute every type it knows (whirlpool, crc32, quickxor, ...),
         // reading the archive once per type: 3.9 s instead of 0.6 s for a
@@ -91,22 +94,25 @@ impl Transport for Child<'_> {
             .find(|e| e.name == name && !e.is_dir))
     }
 
-    fn put_bytes(&self, remote: &str, bytes: &[u8]) -> Result<()> {
+    fn put_bytes(&self, remote: &RemotePath, bytes: &[u8]) -> Result<()> {
         let r = self.0;
+        let remote = &remote.full();
         let inv = r.cmd(&["rcat", remote]).stdin_bytes(bytes.to_vec());
         r.run(inv, &[], || format!("writing {remote}"))?;
         Ok(())
     }
 
-    fn replace(&self, src: &str, dst: &str) -> Result<()> {
+    fn replace(&self, src: &RemotePath, dst: &RemotePath) -> Result<()> {
         let r = self.0;
+        let (src, dst) = (&src.full(), &dst.full());
         let inv = r.cmd(&["moveto", "--ignore-times", src, dst]);
         r.run(inv, &[], || format!("moving {src} to {dst}"))?;
         Ok(())
     }
 
     /// `rclone rcat`; dropping the writer unfinished kills rclone.
-    fn rcat(&self, remote: &str, size: Option<u64>) -> Result<Uploader> {
+    fn rcat(&self, remote: &RemotePath, size: Option<u64>) -> Result<Uploader> {
+        let remote = &remote.full();
         let size = size.map(|n| n.to_string());
         let mut args = vec!["rcat"];
         if let Some(n) = &size {
@@ -120,37 +126,34 @@ impl Transport for Child<'_> {
             .with_context(|| format!("uploading to {remote}"))
     }
 
-    fn backend_command(
-        &self,
-        command: &str,
-        root: &str,
-        opts: &[(&str, &str)],
-        what: &str,
-    ) -> Result<serde_json::Value> {
+    fn backend_command(&self, c: &BackendCommand<'_>) -> Result<serde_json::Value> {
         let r = self.0;
-        let mut args = vec!["backend", command, root];
-        let kv: Vec<String> = opts.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let root = c.root.full();
+        let mut args = vec!["backend", c.command, &root];
+        let kv: Vec<String> = c.opts.iter().map(|(k, v)| format!("{k}={v}")).collect();
         for o in &kv {
             args.extend(["-o", o]);
         }
-        let (_, out) = r.run(r.cmd(&args), &[], || what.to_owned())?;
+        let (_, out) = r.run(r.cmd(&args), &[], || c.what.clone())?;
         if out.stdout.trim().is_empty() {
             return Ok(serde_json::Value::Null);
         }
         serde_json::from_str(&out.stdout)
-            .with_context(|| format!("{what}: parsing rclone's answer"))
+            .with_context(|| format!("{}: parsing rclone's answer", c.what))
     }
 
-    fn delete(&self, path: &str) -> Result<()> {
+    fn delete(&self, path: &RemotePath) -> Result<()> {
         let r = self.0;
+        let path = &path.full();
         r.run(r.cmd(&["deletefile", path]), NOT_FOUND, || {
             format!("deleting {path}")
         })?;
         Ok(())
     }
 
-    fn copy_dir(&self, remote: &str, local: &str) -> Result<()> {
+    fn copy_dir(&self, remote: &RemotePath, local: &str) -> Result<()> {
         let r = self.0;
+        let remote = &remote.full();
         let inv = r
             .cmd(&["copy", remote, local])
             .bounded(r.bounds.transfer, "--transfer-timeout");
@@ -158,7 +161,9 @@ impl Transport for Child<'_> {
         Ok(())
     }
 
-    fn stream_file(&self, remote: &str) -> Result<Box<dyn Read + Send>> {
-        Ok(Box::new(self.0.transfer(&["cat", remote]).stream()?))
+    fn stream_file(&self, remote: &RemotePath) -> Result<Box<dyn Read + Send>> {
+        Ok(Box::new(
+            self.0.transfer(&["cat", &remote.full()]).stream()?,
+        ))
     }
 }

@@ -351,13 +351,13 @@ impl Rclone {
 
     /// A small remote file (a pointer or sidecar), reading at most
     /// [`SMALL_FILE_MAX`] bytes of it: a larger one is not one we wrote.
-    pub fn cat_small(&self, path: &str) -> Result<Small> {
+    pub fn cat_small(&self, path: &RemotePath) -> Result<Small> {
         self.via()?.cat_small(path)
     }
 
     /// The whole content of a small remote file; None when it does not
     /// exist; an error when it is larger than [`SMALL_FILE_MAX`].
-    pub fn cat(&self, path: &str) -> Result<Option<Vec<u8>>> {
+    pub fn cat(&self, path: &RemotePath) -> Result<Option<Vec<u8>>> {
         match self.cat_small(path)? {
             Small::Missing => Ok(None),
             Small::Bytes(b) => Ok(Some(b)),
@@ -366,30 +366,30 @@ impl Rclone {
     }
 
     /// List a remote directory; None when it does not exist.
-    pub fn list(&self, dir: &str, hashes: bool) -> Result<Option<Vec<Entry>>> {
+    pub fn list(&self, dir: &RemotePath, hashes: bool) -> Result<Option<Vec<Entry>>> {
         self.via()?.list(dir, hashes)
     }
 
     /// The strongest of the hashes we compare (sha256, sha1, md5) that the
     /// backend of `dir` reports, or that it reports none; unknown where a
     /// child per call does not ask.
-    pub fn compared_hash(&self, dir: &str) -> Result<BackendHash> {
+    pub fn compared_hash(&self, dir: &RemotePath) -> Result<BackendHash> {
         self.via()?.compared_hash(dir)
     }
 
     /// One file's size and the hashes the backend knows (only `only`, when
     /// given: computing one costs a read of the file on some backends);
     /// None when missing.
-    pub fn stat(&self, dir: &str, name: &str, only: Option<HashType>) -> Result<Option<Entry>> {
+    pub fn stat(&self, path: &RemotePath, only: Option<HashType>) -> Result<Option<Entry>> {
         let types: Vec<&str> = match only {
             Some(h) => vec![h.name()],
             None => HASHES.to_vec(),
         };
-        self.via()?.stat(dir, name, &types)
+        self.via()?.stat(path, &types)
     }
 
     /// Write small bytes to a remote file.
-    pub fn put_bytes(&self, remote: &str, bytes: &[u8]) -> Result<()> {
+    pub fn put_bytes(&self, remote: &RemotePath, bytes: &[u8]) -> Result<()> {
         self.via()?.put_bytes(remote, bytes)
     }
 
@@ -398,7 +398,7 @@ impl Rclone {
     /// source all the same: on WebDAV (vendor other) a rewritten pointer kept
     /// its old content. Every transport makes it transfer every time; the
     /// caller reads the result back by content.
-    pub fn replace(&self, src: &str, dst: &str) -> Result<()> {
+    pub fn replace(&self, src: &RemotePath, dst: &RemotePath) -> Result<()> {
         self.via()?.replace(src, dst)
     }
 
@@ -407,7 +407,7 @@ impl Rclone {
     /// then uploads as it would a file of that size: one PUT or multipart on
     /// object stores, no spooling on its side). Bounded by the transfer
     /// timeout; dropping the writer unfinished aborts the upload mid-body.
-    pub fn rcat(&self, remote: &str, size: Option<u64>) -> Result<Uploader> {
+    pub fn rcat(&self, remote: &RemotePath, size: Option<u64>) -> Result<Uploader> {
         self.via()?.rcat(remote, size)
     }
 
@@ -419,7 +419,7 @@ impl Rclone {
     /// request's context, which our abandoned request has already ended,
     /// and 1.60 and 1.75 alike are killed before cancelling when we exit.
     /// Only S3 has such uploads; other backends answer "command not found".
-    pub fn abandon_upload(&self, path: &str) -> Result<()> {
+    pub fn abandon_upload(&self, path: &RemotePath) -> Result<()> {
         if let Some(d) = &self.daemon {
             let stopped =
                 d.0.lock()
@@ -431,9 +431,8 @@ impl Rclone {
         }
         // A finished object (the failure was in rclone's answer) is no
         // upload; naming it as the root would make its directory the root.
-        let (dir, name) = crate::rcd::split(path);
-        let listed = self.list(&dir, false)?.unwrap_or_default();
-        if listed.iter().any(|e| e.name == name && !e.is_dir) {
+        let listed = self.list(&path.parent(), false)?.unwrap_or_default();
+        if listed.iter().any(|e| e.name == path.name() && !e.is_dir) {
             return Ok(());
         }
         self.backend_command("cleanup", path, &[("max-age", "0s")])
@@ -443,7 +442,7 @@ impl Rclone {
     /// Abort the S3 multipart uploads under `dir` started longer than
     /// `older_than` ago, which no live push can still be sending; returns
     /// how many there were. Not an S3 backend: 0.
-    pub fn sweep_uploads(&self, dir: &str, older_than: Duration) -> Result<usize> {
+    pub fn sweep_uploads(&self, dir: &RemotePath, older_than: Duration) -> Result<usize> {
         let count = |v: Option<serde_json::Value>| -> usize {
             v.as_ref()
                 .and_then(|v| v.as_object())
@@ -465,28 +464,33 @@ impl Rclone {
     fn backend_command(
         &self,
         command: &str,
-        root: &str,
+        root: &RemotePath,
         opts: &[(&str, &str)],
     ) -> Result<Option<serde_json::Value>> {
-        let what = format!("rclone backend {command} {root}");
-        match self.via()?.backend_command(command, root, opts, &what) {
+        let c = BackendCommand {
+            command,
+            root,
+            opts,
+            what: format!("rclone backend {command} {root}"),
+        };
+        match self.via()?.backend_command(&c) {
             Err(e) if format!("{e:#}").contains(NO_COMMAND) => Ok(None),
             other => other.map(Some),
         }
     }
 
     /// Delete one file; a file already gone is not an error.
-    pub fn delete(&self, path: &str) -> Result<()> {
+    pub fn delete(&self, path: &RemotePath) -> Result<()> {
         self.via()?.delete(path)
     }
 
     /// Copy a remote directory tree to a local directory.
-    pub fn copy_dir(&self, remote: &str, local: &Path) -> Result<()> {
+    pub fn copy_dir(&self, remote: &RemotePath, local: &Path) -> Result<()> {
         self.via()?.copy_dir(remote, &local.to_string_lossy())
     }
 
     /// A remote file as a byte stream, bounded by the transfer timeout.
-    pub fn stream_file(&self, remote: &str) -> Result<Box<dyn Read + Send>> {
+    pub fn stream_file(&self, remote: &RemotePath) -> Result<Box<dyn Read + Send>> {
         self.via()?.stream_file(remote)
     }
 }
@@ -499,26 +503,28 @@ trait Transport {
     fn make_root(&self, root: &str, what: &str) -> Result<()>;
     /// The remotes rclone lists (for a message: see [`Rclone::check_endpoint`]).
     fn remote_names(&self) -> Result<Vec<String>>;
-    fn cat_small(&self, path: &str) -> Result<Small>;
-    fn list(&self, dir: &str, hashes: bool) -> Result<Option<Vec<Entry>>>;
-    fn compared_hash(&self, dir: &str) -> Result<BackendHash>;
-    /// `dir`/`name` with the hashes of `types` only.
-    fn stat(&self, dir: &str, name: &str, types: &[&str]) -> Result<Option<Entry>>;
-    fn put_bytes(&self, remote: &str, bytes: &[u8]) -> Result<()>;
-    fn replace(&self, src: &str, dst: &str) -> Result<()>;
-    fn rcat(&self, remote: &str, size: Option<u64>) -> Result<Uploader>;
+    fn cat_small(&self, path: &RemotePath) -> Result<Small>;
+    fn list(&self, dir: &RemotePath, hashes: bool) -> Result<Option<Vec<Entry>>>;
+    fn compared_hash(&self, dir: &RemotePath) -> Result<BackendHash>;
+    /// One file, with the hashes of `types` only.
+    fn stat(&self, path: &RemotePath, types: &[&str]) -> Result<Option<Entry>>;
+    fn put_bytes(&self, remote: &RemotePath, bytes: &[u8]) -> Result<()>;
+    fn replace(&self, src: &RemotePath, dst: &RemotePath) -> Result<()>;
+    fn rcat(&self, remote: &RemotePath, size: Option<u64>) -> Result<Uploader>;
     /// The command's result (null when it printed nothing); "command not
     /// found" is an error here, which [`Rclone`] reads.
-    fn backend_command(
-        &self,
-        command: &str,
-        root: &str,
-        opts: &[(&str, &str)],
-        what: &str,
-    ) -> Result<serde_json::Value>;
-    fn delete(&self, path: &str) -> Result<()>;
-    fn copy_dir(&self, remote: &str, local: &str) -> Result<()>;
-    fn stream_file(&self, remote: &str) -> Result<Box<dyn Read + Send>>;
+    fn backend_command(&self, c: &BackendCommand<'_>) -> Result<serde_json::Value>;
+    fn delete(&self, path: &RemotePath) -> Result<()>;
+    fn copy_dir(&self, remote: &RemotePath, local: &str) -> Result<()>;
+    fn stream_file(&self, remote: &RemotePath) -> Result<Box<dyn Read + Send>>;
+}
+
+/// `rclone backend COMMAND ROOT -o K=V...`, and how errors name it.
+struct BackendCommand<'a> {
+    command: &'a str,
+    root: &'a RemotePath,
+    opts: &'a [(&'a str, &'a str)],
+    what: String,
 }
 
 /// What reading a small file found, from its first bytes (at most one more
@@ -596,6 +602,81 @@ pub fn remote_name(endpoint: &str) -> Option<&str> {
     (!name.is_empty() && !name.contains('/')).then_some(name)
 }
 
+/// A path on the remote, typed once from the endpoint: rclone's root as
+/// the endpoint gives it (`fs`) and the path below it (`rel`), kept apart
+/// so that nothing splits a string again (a connection string's own `/`
+/// would fool a split). Shown as rclone writes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemotePath {
+    fs: String,
+    rel: String,
+}
+
+impl RemotePath {
+    /// The endpoint itself.
+    pub fn root(endpoint: &Endpoint) -> RemotePath {
+        RemotePath {
+            fs: endpoint.as_str().to_owned(),
+            rel: String::new(),
+        }
+    }
+
+    /// `name` (one or more components) below this path.
+    pub fn join(&self, name: &str) -> RemotePath {
+        let name = name.trim_matches('/');
+        RemotePath {
+            fs: self.fs.clone(),
+            rel: if self.rel.is_empty() {
+                name.to_owned()
+            } else {
+                format!("{}/{name}", self.rel)
+            },
+        }
+    }
+
+    /// rclone's root (`fs` of an rc call).
+    pub fn fs(&self) -> &str {
+        &self.fs
+    }
+
+    /// The path below the root (`remote` of an rc call); empty for the root.
+    pub fn rel(&self) -> &str {
+        &self.rel
+    }
+
+    /// The last component (empty for the root).
+    pub fn name(&self) -> &str {
+        self.rel.rsplit('/').next().unwrap_or("")
+    }
+
+    /// The directory holding it (the root holds itself).
+    pub fn parent(&self) -> RemotePath {
+        RemotePath {
+            fs: self.fs.clone(),
+            rel: self
+                .rel
+                .rsplit_once('/')
+                .map(|(d, _)| d.to_owned())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// As one rclone argument.
+    pub fn full(&self) -> String {
+        if self.rel.is_empty() {
+            self.fs.clone()
+        } else {
+            join(&self.fs, &self.rel)
+        }
+    }
+}
+
+impl std::fmt::Display for RemotePath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.full())
+    }
+}
+
 /// Join remote path components the way rclone expects (`remote:` + `x` is
 /// `remote:x`, not `remote:/x`).
 pub fn join(base: &str, name: &str) -> String {
@@ -616,6 +697,23 @@ mod tests {
         assert_eq!(remote_name("/var/backups"), None);
         assert_eq!(remote_name(":local:/x"), None);
         assert_eq!(remote_name("relative/dir"), None);
+    }
+
+    #[test]
+    fn a_remote_path_keeps_root_and_path_apart() {
+        let e = Endpoint::parse(":s3,endpoint='http://127.0.0.1:9':b/etcd").unwrap();
+        let p = RemotePath::root(&e).join("m").join("generations/x.json");
+        assert_eq!(p.fs(), ":s3,endpoint='http://127.0.0.1:9':b/etcd");
+        assert_eq!(p.rel(), "m/generations/x.json");
+        assert_eq!(p.name(), "x.json");
+        assert_eq!(p.parent().rel(), "m/generations");
+        assert_eq!(
+            p.to_string(),
+            ":s3,endpoint='http://127.0.0.1:9':b/etcd/m/generations/x.json"
+        );
+        let r = RemotePath::root(&Endpoint::parse("s3:").unwrap());
+        assert_eq!(r.join("b").to_string(), "s3:b");
+        assert_eq!(r.to_string(), "s3:");
     }
 
     #[test]

@@ -11,11 +11,11 @@ use serde_json::json;
 
 use super::child::Child;
 use super::{
-    fsinfo_compared_hash, parse_rc_list, parse_rc_stat, rc_result, small, Entry, Rclone, Small,
-    Transport, Uploader, HASHES, SMALL_FILE_MAX,
+    fsinfo_compared_hash, parse_rc_list, parse_rc_stat, rc_result, small, BackendCommand, Entry,
+    Rclone, RemotePath, Small, Transport, Uploader, HASHES, SMALL_FILE_MAX,
 };
 use crate::digest::BackendHash;
-use crate::rcd::{servable, split, Session};
+use crate::rcd::{servable, Session};
 
 /// Calls made to the run's rcd.
 pub(super) struct Rc<'a> {
@@ -67,11 +67,12 @@ impl Transport for Rc<'_> {
             .unwrap_or_default())
     }
 
-    fn cat_small(&self, path: &str) -> Result<Small> {
-        if !servable(path) {
+    fn cat_small(&self, path: &RemotePath) -> Result<Small> {
+        if !servable(path.fs()) {
             return Child(self.r).cat_small(path);
         }
-        let Some(stream) = self.s.open(path, false).map_err(|e| self.r.explain(e))? else {
+        let opened = self.s.open(path.fs(), path.rel(), false);
+        let Some(stream) = opened.map_err(|e| self.r.explain(e))? else {
             return Ok(Small::Missing);
         };
         let mut bytes = Vec::new();
@@ -85,12 +86,12 @@ impl Transport for Rc<'_> {
         Ok(small(bytes))
     }
 
-    fn list(&self, dir: &str, hashes: bool) -> Result<Option<Vec<Entry>>> {
+    fn list(&self, dir: &RemotePath, hashes: bool) -> Result<Option<Vec<Entry>>> {
         let mut opt = json!({});
         if hashes {
             opt = json!({"showHash": true, "hashTypes": HASHES});
         }
-        let params = json!({"fs": dir, "remote": "", "opt": opt});
+        let params = json!({"fs": dir.fs(), "remote": dir.rel(), "opt": opt});
         let what = format!("listing {dir}");
         match self.call("operations/list", params, &what, hashes)? {
             None => Ok(None),
@@ -100,16 +101,16 @@ impl Transport for Rc<'_> {
         }
     }
 
-    fn compared_hash(&self, dir: &str) -> Result<BackendHash> {
+    fn compared_hash(&self, dir: &RemotePath) -> Result<BackendHash> {
         let what = format!("asking rclone which hashes {dir} has");
-        let info = self.call("operations/fsinfo", json!({"fs": dir}), &what, false)?;
+        let info = self.call("operations/fsinfo", json!({"fs": dir.full()}), &what, false)?;
         Ok(fsinfo_compared_hash(info.as_ref()).map_or(BackendHash::Nothing, BackendHash::Reports))
     }
 
-    fn stat(&self, dir: &str, name: &str, types: &[&str]) -> Result<Option<Entry>> {
-        let params = json!({"fs": dir, "remote": name,
+    fn stat(&self, file: &RemotePath, types: &[&str]) -> Result<Option<Entry>> {
+        let params = json!({"fs": file.fs(), "remote": file.rel(),
             "opt": {"showHash": true, "hashTypes": types, "filesOnly": true}});
-        let what = format!("checking {}", super::join(dir, name));
+        let what = format!("checking {file}");
         // Hashing a large file is a transfer's worth of reading.
         match self.call("operations/stat", params, &what, true)? {
             None => Ok(None),
@@ -117,8 +118,8 @@ impl Transport for Rc<'_> {
         }
     }
 
-    fn put_bytes(&self, remote: &str, bytes: &[u8]) -> Result<()> {
-        let mut up = self.s.upload(remote)?;
+    fn put_bytes(&self, remote: &RemotePath, bytes: &[u8]) -> Result<()> {
+        let mut up = self.s.upload(&remote.parent().full(), remote.name())?;
         std::io::Write::write_all(&mut up, bytes).map_err(|e| {
             self.r
                 .explain(anyhow::Error::new(e).context(format!("writing {remote}")))
@@ -127,10 +128,9 @@ impl Transport for Rc<'_> {
             .map_err(|e| self.r.explain(e.context(format!("writing {remote}"))))
     }
 
-    fn replace(&self, src: &str, dst: &str) -> Result<()> {
-        let (sf, sr) = split(src);
-        let (df, dr) = split(dst);
-        let params = json!({"srcFs": sf, "srcRemote": sr, "dstFs": df, "dstRemote": dr,
+    fn replace(&self, src: &RemotePath, dst: &RemotePath) -> Result<()> {
+        let params = json!({"srcFs": src.fs(), "srcRemote": src.rel(),
+            "dstFs": dst.fs(), "dstRemote": dst.rel(),
             "_config": {"IgnoreTimes": true}});
         let what = format!("moving {src} to {dst}");
         match self.call("operations/movefile", params, &what, false)? {
@@ -141,31 +141,27 @@ impl Transport for Rc<'_> {
 
     /// A multipart body to rcd that aborts (never ends cleanly) when its
     /// producer fails.
-    fn rcat(&self, remote: &str, _size: Option<u64>) -> Result<Uploader> {
-        self.s.upload(remote).map(Uploader::Rc)
+    fn rcat(&self, remote: &RemotePath, _size: Option<u64>) -> Result<Uploader> {
+        self.s
+            .upload(&remote.parent().full(), remote.name())
+            .map(Uploader::Rc)
     }
 
-    fn backend_command(
-        &self,
-        command: &str,
-        root: &str,
-        opts: &[(&str, &str)],
-        what: &str,
-    ) -> Result<serde_json::Value> {
-        let opt: serde_json::Map<String, serde_json::Value> = opts
+    fn backend_command(&self, c: &BackendCommand<'_>) -> Result<serde_json::Value> {
+        let opt: serde_json::Map<String, serde_json::Value> = c
+            .opts
             .iter()
             .map(|(k, v)| ((*k).to_owned(), json!(v)))
             .collect();
-        let params = json!({"command": command, "fs": root, "opt": opt});
+        let params = json!({"command": c.command, "fs": c.root.full(), "opt": opt});
         Ok(self
-            .call("backend/command", params, what, false)?
+            .call("backend/command", params, &c.what, false)?
             .map(rc_result)
             .unwrap_or_default())
     }
 
-    fn delete(&self, path: &str) -> Result<()> {
-        let (fs, remote) = split(path);
-        let params = json!({"fs": fs, "remote": remote});
+    fn delete(&self, path: &RemotePath) -> Result<()> {
+        let params = json!({"fs": path.fs(), "remote": path.rel()});
         self.call(
             "operations/deletefile",
             params,
@@ -175,20 +171,24 @@ impl Transport for Rc<'_> {
         Ok(())
     }
 
-    fn copy_dir(&self, remote: &str, local: &str) -> Result<()> {
+    fn copy_dir(&self, remote: &RemotePath, local: &str) -> Result<()> {
         let what = format!("downloading {remote}");
-        let params = json!({"srcFs": remote, "dstFs": local});
+        let params = json!({"srcFs": remote.full(), "dstFs": local});
         match self.call("sync/copy", params, &what, true)? {
             Some(_) => Ok(()),
             None => bail!("{what}: directory not found"),
         }
     }
 
-    fn stream_file(&self, remote: &str) -> Result<Box<dyn Read + Send>> {
-        if !servable(remote) {
+    fn stream_file(&self, remote: &RemotePath) -> Result<Box<dyn Read + Send>> {
+        if !servable(remote.fs()) {
             return Child(self.r).stream_file(remote);
         }
-        match self.s.open(remote, true).map_err(|e| self.r.explain(e))? {
+        match self
+            .s
+            .open(remote.fs(), remote.rel(), true)
+            .map_err(|e| self.r.explain(e))?
+        {
             Some(d) => Ok(Box::new(d)),
             None => bail!("{remote} not found"),
         }

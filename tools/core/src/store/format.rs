@@ -23,7 +23,7 @@ use anyhow::{ensure, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::archive::{Codec, Manifest};
-use crate::rclone::{join, Entry, Small};
+use crate::rclone::{Entry, RemotePath, Small};
 
 pub const POINTER_NAME: &str = "LATEST.json";
 pub const GENERATIONS_DIR: &str = "generations";
@@ -32,8 +32,10 @@ pub const SIDECAR_FORMAT: u32 = 1;
 /// Where one machine's backups live.
 #[derive(Debug, Clone)]
 pub struct Layout {
+    /// The endpoint as given (for messages).
     pub endpoint: String,
     pub machine_id: String,
+    root: RemotePath,
 }
 
 impl Layout {
@@ -43,24 +45,26 @@ impl Layout {
         Ok(Layout {
             endpoint: endpoint.as_str().to_owned(),
             machine_id: machine_id.to_owned(),
+            root: RemotePath::root(&endpoint),
         })
     }
 
-    pub fn base(&self) -> String {
-        join(&self.endpoint, &self.machine_id)
+    /// `<endpoint>/<machine-id>`.
+    pub fn base(&self) -> RemotePath {
+        self.root.join(&self.machine_id)
     }
 
-    pub fn generations(&self) -> String {
-        join(&self.base(), GENERATIONS_DIR)
+    pub fn generations(&self) -> RemotePath {
+        self.base().join(GENERATIONS_DIR)
     }
 
-    pub fn pointer(&self) -> String {
-        join(&self.base(), POINTER_NAME)
+    pub fn pointer(&self) -> RemotePath {
+        self.base().join(POINTER_NAME)
     }
 
     /// The original package's copy of the previous backup.
-    pub fn legacy_previous(&self) -> String {
-        join(&self.endpoint, &format!("{}_backup", self.machine_id))
+    pub fn legacy_previous(&self) -> RemotePath {
+        self.root.join(&format!("{}_backup", self.machine_id))
     }
 }
 
@@ -364,27 +368,6 @@ mod tests {
     use std::time::{Duration, UNIX_EPOCH};
 
     #[test]
-    fn joins_like_rclone() {
-        assert_eq!(join("s3:", "abc"), "s3:abc");
-        assert_eq!(join("s3:b/p", "abc"), "s3:b/p/abc");
-        let l = Layout::new("s3:b/p/", "0123456789abcdef0123456789abcdef").unwrap();
-        assert_eq!(
-            l.pointer(),
-            "s3:b/p/0123456789abcdef0123456789abcdef/LATEST.json"
-        );
-        assert_eq!(
-            l.legacy_previous(),
-            "s3:b/p/0123456789abcdef0123456789abcdef_backup"
-        );
-        assert!(Layout::new("", "0123456789abcdef0123456789abcdef").is_err());
-        assert!(Layout::new("s3bucket/x", "0123456789abcdef0123456789abcdef").is_err());
-        assert!(Layout::new("relative", "0123456789abcdef0123456789abcdef").is_err());
-        assert!(Layout::new("/var/backups", "0123456789abcdef0123456789abcdef").is_ok());
-        assert!(Layout::new(":local:/x", "0123456789abcdef0123456789abcdef").is_ok());
-        assert!(Layout::new("s3:", "../x").is_err());
-    }
-
-    #[test]
     fn generation_ids_sort_by_time_and_differ() {
         let t0 = UNIX_EPOCH + Duration::from_millis(1_795_000_000_123);
         let t1 = t0 + Duration::from_millis(1);
@@ -475,18 +458,18 @@ mod tests {
         )
     }
 
+    /// A listing of complete generations `ids` (archive and sidecar each).
+    fn complete(ids: &[&str]) -> Listing {
+        let names: Vec<String> = ids
+            .iter()
+            .flat_map(|id| [format!("{id}.tar.zst"), format!("{id}.json")])
+            .collect();
+        listing(&names.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+
     #[test]
     fn retention_keeps_newest_n_and_the_pointer_target() {
-        let l = listing(&[
-            "A.tar.zst",
-            "A.json",
-            "B.tar.zst",
-            "B.json",
-            "C.tar.zst",
-            "C.json",
-            "D.tar.zst",
-            "D.json",
-        ]);
+        let l = complete(&["A", "B", "C", "D"]);
         let plan = plan_retention(&l, Some("D"), "D", 2);
         assert_eq!(plan.expired, vec!["A", "B"]);
         assert!(plan.orphans.is_empty());
@@ -502,16 +485,7 @@ mod tests {
     fn retention_never_expires_a_complete_generation_newer_than_the_one_published() {
         // B and C are complete and newer than A, the one this push published
         // (another writer's, about to be published): --keep 1 keeps them.
-        let l = listing(&[
-            "0.tar.zst",
-            "0.json",
-            "A.tar.zst",
-            "A.json",
-            "B.tar.zst",
-            "B.json",
-            "C.tar.zst",
-            "C.json",
-        ]);
+        let l = complete(&["0", "A", "B", "C"]);
         let plan = plan_retention(&l, Some("A"), "A", 1);
         assert_eq!(plan.expired, vec!["0"]);
     }

@@ -18,7 +18,7 @@ use anyhow::{bail, ensure, Context, Result};
 
 use crate::archive::Manifest;
 use crate::digest::{BackendHash, Digests, HashType, Hasher, HashingReader};
-use crate::rclone::{join, Rclone};
+use crate::rclone::{Rclone, RemotePath};
 
 pub mod format;
 
@@ -56,7 +56,7 @@ pub struct Choice<'a> {
 pub enum Source {
     Generation(Box<Sidecar>),
     /// A plain `etcdctl backup` directory written by etcd2-backup-coreos.
-    Legacy(String),
+    Legacy(RemotePath),
 }
 
 /// One machine's backups on the remote.
@@ -91,7 +91,7 @@ impl Repo {
     pub fn pointer_state(&self) -> Result<PointerState> {
         Ok(pointer_state(
             self.rclone.cat_small(&self.layout.pointer())?,
-            &self.layout.generations(),
+            &self.layout.generations().to_string(),
         ))
     }
 
@@ -130,7 +130,7 @@ impl Repo {
             .rclone
             .cat(&path)?
             .with_context(|| format!("generation {id}: sidecar {path} is missing"))?;
-        parse_sidecar(id, &path, &bytes)
+        parse_sidecar(id, &path.to_string(), &bytes)
     }
 
     /// The newest complete generation whose sidecar reads (one that is
@@ -140,7 +140,7 @@ impl Repo {
         for id in listing.complete().into_iter().rev() {
             let path = self.sidecar_path(&id);
             match self.rclone.cat_small(&path)? {
-                crate::rclone::Small::Bytes(b) => match parse_sidecar(&id, &path, &b) {
+                crate::rclone::Small::Bytes(b) => match parse_sidecar(&id, &path.to_string(), &b) {
                     Ok(sc) => return Ok(Some(sc)),
                     Err(e) => tracing::debug!("passing over {id}: {e:#}"),
                 },
@@ -150,13 +150,13 @@ impl Repo {
         Ok(None)
     }
 
-    fn sidecar_path(&self, id: &str) -> String {
-        join(&self.layout.generations(), &format!("{id}.json"))
+    fn sidecar_path(&self, id: &str) -> RemotePath {
+        self.layout.generations().join(&format!("{id}.json"))
     }
 
     /// Whether `dir` holds the original package's plain `member/wal` layout.
-    fn is_legacy(&self, dir: &str) -> Result<bool> {
-        let member = join(dir, "member");
+    fn is_legacy(&self, dir: &RemotePath) -> Result<bool> {
+        let member = dir.join("member");
         Ok(self
             .rclone
             .list(&member, false)?
@@ -276,7 +276,7 @@ impl Repo {
         into: Option<&Path>,
         tee: Option<&mut dyn Write>,
     ) -> Result<Manifest> {
-        let remote = join(&self.layout.generations(), &sc.archive);
+        let remote = self.layout.generations().join(&sc.archive);
         tracing::info!(
             "fetching generation {} ({} backup of member {:?}, taken {}, {} bytes) from {remote}",
             sc.generation,
@@ -323,7 +323,7 @@ impl Repo {
     /// known); the upload is aborted on the remote if we are stopped
     /// meanwhile, and by [`Upload::abandon`] when the caller gives up.
     pub fn upload(&self, name: &str, size: Option<u64>) -> Result<Upload> {
-        let path = join(&self.layout.generations(), name);
+        let path = self.layout.generations().join(name);
         let writer = self.rclone.rcat(&path, size)?;
         // Stopped mid-upload (SIGTERM): rclone gets SIGTERM and aborts its
         // upload, but 1.75 may do so with a context already cancelled. The
@@ -351,7 +351,7 @@ impl Repo {
     /// removes. Stopped by a signal, the handler's hook does it instead,
     /// once our children ended (an upload failing then is the stop's
     /// doing).
-    fn abandon(&self, path: &str) {
+    fn abandon(&self, path: &RemotePath) {
         use crate::scratch::stopping;
         if stopping() {
             return;
@@ -399,12 +399,11 @@ impl Repo {
         only: Option<HashType>,
         verify: Verify,
     ) -> Result<String> {
-        let dir = self.layout.generations();
-        let remote = join(&dir, name);
+        let remote = self.layout.generations().join(name);
         let size = ours.size;
         let e = self
             .rclone
-            .stat(&dir, name, only)?
+            .stat(&remote, only)?
             .with_context(|| format!("{remote} is missing right after its upload"))?;
         ensure!(
             e.size as u64 == size,
@@ -450,7 +449,7 @@ impl Repo {
     /// Remove archive `name` we uploaded but will not publish (best effort:
     /// an archive without a sidecar is an orphan the next push removes).
     pub fn discard(&self, name: &str) {
-        let _ = self.rclone.delete(&join(&self.layout.generations(), name));
+        let _ = self.rclone.delete(&self.layout.generations().join(name));
     }
 
     /// May `generation` (of manifest `m`) be published now? Not over
@@ -482,7 +481,7 @@ impl Repo {
             }
         };
         if owner {
-            check_owner(&prev, m, &self.layout.base(), force)?;
+            check_owner(&prev, m, &self.layout.base().to_string(), force)?;
         }
         if prev.generation.as_str() >= generation {
             let msg = format!(
@@ -523,10 +522,10 @@ impl Repo {
 
         self.check_publishable(m, generation, false, force)?;
         let ptr_bytes = serde_json::to_vec_pretty(&Pointer::of(sidecar))?;
-        let tmp = join(
-            &self.layout.generations(),
-            &format!("{POINTER_NAME}.tmp-{generation}"),
-        );
+        let tmp = self
+            .layout
+            .generations()
+            .join(&format!("{POINTER_NAME}.tmp-{generation}"));
         self.rclone.put_bytes(&tmp, &ptr_bytes)?;
         self.rclone.replace(&tmp, &self.layout.pointer())?;
         ensure!(
@@ -555,12 +554,12 @@ impl Repo {
             self.rclone.delete(&self.sidecar_path(id))?;
             crate::scratch::fault_point("retention");
             if let Some((name, _)) = listing.archives.get(id) {
-                self.rclone.delete(&join(&gens, name))?;
+                self.rclone.delete(&gens.join(name))?;
             }
         }
         for name in &plan.orphans {
             tracing::info!("removing {name}, left by an interrupted push");
-            self.rclone.delete(&join(&gens, name))?;
+            self.rclone.delete(&gens.join(name))?;
         }
         Ok(plan.expired)
     }
@@ -591,13 +590,13 @@ impl Repo {
 /// then [`Upload::finish`]; or [`Upload::abandon`] it.
 pub struct Upload {
     writer: crate::rclone::Uploader,
-    path: String,
+    path: RemotePath,
     _on_stop: crate::scratch::OnStop,
 }
 
 impl Upload {
     /// Where it goes (for messages).
-    pub fn path(&self) -> &str {
+    pub fn path(&self) -> &RemotePath {
         &self.path
     }
 
@@ -639,7 +638,7 @@ impl Write for Upload {
 /// peer", the abort not made).
 static ABANDONING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-fn warn_unaborted(remote_archive: &str, e: &anyhow::Error) {
+fn warn_unaborted(remote_archive: &RemotePath, e: &anyhow::Error) {
     tracing::warn!(
         "could not abort the unfinished upload to {remote_archive} ({e:#}); the next \
          push removes it once it is older than --transfer-timeout"
