@@ -2,7 +2,7 @@
 //! verified on the remote before the pointer moves, then apply retention.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{ensure, Context, Result};
@@ -118,57 +118,10 @@ impl<R: Read, W: Write> Read for TeeReader<R, W> {
     }
 }
 
-/// An exclusive lock on this host, so two pushes never interleave.
-pub struct HostLock {
-    _lock: nix::fcntl::Flock<std::fs::File>,
-}
-
-pub fn lock(path: &Path, wait: Duration) -> Result<HostLock> {
-    use nix::fcntl::{Flock, FlockArg};
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    let deadline = Instant::now() + wait;
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
-        .with_context(|| format!("opening lock file {}", path.display()))?;
-    loop {
-        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-            Ok(mut l) => {
-                // Informative only: who holds it, for the next one's message.
-                let _ = l.set_len(0); // a stale pid is harmless
-                let _ = writeln!(&mut *l, "{}", std::process::id());
-                return Ok(HostLock { _lock: l });
-            }
-            Err((f, nix::errno::Errno::EWOULDBLOCK)) => {
-                if Instant::now() >= deadline {
-                    let holder = std::fs::read_to_string(path).unwrap_or_default();
-                    return Err(crate::cli::coded(
-                        crate::cli::EXIT_LOCKED,
-                        format!(
-                            "locked: another etcd2-push (pid {}) holds {}; waited {} (--lock-wait)",
-                            holder.trim(),
-                            path.display(),
-                            humantime::format_duration(wait)
-                        ),
-                    ));
-                }
-                file = f;
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            Err((_, e)) => return Err(e).with_context(|| format!("locking {}", path.display())),
-        }
-    }
-}
-
 impl PushJob {
     pub fn run(&self) -> Result<Pushed> {
         let started = Instant::now();
-        let _lock = lock(&self.lock_file, self.lock_wait)?;
+        let _lock = crate::fsutil::lock(&self.lock_file, self.lock_wait, "etcd2-push")?;
         let (source, size, shown) = self.open_input()?;
         let copy = std::rc::Rc::new(std::cell::RefCell::new(match &self.local_copy {
             // Claimed before anything is uploaded: a directory that is not
@@ -345,24 +298,5 @@ impl PushJob {
             .verify_upload(&archive_name, &digests, compared.only(), self.verify)?;
         tracing::debug!("remote copy verified ({how})");
         Ok((generation, archive_name, manifest, digests, how))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn lock_excludes_a_second_holder_with_a_clear_message() {
-        let d = tempfile::tempdir().unwrap();
-        let p = d.path().join("push.lock");
-        let first = lock(&p, Duration::ZERO).unwrap();
-        let e = lock(&p, Duration::from_millis(200)).err().unwrap();
-        assert!(
-            e.to_string().starts_with("locked: another etcd2-push"),
-            "{e}"
-        );
-        drop(first);
-        assert!(lock(&p, Duration::ZERO).is_ok());
     }
 }
