@@ -741,3 +741,53 @@ fn a_fetch_list_and_check_each_start_one_rclone_process() {
     }
     assert!(into.join("manifest.json").is_file());
 }
+
+#[test]
+fn a_full_local_disk_is_named_as_such_not_as_a_bad_backup() {
+    // A backup whose archive is far larger than the disk it is fetched to.
+    let c = crate::host_safety::cluster_with_data(2);
+    let remote = Remote::local(c.path());
+    let env = Env::new(c.path());
+    env.publish(&c, &remote, OLD);
+    let disk = c.path().join("small-disk");
+    let _fs = harness::Tmpfs::mount(&disk, 256 << 10);
+    let verdict = |out: &std::process::Output, what: &str| {
+        let line = assert_fails_with(out, "etcd2-fetch", "No space left on device");
+        assert!(
+            !line.contains("failed verification") && !line.contains("is not"),
+            "{what}: a full disk is not a bad backup: {line}"
+        );
+        line
+    };
+
+    let file = disk.join("a.tar.zst");
+    let out = run(env.fetch(&remote, OLD).arg("-o").arg(&file));
+    let line = verdict(&out, "-o FILE");
+    assert!(
+        line.contains(&disk.display().to_string()),
+        "names the file: {line}"
+    );
+    assert!(names(&disk).is_empty(), "-o FILE left {:?}", names(&disk));
+
+    let into = disk.join("restored");
+    let out = run(env.fetch(&remote, OLD).arg("--into").arg(&into));
+    verdict(&out, "--into");
+    assert!(names(&disk).is_empty(), "--into left {:?}", names(&disk));
+
+    // -o - spools in the work dir until verified: a full one says so, and
+    // nothing reaches stdout.
+    let out = run(env
+        .fetch(&remote, OLD)
+        .env("ETCD_BACKUP_DIR", &disk)
+        .args(["-o", "-"]));
+    let line = verdict(&out, "-o -");
+    assert!(line.contains("spool"), "names the spool: {line}");
+    assert!(out.stdout.is_empty(), "unverified bytes reached stdout");
+    assert!(names(&disk).is_empty(), "-o - left {:?}", names(&disk));
+    // The generation is whole: the same fetch onto a disk with room works.
+    run_ok(
+        env.fetch(&remote, OLD)
+            .arg("-o")
+            .arg(c.path().join("ok.tar.zst")),
+    );
+}

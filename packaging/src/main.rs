@@ -299,10 +299,17 @@ This package holds conf/rclone.conf: the credentials of your backup remote.
 Copy it over trusted channels only and delete it when the install is done.
 ";
 
+impl cli::Tool for Cli {
+    const NAME: &'static str = "etcd2-backup-package";
+    // A build tool: the host's settings file is not its business.
+    const SETTINGS: bool = false;
+    fn log(&self) -> &LogArgs {
+        &self.log
+    }
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    cli::init_logging(&cli.log);
-    cli::run_main("etcd2-backup-package", || {
+    cli::main(|cli: Cli| {
         let entries = build(&cli)?;
         write_tgz(&entries, cli.mtime, &cli.output)?;
         for (path, e) in &entries {

@@ -141,8 +141,15 @@ fn stage(cli: &Cli) -> Result<()> {
     Ok(())
 }
 
+impl cli::Tool for Cli {
+    const NAME: &'static str = "etcd2-backup-stage";
+    // A build tool: the host's settings file is not its business.
+    const SETTINGS: bool = false;
+    fn log(&self) -> &LogArgs {
+        &self.log
+    }
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    cli::init_logging(&cli.log);
-    cli::run_main("etcd2-backup-stage", || stage(&cli))
+    cli::main(|cli: Cli| stage(&cli))
 }

@@ -236,10 +236,17 @@ fn build(cli: &Cli, files: &[(String, u32, Vec<u8>)]) -> Result<()> {
     Ok(())
 }
 
+impl cli::Tool for Cli {
+    const NAME: &'static str = "etcd2-backup-sysext";
+    // A build tool: the host's settings file is not its business.
+    const SETTINGS: bool = false;
+    fn log(&self) -> &LogArgs {
+        &self.log
+    }
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    cli::init_logging(&cli.log);
-    cli::run_main("etcd2-backup-sysext", || {
+    cli::main(|cli: Cli| {
         let files = tree(&cli)?;
         build(&cli, &files)?;
         for (path, mode, bytes) in &files {

@@ -20,6 +20,7 @@ use anyhow::{bail, ensure, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::digest::{self, HashingWriter};
+use crate::sink::{Tee, WriteFailed};
 
 pub const MANIFEST_NAME: &str = "manifest.json";
 /// The format whose manifest holds every file's sha256 (files on disk
@@ -686,15 +687,29 @@ fn read_entries(dec: &mut dyn Read, codec: Codec, dest: Option<&Path>) -> Result
                     .create_new(true)
                     .mode(0o600)
                     .open(&out_path)
-                    .with_context(|| format!("creating {}", out_path.display()))?;
-                let mut tee = HashingWriter::new(io::BufWriter::with_capacity(BUF, out));
-                io::copy(&mut entry, &mut tee).with_context(|| {
-                    format!("extracting {name} (archive truncated or corrupt?)")
+                    .map_err(|e| {
+                        WriteFailed::new(format!("{} (creating it)", out_path.display()), e)
+                    })?;
+                let mut hashing = HashingWriter::new(io::BufWriter::with_capacity(BUF, out));
+                // Reading the archive and writing the host are told apart:
+                // a full disk is not a corrupt backup.
+                let mut tee = Tee::new(&mut entry, &mut hashing);
+                let copied = io::copy(&mut tee, &mut io::sink());
+                match (copied, tee.into_parts().2) {
+                    (Err(_), Some(e)) => return Err(WriteFailed::new(out_path.display(), e).into()),
+                    (Err(e), None) => {
+                        return Err(anyhow::Error::new(e)
+                            .context(format!("extracting {name} (archive truncated or corrupt?)")))
+                    }
+                    (Ok(_), _) => {}
+                }
+                let (d, w) = hashing.finish();
+                let file = w
+                    .into_inner()
+                    .map_err(|e| WriteFailed::new(out_path.display(), e.into_error()))?;
+                file.sync_all().map_err(|e| {
+                    WriteFailed::new(format!("{} (syncing it)", out_path.display()), e)
                 })?;
-                let (d, w) = tee.finish();
-                let file = w.into_inner().map_err(|e| e.into_error())?;
-                file.sync_all()
-                    .with_context(|| format!("syncing {}", out_path.display()))?;
                 (d.size, d.sha256)
             }
             None => {

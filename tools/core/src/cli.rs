@@ -25,7 +25,7 @@ pub struct LogArgs {
 
 /// Set up logging to stderr without timestamps (journald adds them).
 /// `ETCD2_BACKUP_LOG` (or `RUST_LOG`) overrides the level, e.g. `debug`.
-pub fn init_logging(args: &LogArgs) {
+fn init_logging(args: &LogArgs) {
     use tracing_subscriber::EnvFilter;
     crate::progress::set_quiet(args.quiet);
     let level = match (args.quiet, args.verbose) {
@@ -114,10 +114,38 @@ pub use crate::exit::{
     coded, Coded, EXIT_LOCKED, EXIT_NO_BACKUP, EXIT_REFUSED, EXIT_STALE, EXIT_UNREACHABLE,
 };
 
+/// What a tool's flags give the one shape of `main` ([`main`]).
+pub trait Tool: clap::Parser {
+    /// The program's name, as its error line and the journal show it.
+    const NAME: &'static str;
+    /// Whether the settings file supplies the flags' defaults (every tool's
+    /// does; the installer, which writes it, reads none).
+    const SETTINGS: bool = true;
+    /// Its `-v`/`-q`.
+    fn log(&self) -> &LogArgs;
+}
+
+/// Every tool's `main`: the settings file first (its variables are the
+/// flags' defaults), the flags, logging, then the job under [`run_main`]:
+/// one error line and an exit code that is a verdict.
+pub fn main<C: Tool>(job: impl FnOnce(C) -> Result<()>) -> ExitCode {
+    if C::SETTINGS {
+        crate::settings::load(C::NAME);
+    }
+    let cli = C::parse();
+    init_logging(cli.log());
+    run_main(C::NAME, || job(cli))
+}
+
+/// `value` as pretty JSON on stdout (`--json`), one document a line end.
+pub fn print_json(value: &impl serde::Serialize) -> Result<()> {
+    print_stdout(&format!("{}\n", serde_json::to_string_pretty(value)?))
+}
+
 /// Run a tool's body; print any error once, as `tool: error: <chain>`
 /// (secrets redacted), and turn it into exit code 1, or the code of a
 /// [`Coded`] error in its chain. (clap exits 2 on usage errors before this.)
-pub fn run_main(tool: &str, body: impl FnOnce() -> Result<()>) -> ExitCode {
+fn run_main(tool: &str, body: impl FnOnce() -> Result<()>) -> ExitCode {
     crate::scratch::install_signal_handler(tool);
     match body() {
         Ok(()) => ExitCode::SUCCESS,
@@ -427,109 +455,8 @@ impl RemoteArgs {
     }
 }
 
-/// Where a tool writes an archive: a file (written atomically) or stdout
-/// (`-`). Parsed by clap from FILE|-.
-#[derive(Debug, Clone)]
-pub enum Output {
-    File(PathBuf),
-    Stdout,
-}
-
-impl std::str::FromStr for Output {
-    type Err = std::convert::Infallible;
-    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
-        Ok(if s == "-" {
-            Output::Stdout
-        } else {
-            Output::File(PathBuf::from(s))
-        })
-    }
-}
-
-impl std::fmt::Display for Output {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Output::File(p) => write!(f, "{}", p.display()),
-            Output::Stdout => f.write_str("stdout"),
-        }
-    }
-}
-
-/// The archive's destination: an atomic file, committed only when the whole
-/// archive is written, or stdout for pipelines.
-pub enum Sink {
-    File(crate::fsutil::AtomicFile),
-    Stdout(std::io::StdoutLock<'static>),
-}
-
-impl Sink {
-    pub fn open(output: &Output) -> Result<Sink> {
-        Ok(match output {
-            Output::File(p) => Sink::File(crate::fsutil::AtomicFile::create(p, 0o600)?),
-            Output::Stdout => {
-                if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
-                    anyhow::bail!(
-                        "refusing to write a binary archive to a terminal: \
-                         use -o FILE, or pipe it (-o - | etcd2-push -)"
-                    );
-                }
-                Sink::Stdout(std::io::stdout().lock())
-            }
-        })
-    }
-
-    pub fn finish(self) -> Result<()> {
-        match self {
-            Sink::File(f) => f.commit(),
-            Sink::Stdout(mut s) => anyhow::Context::context(
-                std::io::Write::flush(&mut s),
-                "flushing the archive to stdout",
-            ),
-        }
-    }
-}
-
-impl std::io::Write for Sink {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        match self {
-            Sink::File(f) => std::io::Write::write(f, buf),
-            Sink::Stdout(s) => std::io::Write::write(s, buf),
-        }
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        match self {
-            Sink::File(f) => std::io::Write::flush(f),
-            Sink::Stdout(s) => std::io::Write::flush(s),
-        }
-    }
-}
-
-/// Where a tool reads an archive from: a file or stdin (`-`).
-#[derive(Debug, Clone)]
-pub enum Input {
-    File(PathBuf),
-    Stdin,
-}
-
-impl std::str::FromStr for Input {
-    type Err = std::convert::Infallible;
-    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
-        Ok(if s == "-" {
-            Input::Stdin
-        } else {
-            Input::File(PathBuf::from(s))
-        })
-    }
-}
-
-impl std::fmt::Display for Input {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Input::File(p) => write!(f, "{}", p.display()),
-            Input::Stdin => f.write_str("stdin"),
-        }
-    }
-}
+/// Archive paths as the flags give them (FILE or `-`).
+pub use crate::sink::{Input, Output};
 
 /// The longest wait or timeout a flag accepts. Longer ones are typos (and
 /// overflowed the clock arithmetic: `--lock-wait 1000000000d` panicked).

@@ -104,6 +104,11 @@ impl AtomicFile {
 
     /// Flush to disk and publish under the target name, replacing any
     /// previous file of that name in one atomic step.
+    /// The name the file gets on commit.
+    pub fn target(&self) -> &Path {
+        &self.target
+    }
+
     pub fn commit(mut self) -> Result<()> {
         if self.direct {
             self.committed = true;

@@ -16,7 +16,7 @@
 //!   etcd's gRPC API, on one shared recipe), [`store`] owns the backup
 //!   repository and its protocol (the jobs spell no remote name),
 //!   [`archive`] the archive and the verified directory, [`digest`] hashing,
-//!   [`fsutil`] atomic files, [`datadir`] an etcd data dir, [`scratch`] our
+//!   [`sink`] where an archive goes (and the one tee), [`fsutil`] atomic files, [`datadir`] an etcd data dir, [`scratch`] our
 //!   debris, [`cluster`] a cluster's health, [`poll`] bounded waits,
 //!   [`clock`] timestamps, [`metrics`] the textfile metrics, [`progress`]
 //!   progress for people, [`member`] a member built from a backup, [`node`]
@@ -49,6 +49,7 @@ pub mod rclone;
 pub mod redact;
 pub mod scratch;
 pub mod settings;
+pub mod sink;
 pub mod store;
 
 /// The tools etcd2-backup ships, from `tools/tools.list`: the one list the

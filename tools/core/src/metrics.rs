@@ -40,6 +40,29 @@ pub fn file(dir: &Path, step: &str) -> PathBuf {
     dir.join(format!("etcd2_backup_{step}.prom"))
 }
 
+/// A job's result that has samples to record.
+pub trait Measured {
+    fn samples(&self) -> Vec<Sample>;
+}
+
+/// Run `job` as `step` and record it (`dir` from `--metrics-dir`),
+/// whether it succeeded or failed; its result is returned untouched.
+pub fn measured<T: Measured>(
+    dir: Option<&Path>,
+    step: &str,
+    job: impl FnOnce() -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let started = Instant::now();
+    let done = job();
+    record(
+        dir,
+        step,
+        started,
+        done.as_ref().ok().map(Measured::samples),
+    );
+    done
+}
+
 /// Record one run of `step` that began at `started`: on success with its
 /// samples, on failure keeping the last success's samples and counting the
 /// failure. Never fails the run: a problem is a warning.

@@ -86,3 +86,11 @@ pub struct Cli {
     #[command(flatten)]
     pub log: LogArgs,
 }
+
+impl etcd2_backup::cli::Tool for Cli {
+    const NAME: &'static str = "etcd2-backup-install";
+    const SETTINGS: bool = false;
+    fn log(&self) -> &LogArgs {
+        &self.log
+    }
+}

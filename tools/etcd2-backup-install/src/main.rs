@@ -1,7 +1,6 @@
 //! etcd2-backup-install: install the package on a host, or uninstall it.
 
 use anyhow::Context;
-use clap::Parser;
 use etcd2_backup::cli;
 use etcd2_backup::job::install::{uninstall, InstallJob};
 use std::process::ExitCode;
@@ -9,9 +8,7 @@ use std::process::ExitCode;
 use etcd2_backup_install::Cli;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    cli::init_logging(&cli.log);
-    cli::run_main("etcd2-backup-install", || {
+    cli::main(|cli: Cli| {
         if cli.uninstall {
             return uninstall(&cli.root);
         }

@@ -76,3 +76,10 @@ pub struct Cli {
     #[command(flatten)]
     pub log: LogArgs,
 }
+
+impl etcd2_backup::cli::Tool for Cli {
+    const NAME: &'static str = "etcd2-convert";
+    fn log(&self) -> &LogArgs {
+        &self.log
+    }
+}

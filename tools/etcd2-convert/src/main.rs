@@ -1,6 +1,5 @@
 //! etcd2-convert: carry an etcd2 (v2) backup to etcd 3.6+ as a v3 backup archive.
 
-use clap::Parser;
 use etcd2_backup::cli;
 use etcd2_backup::cmd::Program;
 use etcd2_backup::job::convert::ConvertJob;
@@ -9,11 +8,7 @@ use std::process::ExitCode;
 use etcd2_convert::Cli;
 
 fn main() -> ExitCode {
-    // The settings file first: its variables are the flags' defaults.
-    etcd2_backup::settings::load("etcd2-convert");
-    let cli = Cli::parse();
-    cli::init_logging(&cli.log);
-    cli::run_main("etcd2-convert", || {
+    cli::main(|cli: Cli| {
         if cli.json && matches!(cli.output, cli::Output::Stdout) {
             anyhow::bail!("--json needs -o FILE: stdout carries the archive with -o -");
         }
@@ -32,7 +27,7 @@ fn main() -> ExitCode {
         .run()?;
         eprintln!("etcd2-convert: {}", converted.line(&cli.output));
         if cli.json {
-            cli::print_stdout(&format!("{}\n", serde_json::to_string_pretty(&converted)?))?;
+            cli::print_json(&converted)?;
         }
         Ok(())
     })

@@ -1,6 +1,5 @@
 //! etcd2-fetch: download, verify and place a backup generation.
 
-use clap::Parser;
 use etcd2_backup::cli;
 use etcd2_backup::job::fetch::{format_table, FetchJob, Target};
 use std::process::ExitCode;
@@ -8,11 +7,7 @@ use std::process::ExitCode;
 use etcd2_fetch::Cli;
 
 fn main() -> ExitCode {
-    // The settings file first: its variables are the flags' defaults.
-    etcd2_backup::settings::load("etcd2-fetch");
-    let cli = Cli::parse();
-    cli::init_logging(&cli.log);
-    cli::run_main("etcd2-fetch", || {
+    cli::main(|cli: Cli| {
         let job = FetchJob {
             repo: cli.remote.repo()?,
             generation: cli.generation,
@@ -26,7 +21,7 @@ fn main() -> ExitCode {
         if cli.list {
             let rows = job.list()?;
             if cli.json {
-                cli::print_stdout(&format!("{}\n", serde_json::to_string_pretty(&rows)?))?;
+                cli::print_json(&rows)?;
             } else if rows.is_empty() {
                 anyhow::bail!("no complete generations under {}", job.repo.layout().base());
             } else {

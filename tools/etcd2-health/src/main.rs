@@ -1,17 +1,12 @@
 //! etcd2-health: wait until a cluster is healthy, instead of `sleep 10`.
 
-use clap::Parser;
 use etcd2_backup::cli;
 use std::process::ExitCode;
 
 use etcd2_health::Cli;
 
 fn main() -> ExitCode {
-    // The settings file first: its variables are the flags' defaults.
-    etcd2_backup::settings::load("etcd2-health");
-    let cli = Cli::parse();
-    cli::init_logging(&cli.log);
-    cli::run_main("etcd2-health", || {
+    cli::main(|cli: Cli| {
         let health = etcd2_backup::job::health::HealthJob {
             etcd: cli.etcd.client()?,
             members: cli.members,
@@ -20,7 +15,7 @@ fn main() -> ExitCode {
         }
         .run()?;
         if cli.json {
-            cli::print_stdout(&format!("{}\n", serde_json::to_string_pretty(&health)?))?;
+            cli::print_json(&health)?;
         }
         Ok(())
     })

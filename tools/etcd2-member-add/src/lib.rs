@@ -59,3 +59,10 @@ pub struct Cli {
     #[command(flatten)]
     pub log: LogArgs,
 }
+
+impl etcd2_backup::cli::Tool for Cli {
+    const NAME: &'static str = "etcd2-member-add";
+    fn log(&self) -> &LogArgs {
+        &self.log
+    }
+}

@@ -1,6 +1,5 @@
 //! etcd2-member-add: add this node to the founding member's cluster.
 
-use clap::Parser;
 use etcd2_backup::cli;
 use etcd2_backup::job::member_add::MemberAddJob;
 use std::process::ExitCode;
@@ -9,11 +8,7 @@ use std::time::Duration;
 use etcd2_member_add::Cli;
 
 fn main() -> ExitCode {
-    // The settings file first: its variables are the flags' defaults.
-    etcd2_backup::settings::load("etcd2-member-add");
-    let cli = Cli::parse();
-    cli::init_logging(&cli.log);
-    cli::run_main("etcd2-member-add", || {
+    cli::main(|cli: Cli| {
         let mut founder = cli.conn.client(&cli.endpoints)?;
         founder.query_timeout = founder.query_timeout.min(Duration::from_secs(15));
         let health_args = founder.conn_args();

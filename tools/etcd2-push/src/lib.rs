@@ -94,3 +94,10 @@ pub struct Cli {
     #[command(flatten)]
     pub log: LogArgs,
 }
+
+impl etcd2_backup::cli::Tool for Cli {
+    const NAME: &'static str = "etcd2-push";
+    fn log(&self) -> &LogArgs {
+        &self.log
+    }
+}

@@ -1,6 +1,5 @@
 //! etcd2-push: publish one backup archive as a new verified generation.
 
-use clap::Parser;
 use etcd2_backup::cli;
 use etcd2_backup::job::push::PushJob;
 use etcd2_backup::metrics;
@@ -9,14 +8,9 @@ use std::process::ExitCode;
 use etcd2_push::Cli;
 
 fn main() -> ExitCode {
-    // The settings file first: its variables are the flags' defaults.
-    etcd2_backup::settings::load("etcd2-push");
-    let cli = Cli::parse();
-    cli::init_logging(&cli.log);
-    cli::run_main("etcd2-push", || {
-        let started = std::time::Instant::now();
-        let pushed = (|| {
-            let job = PushJob {
+    cli::main(|cli: Cli| {
+        let pushed = metrics::measured(cli.metrics.dir(), "push", || {
+            PushJob {
                 input: cli.archive,
                 repo: cli.remote.repo()?,
                 keep: cli.keep as usize,
@@ -25,14 +19,11 @@ fn main() -> ExitCode {
                 lock_file: cli.lock_file,
                 lock_wait: cli.lock_wait,
                 local_copy: cli.local_copy,
-            };
-            job.run()
-        })();
-        let samples = pushed.as_ref().ok().map(|p| p.samples());
-        metrics::record(cli.metrics.dir(), "push", started, samples);
-        let pushed = pushed?;
+            }
+            .run()
+        })?;
         if cli.json {
-            cli::print_stdout(&format!("{}\n", serde_json::to_string_pretty(&pushed)?))?;
+            cli::print_json(&pushed)?;
         }
         Ok(())
     })

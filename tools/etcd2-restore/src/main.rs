@@ -1,6 +1,5 @@
 //! etcd2-restore: make the founding member's data dir from a fetched backup.
 
-use clap::Parser;
 use etcd2_backup::cli::{self, EtcdConnArgs};
 use etcd2_backup::cmd::Program;
 use etcd2_backup::job::restore::RestoreJob;
@@ -9,11 +8,7 @@ use std::process::ExitCode;
 use etcd2_restore::Cli;
 
 fn main() -> ExitCode {
-    // The settings file first: its variables are the flags' defaults.
-    etcd2_backup::settings::load("etcd2-restore");
-    let cli = Cli::parse();
-    cli::init_logging(&cli.log);
-    cli::run_main("etcd2-restore", || {
+    cli::main(|cli: Cli| {
         let job = RestoreJob {
             from: cli.from,
             data_dir: cli.data_dir,

@@ -71,3 +71,10 @@ pub struct Cli {
     #[command(flatten)]
     pub log: LogArgs,
 }
+
+impl etcd2_backup::cli::Tool for Cli {
+    const NAME: &'static str = "etcd2-snapshot";
+    fn log(&self) -> &LogArgs {
+        &self.log
+    }
+}

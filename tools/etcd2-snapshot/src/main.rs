@@ -1,7 +1,6 @@
 //! etcd2-snapshot: take a consistent backup of the local etcd member and write
 //! it as one verifiable archive.
 
-use clap::Parser;
 use etcd2_backup::cli;
 use etcd2_backup::job::snapshot::SnapshotJob;
 use etcd2_backup::metrics;
@@ -10,17 +9,12 @@ use std::process::ExitCode;
 use etcd2_snapshot::Cli;
 
 fn main() -> ExitCode {
-    // The settings file first: its variables are the flags' defaults.
-    etcd2_backup::settings::load("etcd2-snapshot");
-    let cli = Cli::parse();
-    cli::init_logging(&cli.log);
-    cli::run_main("etcd2-snapshot", || {
+    cli::main(|cli: Cli| {
         let json = cli.json;
         if json && matches!(cli.output, cli::Output::Stdout) {
             anyhow::bail!("--json needs -o FILE: stdout carries the archive with -o -");
         }
-        let started = std::time::Instant::now();
-        let produced = (|| {
+        let produced = metrics::measured(cli.metrics.dir(), "snapshot", || {
             let job = SnapshotJob {
                 api: cli.api,
                 allow_dropping_keyspace: cli.allow_dropping_keyspace,
@@ -35,12 +29,9 @@ fn main() -> ExitCode {
                 machine_id: cli::machine_id_or_local(cli.machine_id)?,
             };
             job.run()
-        })();
-        let samples = produced.as_ref().ok().map(|p| p.samples());
-        metrics::record(cli.metrics.dir(), "snapshot", started, samples);
-        let produced = produced?;
+        })?;
         if json {
-            cli::print_stdout(&format!("{}\n", serde_json::to_string_pretty(&produced)?))?;
+            cli::print_json(&produced)?;
         }
         Ok(())
     })

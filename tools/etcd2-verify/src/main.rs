@@ -1,6 +1,5 @@
 //! etcd2-verify: prove that a backup restores.
 
-use clap::Parser;
 use etcd2_backup::cli;
 use etcd2_backup::cmd::Program;
 use etcd2_backup::job::verify::VerifyJob;
@@ -10,13 +9,8 @@ use std::process::ExitCode;
 use etcd2_verify::Cli;
 
 fn main() -> ExitCode {
-    // The settings file first: its variables are the flags' defaults.
-    etcd2_backup::settings::load("etcd2-verify");
-    let cli = Cli::parse();
-    cli::init_logging(&cli.log);
-    cli::run_main("etcd2-verify", || {
-        let started = std::time::Instant::now();
-        let verified = (|| {
+    cli::main(|cli: Cli| {
+        let verified = metrics::measured(cli.metrics.dir(), "verify", || {
             VerifyJob {
                 repo: cli.remote.repo()?,
                 generation: cli.generation.clone(),
@@ -28,9 +22,7 @@ fn main() -> ExitCode {
                 wait: cli.wait,
             }
             .run()
-        })();
-        let samples = verified.as_ref().ok().map(|v| v.samples());
-        metrics::record(cli.metrics.dir(), "verify", started, samples);
-        cli::print_stdout(&format!("{}\n", verified?.line()))
+        })?;
+        cli::print_stdout(&format!("{}\n", verified.line()))
     })
 }

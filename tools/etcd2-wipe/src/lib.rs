@@ -42,3 +42,10 @@ pub struct Cli {
     #[command(flatten)]
     pub log: LogArgs,
 }
+
+impl etcd2_backup::cli::Tool for Cli {
+    const NAME: &'static str = "etcd2-wipe";
+    fn log(&self) -> &LogArgs {
+        &self.log
+    }
+}

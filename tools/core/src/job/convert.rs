@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context, Result};
 
 use crate::archive::{self, Api, Codec, ConvertedFrom, Manifest, FORMAT_SUMMED};
-use crate::cli::{Input, Output};
 use crate::cmd::Program;
 use crate::etcd::{hex_id, Etcdctl};
 use crate::member;
+use crate::sink::{Input, Output};
 
 pub struct ConvertJob {
     /// An archive (a file or stdin), a verified directory (etcd2-fetch
@@ -263,7 +263,7 @@ impl ConvertJob {
         let level = self.level.unwrap_or_else(|| self.codec.default_level());
         self.codec.check_level(level)?;
         // Claim the output before any expensive work.
-        let mut sink = crate::cli::Sink::open(&self.output)?;
+        let mut sink = crate::sink::Sink::open(&self.output)?;
         crate::scratch::work_dir(&self.work_dir)?;
         let scratch = crate::scratch::Dir::create(&self.work_dir, SCRATCH)?;
         let (backup, source) = self.load(scratch.path())?;

@@ -1,17 +1,17 @@
 //! The `etcd2-fetch` job: find a machine's newest (or a chosen) backup,
 //! download it, verify every byte, and only then place it.
 
-use std::io::{self, IsTerminal, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use serde::Serialize;
 
 use crate::archive::{self, Api, Codec, Manifest, FORMAT_VERSION};
-use crate::cli::Output;
-use crate::fsutil::{sync_dir, AtomicFile};
+use crate::fsutil::sync_dir;
 use crate::rclone::RemotePath;
+use crate::sink::{Output, Sink};
 use crate::store::{Choice, Repo, Sidecar, Source};
 
 pub enum Target {
@@ -72,25 +72,19 @@ impl FetchJob {
     }
 
     pub fn run(&self, target: &Target) -> Result<Manifest> {
-        // Refuse an occupied destination before downloading anything.
-        let archive_out = match target {
+        // Claim the destination before downloading anything: an occupied
+        // directory or an unwritable file fails now. stdout gets only
+        // verified bytes (spooled until then).
+        let sink = match target {
             Target::Into(dir) => {
                 check_empty_target(dir)?;
                 None
             }
-            Target::Archive(Output::File(p)) => Some(AtomicFile::create(p, 0o600)?),
-            Target::Archive(Output::Stdout) => {
-                if io::stdout().is_terminal() {
-                    bail!(
-                        "refusing to write a binary archive to a terminal: use -o FILE, or pipe it"
-                    );
-                }
-                None
-            }
+            Target::Archive(o) => Some(Sink::open_verified(o, &self.work_dir)?),
         };
         match self.resolve()? {
-            Source::Generation(sc) => self.fetch_generation(&sc, target, archive_out),
-            Source::Legacy(dir) => self.fetch_legacy(&dir, target, archive_out),
+            Source::Generation(sc) => self.fetch_generation(&sc, target, sink),
+            Source::Legacy(dir) => self.fetch_legacy(&dir, target, sink),
         }
     }
 
@@ -98,10 +92,10 @@ impl FetchJob {
         &self,
         sc: &Sidecar,
         target: &Target,
-        file: Option<AtomicFile>,
+        sink: Option<Sink>,
     ) -> Result<Manifest> {
-        let manifest = match target {
-            Target::Into(dir) => {
+        let manifest = match (target, sink) {
+            (Target::Into(dir), _) => {
                 let staging = staging_for(dir)?;
                 let data = staging.path().join("data");
                 let m = self.repo.download(sc, Some(&data), None)?;
@@ -109,16 +103,10 @@ impl FetchJob {
                 place(&m, &data, dir)?;
                 m
             }
-            Target::Archive(Output::File(_)) => {
-                let mut f = file.context("internal: no output file")?;
-                let m = self.repo.download(sc, None, Some(&mut f))?;
-                f.commit()?;
-                m
-            }
-            Target::Archive(Output::Stdout) => {
-                let mut spool = self.spool()?;
-                let m = self.repo.download(sc, None, Some(&mut spool))?;
-                copy_to_stdout(&mut spool)?;
+            (Target::Archive(_), sink) => {
+                let mut sink = sink.context("internal: no output sink")?;
+                let m = self.repo.download(sc, None, Some(&mut sink))?;
+                sink.finish()?;
                 m
             }
         };
@@ -131,18 +119,11 @@ impl FetchJob {
         Ok(manifest)
     }
 
-    /// An unlinked file in the work dir: nothing is left, whatever kills us.
-    fn spool(&self) -> Result<std::fs::File> {
-        crate::scratch::work_dir(&self.work_dir)?;
-        tempfile::tempfile_in(&self.work_dir)
-            .with_context(|| format!("creating a spool file in {}", self.work_dir.display()))
-    }
-
     fn fetch_legacy(
         &self,
         dir: &RemotePath,
         target: &Target,
-        file: Option<AtomicFile>,
+        sink: Option<Sink>,
     ) -> Result<Manifest> {
         tracing::warn!(
             "{dir} is a backup written by etcd2-backup-coreos: UNVERIFIED legacy data, it carries no checksums"
@@ -189,17 +170,11 @@ impl FetchJob {
             converted_from: None,
             files: archive::file_entries(&data, &files)?,
         };
-        match target {
-            Target::Into(d) => place(&manifest, &data, d)?,
-            Target::Archive(Output::File(_)) => {
-                let f = file.context("internal: no output file")?;
-                let f = archive::write_archive(f, &manifest, &data, 3, 1)?;
-                f.commit()?;
-            }
-            Target::Archive(Output::Stdout) => {
-                let lock = io::stdout().lock();
-                let mut lock = archive::write_archive(lock, &manifest, &data, 3, 1)?;
-                lock.flush().context("writing to stdout")?;
+        match (target, sink) {
+            (Target::Into(d), _) => place(&manifest, &data, d)?,
+            (Target::Archive(_), sink) => {
+                let sink = sink.context("internal: no output sink")?;
+                archive::write_archive(sink, &manifest, &data, 3, 1)?.finish()?;
             }
         }
         Ok(manifest)
@@ -396,14 +371,6 @@ fn place(manifest: &Manifest, data: &Path, dir: &Path) -> Result<()> {
     sync_dir(&parent_of(dir))?;
     tracing::info!("placed the backup in {}", dir.display());
     Ok(())
-}
-
-fn copy_to_stdout(f: &mut std::fs::File) -> Result<()> {
-    use std::io::Seek;
-    f.seek(io::SeekFrom::Start(0))?;
-    let mut out = io::stdout().lock();
-    io::copy(f, &mut out).context("writing the archive to stdout")?;
-    out.flush().context("writing the archive to stdout")
 }
 
 #[cfg(test)]

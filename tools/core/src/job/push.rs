@@ -8,8 +8,8 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{ensure, Context, Result};
 
 use crate::archive::{self, Manifest};
-use crate::cli::Input;
 use crate::digest::{Digests, Hasher, HashingReader};
+use crate::sink::{Input, Tee};
 use crate::store::{new_generation_id, Repo, Sidecar, SIDECAR_FORMAT};
 
 pub use crate::store::Verify;
@@ -65,9 +65,9 @@ pub struct Pushed {
     pub generations: usize,
 }
 
-impl Pushed {
-    /// What the textfile metrics say of a push.
-    pub fn samples(&self) -> Vec<crate::metrics::Sample> {
+/// What the textfile metrics say of a push.
+impl crate::metrics::Measured for Pushed {
+    fn samples(&self) -> Vec<crate::metrics::Sample> {
         use crate::metrics::Sample;
         let m = &self.manifest;
         vec![
@@ -94,27 +94,6 @@ impl Pushed {
                 value: 1.0,
             },
         ]
-    }
-}
-
-/// Passes reads through while writing them to `out` (the upload). A
-/// failed write is kept apart, so that the error names the upload, not the
-/// archive being read.
-struct TeeReader<R, W> {
-    inner: R,
-    out: W,
-    out_error: Option<io::Error>,
-}
-
-impl<R: Read, W: Write> Read for TeeReader<R, W> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        if let Err(e) = self.out.write_all(&buf[..n]) {
-            let shown = io::Error::new(e.kind(), e.to_string());
-            self.out_error = Some(e);
-            return Err(shown);
-        }
-        Ok(n)
     }
 }
 
@@ -249,8 +228,8 @@ impl PushJob {
             "uploading {shown} as generation {generation} to {}",
             upload.path()
         );
-        let mut tee = TeeReader {
-            inner: HashingReader::new(
+        let mut tee = Tee::new(
+            HashingReader::new(
                 crate::progress::ProgressReader::new(
                     source,
                     format!("uploading {generation}"),
@@ -258,15 +237,10 @@ impl PushJob {
                 ),
                 Hasher::for_backend(compared),
             ),
-            out: upload,
-            out_error: None,
-        };
+            upload,
+        );
         let manifest = archive::read_verified(&mut tee, None);
-        let TeeReader {
-            inner,
-            out: upload,
-            out_error,
-        } = tee;
+        let (inner, upload, out_error) = tee.into_parts();
         let manifest = match (manifest, out_error) {
             (Ok(m), _) => m,
             (Err(_), Some(e)) => {

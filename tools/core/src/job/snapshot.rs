@@ -7,9 +7,9 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 
 use crate::archive::{self, Api, Codec, Manifest, FORMAT_SUMMED};
-use crate::cli::Output;
 use crate::digest::HashingWriter;
 use crate::etcd::{hex_id, Etcdctl};
+use crate::sink::Output;
 
 /// Which etcd API the backup is taken through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -51,9 +51,9 @@ pub struct Produced {
     pub archive_sha256: String,
 }
 
-impl Produced {
-    /// What the textfile metrics say of a snapshot.
-    pub fn samples(&self) -> Vec<crate::metrics::Sample> {
+/// What the textfile metrics say of a snapshot.
+impl crate::metrics::Measured for Produced {
+    fn samples(&self) -> Vec<crate::metrics::Sample> {
         use crate::metrics::Sample;
         let m = &self.manifest;
         let mut v = vec![
@@ -223,7 +223,7 @@ impl SnapshotJob {
     pub fn run(&self) -> Result<Produced> {
         // Claim the output first, so that an unwritable destination fails
         // before any expensive work and before etcd is touched.
-        let mut sink = crate::cli::Sink::open(&self.output)?;
+        let mut sink = crate::sink::Sink::open(&self.output)?;
         // So is a level the codec lacks: the stream below cannot wait.
         let level = self.level.unwrap_or_else(|| self.codec.default_level());
         self.codec.check_level(level)?;

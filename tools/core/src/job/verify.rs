@@ -104,9 +104,9 @@ impl VerifyJob {
     }
 }
 
-impl Verified {
-    /// What the textfile metrics say of a verification.
-    pub fn samples(&self) -> Vec<crate::metrics::Sample> {
+/// What the textfile metrics say of a verification.
+impl crate::metrics::Measured for Verified {
+    fn samples(&self) -> Vec<crate::metrics::Sample> {
         use crate::metrics::Sample;
         vec![Sample {
             name: "etcd2_backup_verified_info",
@@ -118,7 +118,9 @@ impl Verified {
             value: 1.0,
         }]
     }
+}
 
+impl Verified {
     /// The one line for stdout.
     pub fn line(&self) -> String {
         let alarms = if self.alarms.is_empty() {

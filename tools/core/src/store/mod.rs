@@ -11,7 +11,7 @@
 //! pointer, listing, the owner check and the retention plan.
 //! docs/remote-layout.md describes the repository for operators.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::Path;
 
 use anyhow::{bail, ensure, Context, Result};
@@ -274,7 +274,7 @@ impl Repo {
         &self,
         sc: &Sidecar,
         into: Option<&Path>,
-        tee: Option<&mut dyn Write>,
+        tee: Option<&mut crate::sink::Sink>,
     ) -> Result<Manifest> {
         let remote = self.layout.generations().join(&sc.archive);
         tracing::info!(
@@ -291,13 +291,25 @@ impl Repo {
             Some(sc.size),
         );
         let verified = match tee {
-            Some(out) => crate::archive::verify_stream(Tee { inner: stream, out }, into),
+            Some(sink) => {
+                let mut tee = crate::sink::Tee::new(stream, &mut *sink);
+                let verified = crate::archive::verify_stream(&mut tee, into);
+                match (verified, tee.into_parts().2) {
+                    // The copy failed, not the data: name the copy.
+                    (Err(_), Some(e)) => {
+                        Err(crate::sink::WriteFailed::new(sink.describe(), e).into())
+                    }
+                    (verified, _) => verified,
+                }
+            }
             None => crate::archive::verify_stream(stream, into),
         };
         let (manifest, size, sha256) = verified.map_err(|e| {
             // The download (rclone died, a bound was hit) or the data (it
             // failed verification), said as such.
-            if crate::cmd::is_child_failure(&e) {
+            if crate::sink::is_write_failure(&e) {
+                e.context(format!("fetching generation {}", sc.generation))
+            } else if crate::cmd::is_child_failure(&e) {
                 self.rclone.explain(e.context(format!(
                     "downloading generation {} from {remote}",
                     sc.generation
@@ -643,18 +655,4 @@ fn warn_unaborted(remote_archive: &RemotePath, e: &anyhow::Error) {
         "could not abort the unfinished upload to {remote_archive} ({e:#}); the next \
          push removes it once it is older than --transfer-timeout"
     );
-}
-
-/// Passes reads through while copying them to a writer.
-struct Tee<'a, R> {
-    inner: R,
-    out: &'a mut dyn Write,
-}
-
-impl<R: Read> Read for Tee<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.out.write_all(&buf[..n])?;
-        Ok(n)
-    }
 }
