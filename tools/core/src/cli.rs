@@ -209,6 +209,9 @@ pub struct EtcdArgs {
 /// nor ETCD_DATA_DIR says: the original package's (and CoreOS etcd2's).
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/etcd2";
 
+/// Where the tools keep scratch files (`ETCD_BACKUP_DIR`, the original's name).
+pub const DEFAULT_WORK_DIR: &str = "/var/lib/etcd2-backup";
+
 /// The default client URL when neither --endpoints nor etcd's settings say.
 pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:2379";
 

@@ -50,12 +50,7 @@ pub struct Cli {
     pub etcd: Option<PathBuf>,
 
     /// Scratch space for the backup's copy and the private member
-    #[arg(
-        long,
-        env = "ETCD_BACKUP_DIR",
-        default_value = "/var/lib/etcd2-backup",
-        value_name = "DIR"
-    )]
+    #[arg(long, env = "ETCD_BACKUP_DIR", default_value = cli::DEFAULT_WORK_DIR, value_name = "DIR")]
     pub work_dir: PathBuf,
 
     /// Bound on the private member becoming healthy, and on each call to it

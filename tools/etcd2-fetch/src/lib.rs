@@ -74,12 +74,7 @@ pub struct Cli {
     pub legacy_previous: bool,
 
     /// Scratch space for an archive streamed to stdout
-    #[arg(
-        long,
-        env = "ETCD_BACKUP_DIR",
-        default_value = "/var/lib/etcd2-backup",
-        value_name = "DIR"
-    )]
+    #[arg(long, env = "ETCD_BACKUP_DIR", default_value = cli::DEFAULT_WORK_DIR, value_name = "DIR")]
     pub work_dir: PathBuf,
 
     #[command(flatten)]

@@ -54,13 +54,7 @@ pub struct Cli {
     pub force: bool,
 
     /// Accepted for compatibility; unused (stdin is no longer spooled)
-    #[arg(
-        long,
-        hide = true,
-        env = "ETCD_BACKUP_DIR",
-        default_value = "/var/lib/etcd2-backup",
-        value_name = "DIR"
-    )]
+    #[arg(long, hide = true, env = "ETCD_BACKUP_DIR", default_value = cli::DEFAULT_WORK_DIR, value_name = "DIR")]
     pub work_dir: PathBuf,
 
     /// Also keep the pushed archive in FILE (the original's "newest backup on

@@ -42,12 +42,7 @@ pub struct Cli {
     pub data_dir: PathBuf,
 
     /// Scratch space for etcdctl's output before it is archived
-    #[arg(
-        long,
-        env = "ETCD_BACKUP_DIR",
-        default_value = "/var/lib/etcd2-backup",
-        value_name = "DIR"
-    )]
+    #[arg(long, env = "ETCD_BACKUP_DIR", default_value = cli::DEFAULT_WORK_DIR, value_name = "DIR")]
     pub work_dir: PathBuf,
 
     #[command(flatten)]

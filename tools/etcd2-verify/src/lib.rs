@@ -42,12 +42,7 @@ pub struct Cli {
     pub allow_older: bool,
 
     /// Scratch space for the download and the throwaway member
-    #[arg(
-        long,
-        env = "ETCD_BACKUP_DIR",
-        default_value = "/var/lib/etcd2-backup",
-        value_name = "DIR"
-    )]
+    #[arg(long, env = "ETCD_BACKUP_DIR", default_value = cli::DEFAULT_WORK_DIR, value_name = "DIR")]
     pub work_dir: PathBuf,
 
     /// etcd binary for the throwaway member [default: etcd from PATH]
