@@ -74,11 +74,7 @@ fn wipe_and_restore_refuse_a_directory_that_is_not_an_etcd_data_dir() {
             "{line}"
         );
         assert_eq!(state(&d), before, "wipe changed {}", d.display());
-        let out = run(tool("etcd2-restore")
-            .arg("--data-dir")
-            .arg(&d)
-            .args(["--name", "r1", "--peer-urls", "http://127.0.0.1:2380"])
-            .arg(&archive));
+        let out = run(&mut harness::restore_into(&d, &archive));
         assert_fails_with(&out, "etcd2-restore", "not an etcd data dir");
         assert_eq!(state(&d), before, "restore changed {}", d.display());
     }
@@ -108,13 +104,7 @@ fn a_link_planted_in_the_data_dir_never_changes_its_target() {
         if step == "wipe" {
             run_ok(tool("etcd2-wipe").arg(&data));
         } else {
-            run_ok(
-                tool("etcd2-restore")
-                    .arg("--data-dir")
-                    .arg(&data)
-                    .args(["--name", "r1", "--peer-urls", "http://127.0.0.1:2380"])
-                    .arg(&archive),
-            );
+            run_ok(&mut harness::restore_into(&data, &archive));
         }
         assert_eq!(owner(&secret), want, "{step} changed the link's target");
         assert_eq!(
@@ -385,14 +375,7 @@ fn restore_stopped_or_killed_leaves_no_temporary_etcd_and_no_staging() {
     let archive = c.path().join("v2.tar.zst");
     c.snapshot_to(0, "v2", &archive);
     let data = c.path().join("restore-data");
-    let restore = || {
-        let mut cmd = tool("etcd2-restore");
-        cmd.arg("--data-dir")
-            .arg(&data)
-            .args(["--name", "r1", "--peer-urls", "http://127.0.0.1:2380"])
-            .arg(&archive);
-        cmd
-    };
+    let restore = || harness::restore_into(&data, &archive);
     let needle = data.display().to_string();
     for sig in [SIGTERM, SIGKILL] {
         let child = harness::spawn_at_fault(&mut restore(), "restore-etcd-started");
@@ -764,29 +747,12 @@ fn a_restore_stopped_at_the_swap_keeps_the_old_member_data() {
         std::fs::create_dir_all(data.join("member/wal")).unwrap();
         std::fs::write(data.join("member/wal/precious"), b"the old member").unwrap();
         let child = harness::spawn_at_fault(
-            tool("etcd2-restore")
-                .arg("--data-dir")
-                .arg(&data)
-                .args(["--name", "r1", "--peer-urls", "http://127.0.0.1:2380"])
-                .arg(&archive),
+            &mut harness::restore_into(&data, &archive),
             "restore-swapped",
         );
         stop(child, sig);
         // And a later run, which sweeps stale scratch.
-        run_ok(
-            tool("etcd2-restore")
-                .arg("--data-dir")
-                .arg(&data)
-                .args([
-                    "--name",
-                    "r1",
-                    "--peer-urls",
-                    "http://127.0.0.1:2380",
-                    "--keep-aside",
-                    "5",
-                ])
-                .arg(&archive),
-        );
+        run_ok(harness::restore_into(&data, &archive).args(["--keep-aside", "5"]));
         let kept = harness::names(&data)
             .into_iter()
             .any(|n| std::fs::read(data.join(&n).join("wal/precious")).is_ok());

@@ -582,20 +582,7 @@ fn future_dated_set_aside_dirs_never_cost_the_data_just_set_aside() {
     std::fs::create_dir_all(data.join("member/wal")).unwrap();
     std::fs::write(data.join("member/wal/precious"), b"x").unwrap();
     future_aside(&data);
-    run_ok(
-        tool("etcd2-restore")
-            .arg("--data-dir")
-            .arg(&data)
-            .args([
-                "--name",
-                "r1",
-                "--peer-urls",
-                "http://127.0.0.1:2380",
-                "--keep-aside",
-                "1",
-            ])
-            .arg(&archive),
-    );
+    run_ok(harness::restore_into(&data, &archive).args(["--keep-aside", "1"]));
     let kept = kept_aside(&data);
     assert_eq!(
         kept.len(),

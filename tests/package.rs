@@ -17,6 +17,14 @@ const RCLONE_CONF: &str = "[backups]\ntype = local\n";
 /// The units the package ships: the installer's own list.
 const UNITS: [&str; 6] = etcd2_backup::job::install::payload::UNIT_FILES;
 
+/// The services the installer gives settings drop-ins (the timer has none).
+const SERVICES: [&str; 4] = [
+    "etcd2-backup",
+    "etcd2-restore",
+    "etcd2-join",
+    "etcd2-verify",
+];
+
 fn conf() -> String {
     conf_with("backups:/srv/etcd2-backups", "http://10.0.0.1:2379", &[])
 }
@@ -63,6 +71,15 @@ fn install(payload: &Path, root: &Path, extra: &[&str]) -> std::process::Output 
     let mut c = Command::new(payload.join("etcd2-backup-install"));
     c.arg("--root").arg(root).args(extra);
     run(&mut c)
+}
+
+/// An install that must succeed and say `says`; its log.
+fn install_saying(payload: &Path, root: &Path, extra: &[&str], says: &str) -> String {
+    let o = install(payload, root, extra);
+    let log = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "{log}");
+    assert!(log.contains(says), "{log}");
+    log
 }
 
 fn mode(p: &Path) -> u32 {
@@ -331,12 +348,7 @@ fn installer_puts_every_file_in_place_and_reinstalls_idempotently() {
             "{line} not in:\n{settings}"
         );
     }
-    for unit in [
-        "etcd2-backup",
-        "etcd2-restore",
-        "etcd2-join",
-        "etcd2-verify",
-    ] {
+    for unit in SERVICES {
         let text =
             fs::read_to_string(root.join(format!("etc/systemd/system/{unit}.service"))).expect("r");
         assert!(
@@ -582,7 +594,7 @@ fn uninstall_removes_ours_and_keeps_the_credentials_and_local_edits() {
 /// `systemd-analyze verify` on the units as installed, with the installed
 /// programs at /opt/bin: run in a throwaway container so that the host's
 /// /opt and /etc are not touched.
-fn verify_units(root: &Path, units: &[&str]) -> std::process::Output {
+fn verify_units(root: &Path, units: &[&str]) -> (bool, String) {
     harness::require("systemd-nspawn", "systemd-container");
     let mut c = Command::new("systemd-nspawn");
     c.args([
@@ -600,7 +612,13 @@ fn verify_units(root: &Path, units: &[&str]) -> std::process::Output {
     ))
     .args(["systemd-analyze", "verify", "--man=no"])
     .args(units.iter().map(|u| format!("/etc/systemd/system/{u}")));
-    run(&mut c)
+    let o = run(&mut c);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    (o.status.success(), text)
 }
 
 #[test]
@@ -609,13 +627,8 @@ fn installed_units_pass_systemd_analyze_verify_and_a_broken_one_fails() {
     let x = payload(t.path());
     let root = stage(t.path(), FLATCAR);
     assert!(install(&x, &root, &[]).status.success());
-    let o = verify_units(&root, &UNITS);
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    assert!(o.status.success(), "systemd-analyze verify: {text}");
+    let (ok, text) = verify_units(&root, &UNITS);
+    assert!(ok, "systemd-analyze verify: {text}");
     assert!(!text.contains("etcd2-"), "verify complained: {text}");
 
     // The check bites: a unit naming a program that is not installed.
@@ -626,13 +639,8 @@ fn installed_units_pass_systemd_analyze_verify_and_a_broken_one_fails() {
         unit.replace("/opt/bin/etcd2-wipe", "/opt/bin/etcd2-wipe-typo"),
     )
     .expect("w");
-    let o = verify_units(&root, &["etcd2-broken.service"]);
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    assert!(!o.status.success(), "{text}");
+    let (ok, text) = verify_units(&root, &["etcd2-broken.service"]);
+    assert!(!ok, "{text}");
     assert!(
         text.contains("/opt/bin/etcd2-wipe-typo is not executable"),
         "{text}"
@@ -747,20 +755,14 @@ fn installer_targets_debians_etcd_service_with_its_data_dir_and_etc_default() {
     )
     .expect("ln");
 
-    let o = install(&x, &root, &["--any-os"]);
-    let log = String::from_utf8_lossy(&o.stderr);
-    assert!(o.status.success(), "{log}");
-    assert!(
-        log.contains("etcd runs as etcd.service here (/lib/systemd/system/etcd.service)"),
-        "{log}"
+    install_saying(
+        &x,
+        &root,
+        &["--any-os"],
+        "etcd runs as etcd.service here (/lib/systemd/system/etcd.service)",
     );
     assert_units_name(&root, "etcd.service");
-    for job in [
-        "etcd2-backup",
-        "etcd2-restore",
-        "etcd2-join",
-        "etcd2-verify",
-    ] {
+    for job in SERVICES {
         let d = root.join(format!("etc/systemd/system/{job}.service.d"));
         assert_eq!(harness::names(&d), ["10-etcd-unit.conf"], "{job}");
         let settings = fs::read_to_string(d.join("10-etcd-unit.conf")).expect("r");
@@ -787,13 +789,8 @@ fn installer_targets_debians_etcd_service_with_its_data_dir_and_etc_default() {
     );
 
     // systemd accepts the rewritten units.
-    let o = verify_units(&root, &UNITS);
-    assert!(
-        o.status.success(),
-        "systemd-analyze verify: {}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let (ok, text) = verify_units(&root, &UNITS);
+    assert!(ok, "systemd-analyze verify: {text}");
 }
 
 /// Flatcar's etcd-member.service (abridged: it runs etcd in a container).
@@ -831,20 +828,14 @@ fn installer_targets_flatcars_etcd_member_and_takes_only_its_dropins_environment
     )
     .expect("w");
 
-    let o = install(&x, &root, &[]);
-    let log = String::from_utf8_lossy(&o.stderr);
-    assert!(o.status.success(), "{log}");
-    assert!(
-        log.contains("using only the Environment= lines of /etc/systemd/system/etcd-member.service.d/20-clct-etcd-member.conf"),
-        "{log}"
+    install_saying(
+        &x,
+        &root,
+        &[],
+        "using only the Environment= lines of /etc/systemd/system/etcd-member.service.d/20-clct-etcd-member.conf",
     );
     assert_units_name(&root, "etcd-member.service");
-    for job in [
-        "etcd2-backup",
-        "etcd2-restore",
-        "etcd2-join",
-        "etcd2-verify",
-    ] {
+    for job in SERVICES {
         let d = root.join(format!("etc/systemd/system/{job}.service.d"));
         assert_eq!(
             harness::names(&d),
@@ -869,13 +860,8 @@ fn installer_targets_flatcars_etcd_member_and_takes_only_its_dropins_environment
             "{text}"
         );
     }
-    let o = verify_units(&root, &UNITS);
-    assert!(
-        o.status.success(),
-        "systemd-analyze verify: {}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let (ok, text) = verify_units(&root, &UNITS);
+    assert!(ok, "systemd-analyze verify: {text}");
 }
 
 #[test]
@@ -951,12 +937,7 @@ fn installed_services_are_sandboxed_backup_exposure_at_most_3() {
     let root = stage(t.path(), FLATCAR);
     assert!(install(&x, &root, &[]).status.success());
     let mut scores = Vec::new();
-    for job in [
-        "etcd2-backup",
-        "etcd2-verify",
-        "etcd2-restore",
-        "etcd2-join",
-    ] {
+    for job in SERVICES {
         let unit = format!("{job}.service");
         let score = exposure(&root, &unit);
         eprintln!("systemd-analyze security {unit}: {score:.1}");

@@ -82,18 +82,13 @@ fn join(c: &mut Cluster, founder: usize, j: usize, started_after: usize) {
     );
     c.start_again(j, Some(parse_dropin(&text, &name)));
     run_ok(
-        tool("etcd2-health")
-            .args([
-                "-q",
-                "--endpoints",
-                c.endpoint(founder),
-                "--promote",
-                &name,
-                "--wait",
-                "60s",
-                "--members",
-            ])
-            .arg(started_after.to_string()),
+        harness::promote(
+            tool("etcd2-health"),
+            c.endpoint(founder),
+            &name,
+            started_after,
+        )
+        .arg("-q"),
     );
     c.wait_healthy(j);
 }
@@ -153,17 +148,7 @@ fn restore_the_cluster_v3_with_idempotent_and_guarded_joins() {
 
     // Started from the drop-in; its promotion step makes the learner vote.
     c.start_again(1, Some(parse_dropin(&first, "e2")));
-    run_ok(tool("etcd2-health").args([
-        "-q",
-        "--endpoints",
-        c.endpoint(0),
-        "--promote",
-        "e2",
-        "--members",
-        "2",
-        "--wait",
-        "60s",
-    ]));
+    run_ok(harness::promote(tool("etcd2-health"), c.endpoint(0), "e2", 2).arg("-q"));
     c.wait_healthy(1);
     join(&mut c, 0, 2, 3);
     assert_v3_keys_everywhere(&c, 30);

@@ -227,18 +227,14 @@ fn round_trip(version: &str) {
     // Two joins, each a learner until etcd2-health --promote (3.6+ allows
     // one learner at a time).
     let mut joined = Vec::new();
-    for (name, n) in [("e2", "2"), ("e3", "3")] {
+    for (name, n) in [("e2", 2), ("e3", 3)] {
         let m = join(&c, &bin, &founder, name, &[]);
-        run_ok(tool_at("etcd2-health", &bin).args([
-            "--endpoints",
+        run_ok(&mut harness::promote(
+            tool_at("etcd2-health", &bin),
             &founder,
-            "--promote",
             name,
-            "--members",
             n,
-            "--wait",
-            "60s",
-        ]));
+        ));
         etcd::endpoint_wait_healthy(&m.client_url, &[], &m.log);
         joined.push(m);
     }
@@ -329,14 +325,19 @@ fn a_learner_join_keeps_the_founder_writable_until_the_joiner_is_promoted() {
     let founder = c.endpoint(0).to_owned();
     let (pp, name) = (free_port(), "e2");
     let peer = format!("http://127.0.0.1:{pp}");
-    run_ok(tool("etcd2-member-add").args([
-        "--endpoints",
-        &founder,
-        "--name",
-        name,
-        "--peer-urls",
-        &peer,
-    ]));
+    let add = || {
+        let mut c = tool("etcd2-member-add");
+        c.args([
+            "--endpoints",
+            &founder,
+            "--name",
+            name,
+            "--peer-urls",
+            &peer,
+        ]);
+        c
+    };
+    run_ok(&mut add());
     assert_eq!(learners(&bin, &founder), 1, "added as a learner");
     // Added, not started: a voter would make quorum 2 and block this write.
     let out = run(c
@@ -349,14 +350,7 @@ fn a_learner_join_keeps_the_founder_writable_until_the_joiner_is_promoted() {
     );
     // Rerun (idempotent), then --no-learner keeps today's voting add for a
     // node that asks for it (a fresh name and peer).
-    run_ok(tool("etcd2-member-add").args([
-        "--endpoints",
-        &founder,
-        "--name",
-        name,
-        "--peer-urls",
-        &peer,
-    ]));
+    run_ok(&mut add());
     assert_eq!(
         members_json(&bin, &founder)["members"]
             .as_array()
@@ -603,16 +597,12 @@ fn member_add_with_a_learner_pending_waits_for_its_promotion_or_names_it() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    run_ok(tool_at("etcd2-health", &bin).args([
-        "--endpoints",
+    run_ok(&mut harness::promote(
+        tool_at("etcd2-health", &bin),
         &founder,
-        "--promote",
         "e2",
-        "--members",
-        "2",
-        "--wait",
-        "60s",
-    ]));
+        2,
+    ));
     let out = waiting.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");

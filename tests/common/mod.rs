@@ -157,6 +157,30 @@ pub fn tool(name: &str) -> Command {
     c
 }
 
+/// `etcd2-restore` of `archive` into `data` as the single member r1 (peer
+/// URL 127.0.0.1:2380, never started by the tool): the restore most tests
+/// of the data dir's safety need; add flags to taste.
+pub fn restore_into(data: &Path, archive: &Path) -> Command {
+    let mut c = tool("etcd2-restore");
+    c.arg("--data-dir")
+        .arg(data)
+        .args(["--name", "r1", "--peer-urls", "http://127.0.0.1:2380"])
+        .arg(archive);
+    c
+}
+
+/// What a joiner's drop-in runs after etcd starts: `etcd2-health` promoting
+/// the learner `name` until `members` members are healthy voters, bounded
+/// at 60 s. `health` is the etcd2-health command (from [`tool`] or one with
+/// another etcd on its PATH).
+pub fn promote(mut health: Command, endpoint: &str, name: &str, members: usize) -> Command {
+    health
+        .args(["--endpoints", endpoint, "--promote", name, "--members"])
+        .arg(members.to_string())
+        .args(["--wait", "60s"]);
+    health
+}
+
 /// Fail loudly (never skip) when a real dependency is missing.
 pub fn require(program: &str, package: &str) -> PathBuf {
     which(program).unwrap_or_else(|| {
