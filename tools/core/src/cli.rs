@@ -275,6 +275,34 @@ pub struct EtcdConnArgs {
     #[arg(long, env = "ETCDCTL_KEY", value_name = "FILE", hide_env_values = true)]
     pub key: Option<PathBuf>,
 
+    /// etcd user, where etcd has authentication on: NAME, or NAME:PASSWORD
+    /// as etcdctl takes it. etcd serves snapshots, member status and alarms
+    /// only to a user with its root role. The password is better kept in
+    /// --password-file
+    #[arg(
+        long,
+        env = "ETCDCTL_USER",
+        value_name = "NAME[:PASSWORD]",
+        hide_env_values = true
+    )]
+    pub user: Option<String>,
+
+    /// Password of --user. A command line is visible to every user of the
+    /// host (ps): prefer --password-file
+    #[arg(
+        long,
+        env = "ETCDCTL_PASSWORD",
+        value_name = "PASSWORD",
+        hide_env_values = true,
+        conflicts_with = "password_file"
+    )]
+    pub password: Option<String>,
+
+    /// File whose first line is the password of --user; mode 0600 or
+    /// stricter, owned by root or this user (for systemd units)
+    #[arg(long, env = "ETCD2_BACKUP_PASSWORD_FILE", value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+
     /// etcdctl binary to run [default: etcdctl from PATH]
     #[arg(long, env = "ETCD2_BACKUP_ETCDCTL", value_name = "PATH")]
     pub etcdctl: Option<PathBuf>,
@@ -342,7 +370,47 @@ impl EtcdConnArgs {
         let mut c = Etcdctl::new(program, endpoints, tls).with_etcdutl(etcdutl);
         c.query_timeout = self.query_timeout;
         c.long_timeout = self.timeout;
+        c.set_auth(self.auth()?);
         Ok(c)
+    }
+
+    /// The etcd user and password from --user, --password and
+    /// --password-file (or their variables), checked to fit together; none
+    /// when no user is given. The password is never part of an error.
+    pub fn auth(&self) -> Result<Option<crate::etcd::Auth>> {
+        let nonempty = |s: &Option<String>| s.clone().filter(|s| !s.is_empty());
+        let (password, file) = (nonempty(&self.password), self.password_file.clone());
+        let file = file.filter(|f| !f.as_os_str().is_empty());
+        let Some(user) = nonempty(&self.user) else {
+            if password.is_some() || file.is_some() {
+                anyhow::bail!(
+                    "a password was given (--password or --password-file) but no --user NAME"
+                );
+            }
+            return Ok(None);
+        };
+        let (name, inline) = match user.split_once(':') {
+            Some((n, p)) => (n.to_owned(), Some(p.to_owned())),
+            None => (user, None),
+        };
+        anyhow::ensure!(!name.is_empty(), "--user: the user name is empty");
+        let password = match (inline, password, file) {
+            (Some(_), Some(_), _) | (Some(_), _, Some(_)) => anyhow::bail!(
+                "--user {name}:… carries a password already, and --password or --password-file \
+                 gives another: give --user {name} with one of them"
+            ),
+            (Some(p), None, None) | (None, Some(p), None) => p,
+            (None, None, Some(f)) => crate::fsutil::read_secret(&f, "--password-file")?,
+            (None, Some(_), Some(_)) => {
+                anyhow::bail!("--password and --password-file: give one of them")
+            }
+            (None, None, None) => anyhow::bail!(
+                "--user {name} has no password: give --password-file FILE (or --password, or \
+                 --user {name}:PASSWORD)"
+            ),
+        };
+        anyhow::ensure!(!password.is_empty(), "--user {name}: the password is empty");
+        Ok(Some(crate::etcd::Auth::new(&name, &password)))
     }
 }
 

@@ -57,6 +57,8 @@ pub fn check_health(ctl: &Etcdctl) -> Result<Health> {
         c.query_timeout = Duration::from_secs(5);
         match c.endpoint_status() {
             Ok(s) => statuses.push((m.name.clone(), s)),
+            // It answered, and refused us: not "unreachable".
+            Err(e) if crate::etcd::is_auth_refusal(&e) => return Err(e),
             Err(_) => h.problems.push(format!(
                 "{} unreachable at {}",
                 m.name,
@@ -108,6 +110,7 @@ pub fn wait_healthy(ctl: &Etcdctl, want_started: usize, limit: Duration) -> Resu
                     Probe::Done(h)
                 }
                 Ok(h) => Probe::Waiting(h.describe(want_started)),
+                Err(e) if crate::etcd::is_auth_refusal(&e) => return Err(e),
                 Err(e) => Probe::Waiting(format!("{e:#}")),
             })
         },

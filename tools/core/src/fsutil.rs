@@ -189,6 +189,53 @@ pub fn make_private(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The secret in the file `path` (its first line, without the line end),
+/// named `flag` in errors: for a password the operator keeps in a file
+/// rather than on a command line. Refused unless it is a regular file of
+/// ours (this user's or root's) that no other user can read or write
+/// (mode 0600 or stricter). Errors never show what the file holds.
+pub fn read_secret(path: &Path, flag: &str) -> Result<String> {
+    use std::io::Read;
+    use std::os::unix::fs::MetadataExt;
+    const MAX: u64 = 4096;
+    let shown = path.display();
+    let f = File::open(path).with_context(|| format!("{flag} {shown}: cannot open"))?;
+    let meta = f
+        .metadata()
+        .with_context(|| format!("{flag} {shown}: cannot stat"))?;
+    if !meta.is_file() {
+        bail!("{flag} {shown}: not a regular file");
+    }
+    let me = nix::unistd::geteuid().as_raw();
+    if meta.uid() != 0 && meta.uid() != me {
+        bail!(
+            "{flag} {shown}: owned by uid {}, not by root or this user (uid {me}): refused",
+            meta.uid()
+        );
+    }
+    if meta.mode() & 0o077 != 0 {
+        bail!(
+            "{flag} {shown}: mode {:04o} lets other users read it: chmod 600 {shown}",
+            meta.mode() & 0o7777
+        );
+    }
+    if meta.len() > MAX {
+        bail!(
+            "{flag} {shown}: {} bytes, more than a password ({MAX} at most)",
+            meta.len()
+        );
+    }
+    let mut text = String::new();
+    f.take(MAX)
+        .read_to_string(&mut text)
+        .with_context(|| format!("{flag} {shown}: cannot read it as text"))?;
+    let first = text.lines().next().unwrap_or("").trim_end_matches('\r');
+    if first.is_empty() {
+        bail!("{flag} {shown}: its first line is empty");
+    }
+    Ok(first.to_owned())
+}
+
 /// fsync a directory so that renames inside it survive a crash.
 pub fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
@@ -347,5 +394,48 @@ mod tests {
         );
         drop(first);
         assert!(lock(&p, Duration::ZERO, "etcd2-push").is_ok());
+    }
+
+    #[test]
+    fn a_secret_file_is_read_only_when_private_and_never_shown() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("pw");
+        let write = |text: &str, mode: u32| {
+            std::fs::write(&p, text).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        };
+        write("s3cr3t-canary\r\nsecond line\n", 0o600);
+        assert_eq!(read_secret(&p, "--password-file").unwrap(), "s3cr3t-canary");
+        write("s3cr3t-canary", 0o400);
+        assert_eq!(read_secret(&p, "--password-file").unwrap(), "s3cr3t-canary");
+        for (text, mode, says) in [
+            (
+                "s3cr3t-canary\n",
+                0o644,
+                "mode 0644 lets other users read it",
+            ),
+            ("s3cr3t-canary\n", 0o620, "mode 0620"),
+            ("\ns3cr3t-canary\n", 0o600, "its first line is empty"),
+        ] {
+            write(text, mode);
+            let e = format!("{:#}", read_secret(&p, "--password-file").unwrap_err());
+            assert!(
+                e.starts_with(&format!("--password-file {}", p.display())),
+                "{e}"
+            );
+            assert!(e.contains(says), "{e}");
+            assert!(!e.contains("canary"), "the secret shown: {e}");
+        }
+        let e = format!(
+            "{:#}",
+            read_secret(d.path(), "--password-file").unwrap_err()
+        );
+        assert!(e.contains("not a regular file"), "{e}");
+        let e = format!(
+            "{:#}",
+            read_secret(&d.path().join("none"), "--password-file").unwrap_err()
+        );
+        assert!(e.contains("cannot open"), "{e}");
     }
 }

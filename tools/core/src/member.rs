@@ -108,6 +108,29 @@ fn two_free_ports() -> Result<(u16, u16)> {
     Ok((a.local_addr()?.port(), b.local_addr()?.port()))
 }
 
+/// A restored member has the users, roles and auth setting of the cluster
+/// it was backed up from: a refusal of ours is not a wait for health but a
+/// missing or wrong --user, said at once (waiting would not change it).
+fn auth_refusal(text: &str, auth: Option<&crate::etcd::Auth>) -> Option<String> {
+    use crate::etcd::Refusal;
+    let user = auth.map_or("(none)", |a| a.user.as_str());
+    Some(match crate::etcd::refusal(text)? {
+        Refusal::NoUser => "has etcd authentication on (the backed-up cluster had it) and \
+             refused a request without a user: pass --user NAME and --password-file FILE of a \
+             user with the root role in that cluster"
+            .to_owned(),
+        Refusal::Authentication => format!(
+            "has etcd authentication on (the backed-up cluster had it) and refused user {user}: \
+             authentication failed (wrong user or password for that cluster)"
+        ),
+        Refusal::Permission => format!(
+            "refused user {user}: permission denied (a user with the root role in the \
+             backed-up cluster is needed)"
+        ),
+        Refusal::Learner => return None,
+    })
+}
+
 fn log_tail(log: &Path) -> String {
     let text = std::fs::read_to_string(log).unwrap_or_default();
     crate::cmd::format_tail(&text, "")
@@ -193,7 +216,13 @@ impl TempEtcd {
                     Err(_) if ctl.alarm_list().is_ok_and(|a| !a.is_empty()) => {
                         crate::poll::Probe::Done(())
                     }
-                    Err(e) => crate::poll::Probe::Waiting(format!("not healthy yet: {e:#}")),
+                    Err(e) => {
+                        let text = format!("{e:#}");
+                        if let Some(why) = auth_refusal(&text, ctl.auth()) {
+                            bail!("temporary etcd on {url} {why}");
+                        }
+                        crate::poll::Probe::Waiting(format!("not healthy yet: {text}"))
+                    }
                 })
             },
             |last| {

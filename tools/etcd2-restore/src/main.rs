@@ -1,6 +1,6 @@
 //! etcd2-restore: make the founding member's data dir from a fetched backup.
 
-use etcd2_backup::cli::{self, EtcdConnArgs};
+use etcd2_backup::cli;
 use etcd2_backup::cmd::Program;
 use etcd2_backup::job::restore::RestoreJob;
 use std::process::ExitCode;
@@ -15,14 +15,9 @@ fn main() -> ExitCode {
             name: cli.name,
             peer_urls: cli.peer_urls,
             etcd: Program::find("etcd", cli.etcd.as_deref(), "etcd-server")?,
-            // The temporary etcd is plain http on loopback; TLS flags do not apply.
-            etcdctl: EtcdConnArgs {
-                cacert: None,
-                cert: None,
-                key: None,
-                ..cli.conn
-            }
-            .client("http://127.0.0.1:1")?,
+            // The temporary etcd is plain http on loopback: TLS flags do
+            // not apply; --user does, where the backup's cluster had auth.
+            etcdctl: cli.conn.private_client()?,
             wait: cli.wait,
             bump_revision: cli.bump_revision,
             mark_compacted: cli.mark_compacted,

@@ -3,7 +3,8 @@
 //!
 //! Every setting is passed as a flag and inherited `ETCDCTL_*` variables are
 //! scrubbed from the child, because etcdctl 3.4 exits fatally when a variable
-//! and its matching flag are both given.
+//! and its matching flag are both given. The one exception is the etcd user
+//! and password, set as `ETCDCTL_USER`/`ETCDCTL_PASSWORD` (no flag with them).
 
 use std::path::Path;
 use std::time::Duration;
@@ -260,6 +261,13 @@ impl Etcdctl {
         }
         if let Some(p) = &self.recipe.tls.key {
             inv = inv.arg("--key").arg(p);
+        }
+        // Through the environment, not --user/--password: an argument list
+        // is shown to every user by ps, a child's environment is not.
+        if let Some(a) = self.recipe.auth() {
+            inv = inv
+                .env("ETCDCTL_USER", &a.user)
+                .env("ETCDCTL_PASSWORD", a.password());
         }
         for a in args {
             inv = inv.arg(*a);

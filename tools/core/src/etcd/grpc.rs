@@ -3,7 +3,9 @@
 //! stream (`Maintenance.Snapshot`), the keyspace probe (`KV.Range`), the
 //! member's status (`Maintenance.Status`) and `Cluster.MemberList`; and,
 //! for etcd2-convert's private member only, `KV.Txn` puts, `Lease.LeaseGrant`
-//! and a keys-and-values `KV.Range`.
+//! and a keys-and-values `KV.Range`. With a user (`--user`), the client
+//! first trades it and its password for etcd's token (`Auth.Authenticate`)
+//! and sends the token with every request.
 //!
 //! A blocking facade over tonic on a current-thread tokio runtime: the rest
 //! of the code stays synchronous. The few messages are declared here by
@@ -226,6 +228,23 @@ pub struct LeaseGrantResponse {
     pub error: String,
 }
 
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct AuthenticateRequest {
+    #[prost(string, tag = "1")]
+    pub name: String,
+    #[prost(string, tag = "2")]
+    pub password: String,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct AuthenticateResponse {
+    #[prost(message, optional, tag = "1")]
+    pub header: Option<ResponseHeader>,
+    #[prost(string, tag = "2")]
+    pub token: String,
+}
+
+const AUTHENTICATE: &str = "/etcdserverpb.Auth/Authenticate";
 const RANGE: &str = "/etcdserverpb.KV/Range";
 const TXN: &str = "/etcdserverpb.KV/Txn";
 const LEASE_GRANT: &str = "/etcdserverpb.Lease/LeaseGrant";
@@ -253,6 +272,9 @@ pub struct Client {
     channel: Channel,
     url: String,
     bounds: Bounds,
+    /// etcd's token for the authenticated user, sent as the `token`
+    /// metadata of every request (as etcd's own client does).
+    token: Option<tonic::metadata::AsciiMetadataValue>,
 }
 
 /// The URL tonic connects to: the first of etcd's comma-separated
@@ -307,7 +329,7 @@ impl Client {
     /// ([`Recipe::failure`]: cannot reach, or the member's refusal). An
     /// `&Etcdctl` is one.
     pub fn of(ctl: &Recipe) -> Result<Client> {
-        Client::connect(
+        let mut c = Client::connect(
             ctl.endpoints(),
             ctl.tls(),
             Bounds {
@@ -317,7 +339,46 @@ impl Client {
                 total_flag: "--timeout",
             },
         )
-        .map_err(|e| ctl.failure(e))
+        .map_err(|e| ctl.failure(e))?;
+        if let Some(auth) = ctl.auth() {
+            c.authenticate(auth).map_err(|e| ctl.failure(e))?;
+        }
+        Ok(c)
+    }
+
+    /// `Auth.Authenticate`: trade the user and password for etcd's token.
+    /// A member with auth off says so and is then spoken to without one,
+    /// as etcd's own client does.
+    fn authenticate(&mut self, auth: &super::Auth) -> Result<()> {
+        let req = AuthenticateRequest {
+            name: auth.user.clone(),
+            password: auth.password().to_owned(),
+        };
+        let what = format!("Auth.Authenticate as user {}", auth.user);
+        match self.unary::<_, AuthenticateResponse>(AUTHENTICATE, &what, req) {
+            Ok(r) => {
+                let token = r
+                    .token
+                    .parse()
+                    .context("etcd's auth token is not valid gRPC metadata")?;
+                self.token = Some(token);
+                Ok(())
+            }
+            Err(e) if format!("{e:#}").contains("authentication is not enabled") => {
+                tracing::debug!("grpc: etcd at {} has auth off; --user not needed", self.url);
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A request carrying the token, where there is one.
+    fn request<T>(&self, msg: T) -> tonic::Request<T> {
+        let mut r = tonic::Request::new(msg);
+        if let Some(t) = &self.token {
+            r.metadata_mut().insert("token", t.clone());
+        }
+        r
     }
 
     /// Connect to the first of `endpoints`, within `bounds.query`.
@@ -373,6 +434,7 @@ impl Client {
             channel,
             url,
             bounds,
+            token: None,
         })
     }
 
@@ -389,6 +451,7 @@ impl Client {
         tracing::debug!("grpc: {what} at {}", self.url);
         let mut grpc = tonic::client::Grpc::new(self.channel.clone());
         let q = self.bounds.query;
+        let req = self.request(req);
         let resp = self
             .rt
             .block_on(async {
@@ -397,7 +460,7 @@ impl Client {
                         .await
                         .map_err(|e| tonic::Status::from_error(e.into()))?;
                     grpc.unary(
-                        tonic::Request::new(req),
+                        req,
                         http::uri::PathAndQuery::from_static(path),
                         tonic::codec::ProstCodec::<Req, Resp>::default(),
                     )
@@ -596,6 +659,7 @@ impl Client {
     /// when the stream ends, fails, or the consumer hangs up.
     fn receive(self, tx: &SyncSender<Result<Event, String>>, started: Instant) {
         let b = &self.bounds;
+        let req = self.request(SnapshotRequest {});
         let result = self.rt.block_on(async {
             let mut grpc =
                 tonic::client::Grpc::new(self.channel.clone()).max_decoding_message_size(64 << 20);
@@ -629,7 +693,7 @@ impl Client {
                     .await
                     .map_err(|e| tonic::Status::from_error(e.into()))?;
                 grpc.server_streaming(
-                    tonic::Request::new(SnapshotRequest {}),
+                    req,
                     http::uri::PathAndQuery::from_static(SNAPSHOT),
                     tonic::codec::ProstCodec::<SnapshotRequest, SnapshotResponse>::default(),
                 )

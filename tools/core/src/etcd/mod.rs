@@ -52,6 +52,38 @@ impl Tls {
     }
 }
 
+/// A user of etcd's v3 authentication with their password. The password
+/// is never shown: `Debug` prints `***`, and it reaches etcdctl through its
+/// environment (`ETCDCTL_PASSWORD`), never its argument list, which `ps`
+/// shows to every user.
+#[derive(Clone)]
+pub struct Auth {
+    pub user: String,
+    password: String,
+}
+
+impl Auth {
+    pub fn new(user: &str, password: &str) -> Auth {
+        Auth {
+            user: user.to_owned(),
+            password: password.to_owned(),
+        }
+    }
+
+    pub fn password(&self) -> &str {
+        &self.password
+    }
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auth")
+            .field("user", &self.user)
+            .field("password", &"***")
+            .finish()
+    }
+}
+
 /// An etcd version, as the programs print it (`3.5.1`, `etcd Version:
 /// 3.6.5`, `etcdctl version: 3.4.23`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -112,6 +144,8 @@ impl std::fmt::Display for Version {
 pub struct Recipe {
     endpoints: String,
     tls: Tls,
+    /// The etcd user to authenticate as, where etcd has auth on.
+    auth: Option<Auth>,
     /// Bound on quick queries (status, member list, key probes), on
     /// connecting over gRPC and on any pause in the snapshot stream.
     pub query_timeout: Duration,
@@ -124,6 +158,7 @@ impl Recipe {
         Recipe {
             endpoints: endpoints.to_owned(),
             tls,
+            auth: None,
             query_timeout: Duration::from_secs(30),
             long_timeout: Duration::from_secs(600),
         }
@@ -138,22 +173,43 @@ impl Recipe {
         &self.tls
     }
 
+    /// The user this recipe authenticates as (none: etcd without auth).
+    pub fn auth(&self) -> Option<&Auth> {
+        self.auth.as_ref()
+    }
+
+    pub fn set_auth(&mut self, auth: Option<Auth>) {
+        self.auth = auth;
+    }
+
     /// Say why a call to etcd failed, as its cause: a member that answered
     /// with a refusal (authentication, permission, a learner) is named by
     /// the refusal; only one that did not answer "cannot be reached".
     pub fn failure(&self, e: anyhow::Error) -> anyhow::Error {
         let tls = if self.tls.is_set() { " over TLS" } else { "" };
         let at = &self.endpoints;
+        let user = self.auth.as_ref().map(|a| a.user.as_str());
         let what = match refusal(&format!("{e:#}")) {
             Some(Refusal::NoUser) => format!(
-                "etcd at {at}{tls} has authentication enabled and refused a request without a user"
+                "etcd at {at}{tls} has authentication enabled and refused a request without a \
+                 user: pass --user NAME and --password-file FILE (a user with etcd's root role)"
             ),
-            Some(Refusal::Authentication) => {
-                format!("etcd at {at}{tls} refused: authentication failed (wrong user or password)")
-            }
-            Some(Refusal::Permission) => {
-                format!("etcd at {at}{tls} refused: permission denied for this user")
-            }
+            Some(Refusal::Authentication) => match user {
+                Some(u) => format!(
+                    "etcd at {at}{tls} refused: authentication failed for user {u} (wrong user \
+                     or password)"
+                ),
+                None => format!(
+                    "etcd at {at}{tls} refused: authentication failed (wrong user or password)"
+                ),
+            },
+            Some(Refusal::Permission) => format!(
+                "etcd at {at}{tls} refused: permission denied for user {}: etcd serves \
+                 snapshots, member status and alarms only to a user with its root role \
+                 (etcdctl user grant-role {} root)",
+                user.unwrap_or("(none)"),
+                user.unwrap_or("NAME")
+            ),
             Some(Refusal::Learner) => format!(
                 "etcd at {at}{tls} is a learner (a member not yet promoted), which serves no such \
                  request: point --endpoints at a voting member, or promote it (etcd2-health \
@@ -307,6 +363,15 @@ pub fn refusal(message: &str) -> Option<Refusal> {
     } else {
         None
     }
+}
+
+/// Whether etcd refused the user (none, a wrong one, or one without the
+/// role): waiting does not change that, so no wait should wait it out.
+pub fn is_auth_refusal(e: &anyhow::Error) -> bool {
+    matches!(
+        refusal(&format!("{e:#}")),
+        Some(Refusal::NoUser | Refusal::Authentication | Refusal::Permission)
+    )
 }
 
 /// Whether an error came from a member that answered (a gRPC status other

@@ -59,6 +59,7 @@ fn promote(ctl: &Etcdctl, name: &str, wait: Duration) -> Result<()> {
         || {
             let list = match ctl.member_list() {
                 Ok(l) => l,
+                Err(e) if crate::etcd::is_auth_refusal(&e) => return Err(e),
                 // The founder busy (sending the learner a snapshot, a
                 // leader change): not a reason to stop the learner.
                 Err(e) => return Ok(Probe::Waiting(format!("{e:#}"))),
