@@ -4,9 +4,9 @@
 
 use std::path::Path;
 
-use harness::etcd::{self, Cluster, MemberSpec};
+use harness::etcd::{self, Cluster};
 use harness::rclone::Remote;
-use harness::{free_port, run, run_ok, tool, Env};
+use harness::{free_port, run, run_ok, tool_on, Env};
 
 const MID: &str = "a1a00000000000000000000000000001";
 
@@ -61,15 +61,8 @@ fn a_nospace_member_is_backed_up_with_a_warning_and_restored_writable_on_3_7() {
     nospace_round_trip(Some(&etcd::bin_of("3.7.3")));
 }
 
-/// Our tool, with the etcd build in `bin` first in PATH.
-fn tool_at(name: &str, bin: Option<&Path>) -> std::process::Command {
-    let mut c = tool(name);
-    if let Some(b) = bin {
-        c.env("PATH", etcd::path_with(b));
-    }
-    c
-}
-
+/// NOSPACE through snapshot, verify and restore, with the etcd build in
+/// `bin` (None: Debian's).
 fn nospace_round_trip(bin: Option<&Path>) {
     let c = Cluster::start_flags(1, bin, &[QUOTA]);
     c.put_v3(0, "/kept", "yes");
@@ -79,7 +72,7 @@ fn nospace_round_trip(bin: Option<&Path>) {
     std::fs::create_dir(&metrics).unwrap();
     let archive = c.path().join("full.tar.zst");
     let out = run_ok(
-        tool_at("etcd2-snapshot", bin)
+        tool_on("etcd2-snapshot", bin)
             .env("ETCDCTL_ENDPOINTS", c.endpoint(0))
             .env("ETCD_BACKUP_DIR", c.path().join("snapwork"))
             .env("ETCD2_BACKUP_METRICS_DIR", &metrics)
@@ -105,7 +98,7 @@ fn nospace_round_trip(bin: Option<&Path>) {
     let env = Env::new(c.path());
     run_ok(env.push(&remote, MID).arg(&archive));
     let out = run_ok(
-        env.with(tool_at("etcd2-verify", bin), &remote, MID)
+        env.with(tool_on("etcd2-verify", bin), &remote, MID)
             .args(["--wait", "60s"]),
     );
     let said = format!(
@@ -121,10 +114,10 @@ fn nospace_round_trip(bin: Option<&Path>) {
     // The restore names the alarm and clears it: the member it leaves
     // takes writes, under the same quota.
     let data = c.path().join("restored");
-    let (cp, pp) = (free_port(), free_port());
+    let pp = free_port();
     let peer = format!("http://127.0.0.1:{pp}");
     let out = run_ok(
-        tool_at("etcd2-restore", bin)
+        tool_on("etcd2-restore", bin)
             .arg("--data-dir")
             .arg(&data)
             .args(["--name", "r1", "--peer-urls", &peer, "--wait", "60s"])
@@ -135,22 +128,7 @@ fn nospace_round_trip(bin: Option<&Path>) {
         err.contains("NOSPACE"),
         "restore must name the alarm: {err}"
     );
-    let m = etcd::spawn(
-        MemberSpec {
-            name: "r1",
-            data_dir: data,
-            client_port: cp,
-            peer_port: pp,
-            initial_cluster: format!("r1={peer}"),
-            state: "new",
-            token: "restored",
-            tls: None,
-            extra: vec![QUOTA.to_owned()],
-            bin,
-        },
-        c.path(),
-    );
-    etcd::endpoint_wait_healthy(&m.client_url, &[], &m.log);
+    let m = etcd::start_alone_on(bin, c.path(), data, pp, vec![QUOTA.to_owned()], &[]);
     let ctl = |args: &[&str]| {
         let mut cmd =
             std::process::Command::new(bin.map_or("etcdctl".into(), |b| b.join("etcdctl")));

@@ -10,24 +10,15 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use harness::etcd::{self, Cluster, MemberSpec};
+use harness::etcd::{self, Cluster};
 use harness::rclone::Remote;
-use harness::{assert_fails_with, free_port, run, run_ok, tool, Env};
+use harness::{assert_fails_with, free_port, run, run_ok, tool, tool_on, Env};
 
 const MID: &str = "a0700000000000000000000000000001";
 
 /// The backup user's password: a canary that must never be printed.
 const PASSWORD: &str = "pw-canary-7Hq2xZ";
 const ROOT: &str = "root:root-canary-Kp4";
-
-/// A tool with the etcd build in `bin` first on PATH (None: the system's).
-fn tool_on(name: &str, bin: Option<&Path>) -> Command {
-    let mut c = tool(name);
-    if let Some(b) = bin {
-        c.env("PATH", etcd::path_with(b));
-    }
-    c
-}
 
 /// Users root and backup (root role both), ten keys, then auth on.
 fn secure(c: &Cluster) {
@@ -76,11 +67,9 @@ fn assert_no_secret(out: &Output, step: &str) {
 
 /// snapshot → push → fetch → restore → start → every key, on the etcd
 /// build in `bin`, and each refusal named on the way.
-fn round_trip(bin: Option<&Path>) {
-    let c = match bin {
-        Some(b) => Cluster::start_bin(1, b),
-        None => Cluster::start(1),
-    };
+fn round_trip(dir: &Path) {
+    let c = Cluster::start_bin(1, dir);
+    let bin = Some(dir);
     secure(&c);
     let pw = password_file(c.path(), "password", PASSWORD, 0o600);
     let user = |cmd: &mut Command| {
@@ -173,7 +162,7 @@ fn round_trip(bin: Option<&Path>) {
             .arg(&fetched);
         r
     };
-    let (cp, pp) = (free_port(), free_port());
+    let pp = free_port();
     let peer = format!("http://127.0.0.1:{pp}");
     let refused = c.path().join("refused-data");
     let out = run(&mut restore(&refused, &peer));
@@ -193,23 +182,8 @@ fn round_trip(bin: Option<&Path>) {
     user(&mut r);
     assert_no_secret(&run_ok(&mut r), "etcd2-restore -vv");
 
-    let m = etcd::spawn(
-        MemberSpec {
-            name: "r1",
-            data_dir: data,
-            client_port: cp,
-            peer_port: pp,
-            initial_cluster: format!("r1={peer}"),
-            state: "new",
-            token: "restored",
-            tls: None,
-            extra: vec![],
-            bin,
-        },
-        c.path(),
-    );
     let as_root = vec![format!("--user={ROOT}")];
-    etcd::endpoint_wait_healthy(&m.client_url, &as_root, &m.log);
+    let m = etcd::start_alone_on(bin, c.path(), data, pp, vec![], &as_root);
     for i in 0..10 {
         assert_eq!(
             etcd::get_v3_at(&m.client_url, &as_root, &format!("/app/k{i}")).as_deref(),
@@ -225,19 +199,13 @@ fn round_trip(bin: Option<&Path>) {
     assert!(!out.status.success(), "the restored member lost its auth");
 }
 
+/// Every etcd build we claim (scripts/versions), one after the other.
 #[test]
-fn an_auth_enabled_etcd_is_backed_up_and_restored_with_its_users_on_3_4() {
-    round_trip(None);
-}
-
-#[test]
-fn an_auth_enabled_etcd_is_backed_up_and_restored_with_its_users_on_3_5() {
-    round_trip(Some(&etcd::bin_of("3.5.30")));
-}
-
-#[test]
-fn an_auth_enabled_etcd_is_backed_up_and_restored_with_its_users_on_3_7() {
-    round_trip(Some(&etcd::bin_of("3.7.3")));
+fn an_auth_enabled_etcd_is_backed_up_and_restored_with_its_users_on_every_version() {
+    for b in etcd::builds() {
+        eprintln!("--- etcd {}", b.version);
+        round_trip(&etcd::bin_of(&b.version));
+    }
 }
 
 /// The password settings are checked before anything runs, each mistake in

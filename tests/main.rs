@@ -10,7 +10,7 @@
 
 /// etcd alarms (NOSPACE) recorded by snapshot, cleared by restore, named by verify; etcd 3.4-3.7
 mod alarms;
-/// etcd with authentication on: every tool authenticates, restores keep the users, no password printed; etcd 3.4, 3.5, 3.7
+/// etcd with authentication on: every tool authenticates, restores keep the users, no password printed; every etcd version
 mod auth;
 /// each rclone backend (local, sftp, WebDAV, crypt, S3) through the whole cycle, on rclone 1.60 and 1.75
 mod backends;

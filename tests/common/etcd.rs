@@ -312,6 +312,20 @@ pub fn start_alone(
     peer_port: u16,
     extra: Vec<String>,
 ) -> Member {
+    start_alone_on(None, log_dir, data_dir, peer_port, extra, &[])
+}
+
+/// [`start_alone`] with the etcd build in `bin` (None: Debian's), waited
+/// for with these extra etcdctl arguments (a `--user` where the restored
+/// data has auth on).
+pub fn start_alone_on(
+    bin: Option<&Path>,
+    log_dir: &Path,
+    data_dir: PathBuf,
+    peer_port: u16,
+    extra: Vec<String>,
+    ctl_args: &[String],
+) -> Member {
     let m = spawn(
         MemberSpec {
             name: "r1",
@@ -323,11 +337,11 @@ pub fn start_alone(
             token: "r",
             tls: None,
             extra,
-            bin: None,
+            bin,
         },
         log_dir,
     );
-    endpoint_wait_healthy(&m.client_url, &[], &m.log);
+    endpoint_wait_healthy(&m.client_url, ctl_args, &m.log);
     m
 }
 

@@ -181,6 +181,15 @@ pub fn promote(mut health: Command, endpoint: &str, name: &str, members: usize) 
     health
 }
 
+/// [`tool`] with the etcd build in `bin` first on PATH (None: the system's).
+pub fn tool_on(name: &str, bin: Option<&Path>) -> Command {
+    let mut c = tool(name);
+    if let Some(b) = bin {
+        c.env("PATH", etcd::path_with(b));
+    }
+    c
+}
+
 /// Fail loudly (never skip) when a real dependency is missing.
 pub fn require(program: &str, package: &str) -> PathBuf {
     which(program).unwrap_or_else(|| {
