@@ -351,6 +351,23 @@ fn restore_the_cluster_procedure_under_systemd() {
         journal.contains("etcd2-push") || journal.contains("published"),
         "{journal}"
     );
+    // Each tool of the pipeline is named in the journal by its own name,
+    // not bash's (the unit's main process): `journalctl -t etcd2-push`
+    // finds push's lines, `-t etcd2-snapshot` the snapshot's.
+    for (tool, says) in [("etcd2-push", "pushed "), ("etcd2-snapshot", "wrote ")] {
+        let o = cts[0].exec(&["journalctl", "--no-pager", "-o", "cat", "-t", tool]);
+        let lines = String::from_utf8_lossy(&o.stdout).into_owned();
+        assert!(
+            lines.contains(says),
+            "journalctl -t {tool} shows no line saying {says:?}:\n{lines}\nthe unit's journal:\n{journal}"
+        );
+    }
+    let bash = cts[0].exec(&["journalctl", "--no-pager", "-o", "cat", "-t", "bash"]);
+    assert!(
+        bash.stdout.is_empty(),
+        "lines under bash's name:\n{}",
+        String::from_utf8_lossy(&bash.stdout)
+    );
     // Quiet in the journal: our own lines at info and above (not systemd's
     // Starting/Finished) are at most three per backup cycle.
     let ours = cts[0].exec(&[

@@ -129,11 +129,16 @@ pub trait Tool: clap::Parser {
 /// flags' defaults), the flags, logging, then the job under [`run_main`]:
 /// one error line and an exit code that is a verdict.
 pub fn main<C: Tool>(job: impl FnOnce(C) -> Result<()>) -> ExitCode {
+    // Named in the journal by our own name, also inside a shell pipeline.
+    let stream = crate::journal::own_stream(C::NAME);
     if C::SETTINGS {
         crate::settings::load(C::NAME);
     }
     let cli = C::parse();
     init_logging(cli.log());
+    if let Some(why) = stream {
+        tracing::debug!("{why}");
+    }
     run_main(C::NAME, || job(cli))
 }
 

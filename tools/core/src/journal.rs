@@ -21,6 +21,56 @@ pub fn stderr_is_journal() -> bool {
     })
 }
 
+/// journald's stream socket, where `systemd-cat` and a unit's stdout
+/// connect (systemd-journald.service(8)).
+const STREAM_SOCKET: &str = "/run/systemd/journal/stdout";
+
+/// When stderr is the journal, give this process a journal stream of its
+/// own, under `identifier`, in stderr's place: in a unit that runs a shell
+/// pipeline (`bash -c 'etcd2-snapshot | etcd2-push'`) the stream systemd
+/// connected names the shell, and `journalctl -t etcd2-push` would find
+/// nothing. It is what `systemd-cat -t` does (sd_journal_stream_fd(3)): a
+/// stream connection opened with a header naming the identifier, `<N>`
+/// priority prefixes read as before, and the unit still found from our
+/// cgroup. Best effort: where the socket cannot be reached, stderr stays
+/// the inherited stream, and the reason is returned (for a debug line once
+/// logging is set up). Call before anything is written to stderr.
+pub fn own_stream(identifier: &str) -> Option<String> {
+    use std::io::Write;
+    if !stderr_is_journal() {
+        return None;
+    }
+    let stream = std::os::unix::net::UnixStream::connect(STREAM_SOCKET).and_then(|mut s| {
+        s.shutdown(std::net::Shutdown::Read)?;
+        // identifier, our unit (journald would take it from /proc when a
+        // line arrives: a short-lived tool may be gone by then and its lines
+        // would lose their _SYSTEMD_UNIT), default priority (info), level
+        // prefix on, no forwarding to syslog, kmsg or the console.
+        let unit = std::fs::read_to_string("/proc/self/cgroup")
+            .ok()
+            .and_then(|c| own_unit(&c))
+            .unwrap_or_default();
+        s.write_all(format!("{identifier}\n{unit}\n6\n1\n0\n0\n0\n").as_bytes())?;
+        Ok(s)
+    });
+    let failed = match stream {
+        Ok(s) => nix::unistd::dup2_stderr(&s).err().map(std::io::Error::from),
+        Err(e) => Some(e),
+    };
+    failed.map(|e| {
+        format!("a journal stream of our own ({STREAM_SOCKET}): {e}; logging to the inherited one")
+    })
+}
+
+/// The service whose cgroup `/proc/self/cgroup` places us in
+/// (`0::/system.slice/etcd2-backup.service` gives etcd2-backup.service).
+fn own_unit(cgroup: &str) -> Option<String> {
+    let path = cgroup.lines().find_map(|l| l.strip_prefix("0::"))?;
+    path.rsplit('/')
+        .find(|c| c.ends_with(".service"))
+        .map(str::to_owned)
+}
+
 /// Tell systemd what we are doing (`STATUS=`, shown by `systemctl status`),
 /// when it gave us a notify socket (NOTIFY_SOCKET; the unit needs
 /// NotifyAccess=main for a oneshot service). Empty clears it. Best effort:
@@ -77,6 +127,22 @@ fn prefix(priority: u8) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn our_unit_is_the_service_of_our_cgroup() {
+        let unit = |c: &str| super::own_unit(c);
+        assert_eq!(
+            unit("0::/system.slice/etcd2-backup.service\n").as_deref(),
+            Some("etcd2-backup.service")
+        );
+        // A process in a sub-cgroup of its service (systemd's Delegate=).
+        assert_eq!(
+            unit("0::/system.slice/etcd2-restore.service/payload\n").as_deref(),
+            Some("etcd2-restore.service")
+        );
+        assert_eq!(unit("0::/user.slice/user-0.slice/session-3.scope\n"), None);
+        assert_eq!(unit("1:name=systemd:/x.service\n"), None);
+    }
+
     #[test]
     fn imports_only_redact() {
         crate::ground::assert_ground(include_str!("journal.rs"), "journal");
