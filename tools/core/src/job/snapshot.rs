@@ -161,7 +161,9 @@ const V2_UNCHECKED_MARK: &str = ".v2-unchecked-warned";
 
 impl SnapshotJob {
     /// The member's v2 API is off, so its v2 keyspace cannot be seen. Said
-    /// as a warning once a day (with --api auto or v2), at info otherwise.
+    /// as a warning once a day with --api auto (or v2), and otherwise only
+    /// at debug: a notice on every 30 s run says nothing new, and an
+    /// explicit --api v3 already said that v2 data does not matter.
     /// `version`: what the member reports it runs.
     fn cannot_see_v2(&self, version: &str) {
         let msg = format!(
@@ -178,7 +180,7 @@ impl SnapshotJob {
             .and_then(|t| t.elapsed().ok())
             .is_some_and(|age| age < std::time::Duration::from_secs(24 * 3600));
         if self.api == ApiChoice::V3 || recent {
-            tracing::info!("{msg}");
+            tracing::debug!("{msg}");
             return;
         }
         tracing::warn!("{msg} (repeated once a day)");
