@@ -653,3 +653,49 @@ fn the_v2_off_notice_names_the_etcd_version_the_member_runs() {
     assert!(notice.contains("etcd 3.5.30"), "{notice}");
     assert!(!notice.contains("etcd 3.4's default"), "{notice}");
 }
+
+/// A host without etcdctl (a kubeadm node has only the etcd image): a v3
+/// backup talks gRPC and needs none, on every build; `--api auto` needs one
+/// only where the member may hold v2 data (before 3.6), and says so.
+#[test]
+fn a_v3_backup_needs_no_etcdctl_on_every_build() {
+    let empty = tempfile::tempdir().unwrap();
+    for b in etcd::builds() {
+        let bin = bin_of(&b.version);
+        let v = version_of(&bin).unwrap();
+        let c = Cluster::start_bin(1, &bin);
+        for k in 0..3 {
+            c.put_v3(0, &format!("/k{k}"), "v");
+        }
+        let snapshot = |api: &str, out: &Path| {
+            let mut cmd = tool("etcd2-snapshot");
+            cmd.env("PATH", empty.path())
+                .env("ETCDCTL_ENDPOINTS", c.endpoint(0))
+                .env("ETCD_BACKUP_DIR", c.path().join("snapwork"))
+                .args(["--api", api, "-o"])
+                .arg(out);
+            run(&mut cmd)
+        };
+        let archive = c.path().join("v3.tar.zst");
+        let out = snapshot("v3", &archive);
+        assert!(out.status.success(), "etcd {v}: {out:?}");
+        let manifest = run_ok(
+            Command::new("tar")
+                .arg("--zstd")
+                .arg("-xOf")
+                .arg(&archive)
+                .arg("manifest.json"),
+        );
+        let m: serde_json::Value = serde_json::from_slice(&manifest.stdout).unwrap();
+        assert_eq!(m["key_count"], 3, "etcd {v}: {m}");
+
+        let out = snapshot("auto", &c.path().join("auto.tar.zst"));
+        if v >= Version(3, 6, 0) {
+            assert!(out.status.success(), "etcd {v}: {out:?}");
+        } else {
+            let err = assert_fails_with(&out, "etcd2-snapshot", "only etcdctl can look for");
+            assert!(err.contains("pass --api v3"), "etcd {v}: {err}");
+            assert!(!c.path().join("auto.tar.zst").exists(), "etcd {v}");
+        }
+    }
+}

@@ -360,7 +360,9 @@ impl EtcdConnArgs {
     pub fn client(&self, endpoints: &str) -> Result<Etcdctl> {
         let tls = self.tls();
         tls.check()?;
-        let program = Program::find("etcdctl", self.etcdctl.as_deref(), "etcd-client")?;
+        // Not every job needs etcdctl (a v3 backup talks gRPC): one that
+        // does and finds none fails there, saying so.
+        let program = Program::find_if_any("etcdctl", self.etcdctl.as_deref(), "etcd-client")?;
         // etcdutl: the one named, else PATH's, else the one beside etcdctl
         // (a release tarball unpacked in one place).
         let etcdutl = match &self.etcdutl {

@@ -81,7 +81,7 @@ impl Invocation {
         use std::io::BufRead;
         tracing::debug!("starting: {}", self.display());
         let handle = std::sync::Arc::new(
-            self.bare_expression()
+            self.bare_expression()?
                 .stdin_null()
                 .stderr_to_stdout()
                 .reader()
@@ -211,7 +211,7 @@ impl Invocation {
         tracing::debug!("starting: {}", self.display());
         let out = log.try_clone().context("duplicating a log file")?;
         let handle = self
-            .bare_expression()
+            .bare_expression()?
             .stdin_null()
             .stdout_file(out)
             .stderr_file(log)

@@ -29,6 +29,10 @@ pub use watch::{ChildWriter, StreamReader};
 pub struct Program {
     name: &'static str,
     path: PathBuf,
+    /// Why it could not be found, for a program looked for on PATH that
+    /// only some jobs need ([`Program::find_if_any`]): running it fails
+    /// with this reason.
+    absent: Option<String>,
 }
 
 impl Program {
@@ -49,7 +53,39 @@ impl Program {
         Ok(Program {
             name,
             path: resolved,
+            absent: None,
         })
+    }
+
+    /// [`Program::find`] for a program that only some of a tool's jobs
+    /// need (etcdctl, for a v2 probe a v3 backup can do without): not
+    /// found on PATH it is [absent](Program::is_absent), and running it
+    /// fails with the reason [`Program::find`] gives. An explicit `path`
+    /// that is wrong is still refused at once.
+    pub fn find_if_any(name: &'static str, path: Option<&Path>, package: &str) -> Result<Self> {
+        if path.is_some() {
+            return Program::find(name, path, package);
+        }
+        Ok(
+            Program::find(name, None, package).unwrap_or_else(|e| Program {
+                name,
+                path: PathBuf::from(name),
+                absent: Some(e.to_string()),
+            }),
+        )
+    }
+
+    /// Not found ([`Program::find_if_any`]).
+    pub fn is_absent(&self) -> bool {
+        self.absent.is_some()
+    }
+
+    /// Fails with the reason it was not found, if it was not.
+    pub fn require(&self) -> Result<()> {
+        match &self.absent {
+            Some(why) => bail!("{why}"),
+            None => Ok(()),
+        }
     }
 
     pub fn name(&self) -> &'static str {
@@ -301,23 +337,25 @@ impl Invocation {
         out
     }
 
-    fn expression(&self) -> duct::Expression {
-        let e = self.bare_expression();
-        match &self.stdin {
+    fn expression(&self) -> Result<duct::Expression> {
+        let e = self.bare_expression()?;
+        Ok(match &self.stdin {
             Some(b) => e.stdin_bytes(b.clone()),
             None => e.stdin_null(),
-        }
+        })
     }
 
     /// Program, arguments and environment; stdin, stdout and stderr unset.
-    fn bare_expression(&self) -> duct::Expression {
+    /// Fails, naming why, for an absent program.
+    fn bare_expression(&self) -> Result<duct::Expression> {
+        self.program.require()?;
         let e = duct::cmd(self.program.path.as_os_str(), &self.args)
             .unchecked()
             .before_spawn(|cmd| {
                 crate::scratch::dies_with_us(cmd);
                 Ok(())
             });
-        e.full_env(self.environment())
+        Ok(e.full_env(self.environment()))
     }
 
     /// The child's whole environment: ours, minus the scrubbed prefixes,
@@ -344,7 +382,7 @@ impl Invocation {
         tracing::debug!("running: {}", self.display());
         let (stderr, tail) = StderrTail::pipe()?;
         let handle = self
-            .expression()
+            .expression()?
             .stdout_capture()
             .stderr_file(stderr)
             .start()
@@ -606,6 +644,7 @@ Error: etcdserver: too many learner members in cluster
         let p = Program {
             name: "rclone",
             path: PathBuf::from("/bin/true"),
+            absent: None,
         };
         let shown = p
             .command([
@@ -624,12 +663,34 @@ Error: etcdserver: too many learner members in cluster
         let p = Program {
             name: "rclone",
             path: PathBuf::from("/bin/true"),
+            absent: None,
         };
         let inv = p.command(["serve", "--pass", "hunter2", "--user=bob", "a b"]);
         let shown = inv.display();
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(!shown.contains("bob"), "{shown}");
         assert_eq!(shown, "rclone serve --pass *** --user=*** 'a b'");
+    }
+
+    #[test]
+    fn a_program_only_some_jobs_need_fails_when_run_not_when_looked_for() {
+        let p = Program::find_if_any("etcd2-no-such-program", None, "pkg").expect("not an error");
+        assert!(p.is_absent());
+        let err = p.command(["x"]).run().expect_err("absent");
+        assert_eq!(
+            format!("{err:#}"),
+            "etcd2-no-such-program not found in PATH (install pkg)"
+        );
+        // An explicit path that is wrong is a wrong setting: refused at once.
+        let err = Program::find_if_any("sh", Some(Path::new("/nonexistent/sh")), "dash")
+            .expect_err("wrong path");
+        assert!(
+            format!("{err:#}").contains("check the configured path"),
+            "{err:#}"
+        );
+        assert!(!Program::find_if_any("sh", None, "dash")
+            .unwrap()
+            .is_absent());
     }
 
     #[test]

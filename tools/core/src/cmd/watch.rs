@@ -24,7 +24,7 @@ impl Invocation {
         let (reader, writer) = io::pipe().context("creating a pipe")?;
         let (stderr, tail) = StderrTail::pipe()?;
         let handle = self
-            .bare_expression()
+            .bare_expression()?
             .stdin_file(reader)
             .stdout_capture()
             .stderr_file(stderr)
@@ -242,7 +242,7 @@ impl Invocation {
         tracing::debug!("streaming: {}", self.display());
         let (stderr, tail) = StderrTail::pipe()?;
         let handle = std::sync::Arc::new(
-            self.expression()
+            self.expression()?
                 .stderr_file(stderr)
                 .reader()
                 .with_context(|| format!("starting {}", self.program.path.display()))?,

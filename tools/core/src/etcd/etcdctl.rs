@@ -128,10 +128,11 @@ impl Etcdctl {
     /// The arguments that make another of our tools reach etcd as this one
     /// does: the resolved etcdctl and the TLS files.
     pub fn conn_args(&self) -> Vec<String> {
-        let mut v = vec![
-            "--etcdctl".to_owned(),
-            self.program.path().display().to_string(),
-        ];
+        let mut v = Vec::new();
+        if !self.program.is_absent() {
+            v.push("--etcdctl".to_owned());
+            v.push(self.program.path().display().to_string());
+        }
         for (flag, p) in [
             ("--cacert", &self.recipe.tls.cacert),
             ("--cert", &self.recipe.tls.cert),
@@ -143,6 +144,17 @@ impl Etcdctl {
             }
         }
         v
+    }
+
+    /// Whether an etcdctl was found: a v3 backup, which talks gRPC, needs
+    /// none; every etcdctl call fails, saying so, without one.
+    pub fn has_etcdctl(&self) -> bool {
+        !self.program.is_absent()
+    }
+
+    /// Fails, saying why, where no etcdctl was found.
+    pub fn require_etcdctl(&self) -> Result<()> {
+        self.program.require()
     }
 
     /// Use etcdutl for offline snapshot work.
@@ -189,6 +201,11 @@ impl Etcdctl {
     /// with `bump`, a tool whose restore lacks `--bump-revision`. Decided by
     /// the versions, not by parsing help text (3.7 reorganised etcdctl's).
     pub fn check_can_restore(&self, bump: bool) -> Result<()> {
+        if self.etcdutl.is_none() {
+            self.program
+                .require()
+                .context("neither etcdutl nor etcdctl was found for snapshot restore")?;
+        }
         let v = self.snapshot_tool_version();
         if self.etcdutl.is_none() && v.is_some_and(|v| !v.etcdctl_restores()) {
             bail!(

@@ -270,14 +270,31 @@ impl SnapshotJob {
         }
         // An explicit --api v3 acknowledges that no v2 data matters; auto
         // and v2 look (and warn where they cannot see).
-        let v2_has = member_has_v2
-            && match self.etcd.v2_has_keys_if_any()? {
+        // Only etcdctl can probe the v2 keyspace: a host without it (a
+        // kubeadm node) backs up with --api v3, or from etcd 3.6 on.
+        let v2_has = if !member_has_v2 {
+            false
+        } else if !self.etcd.has_etcdctl() && self.api == ApiChoice::V3 {
+            tracing::debug!("no etcdctl here: the v2 keyspace is not probed (--api v3)");
+            false
+        } else if let Err(why) = self.etcd.require_etcdctl() {
+            if self.api == ApiChoice::V2 {
+                bail!("--api v2 backs up with `etcdctl backup`: {why:#}");
+            }
+            bail!(
+                "etcd {} may hold v2 data, which only etcdctl can look for: {why:#}; where no v2 \
+                 data can exist (a kubeadm cluster), pass --api v3, which needs no etcdctl",
+                status.status.version
+            );
+        } else {
+            match self.etcd.v2_has_keys_if_any()? {
                 Some(has) => has,
                 None => {
                     self.cannot_see_v2(&status.status.version);
                     false
                 }
-            };
+            }
+        };
         // Also the v3 half of the acknowledged-write guarantee: this probe
         // is a linearizable read of the member backed up, answered only once
         // it applied everything committed before it (a lagging follower
