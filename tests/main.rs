@@ -24,6 +24,8 @@ mod deb;
 mod drill;
 /// destructive tools refuse what is not theirs; kills leave only our own debris
 mod host_safety;
+/// a kubeadm node: no etcd unit, kubeadm's certificates, no etcdctl; under real systemd
+mod kubeadm;
 /// man pages and completions where man and bash look
 mod man_and_completions;
 /// metrics, --check --max-age, the journal: operators see a stopped backup

@@ -875,7 +875,12 @@ fn installer_refuses_when_the_etcd_unit_is_ambiguous_or_missing_unless_told() {
         "etcd2-backup-install",
         "found no etcd unit on the target",
     );
-    assert!(line.ends_with("pass --etcd-unit NAME"), "{line}");
+    assert!(
+        line.ends_with(
+            "pass --etcd-unit NAME, or --etcd-unit none where no systemd unit runs etcd"
+        ),
+        "{line}"
+    );
     assert!(!root.join("opt").exists(), "a refusal writes nothing");
 
     fs::create_dir_all(root.join("usr/lib/systemd/system")).expect("mkdir");

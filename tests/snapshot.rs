@@ -444,14 +444,19 @@ fn auto_mode_on_a_member_without_the_v2_api_backs_up_v3() {
             .args(["put", "k", "v3 only"]),
     );
     let out_file = t.path().join("b.tar.zst");
-    let out = run_ok(
-        tool("etcd2-snapshot")
-            .env("ETCDCTL_ENDPOINTS", &m.client_url)
-            .env("ETCD_BACKUP_DIR", t.path().join("work"))
-            .arg("-o")
-            .arg(&out_file),
-    );
-    let log = String::from_utf8_lossy(&out.stderr);
+    // Its log, at the default level, with this work dir and these flags.
+    let snapshot_log = |work: &str, args: &[&str]| {
+        let out = run_ok(
+            tool("etcd2-snapshot")
+                .env("ETCDCTL_ENDPOINTS", &m.client_url)
+                .env("ETCD_BACKUP_DIR", t.path().join(work))
+                .args(args)
+                .arg("-o")
+                .arg(&out_file),
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let log = snapshot_log("work", &[]);
     assert!(log.contains("the v2 API is disabled"), "{log}");
     // v2 data can reach this member's store through others: not "empty",
     // but a warning that it cannot be seen from here.
@@ -460,24 +465,11 @@ fn auto_mode_on_a_member_without_the_v2_api_backs_up_v3() {
         "{log}"
     );
     // A reminder once a day, not a warning every 30 s cycle.
-    let again = run_ok(
-        tool("etcd2-snapshot")
-            .env("ETCDCTL_ENDPOINTS", &m.client_url)
-            .env("ETCD_BACKUP_DIR", t.path().join("work"))
-            .arg("-o")
-            .arg(&out_file),
-    );
-    let again = String::from_utf8_lossy(&again.stderr);
+    let again = snapshot_log("work", &[]);
     assert!(!again.contains("cannot be checked"), "{again}");
-    // Nor any notice where --api v3 said that v2 data does not matter.
-    let v3 = run_ok(
-        tool("etcd2-snapshot")
-            .env("ETCDCTL_ENDPOINTS", &m.client_url)
-            .env("ETCD_BACKUP_DIR", t.path().join("work-v3"))
-            .args(["--api", "v3", "-o"])
-            .arg(&out_file),
-    );
-    let v3 = String::from_utf8_lossy(&v3.stderr);
+    // Nor any notice where --api v3 said that v2 data does not matter (a
+    // fresh work dir: no daily reminder was given there).
+    let v3 = snapshot_log("work-v3", &["--api", "v3"]);
     assert!(!v3.contains("v2"), "{v3}");
     let manifest = extract_and_check(&out_file, &t.path().join("x"));
     assert_eq!(manifest["api"], "v3");

@@ -679,14 +679,7 @@ fn a_v3_backup_needs_no_etcdctl_on_every_build() {
         let archive = c.path().join("v3.tar.zst");
         let out = snapshot("v3", &archive);
         assert!(out.status.success(), "etcd {v}: {out:?}");
-        let manifest = run_ok(
-            Command::new("tar")
-                .arg("--zstd")
-                .arg("-xOf")
-                .arg(&archive)
-                .arg("manifest.json"),
-        );
-        let m: serde_json::Value = serde_json::from_slice(&manifest.stdout).unwrap();
+        let m = harness::manifest_of(&archive);
         assert_eq!(m["key_count"], 3, "etcd {v}: {m}");
 
         let out = snapshot("auto", &c.path().join("auto.tar.zst"));

@@ -303,6 +303,18 @@ pub fn assert_fails_with_code(out: &Output, tool: &str, code: i32, needle: &str)
 }
 
 /// Entries of a directory, sorted, as names.
+/// The manifest of a zstd archive, read with the real tar.
+pub fn manifest_of(archive: &Path) -> serde_json::Value {
+    let out = run_ok(
+        Command::new("tar")
+            .arg("--zstd")
+            .arg("-xOf")
+            .arg(archive)
+            .arg("manifest.json"),
+    );
+    serde_json::from_slice(&out.stdout).expect("manifest.json is JSON")
+}
+
 pub fn names(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)
         .map(|rd| {

@@ -267,6 +267,20 @@ impl Container {
         }
     }
 
+    /// `systemd-analyze verify` of installed units, as systemd itself reads
+    /// them inside the container; panics with what it said.
+    pub fn verify_units(&self, units: &[&str]) {
+        let mut args = vec!["systemd-analyze", "verify", "--man=no"];
+        args.extend_from_slice(units);
+        let o = self.exec(&args);
+        assert!(
+            o.status.success(),
+            "{}: systemd-analyze verify: {}",
+            self.name,
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+
     /// A file's contents inside the container.
     pub fn read(&self, path: &str) -> String {
         let o = self.exec(&["cat", path]);

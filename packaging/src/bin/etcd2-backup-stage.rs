@@ -90,6 +90,11 @@ fn stage(cli: &Cli) -> Result<()> {
             settings::ENV_FILE
         );
     }
+    if cli.etcd_unit == EtcdUnit::Unitless {
+        bail!(
+            "--etcd-unit none: a distribution package is for an etcd its distribution's unit runs"
+        );
+    }
     if cli.out.exists() {
         fs::remove_dir_all(&cli.out).with_context(|| format!("emptying {}", cli.out.display()))?;
     }

@@ -71,9 +71,11 @@ pub struct Cli {
 
     /// The unit etcd runs as: etcd2.service (CoreOS, data in
     /// /var/lib/etcd2), etcd.service (Debian: /var/lib/etcd/default,
-    /// /etc/default/etcd) or etcd-member.service (Flatcar: /var/lib/etcd)
-    /// [default: the one of them the target has; refused if it has none or
-    /// several]
+    /// /etc/default/etcd) or etcd-member.service (Flatcar: /var/lib/etcd);
+    /// or none, where no systemd unit runs etcd (kubeadm's static pod, whose
+    /// manifest gives the settings): only the backup and verify units
+    /// [default: the one of them the target has, else none where kubeadm's
+    /// manifest is there; refused if it has none or several]
     #[arg(long, value_name = "UNIT")]
     pub etcd_unit: Option<EtcdUnit>,
 

@@ -40,9 +40,15 @@ pub enum EtcdUnit {
     Etcd,
     /// Flatcar's (and later Container Linux's) etcd-member.service.
     EtcdMember,
+    /// No systemd unit runs etcd (`--etcd-unit none`): kubeadm's static
+    /// pod ([`super::kubeadm`]), or an etcd in a container. Only the backup
+    /// and verify units are installed, ordered after nothing; a restore is
+    /// done by hand (docs/kubeadm.md).
+    Unitless,
 }
 
 impl EtcdUnit {
+    /// The systemd units that run etcd.
     pub const ALL: [EtcdUnit; 3] = [EtcdUnit::Etcd2, EtcdUnit::Etcd, EtcdUnit::EtcdMember];
 
     pub fn name(self) -> &'static str {
@@ -50,7 +56,16 @@ impl EtcdUnit {
             EtcdUnit::Etcd2 => "etcd2.service",
             EtcdUnit::Etcd => "etcd.service",
             EtcdUnit::EtcdMember => "etcd-member.service",
+            EtcdUnit::Unitless => "none",
         }
+    }
+
+    /// Whether our unit file `file` is installed for this etcd: the
+    /// restore and join units stop and start etcd's unit, so an etcd that
+    /// has none gets neither.
+    pub fn installs(self, file: &str) -> bool {
+        self != EtcdUnit::Unitless
+            || !matches!(file, "etcd2-restore.service" | "etcd2-join.service")
     }
 
     /// The data dir etcd uses under this unit when nothing overrides it.
@@ -59,13 +74,18 @@ impl EtcdUnit {
             EtcdUnit::Etcd2 => "/var/lib/etcd2",
             EtcdUnit::Etcd => "/var/lib/etcd/default",
             EtcdUnit::EtcdMember => "/var/lib/etcd",
+            // kubeadm's.
+            EtcdUnit::Unitless => "/var/lib/etcd",
         }
     }
 
     /// The drop-in dirs holding this unit's settings (CoreOS put its
-    /// cloud-config one, 20-cloudinit.conf, in /run).
-    pub fn dropin_dirs(self) -> [String; 2] {
-        [
+    /// cloud-config one, 20-cloudinit.conf, in /run); none without a unit.
+    pub fn dropin_dirs(self) -> Vec<String> {
+        if self == EtcdUnit::Unitless {
+            return Vec::new();
+        }
+        vec![
             format!("/etc/systemd/system/{}.d", self.name()),
             format!("/run/systemd/system/{}.d", self.name()),
         ]
@@ -75,6 +95,15 @@ impl EtcdUnit {
     /// data dir and, for Debian's unit, its name default and settings file
     /// (read by systemd at each start, so later edits are seen).
     pub fn settings(self) -> String {
+        if self == EtcdUnit::Unitless {
+            return format!(
+                "# Written by etcd2-backup-install for an etcd that no systemd unit runs\n\
+                 # (--etcd-unit none): set ETCDCTL_ENDPOINTS and, for TLS, ETCDCTL_CACERT,\n\
+                 # ETCDCTL_CERT and ETCDCTL_KEY in {}.\n\
+                 [Service]\n",
+                crate::settings::ENV_FILE
+            );
+        }
         let mut s = format!(
             "# Written by etcd2-backup-install for {unit}: what {unit} itself\n\
              # sets for etcd, so these jobs find the same member. The drop-ins\n\
@@ -101,15 +130,52 @@ impl EtcdUnit {
         if self == EtcdUnit::Etcd2 {
             return unit_text.to_string();
         }
+        if self == EtcdUnit::Unitless {
+            return without_etcd_unit(unit_text);
+        }
         // "etcd2.service" occurs in our units only as etcd's unit name (alone
         // or as the prefix of its .d dir); none of our own units contains it.
         unit_text.replace(SHIPPED, self.name())
     }
 }
 
+/// One of our unit files for an etcd that no unit runs: `etcd2.service`
+/// taken out of every dependency line (After=, PartOf=, WantedBy=), a line
+/// left with nothing dropped, and a comment saying so on top.
+fn without_etcd_unit(text: &str) -> String {
+    let mut out = format!(
+        "# Installed for an etcd that no systemd unit runs (--etcd-unit none, e.g.\n\
+         # kubeadm's static pod): every dependency on {SHIPPED} below is left out.\n"
+    );
+    for line in text.lines() {
+        let t = line.trim_start();
+        match t.split_once('=') {
+            Some((key, values))
+                if !t.starts_with('#') && values.split_whitespace().any(|v| v == SHIPPED) =>
+            {
+                let rest: Vec<&str> = values
+                    .split_whitespace()
+                    .filter(|v| *v != SHIPPED)
+                    .collect();
+                if !rest.is_empty() {
+                    out.push_str(&format!("{key}={}\n", rest.join(" ")));
+                }
+            }
+            _ => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    out
+}
+
 impl std::str::FromStr for EtcdUnit {
     type Err = String;
     fn from_str(s: &str) -> std::result::Result<Self, String> {
+        if s == "none" {
+            return Ok(EtcdUnit::Unitless);
+        }
         let full = if s.ends_with(".service") {
             s.to_string()
         } else {
@@ -118,13 +184,21 @@ impl std::str::FromStr for EtcdUnit {
         EtcdUnit::ALL
             .into_iter()
             .find(|u| u.name() == full)
-            .ok_or_else(|| format!("{s}: not one of {}", names(&EtcdUnit::ALL)))
+            .ok_or_else(|| {
+                format!(
+                    "{s}: not one of {}, or none (no systemd unit runs etcd: kubeadm)",
+                    names(&EtcdUnit::ALL)
+                )
+            })
     }
 }
 
 impl std::fmt::Display for EtcdUnit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
+        match self {
+            EtcdUnit::Unitless => f.write_str("no etcd unit"),
+            u => f.write_str(u.name()),
+        }
     }
 }
 
@@ -175,7 +249,7 @@ pub fn choose(root: &Path, given: Option<EtcdUnit>) -> Result<EtcdUnit> {
         .filter_map(|u| unit_file(root, u.name()).map(|f| (u, f)))
         .collect();
     if let Some(u) = given {
-        if !found.iter().any(|(f, _)| *f == u) {
+        if u != EtcdUnit::Unitless && !found.iter().any(|(f, _)| *f == u) {
             tracing::warn!(
                 "--etcd-unit {u}: no such unit on the target (looked in {}); installing for it anyway",
                 UNIT_PATHS.join(", ")
@@ -193,10 +267,21 @@ pub fn choose(root: &Path, given: Option<EtcdUnit>) -> Result<EtcdUnit> {
             tracing::info!("etcd runs as {u} here ({f}); pass --etcd-unit to choose another");
             Ok(*u)
         }
+        [] if super::kubeadm::has_manifest(root) => {
+            tracing::info!(
+                "found no etcd unit, and kubelet runs etcd as kubeadm's static pod ({}): \
+                 installing the backup and verify units only (--etcd-unit none; restore: \
+                 docs/kubeadm.md)",
+                super::kubeadm::MANIFEST
+            );
+            Ok(EtcdUnit::Unitless)
+        }
         [] => bail!(
-            "found no etcd unit on the target ({} in {}): pass --etcd-unit NAME",
+            "found no etcd unit on the target ({} in {}) and no {}: pass --etcd-unit NAME, or \
+             --etcd-unit none where no systemd unit runs etcd",
             names(&EtcdUnit::ALL),
-            UNIT_PATHS.join(", ")
+            UNIT_PATHS.join(", "),
+            super::kubeadm::MANIFEST
         ),
         _ => bail!("found several etcd units on the target: {listed}; pass --etcd-unit NAME"),
     }
@@ -362,7 +447,19 @@ mod tests {
         let t = root_with(&[]);
         let e = format!("{:#}", choose(t.path(), None).unwrap_err());
         assert!(e.starts_with("found no etcd unit on the target"), "{e}");
-        assert!(e.ends_with("pass --etcd-unit NAME"), "{e}");
+        assert!(
+            e.ends_with(
+                "pass --etcd-unit NAME, or --etcd-unit none where no systemd unit runs etcd"
+            ),
+            "{e}"
+        );
+        // kubeadm's static pod: no unit, its manifest.
+        let k = root_with(&[("/etc/kubernetes/manifests/etcd.yaml", None)]);
+        assert_eq!(choose(k.path(), None).unwrap(), EtcdUnit::Unitless);
+        assert_eq!(
+            choose(t.path(), Some(EtcdUnit::Unitless)).unwrap(),
+            EtcdUnit::Unitless
+        );
         let t = root_with(&[
             ("/lib/systemd/system/etcd.service", None),
             ("/etc/systemd/system/etcd2.service", None),
@@ -397,6 +494,29 @@ mod tests {
              [Service]\nExecStart=/opt/bin/etcd2-member-add --dropin /run/systemd/system/etcd-member.service.d/40-join-cluster.conf\n\
              [Install]\nWantedBy=timers.target\nWantedBy=etcd-member.service\n"
         );
+    }
+
+    #[test]
+    fn without_an_etcd_unit_our_units_depend_on_none_and_restore_is_left_out() {
+        let unit = "[Unit]\n# After etcd2.service, as the original.\nAfter=etcd2.service\nPartOf=etcd2.service\n\
+                    After=network-online.target\n[Install]\nWantedBy=timers.target etcd2.service\nWantedBy=etcd2.service\n";
+        let out = EtcdUnit::Unitless.rewrite(unit);
+        assert!(
+            out.starts_with("# Installed for an etcd that no systemd unit runs"),
+            "{out}"
+        );
+        assert!(
+            out.ends_with(
+                "[Unit]\n# After etcd2.service, as the original.\nAfter=network-online.target\n\
+                 [Install]\nWantedBy=timers.target\n"
+            ),
+            "{out}"
+        );
+        assert_eq!("none".parse(), Ok(EtcdUnit::Unitless));
+        assert!(EtcdUnit::Unitless.installs("etcd2-backup.timer"));
+        assert!(!EtcdUnit::Unitless.installs("etcd2-restore.service"));
+        assert!(!EtcdUnit::Unitless.installs("etcd2-join.service"));
+        assert!(EtcdUnit::Etcd.installs("etcd2-join.service"));
     }
 
     #[test]

@@ -23,6 +23,7 @@ use crate::fsutil::{sync_dir, AtomicFile};
 
 pub mod dropins;
 pub mod etcd_unit;
+pub mod kubeadm;
 pub mod os;
 pub mod package;
 pub mod record;
@@ -339,6 +340,14 @@ impl InstallJob {
         // refusal leaves the target as it was.
         let unit = etcd_unit::choose(root, self.etcd_unit)?;
         let settings = dropins::etcd_settings(root, unit, &self.etcd_dropins)?;
+        // What etcd's unit sets for it; for kubeadm's static pod, what its
+        // manifest does.
+        let kubeadm = unit == EtcdUnit::Unitless && kubeadm::has_manifest(root);
+        let unit_settings = if kubeadm {
+            kubeadm::settings(root)?
+        } else {
+            unit.settings()
+        };
         let previous = record::read_manifest(root)?
             .entries
             .into_iter()
@@ -372,7 +381,7 @@ impl InstallJob {
         let conf = read(payload::CONF)?;
         // Our units name etcd2.service; on another etcd unit they are
         // rewritten for it.
-        for file in payload::UNIT_FILES {
+        for file in payload::UNIT_FILES.into_iter().filter(|f| unit.installs(f)) {
             let text = String::from_utf8(read(&format!("{}/{file}", payload::UNITS))?)
                 .with_context(|| format!("{file} is not UTF-8"))?;
             inst.file(
@@ -382,7 +391,13 @@ impl InstallJob {
                 false,
             )?;
         }
-        if settings.is_empty() && unit != EtcdUnit::Etcd {
+        if unit == EtcdUnit::Unitless && !kubeadm {
+            tracing::warn!(
+                "no etcd unit and no {}: set ETCDCTL_ENDPOINTS (and the TLS files) in {}",
+                kubeadm::MANIFEST,
+                crate::settings::ENV_FILE
+            );
+        } else if settings.is_empty() && !matches!(unit, EtcdUnit::Etcd | EtcdUnit::Unitless) {
             tracing::warn!(
                 "found no {unit} settings drop-in in {}: the units see only {}, \
                  so it must set ETCD_NAME and ETCD_INITIAL_ADVERTISE_PEER_URLS for restore and join",
@@ -390,11 +405,14 @@ impl InstallJob {
                 crate::settings::ENV_FILE
             );
         }
-        for job in JOBS {
+        for job in JOBS
+            .into_iter()
+            .filter(|j| unit.installs(&format!("{j}.service")))
+        {
             let d = format!("{UNIT_DIR}/{job}.service.d");
             inst.file(
                 &format!("{d}/{}", etcd_unit::UNIT_DROPIN),
-                unit.settings().as_bytes(),
+                unit_settings.as_bytes(),
                 0o644,
                 false,
             )?;
@@ -416,8 +434,11 @@ impl InstallJob {
         // The settings, for the units (EnvironmentFile=) and a root shell
         // alike; they may hold secrets (a connection string): 0600, kept on
         // uninstall.
-        let env_file =
+        let mut env_file =
             crate::settings::from_dropin(&String::from_utf8_lossy(&conf), ENV_FILE_HEADER);
+        if kubeadm {
+            env_file = kubeadm::env_file(&env_file);
+        }
         inst.file(crate::settings::ENV_FILE, env_file.as_bytes(), 0o600, true)?;
         // The rclone config holds the remote's credentials: 0600, kept on uninstall.
         let conf_text = String::from_utf8_lossy(&conf);
