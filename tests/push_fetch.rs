@@ -472,9 +472,9 @@ fn configuration_mistakes_give_one_clear_line() {
     assert_eq!(
         out.status.code(),
         Some(2),
-        "a missing --endpoint is a usage error"
+        "a missing --remote is a usage error"
     );
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--endpoint"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--remote"));
     let help = run_ok(tool("etcd2-push").arg("--help"));
     assert!(String::from_utf8_lossy(&help.stdout).contains("env: RCLONE_ENDPOINT"));
 }
@@ -607,7 +607,7 @@ fn fetch_list_in_a_shell_reads_the_settings_file_and_the_environment_wins() {
     // Without the file, the same shell has no remote: clap says which.
     let out = run(&mut shell(&c.path().join("absent.env")));
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--endpoint <REMOTE:PATH>"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--remote <REMOTE:PATH>"));
 
     // The environment wins over the file: another machine-id, no backups.
     let out = run(shell(&file).env("ETCD2_BACKUP_MACHINE_ID", NEW));

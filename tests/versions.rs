@@ -133,7 +133,8 @@ fn assert_keys(bin: &Path, endpoints: &[&str], prefix: &str) {
 }
 
 /// etcd2-restore of `from` into member `i`'s data dir by the tools of `bin`,
-/// with a revision bump where they have it; its stderr.
+/// with a revision bump where they have it, asked for as a unit does (the
+/// settings file's variables, not flags); its stderr.
 fn restore(c: &Cluster, i: usize, bin: &Path, from: &Path) -> String {
     let v = version_of(bin).unwrap();
     let mut cmd = tool_at("etcd2-restore", bin);
@@ -142,7 +143,8 @@ fn restore(c: &Cluster, i: usize, bin: &Path, from: &Path) -> String {
         .args(["-v", "--name", &c.members[i].name.clone()])
         .args(["--peer-urls", &c.members[i].peer_url.clone()]);
     if has_bump(v) {
-        cmd.args(["--bump-revision", "1000000", "--mark-compacted"]);
+        cmd.env("ETCD2_BACKUP_BUMP_REVISION", "1000000")
+            .env("ETCD2_BACKUP_MARK_COMPACTED", "true");
     }
     let out = run_ok(cmd.arg(from));
     String::from_utf8_lossy(&out.stderr).into_owned()

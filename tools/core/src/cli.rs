@@ -319,7 +319,8 @@ pub struct EtcdConnArgs {
 
     /// Bound on each quick etcd call (status, member list, key probe), on
     /// connecting, and on any pause in the v3 snapshot stream
-    #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, env = "ETCD2_BACKUP_QUERY_TIMEOUT", default_value = "30s",
+          value_parser = parse_duration, value_name = "DURATION")]
     pub query_timeout: Duration,
 
     /// Bound on each long etcd operation (a whole v3 snapshot stream,
@@ -443,15 +444,22 @@ pub struct RemoteArgs {
         long,
         env = "RCLONE_ENDPOINT",
         value_name = "REMOTE:PATH",
-        hide_env_values = true
+        hide_env_values = true,
+        required_unless_present = "endpoint"
     )]
-    pub endpoint: String,
+    pub remote: Option<String>,
+
+    /// The old name of --remote, which differed from etcd's --endpoints by
+    /// one letter. Still taken, with a notice; over RCLONE_ENDPOINT too, as
+    /// a flag is
+    #[arg(long, hide = true, value_name = "REMOTE:PATH")]
+    pub endpoint: Option<String>,
 
     /// rclone config file (it holds credentials: keep it mode 0600) [default: rclone's own]
     #[arg(long, env = "RCLONE_CONFIG_PATH", value_name = "FILE")]
     pub rclone_config: Option<PathBuf>,
 
-    /// Whose backups: the machine-id naming the folder under the endpoint [default: /etc/machine-id]
+    /// Whose backups: the machine-id naming the folder under the remote [default: /etc/machine-id]
     #[arg(long, env = "ETCD2_BACKUP_MACHINE_ID", value_name = "ID")]
     pub machine_id: Option<String>,
 
@@ -529,7 +537,23 @@ impl RemoteArgs {
                 "cannot read /etc/machine-id: pass --machine-id (or ETCD2_BACKUP_MACHINE_ID)"
             ),
         };
-        crate::store::Layout::new(&self.endpoint, &id)
+        crate::store::Layout::new(self.remote(), &id)
+    }
+
+    /// The remote the flags name: --remote (or RCLONE_ENDPOINT), or the old
+    /// --endpoint, said once as such.
+    pub fn remote(&self) -> &str {
+        if let Some(old) = &self.endpoint {
+            static SAID: std::sync::Once = std::sync::Once::new();
+            SAID.call_once(|| {
+                tracing::warn!(
+                    "--endpoint is the old name of --remote (the rclone remote; --endpoints is \
+                     etcd's client URL): it still works, and wins over RCLONE_ENDPOINT"
+                )
+            });
+            return old;
+        }
+        self.remote.as_deref().unwrap_or_default()
     }
 }
 

@@ -54,7 +54,7 @@ pub struct Cli {
     pub work_dir: PathBuf,
 
     /// Bound on the private member becoming healthy, and on each call to it
-    #[arg(long, default_value = "2m", value_parser = cli::parse_duration, value_name = "DURATION")]
+    #[arg(long, env = "ETCD2_BACKUP_RESTORE_WAIT", default_value = "2m", value_parser = cli::parse_duration, value_name = "DURATION")]
     pub wait: Duration,
 
     #[command(flatten)]

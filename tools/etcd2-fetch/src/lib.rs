@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 /// Download a machine's newest (or a chosen) backup, verify it, then place it.
 ///
-/// The generation named by <endpoint>/<machine-id>/LATEST.json (or
+/// The generation named by <remote>/<machine-id>/LATEST.json (or
 /// --generation ID) is downloaded and checked byte for byte: the archive's
 /// sha256 against its sidecar, every file against the archive's manifest.
 /// Only then is it placed: --into DIR extracts beside DIR and renames into it;
@@ -51,7 +51,7 @@ pub struct Cli {
 
     /// With --check: the oldest the newest backup may be (backups run every
     /// 30 s by default; a few intervals is a fair bound)
-    #[arg(long, default_value = "10m", value_parser = cli::parse_duration, value_name = "DURATION", requires = "check")]
+    #[arg(long, env = "ETCD2_BACKUP_MAX_AGE", default_value = "10m", value_parser = cli::parse_duration, value_name = "DURATION")]
     pub max_age: std::time::Duration,
 
     /// With --list: JSON for scripts instead of a table

@@ -15,11 +15,11 @@ use std::time::Duration;
 #[command(version, verbatim_doc_comment)]
 pub struct Cli {
     /// How many started members to wait for
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, env = "ETCD2_BACKUP_MEMBERS", default_value_t = 1)]
     pub members: usize,
 
     /// Give up after this long
-    #[arg(long, default_value = "5m", value_parser = cli::parse_duration, value_name = "DURATION")]
+    #[arg(long, env = "ETCD2_BACKUP_HEALTH_WAIT", default_value = "5m", value_parser = cli::parse_duration, value_name = "DURATION")]
     pub wait: Duration,
 
     /// First promote this learner (a member's name) to a voting member, as

@@ -43,14 +43,14 @@ pub struct Cli {
     pub dropin: Option<PathBuf>,
 
     /// Bound on waiting for a healthy cluster and an accepted add
-    #[arg(long, default_value = "5m", value_parser = cli::parse_duration, value_name = "DURATION")]
+    #[arg(long, env = "ETCD2_BACKUP_HEALTH_WAIT", default_value = "5m", value_parser = cli::parse_duration, value_name = "DURATION")]
     pub wait: Duration,
 
     /// Add a voting member at once, as before etcd 3.4's learners. By default
     /// the node joins as a learner, which does not count for quorum: a
     /// one-member founder stays writable even if the joiner never starts. The
     /// drop-in then promotes it once it caught up (etcd2-health --promote)
-    #[arg(long)]
+    #[arg(long, env = "ETCD2_BACKUP_NO_LEARNER", value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::SetTrue)]
     pub no_learner: bool,
 
     #[command(flatten)]

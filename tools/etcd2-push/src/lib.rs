@@ -11,17 +11,17 @@ use std::time::Duration;
 ///
 /// The archive (from etcd2-snapshot, a file or - for stdin) is uploaded while
 /// it is read and verified (nothing is spooled to disk), under
-/// <endpoint>/<machine-id>/generations/ with a unique time-ordered name,
+/// <remote>/<machine-id>/generations/ with a unique time-ordered name,
 /// checked on the remote (size and the backend's hash; downloaded again and
 /// compared where the backend has no hash), described by a sidecar, and only
-/// then named by <endpoint>/<machine-id>/LATEST.json. One rclone process
+/// then named by <remote>/<machine-id>/LATEST.json. One rclone process
 /// (`rclone rcd`, on 127.0.0.1 with a random credential) serves all of it. Older generations beyond
 /// --keep are deleted; the one LATEST.json names never is. An interrupted push
 /// leaves the previous backup untouched; the next push cleans up after it.
 ///
 /// Examples:
 ///   etcd2-snapshot -o - | etcd2-push -
-///   etcd2-push --endpoint s3:bucket/etcd /var/lib/etcd2-backup/now.tar.zst
+///   etcd2-push --remote s3:bucket/etcd /var/lib/etcd2-backup/now.tar.zst
 ///   etcd2-fetch --machine-id OLD -o - | etcd2-push --machine-id NEW -   (migration)
 #[derive(Parser, Debug)]
 #[command(version, verbatim_doc_comment)]

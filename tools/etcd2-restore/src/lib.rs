@@ -48,20 +48,20 @@ pub struct Cli {
     pub etcd: Option<PathBuf>,
 
     /// Bound on waiting for the temporary etcd to become healthy
-    #[arg(long, default_value = "2m", value_parser = cli::parse_duration, value_name = "DURATION")]
+    #[arg(long, env = "ETCD2_BACKUP_RESTORE_WAIT", default_value = "2m", value_parser = cli::parse_duration, value_name = "DURATION")]
     pub wait: Duration,
 
     /// v3 backups: raise the restored revision by N, so that watchers and
     /// caches (Kubernetes) never see the revision go backwards. Needs
     /// etcdutl >= 3.5.10 or etcdctl >= 3.4.27; refused, naming the tool,
     /// where it has no such flag
-    #[arg(long, value_name = "N")]
+    #[arg(long, env = "ETCD2_BACKUP_BUMP_REVISION", value_name = "N")]
     pub bump_revision: Option<u64>,
 
     /// With --bump-revision: mark the revisions in between compacted, so
     /// that watchers resume with a compaction error and re-list instead of
     /// missing events
-    #[arg(long, requires = "bump_revision")]
+    #[arg(long, env = "ETCD2_BACKUP_MARK_COMPACTED", value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::SetTrue, requires = "bump_revision")]
     pub mark_compacted: bool,
 
     /// How many set-aside copies of old member data to keep (the one this run sets aside always stays)

@@ -29,7 +29,7 @@ pub struct Cli {
 
     /// Go ahead with --api v2|v3 even though the other keyspace holds data,
     /// which will NOT be in the backup
-    #[arg(long)]
+    #[arg(long, env = "ETCD2_BACKUP_ALLOW_DROPPING_KEYSPACE", value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::SetTrue)]
     pub allow_dropping_keyspace: bool,
 
     /// The member's data dir, read by `etcdctl backup` for --api v2

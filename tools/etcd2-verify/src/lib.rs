@@ -50,7 +50,7 @@ pub struct Cli {
     pub etcd: Option<PathBuf>,
 
     /// Bound on the throwaway member becoming healthy
-    #[arg(long, default_value = "2m", value_parser = cli::parse_duration, value_name = "DURATION")]
+    #[arg(long, env = "ETCD2_BACKUP_RESTORE_WAIT", default_value = "2m", value_parser = cli::parse_duration, value_name = "DURATION")]
     pub wait: Duration,
 
     #[command(flatten)]
