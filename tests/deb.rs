@@ -1,6 +1,7 @@
 //! The .deb (`make deb`): built by the real cargo-deb from the tools and
 //! the units staged for Debian's etcd.service; what it holds (no rclone
-//! config, no secret); and `dpkg -i` in a container booted from this host's
+//! config, no secret); what Debian's lintian says of it (no error); and
+//! `dpkg -i` in a container booted from this host's
 //! Debian, where Debian's own etcd.service runs etcd (as user etcd, data in
 //! /var/lib/etcd/default, settings in /etc/default/etcd) and our backup
 //! unit backs it up to a real rclone remote.
@@ -183,6 +184,28 @@ fn deb_holds_the_tools_and_units_for_debians_etcd_and_no_secret() {
         "sets RCLONE_ENDPOINT: a distribution package carries no site's settings",
     );
     assert!(!t.path().join("stage").exists());
+}
+
+/// Debian's own package checker, as a Debian developer would run it on the
+/// .deb: no error (warnings are listed in packaging/README.md, with why
+/// each stays).
+#[test]
+fn lintian_finds_no_error_in_the_deb() {
+    require("lintian", "lintian");
+    let o = run(Command::new("lintian").arg(deb()));
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let errors = said.lines().filter(|l| l.starts_with("E: ")).count();
+    // lintian exits 2 on an error tag (its --fail-on default), 1 when it
+    // could not check at all.
+    assert!(
+        errors == 0 && o.status.success(),
+        "lintian: {errors} errors, {}:\n{said}",
+        o.status
+    );
 }
 
 fn ok(ct: &Container, args: &[&str]) -> String {
