@@ -82,9 +82,21 @@ fn deb_holds_the_tools_and_units_for_debians_etcd_and_no_secret() {
             .map(|(m, _)| *m)
             .unwrap_or_else(|| panic!("{path} not in the .deb:\n{listing}"))
     };
+    // Each tool with its man page and completions where Debian's man-db,
+    // bash-completion, zsh and fish look.
     for t in TOOLS {
         assert_eq!(mode_of(&format!("usr/bin/{t}")), "-rwxr-xr-x");
+        for doc in [
+            format!("usr/share/man/man1/{t}.1.gz"),
+            format!("usr/share/bash-completion/completions/{t}"),
+            format!("usr/share/zsh/vendor-completions/_{t}"),
+            format!("usr/share/fish/vendor_completions.d/{t}.fish"),
+        ] {
+            assert_eq!(mode_of(&doc), "-rw-r--r--", "{doc}");
+        }
     }
+    // The tarball's installer is not in the .deb: nor is its page.
+    assert!(!listing.contains("etcd2-backup-install"), "{listing}");
     for unit in etcd2_backup::job::install::payload::UNIT_FILES {
         assert_eq!(mode_of(&format!("lib/systemd/system/{unit}")), "-rw-r--r--");
     }
@@ -267,6 +279,12 @@ fn dpkg_i_in_a_container_and_the_backup_unit_backs_up_debians_etcd_service() {
             "/etc/nsswitch.conf",
             true,
         ),
+        // man-db's, as on every Debian host with man installed.
+        (
+            PathBuf::from("/etc/manpath.config"),
+            "/etc/manpath.config",
+            true,
+        ),
         (base.join("deb"), "/root/deb", true),
         (remote.clone(), REMOTE_IN, false),
     ];
@@ -281,6 +299,19 @@ fn dpkg_i_in_a_container_and_the_backup_unit_backs_up_debians_etcd_service() {
 
     let out = ok(&ct, &["dpkg", "-i", "/root/deb/etcd2-backup.deb"]);
     assert!(out.contains("Setting up etcd2-backup"), "{out}");
+    // man-db finds the pages, and so the units' Documentation=man: links
+    // resolve (systemd-analyze verify checks them with man).
+    assert_eq!(
+        ok(&ct, &["man", "-w", "etcd2-push"]).trim(),
+        "/usr/share/man/man1/etcd2-push.1.gz"
+    );
+    let units: Vec<String> = etcd2_backup::job::install::payload::UNIT_FILES
+        .iter()
+        .map(|u| format!("/lib/systemd/system/{u}"))
+        .collect();
+    let mut verify = vec!["systemd-analyze", "verify"];
+    verify.extend(units.iter().map(String::as_str));
+    ok(&ct, &verify);
     // The postinst made systemd read the units; they name Debian's etcd.
     let show = ok(
         &ct,

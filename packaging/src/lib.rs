@@ -1,7 +1,8 @@
-//! What the install tarball (`etcd2-backup-package`) and the sysext image
-//! (`etcd2-backup-sysext`) share: the tools' command lines and the man
-//! pages and shell completions rendered from them, so both artifacts
-//! document exactly the flags the tools parse.
+//! What the install tarball (`etcd2-backup-package`), the sysext image
+//! (`etcd2-backup-sysext`) and the .deb (staged by `etcd2-backup-stage`)
+//! share: the tools' command lines and the man pages and shell completions
+//! rendered from them, so every artifact documents exactly the flags the
+//! tools parse.
 
 use std::time::{Duration, UNIX_EPOCH};
 

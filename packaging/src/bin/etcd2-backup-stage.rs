@@ -1,7 +1,9 @@
 //! etcd2-backup-stage: the files a distribution package (`make deb`) adds
 //! beside the programs: our units rewritten for the distribution's etcd unit
 //! and program dir, the drop-in with what that etcd unit sets
-//! (10-etcd-unit.conf), and a settings file without any site's settings.
+//! (10-etcd-unit.conf), a settings file without any site's settings, and
+//! the tools' man pages and completions (rendered as for the tarball and the
+//! sysext image) where Debian's readers look.
 //! The same rewriting the installer does on a host (job::install), done at
 //! build time, so that the package needs no installer run.
 
@@ -16,6 +18,7 @@ use clap::Parser;
 use etcd2_backup::cli::{self, LogArgs};
 use etcd2_backup::job::install::{dropin_env, etcd_unit, payload, EtcdUnit, BIN_DIR, JOBS};
 use etcd2_backup::settings;
+use etcd2_backup_package::DocKind;
 
 /// Stage the units and settings of a distribution package under --out.
 ///
@@ -50,6 +53,10 @@ struct Cli {
     #[arg(long, value_name = "DIR", default_value = "/lib/systemd/system")]
     unit_dir: String,
 
+    /// The date of the man pages, seconds since 1970
+    #[arg(long, env = "SOURCE_DATE_EPOCH", default_value_t = 0)]
+    mtime: u64,
+
     /// The staging dir (emptied first)
     #[arg(long, short, value_name = "DIR")]
     out: PathBuf,
@@ -58,13 +65,13 @@ struct Cli {
     log: LogArgs,
 }
 
-fn write(out: &Path, abs: &str, text: &str, mode: u32) -> Result<()> {
+fn write(out: &Path, abs: &str, bytes: impl AsRef<[u8]>, mode: u32) -> Result<()> {
     let p = out.join(abs.trim_start_matches('/'));
     if let Some(d) = p.parent() {
         fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
     }
     let mut f = fs::File::create(&p).with_context(|| format!("creating {}", p.display()))?;
-    f.write_all(text.as_bytes())
+    f.write_all(bytes.as_ref())
         .with_context(|| format!("writing {}", p.display()))?;
     fs::set_permissions(&p, fs::Permissions::from_mode(mode))
         .with_context(|| format!("chmod {}", p.display()))?;
@@ -105,7 +112,7 @@ fn stage(cli: &Cli) -> Result<()> {
         write(
             &cli.out,
             &format!("{}/{file}", cli.unit_dir),
-            &render_unit(&text, cli.etcd_unit, &cli.bin_dir),
+            render_unit(&text, cli.etcd_unit, &cli.bin_dir),
             0o644,
         )?;
     }
@@ -117,9 +124,21 @@ fn stage(cli: &Cli) -> Result<()> {
                 cli.unit_dir,
                 etcd_unit::UNIT_DROPIN
             ),
-            &cli.etcd_unit.settings(),
+            cli.etcd_unit.settings(),
             0o644,
         )?;
+    }
+    // Debian's places: man-db's, bash-completion's, and the vendor dirs of
+    // Debian's zsh and fish (zsh's site-functions is not in Debian's fpath).
+    // cargo-deb gzips the pages.
+    for d in etcd2_backup_package::docs(cli.mtime, &payload::tools())? {
+        let dir = match d.kind {
+            DocKind::Man => "/usr/share/man/man1",
+            DocKind::Bash => "/usr/share/bash-completion/completions",
+            DocKind::Zsh => "/usr/share/zsh/vendor-completions",
+            DocKind::Fish => "/usr/share/fish/vendor_completions.d",
+        };
+        write(&cli.out, &format!("{dir}/{}", d.file), &d.bytes, 0o644)?;
     }
     let header = format!(
         "# {}: the settings of etcd2-backup. The units read it\n\
@@ -133,11 +152,11 @@ fn stage(cli: &Cli) -> Result<()> {
     write(
         &cli.out,
         settings::ENV_FILE,
-        &settings::from_dropin(&conf, &header),
+        settings::from_dropin(&conf, &header),
         0o600,
     )?;
     tracing::info!(
-        "staged the units for {} (programs in {}) and {} under {}",
+        "staged the units for {} (programs in {}), {}, man pages and completions under {}",
         cli.etcd_unit,
         cli.bin_dir,
         settings::ENV_FILE,
