@@ -96,12 +96,14 @@ clean:
 
 # A .deb for Debian's etcd (etcd.service, /etc/default/etcd,
 # /var/lib/etcd/default): release tools in /usr/bin, the units rewritten for
-# etcd.service, an empty settings file, man pages and completions. No rclone
+# etcd.service, a settings file with no remote and the metrics where Debian's
+# prometheus-node-exporter reads them, man pages and completions. No rclone
 # config, no secret. lintian-clean of errors (tests/deb.rs).
 # cargo-deb comes from `make deps` (scripts/ensure-deps).
 DEB_DIR ?= $(BUILD)/deb
 deb: deps
 	$(CARGO) build --workspace --release
 	SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) target/release/etcd2-backup-stage \
-	  --etcd-unit etcd.service --bin-dir /usr/bin --unit-dir /lib/systemd/system --out $(DEB_DIR)
+	  --etcd-unit etcd.service --bin-dir /usr/bin --unit-dir /lib/systemd/system \
+	  --metrics-dir /var/lib/prometheus/node-exporter --out $(DEB_DIR)
 	SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) $(CARGO) deb -p etcd2-backup-package --no-build --output $(BUILD)/

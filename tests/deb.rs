@@ -137,6 +137,19 @@ fn deb_holds_the_tools_and_units_for_debians_etcd_and_no_secret() {
     assert!(text("lib/systemd/system/etcd2-backup.timer")
         .lines()
         .any(|l| l == "WantedBy=etcd.service"));
+    // Metrics to Debian's prometheus-node-exporter textfile dir, which the
+    // sandboxed units may write.
+    assert!(text("etc/etcd2-backup/etcd2-backup.env")
+        .lines()
+        .any(|l| l == "ETCD2_BACKUP_METRICS_DIR=/var/lib/prometheus/node-exporter"));
+    for unit in ["etcd2-backup.service", "etcd2-verify.service"] {
+        let body = text(&format!("lib/systemd/system/{unit}"));
+        assert!(
+            body.lines()
+                .any(|l| l == "ReadWritePaths=-/var/lib/prometheus/node-exporter"),
+            "{unit}:\n{body}"
+        );
+    }
     let settings = text("lib/systemd/system/etcd2-backup.service.d/10-etcd-unit.conf");
     assert!(settings.contains("Environment=\"ETCD_DATA_DIR=/var/lib/etcd/default\"\n"));
     assert!(settings.contains("EnvironmentFile=-/etc/default/etcd\n"));
@@ -377,6 +390,20 @@ fn dpkg_i_in_a_container_and_the_backup_unit_backs_up_debians_etcd_service() {
         "etcd.service did not use /var/lib/etcd/default"
     );
 
+    // Debian's prometheus-node-exporter, as its package ships the textfile
+    // dir (root:root 0755; its postinst chowns only /var/lib/prometheus):
+    // the backup's metrics go there, with no setting of the operator's.
+    ok(
+        &ct,
+        &[
+            "install",
+            "-d",
+            "-m",
+            "0755",
+            "/var/lib/prometheus/node-exporter",
+        ],
+    );
+
     // The operator's part, as the package's description says: the remote
     // in the settings file, its rclone config 0600 (and, for a local
     // remote, write access for the sandboxed backup).
@@ -405,6 +432,17 @@ fn dpkg_i_in_a_container_and_the_backup_unit_backs_up_debians_etcd_service() {
     // A root shell finds it through the same settings file.
     let listing = ok(&ct, &["etcd2-fetch", "--list"]);
     assert!(listing.contains(generation), "{listing}");
+    for step in ["snapshot", "push"] {
+        let prom = ct.read(&format!(
+            "/var/lib/prometheus/node-exporter/etcd2_backup_{step}.prom"
+        ));
+        assert!(
+            prom.contains(&format!(
+                "etcd2_backup_last_success_timestamp_seconds{{step=\"{step}\"}}"
+            )),
+            "{prom}"
+        );
+    }
 
     // Removed: the units go, the settings (a conffile) stay until purge,
     // and the removal names every copy of the credentials it leaves: the

@@ -3,7 +3,9 @@
 //! and program dir, the drop-in with what that etcd unit sets
 //! (10-etcd-unit.conf), a settings file without any site's settings, and
 //! the tools' man pages and completions (rendered as for the tarball and the
-//! sysext image) where Debian's readers look.
+//! sysext image) where Debian's readers look. The metrics go to the
+//! distribution's node exporter directory: the settings name it, and the
+//! units' sandbox lets them write there instead of node_exporter's default.
 //! The same rewriting the installer does on a host (job::install), done at
 //! build time, so that the package needs no installer run.
 
@@ -17,7 +19,7 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 use etcd2_backup::cli::{self, LogArgs};
 use etcd2_backup::job::install::{dropin_env, etcd_unit, payload, EtcdUnit, BIN_DIR, JOBS};
-use etcd2_backup::settings;
+use etcd2_backup::{metrics, settings};
 use etcd2_backup_package::DocKind;
 
 /// Stage the units and settings of a distribution package under --out.
@@ -53,6 +55,16 @@ struct Cli {
     #[arg(long, value_name = "DIR", default_value = "/lib/systemd/system")]
     unit_dir: String,
 
+    /// The textfile directory of the distribution's node exporter (Debian's
+    /// prometheus-node-exporter reads this one): the settings file sets
+    /// ETCD2_BACKUP_METRICS_DIR to it, and the units may write there
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "/var/lib/prometheus/node-exporter"
+    )]
+    metrics_dir: String,
+
     /// The date of the man pages, seconds since 1970
     #[arg(long, env = "SOURCE_DATE_EPOCH", default_value_t = 0)]
     mtime: u64,
@@ -78,12 +90,48 @@ fn write(out: &Path, abs: &str, bytes: impl AsRef<[u8]>, mode: u32) -> Result<()
     Ok(())
 }
 
-/// One of our unit files for the package: etcd's unit and the program dir.
-fn render_unit(text: &str, unit: EtcdUnit, bin_dir: &str) -> String {
-    unit.rewrite(text).replace(
-        &format!("{BIN_DIR}/"),
-        &format!("{}/", bin_dir.trim_end_matches('/')),
-    )
+/// One of our unit files for the package: etcd's unit, the program dir and
+/// the metrics dir its sandbox may write.
+fn render_unit(text: &str, unit: EtcdUnit, bin_dir: &str, metrics_dir: &str) -> String {
+    unit.rewrite(text)
+        .replace(
+            &format!("{BIN_DIR}/"),
+            &format!("{}/", bin_dir.trim_end_matches('/')),
+        )
+        .replace(
+            &format!("ReadWritePaths=-{}\n", metrics::DEFAULT_DIR),
+            &format!("ReadWritePaths=-{metrics_dir}\n"),
+        )
+}
+
+const METRICS_VAR: &str = "ETCD2_BACKUP_METRICS_DIR";
+
+/// The settings file with the metrics dir set to `dir`: the template's line
+/// for it (commented out or not) replaced, or one added at the end.
+fn with_metrics_dir(settings: &str, dir: &str) -> String {
+    let line = format!(
+        "# Set by the package: the directory the distribution's node exporter reads.\n{METRICS_VAR}={dir}\n"
+    );
+    let mut out = String::new();
+    let mut set = false;
+    for l in settings.lines() {
+        if l.trim_start_matches('#')
+            .trim_start()
+            .starts_with(&format!("{METRICS_VAR}="))
+        {
+            if !set {
+                out.push_str(&line);
+                set = true;
+            }
+            continue;
+        }
+        out.push_str(l);
+        out.push('\n');
+    }
+    if !set {
+        out.push_str(&line);
+    }
+    out
 }
 
 fn stage(cli: &Cli) -> Result<()> {
@@ -112,7 +160,7 @@ fn stage(cli: &Cli) -> Result<()> {
         write(
             &cli.out,
             &format!("{}/{file}", cli.unit_dir),
-            render_unit(&text, cli.etcd_unit, &cli.bin_dir),
+            render_unit(&text, cli.etcd_unit, &cli.bin_dir, &cli.metrics_dir),
             0o644,
         )?;
     }
@@ -152,7 +200,7 @@ fn stage(cli: &Cli) -> Result<()> {
     write(
         &cli.out,
         settings::ENV_FILE,
-        settings::from_dropin(&conf, &header),
+        with_metrics_dir(&settings::from_dropin(&conf, &header), &cli.metrics_dir),
         0o600,
     )?;
     tracing::info!(
@@ -176,4 +224,46 @@ impl cli::Tool for Cli {
 
 fn main() -> ExitCode {
     cli::main(|cli: Cli| stage(&cli))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_metrics_dir_replaces_the_templates_line_or_is_added() {
+        let dir = "/var/lib/prometheus/node-exporter";
+        let want = format!("{METRICS_VAR}={dir}");
+        for template in [
+            "A=1\n#ETCD2_BACKUP_METRICS_DIR=/var/lib/node_exporter/textfile_collector\nB=2\n",
+            "A=1\nETCD2_BACKUP_METRICS_DIR=/srv/metrics\nB=2\n",
+            "A=1\nB=2\n",
+        ] {
+            let out = with_metrics_dir(template, dir);
+            let set: Vec<&str> = out
+                .lines()
+                .filter(|l| l.trim_start_matches('#').starts_with(METRICS_VAR))
+                .collect();
+            assert_eq!(set, [want.as_str()], "{out}");
+            assert!(out.starts_with("A=1\n") && out.contains("B=2\n"), "{out}");
+        }
+    }
+
+    #[test]
+    fn the_units_sandbox_opens_the_metrics_dir_and_no_other() {
+        let unit = format!(
+            "ExecStart={BIN_DIR}/etcd2-verify\nReadWritePaths=-{}\n",
+            metrics::DEFAULT_DIR
+        );
+        let out = render_unit(
+            &unit,
+            EtcdUnit::Etcd2,
+            "/usr/bin",
+            "/var/lib/prometheus/node-exporter",
+        );
+        assert_eq!(
+            out,
+            "ExecStart=/usr/bin/etcd2-verify\nReadWritePaths=-/var/lib/prometheus/node-exporter\n"
+        );
+    }
 }

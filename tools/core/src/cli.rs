@@ -180,7 +180,7 @@ pub struct MetricsArgs {
     #[arg(
         long,
         env = "ETCD2_BACKUP_METRICS_DIR",
-        default_value = "/var/lib/node_exporter/textfile_collector",
+        default_value = crate::metrics::DEFAULT_DIR,
         value_name = "DIR",
         value_parser = path_or_empty
     )]

@@ -11,6 +11,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime};
 
+/// Where the tools write unless told otherwise (`--metrics-dir`): the
+/// directory node_exporter's own docs and packages use. A distribution's
+/// package may point its settings elsewhere (Debian's reads
+/// /var/lib/prometheus/node-exporter: packaging's etcd2-backup-stage).
+pub const DEFAULT_DIR: &str = "/var/lib/node_exporter/textfile_collector";
+
 /// One sample: name, labels (besides `step`), value, and its help text.
 pub struct Sample {
     pub name: &'static str,
