@@ -51,8 +51,9 @@ const COMMAND_LINE_ONLY: &[&str] = &[
     "--verbose",
     "--quiet",
     "--json",
-    // what one run prints, or where its result goes
+    // what one run reads or prints, or where its result goes
     "--list",
+    "--from-file",
     "--check",
     "--into",
     "--output",

@@ -884,3 +884,143 @@ fn only_the_first_endpoint_is_backed_up_and_errors_name_it() {
         "names only the member tried: {line}"
     );
 }
+
+/// Coming from `etcdctl snapshot save` + cron: the saved file, and a copy of
+/// a stopped member's member/snap/db, each wrapped by `--from-file` into an
+/// archive (etcd not asked), pushed, fetched, restored and started with
+/// every key; the copied db restored with --skip-hash-check, which its
+/// manifest asks for. On etcd 3.4 (etcdctl reads the file) and the newest
+/// build (etcdutl does). The files given are left as they were.
+#[test]
+fn from_file_wraps_a_saved_snapshot_and_a_copied_db_that_push_fetch_and_restore() {
+    for bin in [
+        None,
+        Some(etcd::bin_of(&etcd::builds().last().unwrap().version)),
+    ] {
+        let bin = bin.as_deref();
+        let mut c = match bin {
+            Some(b) => Cluster::start_bin(1, b),
+            None => Cluster::start(1),
+        };
+        for k in 0..20 {
+            c.put_v3(0, &format!("/cron/k{k}"), &format!("v{k}"));
+        }
+        let saved = c.path().join("saved.db");
+        let ctl = bin.map_or(PathBuf::from("etcdctl"), |b| b.join("etcdctl"));
+        run_ok(
+            Command::new(ctl)
+                .env("ETCDCTL_API", "3")
+                .arg(format!("--endpoints={}", c.endpoint(0)))
+                .args(["snapshot", "save"])
+                .arg(&saved),
+        );
+        c.members[0].stop();
+        let copied = c.path().join("copied.db");
+        std::fs::copy(c.members[0].data_dir.join("member/snap/db"), &copied).unwrap();
+        let remote = Remote::local(c.path());
+        let env = Env::new(c.path());
+        for (db, kind, skip) in [
+            (&saved, "snapshot save", false),
+            (&copied, "copied db", true),
+        ] {
+            let before = std::fs::read(db).unwrap();
+            let archive = c.path().join(format!("{kind}.tar.zst").replace(' ', "-"));
+            let out = run_ok(
+                harness::tool_on("etcd2-snapshot", bin)
+                    .env("ETCD_BACKUP_DIR", c.path().join("work"))
+                    .env("ETCD2_BACKUP_METRICS_DIR", c.path().join("no-metrics"))
+                    .arg("--from-file")
+                    .arg(db)
+                    .arg("-o")
+                    .arg(&archive),
+            );
+            let log = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(log.contains("--skip-hash-check"), skip, "{kind}: {log}");
+            assert_eq!(
+                std::fs::read(db).unwrap(),
+                before,
+                "{kind}: the file changed"
+            );
+            let m = harness::manifest_of(&archive);
+            assert_eq!(m["imported_from"]["kind"], kind, "{m}");
+            assert_eq!(m["imported_from"]["skip_hash_check"], skip, "{m}");
+            assert!(m["revision"].as_u64().unwrap() >= 21, "{m}");
+            run_ok(
+                env.push(&remote, "d0000000000000000000000000000009")
+                    .arg(&archive),
+            );
+            let fetched = c.path().join(format!("fetched-{skip}"));
+            run_ok(
+                env.fetch(&remote, "d0000000000000000000000000000009")
+                    .arg("--into")
+                    .arg(&fetched),
+            );
+            let pp = free_port();
+            let data = c.path().join(format!("restored-{skip}"));
+            let out = run_ok(
+                harness::tool_on("etcd2-restore", bin)
+                    .arg("--data-dir")
+                    .arg(&data)
+                    .args(["-v", "--name", "r1", "--wait", "60s", "--peer-urls"])
+                    .arg(format!("http://127.0.0.1:{pp}"))
+                    .arg(&fetched),
+            );
+            let log = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(log.contains("--skip-hash-check"), skip, "{kind}: {log}");
+            let m = etcd::start_alone_on(bin, c.path(), data, pp, vec![], &[]);
+            for k in [0, 19] {
+                assert_eq!(
+                    etcd::get_v3_at(&m.client_url, &[], &format!("/cron/k{k}")).as_deref(),
+                    Some(format!("v{k}").as_str()),
+                    "{kind}: /cron/k{k}"
+                );
+            }
+        }
+        // A saved snapshot whose sha256 trailer no longer matches its bytes
+        // is refused, and nothing is written.
+        let mut bytes = std::fs::read(&saved).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+        let damaged = c.path().join("damaged.db");
+        std::fs::write(&damaged, bytes).unwrap();
+        let out_file = c.path().join("damaged.tar.zst");
+        let out = run(harness::tool_on("etcd2-snapshot", bin)
+            .arg("--from-file")
+            .arg(&damaged)
+            .arg("-o")
+            .arg(&out_file));
+        assert_fails_with(&out, "etcd2-snapshot", "sha256 trailer does not match");
+        assert!(!out_file.exists(), "a damaged snapshot left {out_file:?}");
+        // No metrics: an import is no backup of a running member.
+        assert!(!c.path().join("no-metrics").exists());
+    }
+}
+
+/// What is no etcd database is refused by --from-file, naming the file and
+/// what it is, with nothing written.
+#[test]
+fn from_file_refuses_what_is_no_etcd_database() {
+    let t = tempfile::tempdir().unwrap();
+    let out_file = t.path().join("out.tar.zst");
+    let tarball = t.path().join("a.tar.zst");
+    std::fs::write(&tarball, [0x28, 0xb5, 0x2f, 0xfd, 0, 0, 0, 0]).unwrap();
+    let text = t.path().join("notes.txt");
+    std::fs::write(&text, vec![b'x'; 4096]).unwrap();
+    for (file, says) in [
+        (
+            &tarball,
+            "is compressed (gzip or zstd), not an etcd database",
+        ),
+        (&text, "is not an etcd database (no bbolt magic"),
+        (&t.path().join("missing.db"), "No such file or directory"),
+    ] {
+        let out = run(tool("etcd2-snapshot")
+            .arg("--from-file")
+            .arg(file)
+            .arg("-o")
+            .arg(&out_file));
+        let line = assert_fails_with(&out, "etcd2-snapshot", says);
+        assert!(line.contains(&file.display().to_string()), "{line}");
+        assert!(!out_file.exists(), "{says}: left {out_file:?}");
+    }
+}

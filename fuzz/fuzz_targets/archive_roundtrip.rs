@@ -56,6 +56,7 @@ fuzz_target!(|input: Input| {
             .collect(),
         alarms: vec![],
         converted_from: None,
+        imported_from: None,
     };
     let contents: std::collections::BTreeMap<&str, &[u8]> = input
         .files

@@ -159,6 +159,26 @@ pub struct Manifest {
     /// Absent in every other archive.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub converted_from: Option<ConvertedFrom>,
+    /// Set by `etcd2-snapshot --from-file`: the database file this archive
+    /// wraps. Absent in every other archive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub imported_from: Option<ImportedFrom>,
+}
+
+/// The etcd database file an imported archive wraps (`etcd2-snapshot
+/// --from-file`): an `etcdctl snapshot save` file (etcd's sha256 trailer
+/// checked as it was read), or a copy of a member's `member/snap/db`, which
+/// has no trailer: `snapshot restore` then needs `--skip-hash-check`, and
+/// etcd2-restore passes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportedFrom {
+    /// The file as given, and its modification time (RFC 3339).
+    pub path: String,
+    pub modified_at: String,
+    /// `snapshot save` or `copied db`.
+    pub kind: String,
+    /// Whether restoring it needs `snapshot restore --skip-hash-check`.
+    pub skip_hash_check: bool,
 }
 
 /// The v2 backup an `etcd2-convert` archive was made from, as its manifest
@@ -845,6 +865,7 @@ mod tests {
             machine_id: None,
             alarms: Vec::new(),
             converted_from: None,
+            imported_from: None,
             files: file_entries(root, &files).unwrap(),
         }
     }

@@ -444,6 +444,15 @@ fn build_v3(
             args.push("--mark-compacted");
         }
     }
+    // A db copied from a data dir (etcd2-snapshot --from-file) carries no
+    // sha256 trailer for etcd to check; our archive's sha256 covered it.
+    if manifest
+        .imported_from
+        .as_ref()
+        .is_some_and(|i| i.skip_hash_check)
+    {
+        args.push("--skip-hash-check");
+    }
     sp.etcdctl.snapshot_restore(&db, new_dir, &args)?;
     // Check it: start it privately and compare its revision.
     let mut etcd = TempEtcd::start(sp.etcd, sp.name, new_dir, &[], staging.join("etcd.log"))?;

@@ -16,12 +16,21 @@ use std::path::PathBuf;
 ///   etcd2-snapshot -o /var/lib/etcd2-backup/now.tar.zst
 ///   etcd2-snapshot -o - | etcd2-push -
 ///   etcd2-snapshot --api v2 --data-dir /var/lib/etcd2 -o backup.tar.gz --codec gzip
+///   etcdctl snapshot save s.db && etcd2-snapshot --from-file s.db -o - | etcd2-push -
 #[derive(Parser, Debug)]
 #[command(version, verbatim_doc_comment)]
 pub struct Cli {
     /// Where to write the archive: a file (written atomically) or - for stdout
     #[arg(short, long, value_name = "FILE|-")]
     pub output: cli::Output,
+
+    /// Wrap an existing etcd database file instead of asking etcd: an
+    /// `etcdctl snapshot save` file (its sha256 trailer checked), or a copy of
+    /// a member's member/snap/db (restored with --skip-hash-check, which the
+    /// archive records). Read with `snapshot status` (etcdutl, or etcdctl
+    /// before 3.5) for its revision; writes no metrics
+    #[arg(long, value_name = "DB")]
+    pub from_file: Option<PathBuf>,
 
     /// Which etcd keyspace to back up
     #[arg(long, env = "ETCD2_BACKUP_API", value_enum, default_value_t = ApiChoice::Auto)]

@@ -14,7 +14,10 @@ fn main() -> ExitCode {
         if json && matches!(cli.output, cli::Output::Stdout) {
             anyhow::bail!("--json needs -o FILE: stdout carries the archive with -o -");
         }
-        let produced = metrics::measured(cli.metrics.dir(), "snapshot", || {
+        // An import is no backup of the member: the metrics of the last
+        // snapshot stay as they are.
+        let metrics_dir = cli.metrics.dir().filter(|_| cli.from_file.is_none());
+        let produced = metrics::measured(metrics_dir, "snapshot", || {
             let job = SnapshotJob {
                 api: cli.api,
                 allow_dropping_keyspace: cli.allow_dropping_keyspace,
@@ -27,6 +30,7 @@ fn main() -> ExitCode {
                 threads: cli.compress.threads,
                 work_dir: cli.work_dir,
                 machine_id: cli::machine_id_or_local(cli.machine_id)?,
+                from_file: cli.from_file,
             };
             job.run()
         })?;

@@ -103,6 +103,19 @@ pub fn parse_alarm_list(json: &str) -> Result<Vec<Alarm>> {
         .collect())
 }
 
+/// What `snapshot status -w json` says of a database file.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct DbStatus {
+    pub revision: u64,
+    /// The storage version (etcdutl 3.5+); absent before.
+    #[serde(default)]
+    pub version: Option<String>,
+}
+
+pub fn parse_db_status(json: &str) -> Result<DbStatus> {
+    serde_json::from_str(json.trim()).context("parsing `snapshot status -w json` output")
+}
+
 /// etcdctl (v2)'s complaint when the member serves no v2 API: it got the
 /// HTTP 404 page instead of JSON.
 pub fn v2_api_disabled(stderr: &str) -> bool {
@@ -248,6 +261,23 @@ impl Etcdctl {
             .run()
             .with_context(|| format!("{} snapshot restore", self.snapshot_tool().name()))?;
         Ok(())
+    }
+
+    /// `snapshot status` of a database file, by etcdutl where there is one:
+    /// the revision it holds and the storage version it reports (3.5+),
+    /// proving on the way that etcd's own code can read it.
+    pub fn snapshot_status(&self, db: &Path) -> Result<DbStatus> {
+        let d = db.to_string_lossy();
+        let args = ["snapshot", "status", d.as_ref(), "-w", "json"];
+        let inv = match &self.etcdutl {
+            Some(u) => u.command(args).env_remove_prefix("ETCDCTL_"),
+            None => self.base("3", &args),
+        };
+        let out = inv
+            .bounded(self.long_timeout, "--timeout")
+            .run()
+            .with_context(|| format!("{} snapshot status", self.snapshot_tool().name()))?;
+        parse_db_status(&out.stdout)
     }
 
     /// etcdctl with `args`, inherited `ETCDCTL_*` scrubbed, and

@@ -336,6 +336,7 @@ impl ConvertJob {
             files: Vec::new(),
             alarms: Vec::new(),
             converted_from: Some(from),
+            imported_from: None,
         };
         let hashing = crate::digest::HashingWriter::new(&mut sink);
         let (hashing, manifest) = grpc

@@ -168,6 +168,7 @@ impl FetchJob {
             machine_id: Some(self.repo.layout().machine_id.clone()),
             alarms: Vec::new(),
             converted_from: None,
+            imported_from: None,
             files: archive::file_entries(&data, &files)?,
         };
         match (target, sink) {

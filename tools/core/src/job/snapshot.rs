@@ -33,6 +33,39 @@ pub struct SnapshotJob {
     pub threads: u32,
     pub work_dir: PathBuf,
     pub machine_id: Option<String>,
+    /// `--from-file`: wrap this database file instead of asking etcd.
+    pub from_file: Option<PathBuf>,
+}
+
+/// bbolt's magic, in its meta page at the start of every etcd database
+/// (after the 16-byte page header, little-endian).
+const BBOLT_MAGIC: u32 = 0xED0C_DAED;
+
+/// etcd's rule for a snapshot file (`snapshot save`, and etcd's snapshot
+/// stream): the db (whole 512-byte multiples) and a sha256 trailer of it.
+/// A db copied from a data dir has no trailer.
+const TRAILER: u64 = 32;
+
+/// What kind of database file `--from-file` was given, from its first page
+/// and its size; refused, saying what it is not, otherwise.
+pub fn db_kind(head: &[u8], size: u64) -> Result<bool> {
+    if head.starts_with(&[0x1f, 0x8b]) || head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        bail!("it is compressed (gzip or zstd), not an etcd database: an archive of ours? push it with etcd2-push");
+    }
+    let magic = head
+        .get(16..20)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+    if magic != Some(BBOLT_MAGIC) {
+        bail!("it is not an etcd database (no bbolt magic in its first page)");
+    }
+    match size % 512 {
+        TRAILER => Ok(true),
+        0 => Ok(false),
+        _ => bail!(
+            "its size ({size} bytes) is neither a database's (512-byte pages) nor a snapshot's \
+             (pages and a 32-byte sha256): truncated?"
+        ),
+    }
 }
 
 /// Name of the scratch dir in the work dir (`etcd2-snapshot.<pid>.*`).
@@ -222,7 +255,119 @@ impl SnapshotJob {
             .collect()
     }
 
+    /// `--from-file`: an existing database file (an `etcdctl snapshot save`
+    /// file, or a copied `member/snap/db`) wrapped into a verified archive,
+    /// etcd not asked: what etcd's own `snapshot status` reads in it (its
+    /// revision) goes into the manifest, and with it whether restoring it
+    /// needs `--skip-hash-check`. A snapshot's sha256 trailer is checked
+    /// as it is read; nothing is written where it does not match.
+    fn import(&self, db: &Path) -> Result<Produced> {
+        use std::io::Read;
+        if self.api == ApiChoice::V2 {
+            bail!("--from-file wraps a v3 database: --api v2 cannot go with it");
+        }
+        let mut sink = crate::sink::Sink::open(&self.output)?;
+        let level = self.level.unwrap_or_else(|| self.codec.default_level());
+        self.codec.check_level(level)?;
+        let started = Instant::now();
+        let what = || format!("--from-file {}", db.display());
+        let mut file = std::fs::File::open(db).with_context(what)?;
+        let meta = file.metadata().with_context(what)?;
+        if !meta.is_file() {
+            bail!("{}: not a regular file", what());
+        }
+        let size = meta.len();
+        let mut head = vec![0u8; 4096.min(size as usize)];
+        file.read_exact(&mut head).with_context(what)?;
+        let has_trailer = db_kind(&head, size).with_context(what)?;
+        let status = self
+            .etcd
+            .snapshot_status(db)
+            .context("etcd's own reader cannot read it as a database (damaged?)")
+            .with_context(what)?;
+        let kind = if has_trailer {
+            "snapshot save"
+        } else {
+            "copied db"
+        };
+        if !has_trailer {
+            tracing::warn!(
+                "{} is a database copied from a data dir (no sha256 trailer): etcd2-restore will \
+                 restore it with --skip-hash-check. A copy taken while etcd ran may be torn; \
+                 `etcdctl snapshot save` makes a consistent one",
+                db.display()
+            );
+        }
+        let (created_unix, created_at) = crate::clock::now();
+        let modified_at = meta
+            .modified()
+            .map(crate::clock::rfc3339)
+            .unwrap_or_default();
+        let manifest = Manifest {
+            format: FORMAT_SUMMED,
+            tool: format!("etcd2-snapshot {}", env!("CARGO_PKG_VERSION")),
+            api: Api::V3,
+            codec: self.codec,
+            etcd_version: status
+                .version
+                .clone()
+                .filter(|v| !v.is_empty())
+                .unwrap_or_default(),
+            // Not in the file: the member and cluster are unknown.
+            member_name: String::new(),
+            member_id: String::new(),
+            cluster_id: String::new(),
+            revision: Some(status.revision),
+            raft_index: None,
+            key_count: None,
+            created_at,
+            created_unix,
+            host: crate::node::hostname(),
+            machine_id: self.machine_id.clone(),
+            files: vec![archive::FileEntry {
+                path: archive::V3_SNAPSHOT_NAME.to_owned(),
+                size,
+                sha256: String::new(),
+            }],
+            alarms: Vec::new(),
+            converted_from: None,
+            imported_from: Some(archive::ImportedFrom {
+                path: db.display().to_string(),
+                modified_at,
+                kind: kind.to_owned(),
+                skip_hash_check: !has_trailer,
+            }),
+        };
+        std::io::Seek::rewind(&mut file).with_context(what)?;
+        let hashing = HashingWriter::new(&mut sink);
+        let (hashing, manifest) =
+            archive::write_streamed(hashing, &manifest, level, self.threads, |_, w| {
+                copy_checking_trailer(&mut file, w, size, has_trailer)
+            })
+            .with_context(|| format!("{}: writing {}", what(), self.output))?;
+        let (written, _) = hashing.finish();
+        sink.finish()?;
+        tracing::info!(
+            "wrote {}: {} ({kind}, {size} bytes, revision {}) -> {} bytes {} (sha256 {}) in {:.1}s",
+            self.output,
+            db.display(),
+            status.revision,
+            written.size,
+            manifest.codec,
+            &written.sha256[..16],
+            started.elapsed().as_secs_f64()
+        );
+        Ok(Produced {
+            manifest,
+            archive_size: written.size,
+            archive_sha256: written.sha256,
+        })
+    }
+
     pub fn run(&self) -> Result<Produced> {
+        if let Some(db) = &self.from_file {
+            return self.import(db);
+        }
         // Claim the output first, so that an unwritable destination fails
         // before any expensive work and before etcd is touched.
         let mut sink = crate::sink::Sink::open(&self.output)?;
@@ -340,6 +485,7 @@ impl SnapshotJob {
             files: Vec::new(),
             alarms,
             converted_from: None,
+            imported_from: None,
         };
         let hashing = HashingWriter::new(&mut sink);
         let (hashing, manifest) = match api {
@@ -414,9 +560,79 @@ impl SnapshotJob {
     }
 }
 
+/// Copy `size` bytes of `from` to `to`; with `trailer`, the last 32 must be
+/// the sha256 of the rest (etcd's snapshot trailer), or the copy fails.
+fn copy_checking_trailer(
+    from: &mut impl std::io::Read,
+    to: &mut dyn std::io::Write,
+    size: u64,
+    trailer: bool,
+) -> Result<()> {
+    use sha2::Digest;
+    let body = if trailer { size - TRAILER } else { size };
+    let mut hasher = sha2::Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut left = body;
+    while left > 0 {
+        let want = left.min(buf.len() as u64) as usize;
+        let n = from.read(&mut buf[..want])?;
+        if n == 0 {
+            bail!("the file ended {left} bytes early (it changed while read?)");
+        }
+        hasher.update(&buf[..n]);
+        to.write_all(&buf[..n])?;
+        left -= n as u64;
+    }
+    if trailer {
+        let mut tail = [0u8; TRAILER as usize];
+        from.read_exact(&mut tail)?;
+        to.write_all(&tail)?;
+        if hasher.finalize().as_slice() != tail {
+            bail!("its sha256 trailer does not match its contents: the snapshot is damaged");
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_database_file_is_told_by_its_magic_and_its_size() {
+        let mut page = vec![0u8; 4096];
+        page[16..20].copy_from_slice(&BBOLT_MAGIC.to_le_bytes());
+        assert!(db_kind(&page, 24576 + 32).unwrap(), "a snapshot: trailer");
+        assert!(!db_kind(&page, 24576).unwrap(), "a copied db: none");
+        let e = db_kind(&page, 24577).unwrap_err().to_string();
+        assert!(e.contains("truncated?"), "{e}");
+        let e = db_kind(&[0x1f, 0x8b, 8, 0], 4).unwrap_err().to_string();
+        assert!(e.contains("compressed"), "{e}");
+        let e = db_kind(&[0; 10], 10).unwrap_err().to_string();
+        assert!(e.contains("no bbolt magic"), "{e}");
+    }
+
+    #[test]
+    fn a_snapshot_trailer_is_checked_as_the_file_is_copied() {
+        use sha2::Digest;
+        let body = vec![7u8; 1000];
+        let mut file = body.clone();
+        file.extend_from_slice(&sha2::Sha256::digest(&body));
+        let mut out = Vec::new();
+        copy_checking_trailer(&mut file.as_slice(), &mut out, file.len() as u64, true).unwrap();
+        assert_eq!(out, file);
+        *file.last_mut().unwrap() ^= 1;
+        let e = copy_checking_trailer(
+            &mut file.as_slice(),
+            &mut Vec::new(),
+            file.len() as u64,
+            true,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("does not match"), "{e}");
+        let e = copy_checking_trailer(&mut &body[..10], &mut Vec::new(), 1000, false).unwrap_err();
+        assert!(e.to_string().contains("ended 990 bytes early"), "{e}");
+    }
 
     #[test]
     fn auto_picks_the_keyspace_with_data() {

@@ -245,7 +245,12 @@ impl Listing {
 
 /// Refuse to publish over another member's backups (a cloned machine-id).
 pub fn check_owner(prev: &Pointer, m: &Manifest, where_: &str, force: bool) -> Result<()> {
-    if prev.member_name != m.member_name || prev.host != m.host {
+    // An imported archive (etcd2-snapshot --from-file) does not know its
+    // member: on the same host it matches the member's own backups.
+    let names_differ = !prev.member_name.is_empty()
+        && !m.member_name.is_empty()
+        && prev.member_name != m.member_name;
+    if names_differ || prev.host != m.host {
         let msg = format!(
             "{where_} holds backups of member {:?} ({}) of cluster {} from host {:?} (last {}), \
              but this archive is of member {:?} ({}) of cluster {} from host {:?}: two machines \
@@ -265,7 +270,10 @@ pub fn check_owner(prev: &Pointer, m: &Manifest, where_: &str, force: bool) -> R
             return Err(crate::exit::coded(crate::exit::EXIT_REFUSED, msg));
         }
         tracing::warn!("--force: {msg}");
-    } else if prev.cluster_id != m.cluster_id {
+    } else if prev.cluster_id != m.cluster_id
+        && !prev.cluster_id.is_empty()
+        && !m.cluster_id.is_empty()
+    {
         tracing::info!(
             "cluster id changed from {} to {} since the last backup (a restored cluster?)",
             prev.cluster_id,
@@ -418,6 +426,7 @@ mod tests {
             files: vec![],
             alarms: vec![],
             converted_from: None,
+            imported_from: None,
         }
     }
 
@@ -446,6 +455,12 @@ mod tests {
         assert!(e.to_string().contains("share this machine-id"), "{e}");
         assert!(check_owner(&p, &manifest("e1", "h2", "c1"), "r:x", false).is_err());
         assert!(check_owner(&p, &manifest("e2", "h2", "c1"), "r:x", true).is_ok());
+        // An import (etcd2-snapshot --from-file) names no member: on the
+        // same host it is the member's, both ways; on another it is not.
+        let imported = pointer("", "h1", "");
+        assert!(check_owner(&imported, &manifest("e1", "h1", "c1"), "r:x", false).is_ok());
+        assert!(check_owner(&p, &manifest("", "h1", ""), "r:x", false).is_ok());
+        assert!(check_owner(&imported, &manifest("e1", "h2", "c1"), "r:x", false).is_err());
     }
 
     fn listing(names: &[&str]) -> Listing {
