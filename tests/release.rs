@@ -663,24 +663,29 @@ fn the_butane_config_places_the_image_settings_and_credentials() {
         .is_some_and(|h| h.starts_with("sha256-")));
     assert_eq!(image["mode"], 0o644);
 
-    // The settings: one drop-in, reached by every job's unit.
-    let dropin = "/etc/systemd/system/etcd2-backup.service.d/30-etcd2-backup-restore.conf";
-    let settings = file(dropin);
-    assert_eq!(settings["mode"], 0o644);
+    // The settings: the settings file every unit (EnvironmentFile=) and
+    // every tool reads, private, in the syntax systemd reads; no drop-in.
+    let settings = file(etcd2_backup::settings::ENV_FILE);
+    assert_eq!(settings["mode"], 0o600);
     let conf = settings["contents"]["inline"].as_str().expect("inline");
-    for job in etcd2_backup::job::install::JOBS {
-        let path = format!("/etc/systemd/system/{job}.service.d/30-etcd2-backup-restore.conf");
-        if path != dropin {
-            assert_eq!(
-                link(&path)["target"],
-                dropin,
-                "{job} does not see the settings"
-            );
-        }
-    }
-    let env = |k| etcd2_backup::job::install::dropin_env(conf, k);
+    let vars = etcd2_backup::settings::parse(conf).expect("systemd reads it");
+    let env = |k: &str| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
     assert_eq!(env("ETCD_DATA_DIR").as_deref(), Some("/var/lib/etcd"));
     let rclone_path = env("RCLONE_CONFIG_PATH").expect("RCLONE_CONFIG_PATH");
+    for f in files {
+        assert!(
+            !f["path"].as_str().unwrap().contains(".service.d/"),
+            "a drop-in besides the settings file: {}",
+            f["path"]
+        );
+    }
+    let unit = fs::read_to_string(harness::package::repo_units().join("etcd2-backup.service"))
+        .expect("the backup unit");
+    assert!(
+        unit.lines()
+            .any(|l| l == format!("EnvironmentFile=-{}", etcd2_backup::settings::ENV_FILE)),
+        "the units do not read the settings file"
+    );
 
     // The credentials: root only, and they hold the endpoint's remote.
     let rclone = file(&rclone_path);
