@@ -14,6 +14,8 @@ mod alarms;
 mod auth;
 /// each rclone backend (local, sftp, WebDAV, crypt, S3) through the whole cycle, on rclone 1.60 and 1.75
 mod backends;
+/// the chart `make bench` draws: round ticks, no empty panel
+mod bench_chart;
 /// what every tool shares: --help, --version, usage errors, no leftovers in the repository
 mod cli;
 /// etcd2-convert: a v2 backup converted on 3.4, restored on 3.7, every key checked

@@ -61,7 +61,7 @@ def report(st):
       f"[bench/summary.json](bench/summary.json); chart: [bench/chart.svg](bench/chart.svg). "
       f"Re-run: `make bench` (sizes 16MB,256MB,1GiB) or e.g. `BENCH_SIZES=16MB BENCH_REPS=2 make bench`"
       f"{'; remotes in this run: ' + E['REMOTES'] if E.get('REMOTES') else ''}.\n")
-    P("![backup time, bytes uploaded and recovery time against data size](bench/chart.svg)\n")
+    P("![backup time, bytes uploaded and recovery time against data size (a panel for each scenario the run measured)](bench/chart.svg)\n")
     P("| Host | |\n|---|---|")
     P(f"| CPU | {E.get('CPU_MODEL')} |\n| cores (nproc) | {NCPU} |\n| memory | {E.get('MEM_TOTAL')} |\n"
       f"| kernel | {E.get('KERNEL')} |\n| work dir file system | {E.get('DISK')} |\n"

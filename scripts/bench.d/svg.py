@@ -5,7 +5,11 @@ import math
 
 from stats import MiB
 
-W, H, PW, PH = 1080, 380, 300, 250
+H, PW, PH = 380, 300, 250
+# One panel's width on the page, its plot and its margins.
+STEP = 355
+# A bold 12 px title's width per character, over-estimated: titles must fit.
+TITLE_CHAR = 7.5
 COL = {"ours": "#1f77b4", "orig": "#d62728", "floor": "#2ca02c", "seed": "#d62728", "ours-sftp": "#1f77b4",
        "read": "#7f7f7f"}
 
@@ -38,7 +42,7 @@ def panels(st):
             ("original, v3", COL["orig"], "", series(B, lambda s: (s, "v3", "local", "orig"), lambda v: v["bytes_up_med"] / MiB)),
             ("original, v2", COL["orig"], "6,3", series(B, lambda s: (s, "v2", "local", "orig"), lambda v: v["bytes_up_med"] / MiB)),
         ]),
-        ("Recovery: 3 data dirs gone → 3 healthy, verified", "seconds (median)", [
+        ("Recovery of 3 members: wall time", "seconds (median)", [
             ("ours, v3", COL["ours"], "", series(R, lambda s: (s, "v3", "ours"), lambda v: v["wall_med"])),
             ("ours, v2", COL["ours"], "6,3", series(R, lambda s: (s, "v2", "ours"), lambda v: v["wall_med"])),
             ("seed procedure, v2", COL["seed"], "", series(R, lambda s: (s, "v2", "seed"), lambda v: v["wall_med"])),
@@ -48,10 +52,27 @@ def panels(st):
     ]
 
 
+def ticks(top):
+    """Round ticks from 0 up to at least `top`: a step of 1, 2 or 5 times a
+    power of ten, at most 5 intervals; each label as short as its step
+    allows (no 1.07e+03)."""
+    if top <= 0:
+        top = 1
+    raw = top / 5
+    mag = 10 ** math.floor(math.log10(raw))
+    step = next(m * mag for m in (1, 2, 5, 10) if m * mag >= raw)
+    n = math.ceil(top / step - 1e-9)
+    decimals = max(0, -math.floor(math.log10(step) + 1e-9))
+    return [(i * step, f"{i * step:.{decimals}f}") for i in range(n + 1)]
+
+
 def chart(st):
-    """The SVG document, as text."""
+    """The SVG document, as text: one panel per measurement the run has
+    (a scenario the run did not measure draws no empty panel)."""
     sizes, size_names = st.sizes, st.size_names
     xs = [sizes[s]["size_bytes"] for s in size_names]
+    drawn = [p for p in panels(st) if any(pts for _, _, _, pts in p[2])]
+    W = 55 + max(len(drawn), 1) * STEP
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" '
            f'font-family="sans-serif" font-size="11">',
            f'<rect width="{W}" height="{H}" fill="white"/>']
@@ -59,18 +80,19 @@ def chart(st):
     x0, x1 = min(lx), max(lx)
     if x1 - x0 < 1e-9:
         x0, x1 = x0 - 1, x1 + 1
-    for i, (title, ylab, ser) in enumerate(panels(st)):
-        ox, oy = 55 + i * 355, 40
-        ymax = max([y for _, _, _, pts in ser for _, y in pts] or [1]) * 1.1 or 1
+    for i, (title, ylab, ser) in enumerate(drawn):
+        ox, oy = 55 + i * STEP, 40
+        assert len(title) * TITLE_CHAR <= STEP - 10, f"chart title too long for its panel: {title}"
+        marks = ticks(max([y for _, _, _, pts in ser for _, y in pts] or [1]) * 1.05)
+        ymax = marks[-1][0]
         X = lambda x: ox + (math.log2(x) - x0) / (x1 - x0) * (PW - 20) + 10  # noqa: E731
         Y = lambda y: oy + PH - y / ymax * PH  # noqa: E731
         out.append(f'<text x="{ox}" y="{oy - 18}" font-size="12" font-weight="bold">{title}</text>')
         out.append(f'<line x1="{ox}" y1="{oy + PH}" x2="{ox + PW}" y2="{oy + PH}" stroke="black"/>')
         out.append(f'<line x1="{ox}" y1="{oy}" x2="{ox}" y2="{oy + PH}" stroke="black"/>')
-        for t in range(5):
-            yv = ymax * t / 4
+        for yv, label in marks:
             out.append(f'<line x1="{ox - 4}" y1="{Y(yv):.1f}" x2="{ox + PW}" y2="{Y(yv):.1f}" stroke="#ddd"/>')
-            out.append(f'<text x="{ox - 6}" y="{Y(yv) + 4:.1f}" text-anchor="end">{yv:.3g}</text>')
+            out.append(f'<text x="{ox - 6}" y="{Y(yv) + 4:.1f}" text-anchor="end">{label}</text>')
         for s in size_names:
             xv = sizes[s]["size_bytes"]
             out.append(f'<text x="{X(xv):.1f}" y="{oy + PH + 15}" text-anchor="middle">{s}</text>')
