@@ -125,6 +125,90 @@ fn generations(remote: &Path, mid: &str) -> usize {
         .unwrap_or(0)
 }
 
+/// A line of a command's output with what differs from run to run made
+/// alike: hex ids and hashes (8+ digits) H, numbers N, month and day names,
+/// the journal's host field, systemd's "; 3s ago", runs of blanks.
+fn alike(line: &str) -> String {
+    let mut out = String::new();
+    let mut run = String::new();
+    let flush = |run: &mut String, out: &mut String| {
+        if run.len() >= 8 && run.bytes().any(|b| b.is_ascii_digit()) {
+            out.push('H');
+        } else {
+            let mut digits = false;
+            for c in run.chars() {
+                if c.is_ascii_digit() {
+                    if !digits {
+                        out.push('N');
+                    }
+                    digits = true;
+                } else {
+                    out.push(c);
+                    digits = false;
+                }
+            }
+        }
+        run.clear();
+    };
+    for c in line.chars() {
+        if c.is_ascii_hexdigit() {
+            run.push(c);
+        } else {
+            flush(&mut run, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut run, &mut out);
+    let mut words: Vec<String> = out.split_whitespace().map(str::to_owned).collect();
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+    for w in &mut words {
+        if MONTHS.contains(&w.as_str()) {
+            *w = "MON".into();
+        } else if DAYS.contains(&w.as_str()) {
+            *w = "DAY".into();
+        }
+    }
+    // A journal line: MON N N:N:N HOST prog[N]: ...
+    if words.len() > 4 && words[0] == "MON" && words[2] == "N:N:N" {
+        words[3] = "HOST".into();
+    }
+    let mut line = words.join(" ");
+    if let (Some(a), Some(b)) = (line.find("; "), line.find(" ago")) {
+        if a < b {
+            line.replace_range(a..b + 4, "; AGO");
+        }
+    }
+    line
+}
+
+/// Every line of the doc's console block for `# cmd` is, made [`alike`],
+/// a line of `real`, what the command printed here.
+fn assert_doc_shows(doc: &str, cmd: &str, real: &str) {
+    let block = doc
+        .split("```console\n")
+        .skip(1)
+        .find_map(|b| b.strip_prefix(&format!("# {cmd}\n")))
+        .unwrap_or_else(|| panic!("docs/first-backup.md shows no `# {cmd}`"));
+    let block = block.split("```").next().unwrap();
+    assert!(
+        block.lines().any(|l| !l.trim().is_empty()),
+        "docs/first-backup.md shows nothing for `{cmd}`; it prints here:\n{real}"
+    );
+    let have: std::collections::BTreeSet<String> = real.lines().map(alike).collect();
+    let stale: Vec<&str> = block
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !have.contains(&alike(l)))
+        .collect();
+    assert!(
+        stale.is_empty(),
+        "docs/first-backup.md shows for `{cmd}` lines it no longer prints:\n{}\n--- what it prints here:\n{real}",
+        stale.join("\n")
+    );
+}
+
 /// What the mischievous friend does: overwrite every WAL and the db.
 fn corrupt(data: &Path) {
     let member = data.join("member");
@@ -359,6 +443,19 @@ fn restore_the_cluster_procedure_under_systemd() {
         "lines under bash's name:\n{}",
         String::from_utf8_lossy(&bash.stdout)
     );
+    // docs/first-backup.md shows what these print on a node like this one:
+    // every line it shows must still be one that systemd and the tools
+    // print (times, ids, sizes and pids aside).
+    let doc = fs::read_to_string(harness::workspace().join("docs/first-backup.md")).unwrap();
+    for cmd in [
+        "systemctl status etcd2-backup.service",
+        "journalctl -u etcd2-backup.service",
+        "systemctl show -p Environment etcd2-backup.service",
+    ] {
+        let real = String::from_utf8_lossy(&cts[0].exec(&cmd.split(' ').collect::<Vec<_>>()).stdout)
+            .into_owned();
+        assert_doc_shows(&doc, cmd, &real);
+    }
     // Quiet in the journal: our own lines at info and above (not systemd's
     // Starting/Finished) are at most three per backup cycle.
     let ours = cts[0].exec(&[
