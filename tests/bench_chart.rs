@@ -41,7 +41,10 @@ fn the_bench_chart_has_round_ticks_and_no_empty_panel() {
         .collect();
     assert_eq!(
         titles,
-        ["Backup cycle, v3 API: wall time", "Backup cycle: bytes uploaded"],
+        [
+            "Backup cycle, v3 API: wall time",
+            "Backup cycle: bytes uploaded"
+        ],
         "only the panels the run measured: {svg}"
     );
     let ticks: Vec<&str> = svg
@@ -51,7 +54,9 @@ fn the_bench_chart_has_round_ticks_and_no_empty_panel() {
         .collect();
     assert!(!ticks.is_empty(), "{svg}");
     for t in &ticks {
-        let v: f64 = t.parse().unwrap_or_else(|_| panic!("tick {t:?} is no plain number"));
+        let v: f64 = t
+            .parse()
+            .unwrap_or_else(|_| panic!("tick {t:?} is no plain number"));
         // 1, 2 or 5 times a power of ten, times a whole number.
         let round = [1.0, 2.0, 5.0].iter().any(|m| {
             (-3..5).any(|p| {
@@ -61,7 +66,10 @@ fn the_bench_chart_has_round_ticks_and_no_empty_panel() {
         });
         assert!(v == 0.0 || round, "tick {t} is not a round step");
     }
-    assert!(ticks.contains(&"1500"), "the top tick covers 1430 s: {ticks:?}");
+    assert!(
+        ticks.contains(&"1500"),
+        "the top tick covers 1430 s: {ticks:?}"
+    );
     // The page is as wide as its panels, so no title runs off it.
     assert!(svg.contains("width=\"765\""), "{}", &svg[..200]);
 }

@@ -443,6 +443,12 @@ fn restore_the_cluster_procedure_under_systemd() {
         "lines under bash's name:\n{}",
         String::from_utf8_lossy(&bash.stdout)
     );
+    // Every tool waits for what it started: systemd finds nothing of ours
+    // left to kill when a backup ends.
+    assert!(
+        !journal.contains("Killing process"),
+        "a backup left processes for systemd to kill:\n{journal}"
+    );
     // docs/first-backup.md shows what these print on a node like this one:
     // every line it shows must still be one that systemd and the tools
     // print (times, ids, sizes and pids aside).
@@ -452,8 +458,9 @@ fn restore_the_cluster_procedure_under_systemd() {
         "journalctl -u etcd2-backup.service",
         "systemctl show -p Environment etcd2-backup.service",
     ] {
-        let real = String::from_utf8_lossy(&cts[0].exec(&cmd.split(' ').collect::<Vec<_>>()).stdout)
-            .into_owned();
+        let real =
+            String::from_utf8_lossy(&cts[0].exec(&cmd.split(' ').collect::<Vec<_>>()).stdout)
+                .into_owned();
         assert_doc_shows(&doc, cmd, &real);
     }
     // Quiet in the journal: our own lines at info and above (not systemd's

@@ -190,9 +190,20 @@ impl Daemon {
     }
 }
 
+/// How long a dropped daemon is waited for after its SIGKILL.
+const REAP_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 impl Drop for Daemon {
+    /// Killed, and reaped before we go on (bounded): a tool that exits
+    /// right after leaves nothing of its own behind, not even a dying
+    /// process for systemd to find in the unit (seen: "Killing process N
+    /// (rclone) with signal SIGKILL" after a push).
     fn drop(&mut self) {
         let _ = self.handle.kill(); // best effort: it may have exited
+        let deadline = std::time::Instant::now() + REAP_WAIT;
+        while matches!(self.handle.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
     }
 }
 
