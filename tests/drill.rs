@@ -127,7 +127,8 @@ fn generations(remote: &Path, mid: &str) -> usize {
 
 /// A line of a command's output with what differs from run to run made
 /// alike: hex ids and hashes (8+ digits) H, numbers N, month and day names,
-/// the journal's host field, systemd's "; 3s ago", runs of blanks.
+/// the journal's host field, systemd's "; 3s ago" and state bullets, runs
+/// of blanks.
 fn alike(line: &str) -> String {
     let mut out = String::new();
     let mut run = String::new();
@@ -159,6 +160,9 @@ fn alike(line: &str) -> String {
         }
     }
     flush(&mut run, &mut out);
+    // systemctl's state bullets (● active, ○ inactive): the state itself
+    // is in the Active: line.
+    let out = out.replace(['●', '○'], "*");
     let mut words: Vec<String> = out.split_whitespace().map(str::to_owned).collect();
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
@@ -452,6 +456,18 @@ fn restore_the_cluster_procedure_under_systemd() {
     // docs/first-backup.md shows what these print on a node like this one:
     // every line it shows must still be one that systemd and the tools
     // print (times, ids, sizes and pids aside).
+    // Taken between two backups, as the doc shows them: the timer stopped
+    // (stopping etcd below stops it anyway) and the last run finished.
+    cts[0].systemctl(&["stop", "etcd2-backup.timer"]);
+    cts[0].wait_until(
+        "the last backup to finish",
+        Duration::from_secs(60),
+        &["etcd2-backup.service"],
+        || {
+            let o = cts[0].exec(&["systemctl", "is-active", "etcd2-backup.service"]);
+            (String::from_utf8_lossy(&o.stdout).trim() == "inactive").then_some(())
+        },
+    );
     let doc = fs::read_to_string(harness::workspace().join("docs/first-backup.md")).unwrap();
     for cmd in [
         "systemctl status etcd2-backup.service",
