@@ -1013,6 +1013,7 @@ fn from_file_refuses_what_is_no_etcd_database() {
         ),
         (&text, "is not an etcd database (no bbolt magic"),
         (&t.path().join("missing.db"), "No such file or directory"),
+        (&t.path().to_path_buf(), "not a regular file"),
     ] {
         let out = run(tool("etcd2-snapshot")
             .arg("--from-file")

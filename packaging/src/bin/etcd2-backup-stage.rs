@@ -106,32 +106,14 @@ fn render_unit(text: &str, unit: EtcdUnit, bin_dir: &str, metrics_dir: &str) -> 
 
 const METRICS_VAR: &str = "ETCD2_BACKUP_METRICS_DIR";
 
-/// The settings file with the metrics dir set to `dir`: the template's line
-/// for it (commented out or not) replaced, or one added at the end.
+/// The settings file with the metrics dir set to `dir`.
 fn with_metrics_dir(settings: &str, dir: &str) -> String {
-    let line = format!(
-        "# Set by the package: the directory the distribution's node exporter reads.\n{METRICS_VAR}={dir}\n"
-    );
-    let mut out = String::new();
-    let mut set = false;
-    for l in settings.lines() {
-        if l.trim_start_matches('#')
-            .trim_start()
-            .starts_with(&format!("{METRICS_VAR}="))
-        {
-            if !set {
-                out.push_str(&line);
-                set = true;
-            }
-            continue;
-        }
-        out.push_str(l);
-        out.push('\n');
-    }
-    if !set {
-        out.push_str(&line);
-    }
-    out
+    settings::with_value(
+        settings,
+        METRICS_VAR,
+        dir,
+        "Set by the package: the directory the distribution's node exporter reads.",
+    )
 }
 
 fn stage(cli: &Cli) -> Result<()> {

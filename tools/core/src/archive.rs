@@ -211,6 +211,34 @@ pub struct AlarmRecord {
 }
 
 impl Manifest {
+    /// The manifest of an archive written now by `tool`, of `api` and
+    /// `codec` (format 3), with nothing yet known of etcd, its host or its
+    /// files: each writer fills in what it knows.
+    pub fn new(tool: String, api: Api, codec: Codec) -> Manifest {
+        let (created_unix, created_at) = crate::clock::now();
+        Manifest {
+            format: FORMAT_SUMMED,
+            tool,
+            api,
+            codec,
+            etcd_version: String::new(),
+            member_name: String::new(),
+            member_id: String::new(),
+            cluster_id: String::new(),
+            revision: None,
+            raft_index: None,
+            key_count: None,
+            created_at,
+            created_unix,
+            host: String::new(),
+            machine_id: None,
+            files: Vec::new(),
+            alarms: Vec::new(),
+            converted_from: None,
+            imported_from: None,
+        }
+    }
+
     pub fn total_size(&self) -> u64 {
         self.files.iter().map(|f| f.size).sum()
     }

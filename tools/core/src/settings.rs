@@ -314,6 +314,34 @@ pub fn read(bytes: &[u8]) -> std::result::Result<Settings, String> {
     Ok(Settings { vars, notes })
 }
 
+/// A settings file's text with `name` set to `value`: its line (commented
+/// out or not) replaced, or one added at the end, under the comment `why`.
+/// For the packagers that adapt the shipped settings to a host (the .deb's
+/// metrics dir, a kubeadm node's API).
+pub fn with_value(text: &str, name: &str, value: &str, why: &str) -> String {
+    let line = format!("# {why}\n{name}={}\n", quote(value));
+    let mut out = String::new();
+    let mut set = false;
+    for l in text.lines() {
+        if l.trim_start_matches('#')
+            .trim_start()
+            .starts_with(&format!("{name}="))
+        {
+            if !set {
+                out.push_str(&line);
+                set = true;
+            }
+            continue;
+        }
+        out.push_str(l);
+        out.push('\n');
+    }
+    if !set {
+        out.push_str(&line);
+    }
+    out
+}
+
 /// A value as the file holds it: bare when plain, else double-quoted with
 /// the characters both systemd and sh treat specially escaped.
 pub fn quote(v: &str) -> String {

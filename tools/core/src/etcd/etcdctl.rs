@@ -159,13 +159,8 @@ impl Etcdctl {
         v
     }
 
-    /// Whether an etcdctl was found: a v3 backup, which talks gRPC, needs
-    /// none; every etcdctl call fails, saying so, without one.
-    pub fn has_etcdctl(&self) -> bool {
-        !self.program.is_absent()
-    }
-
-    /// Fails, saying why, where no etcdctl was found.
+    /// Fails, saying why, where no etcdctl was found: a v3 backup, which
+    /// talks gRPC, needs none; every etcdctl call fails so without one.
     pub fn require_etcdctl(&self) -> Result<()> {
         self.program.require()
     }
@@ -253,11 +248,7 @@ impl Etcdctl {
             d.as_ref(),
         ];
         all.extend_from_slice(args);
-        let inv = match &self.etcdutl {
-            Some(u) => u.command(all).env_remove_prefix("ETCDCTL_"),
-            None => self.base("3", &all),
-        };
-        inv.bounded(self.long_timeout, "--timeout")
+        self.snapshot_command(&all)
             .run()
             .with_context(|| format!("{} snapshot restore", self.snapshot_tool().name()))?;
         Ok(())
@@ -268,16 +259,24 @@ impl Etcdctl {
     /// proving on the way that etcd's own code can read it.
     pub fn snapshot_status(&self, db: &Path) -> Result<DbStatus> {
         let d = db.to_string_lossy();
-        let args = ["snapshot", "status", d.as_ref(), "-w", "json"];
-        let inv = match &self.etcdutl {
-            Some(u) => u.command(args).env_remove_prefix("ETCDCTL_"),
-            None => self.base("3", &args),
-        };
-        let out = inv
-            .bounded(self.long_timeout, "--timeout")
+        let out = self
+            .snapshot_command(&["snapshot", "status", d.as_ref(), "-w", "json"])
             .run()
             .with_context(|| format!("{} snapshot status", self.snapshot_tool().name()))?;
         parse_db_status(&out.stdout)
+    }
+
+    /// An offline snapshot command (`snapshot restore`, `snapshot status`)
+    /// by the snapshot tool: etcdutl where there is one (inherited
+    /// `ETCDCTL_*` scrubbed), else etcdctl's v3; bounded by --timeout.
+    fn snapshot_command(&self, args: &[&str]) -> Invocation {
+        let inv = match &self.etcdutl {
+            Some(u) => u
+                .command(args.iter().copied())
+                .env_remove_prefix("ETCDCTL_"),
+            None => self.base("3", args),
+        };
+        inv.bounded(self.long_timeout, "--timeout")
     }
 
     /// etcdctl with `args`, inherited `ETCDCTL_*` scrubbed, and

@@ -146,30 +146,19 @@ impl FetchJob {
         // rclone wrote it under our umask; it is all of etcd's data.
         crate::fsutil::make_private(&data)?;
         let files = archive::list_files(&data)?;
-        let (created_unix, created_at) = crate::clock::now();
         let manifest = Manifest {
             format: FORMAT_VERSION,
-            tool: format!(
-                "etcd2-fetch {} (legacy import, unverified)",
-                env!("CARGO_PKG_VERSION")
-            ),
-            api: Api::V2,
-            codec: Codec::Zstd,
             etcd_version: "unknown".into(),
-            member_name: String::new(),
-            member_id: String::new(),
-            cluster_id: String::new(),
-            revision: None,
-            raft_index: None,
-            key_count: None,
-            created_at,
-            created_unix,
-            host: String::new(),
             machine_id: Some(self.repo.layout().machine_id.clone()),
-            alarms: Vec::new(),
-            converted_from: None,
-            imported_from: None,
             files: archive::file_entries(&data, &files)?,
+            ..Manifest::new(
+                format!(
+                    "etcd2-fetch {} (legacy import, unverified)",
+                    env!("CARGO_PKG_VERSION")
+                ),
+                Api::V2,
+                Codec::Zstd,
+            )
         };
         match (target, sink) {
             (Target::Into(d), _) => place(&manifest, &data, d)?,

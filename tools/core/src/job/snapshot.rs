@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 
-use crate::archive::{self, Api, Codec, Manifest, FORMAT_SUMMED};
+use crate::archive::{self, Api, Codec, Manifest};
 use crate::digest::HashingWriter;
 use crate::etcd::{hex_id, Etcdctl};
 use crate::sink::Output;
@@ -255,6 +255,20 @@ impl SnapshotJob {
             .collect()
     }
 
+    /// The manifest of an archive written now by this tool, of `api`, with
+    /// nothing yet known of etcd: each way in fills in what it knows.
+    fn manifest(&self, api: Api) -> Manifest {
+        Manifest {
+            host: crate::node::hostname(),
+            machine_id: self.machine_id.clone(),
+            ..Manifest::new(
+                format!("etcd2-snapshot {}", env!("CARGO_PKG_VERSION")),
+                api,
+                self.codec,
+            )
+        }
+    }
+
     /// `--from-file`: an existing database file (an `etcdctl snapshot save`
     /// file, or a copied `member/snap/db`) wrapped into a verified archive,
     /// etcd not asked: what etcd's own `snapshot status` reads in it (its
@@ -298,45 +312,27 @@ impl SnapshotJob {
                 db.display()
             );
         }
-        let (created_unix, created_at) = crate::clock::now();
         let modified_at = meta
             .modified()
             .map(crate::clock::rfc3339)
             .unwrap_or_default();
         let manifest = Manifest {
-            format: FORMAT_SUMMED,
-            tool: format!("etcd2-snapshot {}", env!("CARGO_PKG_VERSION")),
-            api: Api::V3,
-            codec: self.codec,
-            etcd_version: status
-                .version
-                .clone()
-                .filter(|v| !v.is_empty())
-                .unwrap_or_default(),
-            // Not in the file: the member and cluster are unknown.
-            member_name: String::new(),
-            member_id: String::new(),
-            cluster_id: String::new(),
+            etcd_version: status.version.clone().unwrap_or_default(),
+            // Not in the file: the member, the cluster and the key count
+            // are unknown.
             revision: Some(status.revision),
-            raft_index: None,
-            key_count: None,
-            created_at,
-            created_unix,
-            host: crate::node::hostname(),
-            machine_id: self.machine_id.clone(),
             files: vec![archive::FileEntry {
                 path: archive::V3_SNAPSHOT_NAME.to_owned(),
                 size,
                 sha256: String::new(),
             }],
-            alarms: Vec::new(),
-            converted_from: None,
             imported_from: Some(archive::ImportedFrom {
                 path: db.display().to_string(),
                 modified_at,
                 kind: kind.to_owned(),
                 skip_hash_check: !has_trailer,
             }),
+            ..self.manifest(Api::V3)
         };
         std::io::Seek::rewind(&mut file).with_context(what)?;
         let hashing = HashingWriter::new(&mut sink);
@@ -419,18 +415,20 @@ impl SnapshotJob {
         // kubeadm node) backs up with --api v3, or from etcd 3.6 on.
         let v2_has = if !member_has_v2 {
             false
-        } else if !self.etcd.has_etcdctl() && self.api == ApiChoice::V3 {
-            tracing::debug!("no etcdctl here: the v2 keyspace is not probed (--api v3)");
-            false
         } else if let Err(why) = self.etcd.require_etcdctl() {
-            if self.api == ApiChoice::V2 {
-                bail!("--api v2 backs up with `etcdctl backup`: {why:#}");
+            match self.api {
+                ApiChoice::V3 => {
+                    tracing::debug!("no etcdctl here: the v2 keyspace is not probed (--api v3)");
+                    false
+                }
+                ApiChoice::V2 => bail!("--api v2 backs up with `etcdctl backup`: {why:#}"),
+                ApiChoice::Auto => bail!(
+                    "etcd {} may hold v2 data, which only etcdctl can look for: {why:#}; where \
+                     no v2 data can exist (a kubeadm cluster), pass --api v3, which needs no \
+                     etcdctl",
+                    status.status.version
+                ),
             }
-            bail!(
-                "etcd {} may hold v2 data, which only etcdctl can look for: {why:#}; where no v2 \
-                 data can exist (a kubeadm cluster), pass --api v3, which needs no etcdctl",
-                status.status.version
-            );
         } else {
             match self.etcd.v2_has_keys_if_any()? {
                 Some(has) => has,
@@ -465,27 +463,14 @@ impl SnapshotJob {
             if v3_has { "has data" } else { "empty" }
         );
 
-        let (created_unix, created_at) = crate::clock::now();
         let mut manifest = Manifest {
-            format: FORMAT_SUMMED,
-            tool: format!("etcd2-snapshot {}", env!("CARGO_PKG_VERSION")),
-            api,
-            codec: self.codec,
             etcd_version: status.status.version.clone(),
             member_name,
             member_id: hex_id(me),
             cluster_id: hex_id(status.status.header.cluster_id),
-            revision: None,
             raft_index: Some(status.status.raft_index),
-            key_count: None,
-            created_at,
-            created_unix,
-            host: crate::node::hostname(),
-            machine_id: self.machine_id.clone(),
-            files: Vec::new(),
             alarms,
-            converted_from: None,
-            imported_from: None,
+            ..self.manifest(api)
         };
         let hashing = HashingWriter::new(&mut sink);
         let (hashing, manifest) = match api {

@@ -122,18 +122,23 @@ pub fn settings(root: &Path) -> Result<String> {
 /// `auto` backs up through v3, since Kubernetes writes only v3 keys, and a
 /// v3 backup needs no etcdctl, which kubeadm does not install.
 pub fn env_file(text: &str) -> String {
-    text.lines()
-        .map(|l| {
-            if l == "ETCD2_BACKUP_API=auto" {
-                "# kubeadm: Kubernetes keeps no v2 data, and a v3 backup needs no etcdctl.\n\
-                 ETCD2_BACKUP_API=v3"
-                    .to_owned()
-            } else {
-                l.to_owned()
-            }
+    let api = crate::settings::parse(text)
+        .ok()
+        .and_then(|vars| {
+            vars.into_iter()
+                .rev()
+                .find(|(n, _)| n == "ETCD2_BACKUP_API")
         })
-        .map(|l| l + "\n")
-        .collect()
+        .map(|(_, v)| v);
+    if api.as_deref().is_some_and(|v| v != "auto") {
+        return text.to_owned();
+    }
+    crate::settings::with_value(
+        text,
+        "ETCD2_BACKUP_API",
+        "v3",
+        "kubeadm: Kubernetes keeps no v2 data, and a v3 backup needs no etcdctl.",
+    )
 }
 
 #[cfg(test)]
