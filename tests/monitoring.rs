@@ -49,20 +49,8 @@ fn check_says_fresh_stale_no_backup_or_unreachable_with_distinct_codes() {
     );
 
     // Unreachable remote: 5, rclone's cause in the line.
-    let conf = c.path().join("refused.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "[backup]\ntype = webdav\nurl = http://127.0.0.1:{}\nvendor = other\n",
-            free_port()
-        ),
-    )
-    .unwrap();
-    let out = run(env
-        .fetch(&remote, MID)
-        .env("RCLONE_CONFIG_PATH", &conf)
-        .env("RCLONE_ENDPOINT", "backup:etcd")
-        .args(["--check", "--max-age", "5m"]));
+    let out =
+        run(refused(&mut env.fetch(&remote, MID), c.path()).args(["--check", "--max-age", "5m"]));
     assert_eq!(
         out.status.code(),
         Some(5),
@@ -78,6 +66,25 @@ fn check_says_fresh_stale_no_backup_or_unreachable_with_distinct_codes() {
         help.contains("Exit status") && help.contains("3") && help.contains("stale"),
         "{help}"
     );
+}
+
+/// `cmd` pointed at a WebDAV remote on a loopback port nobody listens on
+/// (its config written in `dir`): every call is refused.
+fn refused<'a>(
+    cmd: &'a mut std::process::Command,
+    dir: &std::path::Path,
+) -> &'a mut std::process::Command {
+    let conf = dir.join("refused.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[backup]\ntype = webdav\nurl = http://127.0.0.1:{}\nvendor = other\n",
+            free_port()
+        ),
+    )
+    .unwrap();
+    cmd.env("RCLONE_CONFIG_PATH", &conf)
+        .env("RCLONE_ENDPOINT", "backup:etcd")
 }
 
 /// The textfile's samples, parsed by Prometheus's own text parser
@@ -454,5 +461,136 @@ fn metrics_files_are_world_readable_under_the_units_umask_and_empty_means_off() 
             .env("ETCD2_BACKUP_METRICS_DIR", "")
             .args(["--api", "v3", "-o"])
             .arg(c.path().join("b.tar.zst")),
+    );
+}
+
+/// The alert rules docs/monitoring.md gives: its one YAML block that
+/// starts with `groups:`.
+fn documented_rules() -> String {
+    let doc = std::fs::read_to_string(harness::workspace().join("docs/monitoring.md")).unwrap();
+    let blocks: Vec<&str> = doc
+        .split("```yaml\n")
+        .skip(1)
+        .filter_map(|b| b.split_once("```").map(|(y, _)| y))
+        .filter(|y| y.starts_with("groups:"))
+        .collect();
+    assert_eq!(blocks.len(), 1, "one rules block in docs/monitoring.md");
+    blocks[0].to_owned()
+}
+
+/// A promtool `input_series` entry: `sample` from a textfile, as node
+/// `instance` of job etcd-nodes, constant for the test's 20 minutes.
+fn series(name: &str, labels: &serde_json::Value, instance: &str, value: f64) -> String {
+    let mut l: Vec<String> = labels
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| format!("{k}={}", v))
+        .collect();
+    l.push(format!("instance=\"{instance}\""));
+    l.push("job=\"etcd-nodes\"".into());
+    let series = format!("{name}{{{}}}", l.join(","));
+    format!(
+        "      - series: {}\n        values: '{value}x20'\n",
+        serde_json::Value::from(series)
+    )
+}
+
+/// The documented rules pass `promtool check rules`, and `promtool test
+/// rules` (Prometheus's own evaluator) fires them as documented: "backups
+/// stopped" for a node whose push never succeeded (the textfile the real
+/// etcd2-push wrote), "missing" for a node that writes no metrics at all,
+/// "absent" when no node does, and nothing for a node that succeeded a
+/// minute before.
+#[test]
+fn the_documented_alerts_fire_for_a_node_that_never_succeeded_and_one_that_writes_nothing() {
+    let promtool = harness::require("promtool", "prometheus");
+    let d = tempfile::tempdir().unwrap();
+    let rules = d.path().join("rules.yml");
+    std::fs::write(&rules, documented_rules()).unwrap();
+    let out = run_ok(
+        std::process::Command::new(&promtool)
+            .arg("check")
+            .arg("rules")
+            .arg(&rules),
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("SUCCESS: 4 rules found"),
+        "{out:?}"
+    );
+
+    // Node "never": its first push ever fails (the remote refuses).
+    let c = Cluster::start(1);
+    let remote = Remote::local(c.path());
+    let env = Env::new(c.path());
+    let metrics = c.path().join("textfile_collector");
+    std::fs::create_dir(&metrics).unwrap();
+    let archive = c.path().join("a.tar.zst");
+    c.snapshot_to(0, "v3", &archive);
+    let out = run(refused(&mut env.push(&remote, MID), c.path())
+        .env("ETCD2_BACKUP_METRICS_DIR", &metrics)
+        .arg(&archive));
+    assert_eq!(out.status.code(), Some(5), "the remote refused");
+    let never = parse_prom(&metrics.join("etcd2_backup_push.prom"));
+    let mut input = String::new();
+    for (name, labels, value) in &never {
+        input.push_str(&series(name, labels, "never", *value));
+        // Node "fresh": the same, but its last success a minute before
+        // the evaluation at 10m (promtool's clock starts at 0).
+        let value = if name == "etcd2_backup_last_success_timestamp_seconds" {
+            540.0
+        } else {
+            *value
+        };
+        input.push_str(&series(name, labels, "fresh", value));
+    }
+    // Node "silent": node_exporter answers, no etcd2-backup metrics.
+    let up = serde_json::json!({});
+    for node in ["never", "fresh", "silent"] {
+        input.push_str(&series("up", &up, node, 1.0));
+    }
+    let alert = |name: &str, labels: &str, summary: &str| {
+        format!(
+            "          - exp_labels: {{alertname: {name}{labels}}}\n            \
+             exp_annotations: {{summary: {}}}\n",
+            serde_json::Value::from(summary)
+        )
+    };
+    let test = format!(
+        "rule_files: [{}]\nevaluation_interval: 1m\ntests:\n  - interval: 1m\n    input_series:\n{input}\
+         \n    alert_rule_test:\n      - eval_time: 10m\n        alertname: EtcdBackupsStopped\n        exp_alerts:\n{}\
+         \n      - eval_time: 10m\n        alertname: EtcdBackupsMissing\n        exp_alerts:\n{}\
+         \n      - eval_time: 10m\n        alertname: EtcdBackupsAbsent\n        exp_alerts: []\n\
+         \n  - interval: 1m\n    input_series:\n{}\
+         \n    alert_rule_test:\n      - eval_time: 10m\n        alertname: EtcdBackupsAbsent\n        exp_alerts:\n{}",
+        serde_json::Value::from(rules.display().to_string()),
+        alert(
+            "EtcdBackupsStopped",
+            ", step: push, instance: never, job: etcd-nodes",
+            "no etcd backup published from never for 5 minutes"
+        ),
+        alert(
+            "EtcdBackupsMissing",
+            ", instance: silent, job: etcd-nodes",
+            "silent writes no etcd2-backup push metrics: is etcd2-backup.timer enabled?"
+        ),
+        series("up", &up, "silent", 1.0),
+        alert(
+            "EtcdBackupsAbsent",
+            ", step: push",
+            "no node writes etcd2-backup push metrics"
+        ),
+    );
+    let file = d.path().join("test.yml");
+    std::fs::write(&file, &test).unwrap();
+    let out = run(std::process::Command::new(&promtool)
+        .arg("test")
+        .arg("rules")
+        .arg(&file));
+    assert!(
+        out.status.success(),
+        "promtool test rules failed:\n{}{}\n{test}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
     );
 }

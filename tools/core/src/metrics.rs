@@ -119,10 +119,12 @@ pub fn render(step: &str, duration: f64, previous: &str, outcome: Option<Vec<Sam
     let now = crate::clock::unix(SystemTime::now()) as f64;
     let ok = outcome.is_some();
     let failures = previous_value(previous, FAILURES).unwrap_or(0.0) + if ok { 0.0 } else { 1.0 };
+    // Never succeeded: 0, the epoch. A missing series would keep
+    // `time() - last_success > N` from ever firing for this node.
     let success = if ok {
-        Some(now)
+        now
     } else {
-        previous_value(previous, SUCCESS)
+        previous_value(previous, SUCCESS).unwrap_or(0.0)
     };
     let mut out = String::new();
     let mut emit = |name: &str, help: &str, kind: &str, lines: Vec<String>| {
@@ -144,9 +146,9 @@ pub fn render(step: &str, duration: f64, previous: &str, outcome: Option<Vec<Sam
     );
     emit(
         SUCCESS,
-        "When the step last succeeded (Unix time). Alert when it is old.",
+        "When the step last succeeded (Unix time; 0: never). Alert when it is old.",
         "gauge",
-        success.map(|s| one(SUCCESS, s)).unwrap_or_default(),
+        one(SUCCESS, success),
     );
     emit(
         DURATION,
@@ -232,10 +234,11 @@ mod tests {
         );
         let again = render("push", 0.1, &failed, None);
         assert_eq!(previous_value(&again, FAILURES), Some(2.0));
-        // The first run ever failing: no success line at all.
+        // The first run ever failing: last success 0, so that an alert on
+        // its age fires for a node that never succeeded.
         assert_eq!(
             previous_value(&render("push", 0.1, "", None), SUCCESS),
-            None
+            Some(0.0)
         );
     }
 }
