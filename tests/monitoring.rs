@@ -161,16 +161,59 @@ fn snapshot_and_push_write_textfile_metrics_that_parse_and_count_failures() {
     assert!(sample(&snap, "etcd2_backup_archive_bytes", "snapshot").unwrap() > 0.0);
     assert!(sample(&push, "etcd2_backup_last_success_timestamp_seconds", "push").is_some());
     assert_eq!(sample(&push, "etcd2_backup_generations", "push"), Some(1.0));
-    let pointer: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(remote.machine_dir(MID).join("LATEST.json")).unwrap(),
-    )
-    .unwrap();
     let info = push
         .iter()
         .find(|(n, _, _)| n == "etcd2_backup_info")
         .expect("an info metric");
-    assert_eq!(info.1["generation"], pointer["generation"], "{info:?}");
     assert_eq!(info.1["api"], "v3");
+    // The backup published last, by when it was taken (--list's CREATED):
+    // the sidecar's manifest says.
+    let created = |remote: &Remote| {
+        let pointer = remote.pointer(MID).unwrap();
+        let sidecar: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(
+                remote
+                    .machine_dir(MID)
+                    .join(format!("generations/{}.json", pointer.generation)),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        sidecar["manifest"]["created_unix"].as_f64().unwrap()
+    };
+    assert_eq!(
+        sample(&push, "etcd2_backup_created_timestamp_seconds", "push"),
+        Some(created(&remote))
+    );
+    // The next push (a new generation) writes the same series, new values:
+    // a series per generation (a label naming it) would grow Prometheus's
+    // index every 30 s.
+    let series = |s: &[(String, serde_json::Value, f64)]| -> Vec<String> {
+        s.iter().map(|(n, l, _)| format!("{n}{l}")).collect()
+    };
+    run_ok(&mut snapshot(&c));
+    run_ok(
+        env.push(&remote, MID)
+            .env("ETCD2_BACKUP_METRICS_DIR", &metrics)
+            .arg(&archive),
+    );
+    let again = parse_prom(&metrics.join("etcd2_backup_push.prom"));
+    assert_eq!(series(&again), series(&push));
+    assert_eq!(
+        sample(&again, "etcd2_backup_generations", "push"),
+        Some(2.0)
+    );
+    assert_eq!(
+        sample(&again, "etcd2_backup_created_timestamp_seconds", "push"),
+        Some(created(&remote))
+    );
+
+    let ok_at = sample(
+        &parse_prom(&metrics.join("etcd2_backup_snapshot.prom")),
+        "etcd2_backup_last_success_timestamp_seconds",
+        "snapshot",
+    )
+    .unwrap();
 
     // etcd stopped: the snapshot fails, the failure counts, the last
     // success stays where it was.

@@ -36,6 +36,17 @@ impl Sample {
     }
 }
 
+/// When the backup a step handled last was taken: which backup, as a
+/// value (a label naming the generation would start a new series every
+/// run, and Prometheus keeps each one).
+pub fn created(created_unix: u64) -> Sample {
+    Sample::gauge(
+        "etcd2_backup_created_timestamp_seconds",
+        "When the backup the step handled last was taken (Unix time).",
+        created_unix as f64,
+    )
+}
+
 const ATTEMPT: &str = "etcd2_backup_last_attempt_timestamp_seconds";
 const SUCCESS: &str = "etcd2_backup_last_success_timestamp_seconds";
 const DURATION: &str = "etcd2_backup_duration_seconds";
@@ -212,7 +223,7 @@ mod tests {
             Some(vec![Sample {
                 name: "etcd2_backup_info",
                 help: "The newest backup.",
-                labels: vec![("generation", "g\"1".into())],
+                labels: vec![("member", "e\"1".into())],
                 value: 1.0,
             }]),
         );
@@ -221,7 +232,7 @@ mod tests {
             "{ok}"
         );
         assert!(
-            ok.contains("etcd2_backup_info{step=\"push\",generation=\"g\\\"1\"} 1\n"),
+            ok.contains("etcd2_backup_info{step=\"push\",member=\"e\\\"1\"} 1\n"),
             "{ok}"
         );
         let success = previous_value(&ok, SUCCESS).unwrap();
@@ -229,7 +240,7 @@ mod tests {
         assert_eq!(previous_value(&failed, FAILURES), Some(1.0));
         assert_eq!(previous_value(&failed, SUCCESS), Some(success));
         assert!(
-            failed.contains("etcd2_backup_info{step=\"push\",generation=\"g\\\"1\"} 1\n"),
+            failed.contains("etcd2_backup_info{step=\"push\",member=\"e\\\"1\"} 1\n"),
             "{failed}"
         );
         let again = render("push", 0.1, &failed, None);

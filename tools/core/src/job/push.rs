@@ -81,6 +81,8 @@ impl crate::metrics::Measured for Pushed {
                 "Size of the archive pushed last.",
                 self.size as f64,
             ),
+            crate::metrics::created(m.created_unix),
+            // No generation label: it would start a new series every push.
             Sample {
                 name: "etcd2_backup_info",
                 help: "The backup published last.",
@@ -89,7 +91,6 @@ impl crate::metrics::Measured for Pushed {
                     ("codec", m.codec.to_string()),
                     ("member", m.member_name.clone()),
                     ("cluster", m.cluster_id.clone()),
-                    ("generation", self.generation.clone()),
                 ],
                 value: 1.0,
             },

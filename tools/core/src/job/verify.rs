@@ -33,6 +33,8 @@ pub struct VerifyJob {
 pub struct Verified {
     pub generation: String,
     pub api: archive::Api,
+    /// When the verified backup was taken (its manifest's `created_unix`).
+    pub created_unix: u64,
     /// The revision the throwaway member came up at (v3).
     pub revision: Option<u64>,
     /// Alarms its data carried (NOSPACE), which a restore clears.
@@ -96,6 +98,7 @@ impl VerifyJob {
             })?;
         Ok(Verified {
             generation: sc.generation.clone(),
+            created_unix: sc.manifest.created_unix,
             api: manifest.api,
             revision: built.revision,
             alarms: built.cleared_alarms,
@@ -108,15 +111,16 @@ impl VerifyJob {
 impl crate::metrics::Measured for Verified {
     fn samples(&self) -> Vec<crate::metrics::Sample> {
         use crate::metrics::Sample;
-        vec![Sample {
-            name: "etcd2_backup_verified_info",
-            help: "The generation verified last (value 1).",
-            labels: vec![
-                ("generation", self.generation.clone()),
-                ("api", self.api.to_string()),
-            ],
-            value: 1.0,
-        }]
+        // No generation label: it would start a new series every run.
+        vec![
+            crate::metrics::created(self.created_unix),
+            Sample {
+                name: "etcd2_backup_verified_info",
+                help: "The backup verified last (value 1).",
+                labels: vec![("api", self.api.to_string())],
+                value: 1.0,
+            },
+        ]
     }
 }
 
