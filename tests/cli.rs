@@ -54,7 +54,10 @@ const COMMAND_LINE_ONLY: &[&str] = &[
     // what one run reads or prints, or where its result goes
     "--list",
     "--from-file",
+    "--list-machines",
     "--check",
+    // how one run speaks: a monitoring host's choice, never a unit's
+    "--nagios",
     "--into",
     "--output",
     "--dropin",

@@ -3,7 +3,7 @@
 
 use harness::etcd::Cluster;
 use harness::rclone::Remote;
-use harness::{free_port, run, run_ok, tool, Env};
+use harness::{assert_fails_with_code, free_port, run, run_ok, tool, Env};
 
 const MID: &str = "f0000000000000000000000000000001";
 
@@ -25,13 +25,36 @@ fn check_says_fresh_stale_no_backup_or_unreachable_with_distinct_codes() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("no backup"));
+    // Nagios: CRITICAL, said on stdout (Nagios shows only stdout), naming
+    // the machine-id.
+    let line = nagios(&mut env.fetch(&remote, MID), &["--max-age", "5m"], 2);
+    assert!(
+        line.starts_with("ETCD2-BACKUP CRITICAL - no backup"),
+        "{line}"
+    );
+    assert!(line.contains(MID), "{line}");
+    // --list says "nothing there" with the same 4, table or JSON.
+    let out = run(env.fetch(&remote, MID).arg("--list"));
+    assert_fails_with_code(&out, "etcd2-fetch", 4, "no backup");
+    let out = run(env.fetch(&remote, MID).args(["--list", "--json"]));
+    assert_fails_with_code(&out, "etcd2-fetch", 4, "no backup");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "[]");
 
     run_ok(env.push(&remote, MID).arg(&archive));
-    // Fresh: 0, one line on stdout naming the generation and its age.
+    let ptr = remote.pointer(MID).unwrap().json;
+    let (host, member) = (ptr["host"].as_str().unwrap(), "member e1");
+    assert!(!host.is_empty());
+    // Fresh: 0, one line on stdout naming the host, the member, the
+    // generation and its age.
     let out = run_ok(env.fetch(&remote, MID).args(["--check", "--max-age", "5m"]));
     let line = String::from_utf8_lossy(&out.stdout);
     assert_eq!(line.lines().count(), 1, "{line}");
     assert!(line.starts_with("fresh:"), "{line}");
+    assert!(line.contains(&format!("{member} on host {host}")), "{line}");
+    let line = nagios(&mut env.fetch(&remote, MID), &["--max-age", "5m"], 0);
+    assert!(line.starts_with("ETCD2-BACKUP OK - "), "{line}");
+    assert!(line.contains(&format!("{member} on host {host}")), "{line}");
+    assert!(line.contains("| age="), "perfdata: {line}");
 
     // Stale: 3 (the backup was taken more than 1 s ago by now).
     std::thread::sleep(std::time::Duration::from_millis(2100));
@@ -47,6 +70,18 @@ fn check_says_fresh_stale_no_backup_or_unreachable_with_distinct_codes() {
         err.contains("stale") && err.contains("--max-age 1s"),
         "{err}"
     );
+    assert!(err.contains(&format!("{member} on host {host}")), "{err}");
+    // Nagios: older than --warn-age is WARNING, than --max-age CRITICAL.
+    let line = nagios(
+        &mut env.fetch(&remote, MID),
+        &["--warn-age", "1s", "--max-age", "5m"],
+        1,
+    );
+    assert!(line.starts_with("ETCD2-BACKUP WARNING - "), "{line}");
+    assert!(line.contains(&format!("{member} on host {host}")), "{line}");
+    let line = nagios(&mut env.fetch(&remote, MID), &["--max-age", "1s"], 2);
+    assert!(line.starts_with("ETCD2-BACKUP CRITICAL - "), "{line}");
+    assert!(line.contains(&format!("{member} on host {host}")), "{line}");
 
     // Unreachable remote: 5, rclone's cause in the line.
     let out =
@@ -58,6 +93,14 @@ fn check_says_fresh_stale_no_backup_or_unreachable_with_distinct_codes() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("connection refused"));
+    // Nagios: UNKNOWN (nothing could be checked), the cause on stdout.
+    let line = nagios(
+        refused(&mut env.fetch(&remote, MID), c.path()),
+        &["--max-age", "5m"],
+        3,
+    );
+    assert!(line.starts_with("ETCD2-BACKUP UNKNOWN - "), "{line}");
+    assert!(line.contains("connection refused"), "{line}");
 
     // The codes are documented where operators look.
     let help = run_ok(tool("etcd2-fetch").arg("--help"));
@@ -66,6 +109,16 @@ fn check_says_fresh_stale_no_backup_or_unreachable_with_distinct_codes() {
         help.contains("Exit status") && help.contains("3") && help.contains("stale"),
         "{help}"
     );
+}
+
+/// `etcd2-fetch --check --nagios` with `args`: exit `code` and exactly one
+/// line on stdout (what Nagios shows), returned.
+fn nagios(cmd: &mut std::process::Command, args: &[&str], code: i32) -> String {
+    let out = run(cmd.args(["--check", "--nagios"]).args(args));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(code), "{text}");
+    assert_eq!(text.lines().count(), 1, "one line on stdout: {text:?}");
+    text
 }
 
 /// `cmd` pointed at a WebDAV remote on a loopback port nobody listens on
@@ -85,6 +138,80 @@ fn refused<'a>(
     .unwrap();
     cmd.env("RCLONE_CONFIG_PATH", &conf)
         .env("RCLONE_ENDPOINT", "backup:etcd")
+}
+
+/// `etcd2-fetch --list-machines`: every machine-id folder under the remote,
+/// with its host, member and newest backup, as a table and as JSON; only
+/// machine-id folders; none at all is "nothing there" (4).
+#[test]
+fn list_machines_shows_every_machine_of_the_remote() {
+    let c = Cluster::start(1);
+    let remote = Remote::local(c.path());
+    let env = Env::new(c.path());
+    let fleet = |env: &Env| {
+        let mut cmd = env.fetch(&remote, MID);
+        cmd.env_remove("ETCD2_BACKUP_MACHINE_ID")
+            .arg("--list-machines");
+        cmd
+    };
+    std::fs::create_dir_all(&remote.root).unwrap();
+    let out = run(&mut fleet(&env));
+    assert_fails_with_code(&out, "etcd2-fetch", 4, "no backup");
+
+    const OTHER: &str = "f0000000000000000000000000000002";
+    const EMPTY: &str = "f0000000000000000000000000000003";
+    env.publish(&c, &remote, MID);
+    env.publish(&c, &remote, OTHER);
+    run_ok(
+        env.push(&remote, OTHER)
+            .arg(c.path().join("published.tar.zst")),
+    );
+    // A machine whose push never completed, and what is not a machine.
+    std::fs::create_dir_all(remote.machine_dir(EMPTY).join("generations")).unwrap();
+    std::fs::create_dir_all(remote.root.join(format!("{MID}_backup/member"))).unwrap();
+    std::fs::create_dir_all(remote.root.join("notes")).unwrap();
+    let host = remote.pointer(MID).unwrap().json["host"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let out = run_ok(&mut fleet(&env));
+    let table = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 4, "a header and three machines: {table}");
+    assert!(
+        lines[0].starts_with("MACHINE-ID") && lines[0].contains("LAST VERIFY"),
+        "{table}"
+    );
+    for (line, id, gens) in [(lines[1], MID, "1"), (lines[2], OTHER, "2")] {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(&cols[..3], &[id, host.as_str(), "e1"], "{line}");
+        assert_eq!(cols[6], gens, "{line}");
+        assert!(line.ends_with("not recorded"), "{line}");
+    }
+    assert!(
+        lines[3].starts_with(EMPTY) && lines[3].contains("no backup"),
+        "{table}"
+    );
+
+    let out = run_ok(fleet(&env).arg("--json"));
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    let other = &rows[1];
+    assert_eq!(other["machine_id"], OTHER);
+    assert_eq!(other["member"], "e1");
+    assert_eq!(other["host"], host.as_str());
+    assert_eq!(other["generations"], 2);
+    assert_eq!(
+        other["generation"],
+        remote.pointer(OTHER).unwrap().generation.as_str()
+    );
+    assert_eq!(other["size"], remote.pointer(OTHER).unwrap().size);
+    assert!(other["age_seconds"].as_u64().is_some(), "{other}");
+    assert!(other["last_verify"].is_null(), "{other}");
+    assert_eq!(rows[2]["machine_id"], EMPTY);
+    assert!(rows[2]["generation"].is_null() && rows[2]["age_seconds"].is_null());
 }
 
 /// The textfile's samples, parsed by Prometheus's own text parser

@@ -694,7 +694,7 @@ fn a_remote_defined_by_environment_variables_is_accepted_on_each_rclone() {
 }
 
 /// A fetch of a published backup starts one rclone process, and so do
-/// `--list` and `--check`: every call of the run goes to one `rclone rcd`
+/// `--list`, `--check` and `--list-machines`: every call of the run goes to one `rclone rcd`
 /// (counted by a wrapper that logs each start of rclone).
 #[test]
 fn a_fetch_list_and_check_each_start_one_rclone_process() {
@@ -730,6 +730,7 @@ fn a_fetch_list_and_check_each_start_one_rclone_process() {
         vec!["--into", into_arg.as_str()],
         vec!["--list"],
         vec!["--check"],
+        vec!["--list-machines"],
     ] {
         let started = counted(&args);
         assert_eq!(

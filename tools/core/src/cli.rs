@@ -530,6 +530,12 @@ impl RemoteArgs {
         ))
     }
 
+    /// Every machine's backups under the endpoint, through one `rclone
+    /// rcd` for the run; no machine-id needed.
+    pub fn fleet(&self) -> Result<crate::store::Fleet> {
+        crate::store::Fleet::new(self.rclone()?.one_process(), self.remote())
+    }
+
     pub fn layout(&self) -> Result<crate::store::Layout> {
         let id = match machine_id_or_local(self.machine_id.clone())? {
             Some(id) => id,

@@ -19,16 +19,27 @@ use std::path::PathBuf;
 ///   etcd2-fetch --list
 ///   etcd2-fetch --into /var/lib/etcd2-restore
 ///   etcd2-fetch --machine-id OLD -o - | etcd2-push --machine-id NEW -   (migration)
+///   etcd2-fetch --list-machines                   (every machine of the remote)
+///   etcd2-fetch --check --nagios --machine-id ID  (a Nagios/Icinga plugin)
 #[derive(Parser, Debug)]
 #[command(version, verbatim_doc_comment)]
-#[command(group(clap::ArgGroup::new("what").required(true).args(["into", "output", "list", "check"])))]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["into", "output", "list", "check", "list_machines"])))]
+#[command(group(clap::ArgGroup::new("listing").args(["list", "list_machines"])))]
 #[command(after_help = "Exit status:
   0  done (with --check: the newest backup is fresh)
   1  failed (one line on stderr says why)
   2  usage error
   3  --check: the newest complete backup is older than --max-age (stale)
-  4  no complete backup for this machine-id (fetch and --check)
-  5  the remote cannot be reached, or did not answer within its bounds")]
+  4  nothing there: no complete backup for this machine-id (fetching,
+     --check, --list), or no machine under the remote (--list-machines)
+  5  the remote cannot be reached, or did not answer within its bounds
+
+With --check --nagios, the Nagios plugin statuses instead, the line on stdout:
+  0  OK        the newest backup is younger than --warn-age (or --max-age)
+  1  WARNING   older than --warn-age
+  2  CRITICAL  older than --max-age, or no backup at all
+  3  UNKNOWN   nothing could be checked (remote unreachable, a setting wrong)
+  (a usage error still exits 2, which Nagios shows as CRITICAL)")]
 pub struct Cli {
     /// Extract the verified backup into this new or empty directory
     #[arg(long, value_name = "DIR")]
@@ -54,8 +65,26 @@ pub struct Cli {
     #[arg(long, env = "ETCD2_BACKUP_MAX_AGE", default_value = "10m", value_parser = cli::parse_duration, value_name = "DURATION")]
     pub max_age: std::time::Duration,
 
-    /// With --list: JSON for scripts instead of a table
-    #[arg(long, requires = "list")]
+    /// With --check: speak the Nagios plugin convention (also Icinga,
+    /// Naemon, Sensu): one line on stdout naming host and member, with
+    /// perfdata, whatever the outcome, and the statuses 0-3 below
+    #[arg(long, requires = "check")]
+    pub nagios: bool,
+
+    /// With --check --nagios: older than this is WARNING (older than
+    /// --max-age is CRITICAL) [default: no warning]
+    #[arg(long, env = "ETCD2_BACKUP_WARN_AGE", value_parser = cli::parse_duration, value_name = "DURATION")]
+    pub warn_age: Option<std::time::Duration>,
+
+    /// List every machine-id under the remote instead: host, member, the
+    /// newest complete backup's age and size, and its complete generations
+    /// (for a monitoring host; no --machine-id needed). LAST VERIFY is "not
+    /// recorded": etcd2-verify writes its result to the node's metrics only
+    #[arg(long, conflicts_with_all = ["generation", "allow_older", "legacy_previous"])]
+    pub list_machines: bool,
+
+    /// With --list or --list-machines: JSON for scripts instead of a table
+    #[arg(long, requires = "listing")]
     pub json: bool,
 
     /// Fetch this generation instead of the one LATEST.json names

@@ -1,38 +1,70 @@
 //! etcd2-fetch: download, verify and place a backup generation.
 
 use etcd2_backup::cli;
-use etcd2_backup::job::fetch::{format_table, FetchJob, Target};
+use etcd2_backup::exit::coded;
+use etcd2_backup::job::fetch::{self, format_table, FetchJob, Target};
 use std::process::ExitCode;
 
 use etcd2_fetch::Cli;
 
 fn main() -> ExitCode {
     cli::main(|cli: Cli| {
-        let job = FetchJob {
-            repo: cli.remote.repo()?,
+        if cli.list_machines {
+            let fleet = cli.remote.fleet()?;
+            let rows = fetch::list_machines(&fleet)?;
+            if cli.json {
+                cli::print_json(&rows)?;
+            } else if !rows.is_empty() {
+                cli::print_stdout(&fetch::format_machines(&rows))?;
+            }
+            // Nothing there: exit 4, as for one machine.
+            return if rows.is_empty() {
+                Err(fetch::no_machines(&fleet))
+            } else {
+                Ok(())
+            };
+        }
+        let job = cli.remote.repo().map(|repo| FetchJob {
+            repo,
             generation: cli.generation,
             allow_older: cli.allow_older,
             legacy_previous: cli.legacy_previous,
             work_dir: cli.work_dir,
-        };
+        });
+        if cli.check && cli.nagios {
+            // Whatever fails, even the settings, Nagios gets its one line.
+            let checked = job.and_then(|j| j.check(cli.max_age, cli.warn_age));
+            let (code, line) = fetch::nagios(&checked);
+            cli::print_stdout(&format!("{line}\n"))?;
+            return match code {
+                0 => Ok(()),
+                code => Err(coded(code, line)),
+            };
+        }
+        let job = job?;
         if cli.check {
-            return cli::print_stdout(&format!("{}\n", job.check(cli.max_age)?));
+            let verdict = job.check(cli.max_age, cli.warn_age)?.verdict()?;
+            return cli::print_stdout(&format!("{verdict}\n"));
         }
         if cli.list {
             let rows = job.list()?;
             if cli.json {
                 cli::print_json(&rows)?;
-            } else if rows.is_empty() {
-                anyhow::bail!("no complete generations under {}", job.repo.layout().base());
-            } else {
+            } else if !rows.is_empty() {
                 cli::print_stdout(&format_table(&rows))?;
             }
-            return Ok(());
+            return if rows.is_empty() {
+                Err(job.no_generations())
+            } else {
+                Ok(())
+            };
         }
         let target = match (cli.into, cli.output) {
             (Some(dir), _) => Target::Into(dir),
             (None, Some(o)) => Target::Archive(o),
-            (None, None) => unreachable!("clap requires one of --into, -o, --list"),
+            (None, None) => {
+                unreachable!("clap requires one of --into, -o, --list, --check, --list-machines")
+            }
         };
         job.run(&target).map(|_| ())
     })

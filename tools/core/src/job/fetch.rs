@@ -3,16 +3,18 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use anyhow::{ensure, Context, Result};
 use serde::Serialize;
 
 use crate::archive::{self, Api, Codec, Manifest, FORMAT_VERSION};
+use crate::cmd::human_duration;
+use crate::exit::{coded, EXIT_NO_BACKUP, EXIT_STALE, EXIT_UNREACHABLE};
 use crate::fsutil::sync_dir;
 use crate::rclone::RemotePath;
 use crate::sink::{Output, Sink};
-use crate::store::{Choice, Repo, Sidecar, Source};
+use crate::store::{Choice, Fleet, Repo, Sidecar, Source};
 
 pub enum Target {
     /// Extract into a new (or empty) directory, placed by rename.
@@ -170,46 +172,82 @@ impl FetchJob {
         Ok(manifest)
     }
 
-    /// Whether the newest complete generation is younger than `max_age`:
-    /// the one-line verdict, or an error carrying the exit code of
-    /// "stale", "no backup" or "remote unreachable" (`cli::EXIT_*`).
-    pub fn check(&self, max_age: std::time::Duration) -> Result<String> {
-        use crate::cli::{coded, EXIT_NO_BACKUP, EXIT_STALE, EXIT_UNREACHABLE};
+    /// How old this machine's newest complete generation is, against
+    /// `max_age` (and `warn_age`, for Nagios's WARNING). A remote that
+    /// fails is an error (exit 5 where it could not be reached), never
+    /// "no backup".
+    pub fn check(&self, max_age: Duration, warn_age: Option<Duration>) -> Result<Checked> {
+        if let Some(w) = warn_age {
+            ensure!(
+                w < max_age,
+                "--warn-age {} is not below --max-age {}: nothing would be a warning",
+                human_duration(w),
+                human_duration(max_age)
+            );
+        }
         self.repo.check_endpoint()?;
         let layout = self.repo.layout();
-        let unreachable =
-            |e: anyhow::Error| coded(EXIT_UNREACHABLE, format!("remote unreachable: {e:#}"));
         // Newest first; a damaged sidecar is passed over (--list shows it).
         let listing = self.repo.listing().map_err(unreachable)?;
         let Some(sc) = self.repo.newest_readable(&listing).map_err(unreachable)? else {
-            return Err(coded(
-                EXIT_NO_BACKUP,
-                format!(
-                    "no backup: no complete generation for machine-id {} under {}",
+            return Ok(Checked {
+                freshness: Freshness::NoBackup,
+                text: format!(
+                    "no complete generation for machine-id {} under {}",
                     layout.machine_id, layout.endpoint
                 ),
-            ));
+                age: None,
+                size: None,
+                max_age,
+                warn_age,
+            });
         };
+        let m = &sc.manifest;
         let now = crate::clock::unix(SystemTime::now());
-        let age = std::time::Duration::from_secs(now.saturating_sub(sc.manifest.created_unix));
-        let (age_s, max_s) = (
-            crate::cmd::human_duration(age),
-            crate::cmd::human_duration(max_age),
-        );
-        if age > max_age {
-            return Err(coded(
-                EXIT_STALE,
-                format!(
-                    "stale: the newest backup of machine-id {} ({}, taken {}) is {age_s} old, more \
-                     than --max-age {max_s}",
-                    layout.machine_id, sc.generation, sc.manifest.created_at
-                ),
-            ));
-        }
-        Ok(format!(
-            "fresh: the newest backup of machine-id {} ({}, taken {}) is {age_s} old (--max-age {max_s})",
-            layout.machine_id, sc.generation, sc.manifest.created_at
-        ))
+        let age = Duration::from_secs(now.saturating_sub(m.created_unix));
+        let freshness = if age > max_age {
+            Freshness::Stale
+        } else if warn_age.is_some_and(|w| age > w) {
+            Freshness::Old
+        } else {
+            Freshness::Fresh
+        };
+        let bound = match freshness {
+            Freshness::Stale => format!(", more than --max-age {}", human_duration(max_age)),
+            Freshness::Old => format!(
+                ", more than --warn-age {} (--max-age {})",
+                human_duration(warn_age.unwrap_or_default()),
+                human_duration(max_age)
+            ),
+            _ => format!(" (--max-age {})", human_duration(max_age)),
+        };
+        Ok(Checked {
+            freshness,
+            text: format!(
+                "{}: the newest backup, {} taken {}, is {} old{bound}",
+                who(&m.member_name, &m.host, &layout.machine_id),
+                sc.generation,
+                m.created_at,
+                human_duration(age)
+            ),
+            age: Some(age),
+            size: Some(sc.size),
+            max_age,
+            warn_age,
+        })
+    }
+
+    /// An empty `--list`: "no backup" (exit 4), as `--check` and a fetch
+    /// say it.
+    pub fn no_generations(&self) -> anyhow::Error {
+        let layout = self.repo.layout();
+        coded(
+            EXIT_NO_BACKUP,
+            format!(
+                "no backup: no complete generation for machine-id {} under {}",
+                layout.machine_id, layout.endpoint
+            ),
+        )
     }
 
     /// Every complete generation, oldest first.
@@ -263,6 +301,178 @@ impl FetchJob {
         }
         Ok(rows)
     }
+}
+
+/// `member NAME on host HOST (machine-id ID)`: whose backups, as an
+/// operator knows the node (a missing name said as `?`).
+fn who(member: &str, host: &str, machine_id: &str) -> String {
+    let or_unknown = |s: &str| {
+        if s.is_empty() {
+            "?".to_owned()
+        } else {
+            s.to_owned()
+        }
+    };
+    format!(
+        "member {} on host {} (machine-id {machine_id})",
+        or_unknown(member),
+        or_unknown(host)
+    )
+}
+
+/// A listing that failed: the remote could not be reached (exit 5).
+fn unreachable(e: anyhow::Error) -> anyhow::Error {
+    coded(EXIT_UNREACHABLE, format!("remote unreachable: {e:#}"))
+}
+
+/// What `--check` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Freshness {
+    Fresh,
+    /// Older than `--warn-age`, not yet than `--max-age` (Nagios's WARNING).
+    Old,
+    Stale,
+    NoBackup,
+}
+
+/// `--check`'s verdict: how fresh, and the line that says of whom.
+#[derive(Debug)]
+pub struct Checked {
+    pub freshness: Freshness,
+    /// Whose backup, which generation, how old, against which bound.
+    pub text: String,
+    pub age: Option<Duration>,
+    pub size: Option<u64>,
+    pub max_age: Duration,
+    pub warn_age: Option<Duration>,
+}
+
+impl Checked {
+    /// Our own verdict: the `fresh:` line for stdout, or an error with
+    /// the exit code of stale (3) or no backup (4).
+    pub fn verdict(&self) -> Result<String> {
+        match self.freshness {
+            Freshness::Fresh | Freshness::Old => Ok(format!("fresh: {}", self.text)),
+            Freshness::Stale => Err(coded(EXIT_STALE, format!("stale: {}", self.text))),
+            Freshness::NoBackup => Err(coded(EXIT_NO_BACKUP, format!("no backup: {}", self.text))),
+        }
+    }
+}
+
+/// The Nagios plugin convention for a check's outcome: its exit status (0
+/// OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN) and its one line for stdout
+/// (`ETCD2-BACKUP STATE - text | perfdata`), secrets redacted. A check that
+/// could not be made (unreachable remote, bad configuration) is UNKNOWN;
+/// no backup at all is CRITICAL.
+pub fn nagios(checked: &Result<Checked>) -> (u8, String) {
+    let (code, state, text) = match checked {
+        Err(e) => (3, "UNKNOWN", format!("{e:#}")),
+        Ok(c) => {
+            let (code, state) = match c.freshness {
+                Freshness::Fresh => (0, "OK"),
+                Freshness::Old => (1, "WARNING"),
+                Freshness::Stale => (2, "CRITICAL"),
+                Freshness::NoBackup => (2, "CRITICAL"),
+            };
+            let mut text = if c.freshness == Freshness::NoBackup {
+                format!("no backup: {}", c.text)
+            } else {
+                c.text.clone()
+            };
+            if let (Some(age), Some(size)) = (c.age, c.size) {
+                let warn = c
+                    .warn_age
+                    .map(|w| w.as_secs().to_string())
+                    .unwrap_or_default();
+                text.push_str(&format!(
+                    " | age={}s;{warn};{};0 size={size}B",
+                    age.as_secs(),
+                    c.max_age.as_secs()
+                ));
+            }
+            (code, state, text)
+        }
+    };
+    let line = format!("ETCD2-BACKUP {state} - {text}");
+    (code, crate::redact::redact(&line).replace('\n', " "))
+}
+
+/// One row of `--list-machines`: a machine-id's folder under the endpoint
+/// and its newest complete backup (None where it has none).
+#[derive(Debug, Serialize)]
+pub struct MachineInfo {
+    pub machine_id: String,
+    pub host: Option<String>,
+    pub member: Option<String>,
+    pub generation: Option<String>,
+    pub created_at: Option<String>,
+    pub age_seconds: Option<u64>,
+    pub size: Option<u64>,
+    /// Complete generations.
+    pub generations: usize,
+    /// Always null: etcd2-verify records its verdict in the node's textfile
+    /// metrics, not on the remote.
+    pub last_verify: Option<String>,
+}
+
+/// Every machine-id under the fleet's endpoint with its newest complete
+/// backup, by machine-id. None at all is "no backup" (exit 4), as for
+/// one machine.
+pub fn list_machines(fleet: &Fleet) -> Result<Vec<MachineInfo>> {
+    let ids = fleet.machines().map_err(unreachable)?;
+    let now = crate::clock::unix(SystemTime::now());
+    let mut rows = Vec::new();
+    for id in ids {
+        let repo = fleet.repo(&id)?;
+        let listing = repo.listing().map_err(unreachable)?;
+        let newest = repo.newest_readable(&listing).map_err(unreachable)?;
+        let m = newest.as_ref().map(|sc| &sc.manifest);
+        rows.push(MachineInfo {
+            host: m.map(|m| m.host.clone()),
+            member: m.map(|m| m.member_name.clone()),
+            generation: newest.as_ref().map(|sc| sc.generation.clone()),
+            created_at: m.map(|m| m.created_at.clone()),
+            age_seconds: m.map(|m| now.saturating_sub(m.created_unix)),
+            size: newest.as_ref().map(|sc| sc.size),
+            generations: listing.complete().len(),
+            last_verify: None,
+            machine_id: id,
+        });
+    }
+    Ok(rows)
+}
+
+/// No machine under the endpoint: the "no backup" of `--list-machines`.
+pub fn no_machines(fleet: &Fleet) -> anyhow::Error {
+    coded(
+        EXIT_NO_BACKUP,
+        format!("no backup: no machine-id folder under {}", fleet.endpoint()),
+    )
+}
+
+/// A human table of machines.
+pub fn format_machines(rows: &[MachineInfo]) -> String {
+    let dash = |s: &Option<String>| match s.as_deref() {
+        None | Some("") => "-".to_owned(),
+        Some(s) => s.to_owned(),
+    };
+    let mut out = format!(
+        "{:<32} {:<20} {:<12} {:>9} {:>10} {:>4} {}\n",
+        "MACHINE-ID", "HOST", "MEMBER", "AGE", "SIZE", "GENS", "LAST VERIFY"
+    );
+    for r in rows {
+        out.push_str(&format!(
+            "{:<32} {:<20} {:<12} {:>9} {:>10} {:>4} {}\n",
+            r.machine_id,
+            dash(&r.host),
+            dash(&r.member),
+            r.age_seconds.map_or("no backup".into(), human_age),
+            r.size.map_or("-".into(), crate::progress::human_size),
+            r.generations,
+            r.last_verify.as_deref().unwrap_or("not recorded"),
+        ));
+    }
+    out
 }
 
 /// A human table of generations.
@@ -366,6 +576,83 @@ fn place(manifest: &Manifest, data: &Path, dir: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_machines_table_says_no_backup_and_not_recorded() {
+        let row = |id: &str, backup: bool| MachineInfo {
+            machine_id: id.into(),
+            host: backup.then(|| "node1".into()),
+            member: backup.then(|| "e1".into()),
+            generation: backup.then(|| "20261125T133119.835Z-5bdef278".into()),
+            created_at: backup.then(|| "2026-11-25T13:31:19Z".into()),
+            age_seconds: backup.then_some(12),
+            size: backup.then_some(1255),
+            generations: if backup { 3 } else { 0 },
+            last_verify: None,
+        };
+        let table = format_machines(&[
+            row("c0eff4c8a20b418ab9703ea0ddc086b0", true),
+            row("f37b6c0e2d9a4c1b8e7f6a5d4c3b2a10", false),
+        ]);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 3, "{table}");
+        let cols: Vec<&str> = lines[1].split_whitespace().collect();
+        assert_eq!(
+            cols,
+            [
+                "c0eff4c8a20b418ab9703ea0ddc086b0",
+                "node1",
+                "e1",
+                "12s",
+                "1.2",
+                "KiB",
+                "3",
+                "not",
+                "recorded"
+            ],
+            "{table}"
+        );
+        assert!(
+            lines[2].contains(" - ") && lines[2].contains("no backup"),
+            "{table}"
+        );
+        assert!(lines[2].ends_with(" 0 not recorded"), "{table}");
+    }
+
+    #[test]
+    fn nagios_says_each_outcome_on_one_line_secrets_redacted() {
+        let checked = |freshness, age: Option<u64>| {
+            Ok(Checked {
+                freshness,
+                text: "member e1 on host node1 (machine-id m)".into(),
+                age: age.map(Duration::from_secs),
+                size: age.map(|_| 10),
+                max_age: Duration::from_secs(600),
+                warn_age: Some(Duration::from_secs(300)),
+            })
+        };
+        let (code, line) = nagios(&checked(Freshness::Fresh, Some(12)));
+        assert_eq!(code, 0);
+        assert_eq!(
+            line,
+            "ETCD2-BACKUP OK - member e1 on host node1 (machine-id m) | age=12s;300;600;0 size=10B"
+        );
+        assert_eq!(nagios(&checked(Freshness::Old, Some(400))).0, 1);
+        assert_eq!(nagios(&checked(Freshness::Stale, Some(900))).0, 2);
+        let (code, line) = nagios(&checked(Freshness::NoBackup, None));
+        assert_eq!(code, 2);
+        assert!(
+            line.starts_with("ETCD2-BACKUP CRITICAL - no backup: "),
+            "{line}"
+        );
+        let failed = Err(anyhow::anyhow!(
+            "listing :s3,secret_access_key=CANARY:bucket\nsecond line"
+        ));
+        let (code, line) = nagios(&failed);
+        assert_eq!(code, 3);
+        assert!(line.starts_with("ETCD2-BACKUP UNKNOWN - listing"), "{line}");
+        assert!(!line.contains("CANARY") && !line.contains('\n'), "{line}");
+    }
 
     #[test]
     fn human_formats() {

@@ -598,6 +598,56 @@ impl Repo {
     }
 }
 
+/// Every machine's backups under one endpoint: a monitoring host's view
+/// (`etcd2-fetch --list-machines`). Its repositories share its rclone, so a
+/// run that reads them all still has one rclone process.
+pub struct Fleet {
+    rclone: Rclone,
+    endpoint: String,
+    root: RemotePath,
+}
+
+impl Fleet {
+    pub fn new(rclone: Rclone, endpoint: &str) -> Result<Fleet> {
+        let parsed = crate::rclone::Endpoint::parse(endpoint)?;
+        Ok(Fleet {
+            rclone,
+            endpoint: parsed.as_str().to_owned(),
+            root: RemotePath::root(&parsed),
+        })
+    }
+
+    /// The endpoint (for messages).
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// The machine-ids with a folder under the endpoint, sorted. Other
+    /// names are not ours (the original package's `<machine-id>_backup`
+    /// copies among them) and are passed over.
+    pub fn machines(&self) -> Result<Vec<String>> {
+        self.rclone.check_endpoint(&self.endpoint)?;
+        let mut ids: Vec<String> = self
+            .rclone
+            .list(&self.root, false)?
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|e| e.is_dir && crate::node::validate_machine_id(&e.name).is_ok())
+            .map(|e| e.name)
+            .collect();
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// Machine `id`'s repository, through the fleet's rclone.
+    pub fn repo(&self, id: &str) -> Result<Repo> {
+        Ok(Repo::new(
+            self.rclone.clone(),
+            Layout::new(&self.endpoint, id)?,
+        ))
+    }
+}
+
 /// An archive being uploaded into the generations directory: write it,
 /// then [`Upload::finish`]; or [`Upload::abandon`] it.
 pub struct Upload {
