@@ -609,9 +609,15 @@ fn fetch_list_in_a_shell_reads_the_settings_file_and_the_environment_wins() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--remote <REMOTE:PATH>"));
 
-    // The environment wins over the file: another machine-id, no backups.
+    // The environment wins over the file: another machine-id, no backups
+    // (nothing there: 4, as --check says it).
     let out = run(shell(&file).env("ETCD2_BACKUP_MACHINE_ID", NEW));
-    assert_fails_with(&out, "etcd2-fetch", "no complete generations");
+    assert_fails_with_code(
+        &out,
+        "etcd2-fetch",
+        4,
+        "no complete generation for machine-id",
+    );
 
     // Readable by others: works, with a warning; writable: refused.
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
