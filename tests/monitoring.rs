@@ -170,6 +170,11 @@ fn list_machines_shows_every_machine_of_the_remote() {
     std::fs::create_dir_all(remote.machine_dir(EMPTY).join("generations")).unwrap();
     std::fs::create_dir_all(remote.root.join(format!("{MID}_backup/member"))).unwrap();
     std::fs::create_dir_all(remote.root.join("notes")).unwrap();
+    // MID was verified (with the real etcd2-verify), OTHER never.
+    run_ok(
+        env.with(tool("etcd2-verify"), &remote, MID)
+            .args(["--wait", "60s"]),
+    );
     let host = remote.pointer(MID).unwrap().json["host"]
         .as_str()
         .unwrap()
@@ -183,11 +188,12 @@ fn list_machines_shows_every_machine_of_the_remote() {
         lines[0].starts_with("MACHINE-ID") && lines[0].contains("LAST VERIFY"),
         "{table}"
     );
-    for (line, id, gens) in [(lines[1], MID, "1"), (lines[2], OTHER, "2")] {
+    for (line, id, gens, verified) in [(lines[1], MID, "1", "ok"), (lines[2], OTHER, "2", "never")]
+    {
         let cols: Vec<&str> = line.split_whitespace().collect();
         assert_eq!(&cols[..3], &[id, host.as_str(), "e1"], "{line}");
         assert_eq!(cols[6], gens, "{line}");
-        assert!(line.ends_with("not recorded"), "{line}");
+        assert_eq!(cols[7], verified, "{line}");
     }
     assert!(
         lines[3].starts_with(EMPTY) && lines[3].contains("no backup"),
@@ -210,6 +216,12 @@ fn list_machines_shows_every_machine_of_the_remote() {
     assert_eq!(other["size"], remote.pointer(OTHER).unwrap().size);
     assert!(other["age_seconds"].as_u64().is_some(), "{other}");
     assert!(other["last_verify"].is_null(), "{other}");
+    let mine = &rows[0]["last_verify"];
+    assert_eq!(mine["ok"], true, "{mine}");
+    assert_eq!(
+        mine["generation"],
+        remote.pointer(MID).unwrap().generation.as_str()
+    );
     assert_eq!(rows[2]["machine_id"], EMPTY);
     assert!(rows[2]["generation"].is_null() && rows[2]["age_seconds"].is_null());
 }

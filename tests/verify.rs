@@ -24,6 +24,19 @@ fn leftovers(work: &Path) -> Vec<String> {
         .collect()
 }
 
+/// What etcd2-verify recorded on the remote for MID (VERIFIED.json).
+fn recorded(remote: &Remote) -> serde_json::Value {
+    let path = remote.machine_dir(MID).join("VERIFIED.json");
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+/// No temporary record is left beside VERIFIED.json.
+fn assert_no_record_debris(remote: &Remote) {
+    let names = names(&remote.machine_dir(MID));
+    assert!(names.iter().all(|n| !n.contains(".tmp")), "{names:?}");
+}
+
 fn assert_no_leftovers(env: &Env) {
     assert!(
         leftovers(&env.work).is_empty(),
@@ -57,6 +70,46 @@ fn a_good_generation_verifies_and_leaves_nothing_behind() {
         Some("v"),
         "the live member is untouched"
     );
+    // The verdict, on the remote for a monitoring host, and no temporary
+    // file beside it.
+    let v = recorded(&remote);
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(
+        v["generation"],
+        remote.pointer(MID).unwrap().generation.as_str()
+    );
+    assert!(
+        v["revision"].as_u64().is_some() && v["error"].is_null(),
+        "{v}"
+    );
+    assert_no_record_debris(&remote);
+}
+
+/// A verdict that cannot be recorded on the remote (here VERIFIED.json is
+/// a directory, so rclone cannot move the record over it): a warning naming
+/// the file; the verification stands and nothing of ours is left there.
+#[test]
+fn a_verdict_that_cannot_be_recorded_is_a_warning() {
+    let (c, remote, env) = setup(Backend::Local);
+    c.put_v3(0, "/a", "1");
+    env.publish(&c, &remote, MID);
+    let blocker = remote.machine_dir(MID).join("VERIFIED.json");
+    std::fs::create_dir(&blocker).unwrap();
+    let out = run_ok(&mut verify(&env, &remote));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.lines().any(|l| l.contains("WARN")
+            && l.contains("could not record")
+            && l.contains("VERIFIED.json")),
+        "{err}"
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("verified:"));
+    assert!(
+        blocker.is_dir() && names(&blocker).is_empty(),
+        "{:?}",
+        names(&blocker)
+    );
+    assert_no_record_debris(&remote);
 }
 
 #[test]
@@ -65,10 +118,19 @@ fn a_corrupted_generation_fails_verification_in_one_line() {
     c.put_v3(0, "/a", "1");
     env.publish(&c, &remote, MID);
     let archive = remote.pointer(MID).expect("LATEST.json").archive;
+    run_ok(&mut verify(&env, &remote));
+    assert_eq!(recorded(&remote)["ok"], true);
     remote.corrupt(&format!("{MID}/generations/{archive}"));
     let out = run(&mut verify(&env, &remote));
     assert_fails_with(&out, "etcd2-verify", "failed verification");
     assert_no_leftovers(&env);
+    // The failure replaces the earlier success on the remote, with why.
+    let v = recorded(&remote);
+    assert_eq!(v["ok"], false, "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("failed verification") && v["revision"].is_null(),
+        "{v}"
+    );
 }
 
 /// A v3 archive whose snapshot.db is not a database, with a manifest and

@@ -78,8 +78,8 @@ pub struct Cli {
 
     /// List every machine-id under the remote instead: host, member, the
     /// newest complete backup's age and size, and its complete generations
-    /// (for a monitoring host; no --machine-id needed). LAST VERIFY is "not
-    /// recorded": etcd2-verify writes its result to the node's metrics only
+    /// (for a monitoring host; no --machine-id needed), and what etcd2-verify
+    /// found last (ok or FAILED, how long ago; "never" where it never ran)
     #[arg(long, conflicts_with_all = ["generation", "allow_older", "legacy_previous"])]
     pub list_machines: bool,
 

@@ -15,7 +15,8 @@ fn main() -> ExitCode {
             if cli.json {
                 cli::print_json(&rows)?;
             } else if !rows.is_empty() {
-                cli::print_stdout(&fetch::format_machines(&rows))?;
+                let now = etcd2_backup::clock::unix(std::time::SystemTime::now());
+                cli::print_stdout(&fetch::format_machines(&rows, now))?;
             }
             // Nothing there: exit 4, as for one machine.
             return if rows.is_empty() {

@@ -14,7 +14,7 @@ use crate::exit::{coded, EXIT_NO_BACKUP, EXIT_STALE, EXIT_UNREACHABLE};
 use crate::fsutil::sync_dir;
 use crate::rclone::RemotePath;
 use crate::sink::{Output, Sink};
-use crate::store::{Choice, Fleet, Repo, Sidecar, Source};
+use crate::store::{Choice, Fleet, Repo, Sidecar, Source, VerifyRecord};
 
 pub enum Target {
     /// Extract into a new (or empty) directory, placed by rename.
@@ -410,9 +410,9 @@ pub struct MachineInfo {
     pub size: Option<u64>,
     /// Complete generations.
     pub generations: usize,
-    /// Always null: etcd2-verify records its verdict in the node's textfile
-    /// metrics, not on the remote.
-    pub last_verify: Option<String>,
+    /// What etcd2-verify recorded last (VERIFIED.json); None where it never
+    /// ran for this machine-id, or its record could not be read (warned).
+    pub last_verify: Option<VerifyRecord>,
 }
 
 /// Every machine-id under the fleet's endpoint with its newest complete
@@ -427,6 +427,10 @@ pub fn list_machines(fleet: &Fleet) -> Result<Vec<MachineInfo>> {
         let listing = repo.listing().map_err(unreachable)?;
         let newest = repo.newest_readable(&listing).map_err(unreachable)?;
         let m = newest.as_ref().map(|sc| &sc.manifest);
+        let last_verify = repo.last_verify().unwrap_or_else(|e| {
+            tracing::warn!("machine-id {id}: {e:#}");
+            None
+        });
         rows.push(MachineInfo {
             host: m.map(|m| m.host.clone()),
             member: m.map(|m| m.member_name.clone()),
@@ -435,7 +439,7 @@ pub fn list_machines(fleet: &Fleet) -> Result<Vec<MachineInfo>> {
             age_seconds: m.map(|m| now.saturating_sub(m.created_unix)),
             size: newest.as_ref().map(|sc| sc.size),
             generations: listing.complete().len(),
-            last_verify: None,
+            last_verify,
             machine_id: id,
         });
     }
@@ -451,7 +455,7 @@ pub fn no_machines(fleet: &Fleet) -> anyhow::Error {
 }
 
 /// A human table of machines.
-pub fn format_machines(rows: &[MachineInfo]) -> String {
+pub fn format_machines(rows: &[MachineInfo], now: u64) -> String {
     let dash = |s: &Option<String>| match s.as_deref() {
         None | Some("") => "-".to_owned(),
         Some(s) => s.to_owned(),
@@ -469,7 +473,11 @@ pub fn format_machines(rows: &[MachineInfo]) -> String {
             r.age_seconds.map_or("no backup".into(), human_age),
             r.size.map_or("-".into(), crate::progress::human_size),
             r.generations,
-            r.last_verify.as_deref().unwrap_or("not recorded"),
+            r.last_verify.as_ref().map_or("never".into(), |v| format!(
+                "{} {} ago",
+                if v.ok { "ok" } else { "FAILED" },
+                human_age(now.saturating_sub(v.verified_unix))
+            )),
         ));
     }
     out
@@ -578,8 +586,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_machines_table_says_no_backup_and_not_recorded() {
-        let row = |id: &str, backup: bool| MachineInfo {
+    fn the_machines_table_says_no_backup_and_each_last_verify() {
+        const NOW: u64 = 1_795_613_479;
+        let verified = |ok: bool, ago: u64| VerifyRecord {
+            format: 1,
+            generation: "20261125T133119.835Z-5bdef278".into(),
+            ok,
+            verified_at: String::new(),
+            verified_unix: NOW - ago,
+            host: "node1".into(),
+            revision: ok.then_some(21),
+            error: (!ok).then(|| "does not restore".into()),
+        };
+        let row = |id: &str, backup: bool, last_verify| MachineInfo {
             machine_id: id.into(),
             host: backup.then(|| "node1".into()),
             member: backup.then(|| "e1".into()),
@@ -588,14 +607,26 @@ mod tests {
             age_seconds: backup.then_some(12),
             size: backup.then_some(1255),
             generations: if backup { 3 } else { 0 },
-            last_verify: None,
+            last_verify,
         };
-        let table = format_machines(&[
-            row("c0eff4c8a20b418ab9703ea0ddc086b0", true),
-            row("f37b6c0e2d9a4c1b8e7f6a5d4c3b2a10", false),
-        ]);
+        let table = format_machines(
+            &[
+                row(
+                    "c0eff4c8a20b418ab9703ea0ddc086b0",
+                    true,
+                    Some(verified(true, 7200)),
+                ),
+                row(
+                    "d1aa0e3b5c2f4e0f9b7c6a5d4e3f2a1b",
+                    true,
+                    Some(verified(false, 30)),
+                ),
+                row("f37b6c0e2d9a4c1b8e7f6a5d4c3b2a10", false, None),
+            ],
+            NOW,
+        );
         let lines: Vec<&str> = table.lines().collect();
-        assert_eq!(lines.len(), 3, "{table}");
+        assert_eq!(lines.len(), 4, "{table}");
         let cols: Vec<&str> = lines[1].split_whitespace().collect();
         assert_eq!(
             cols,
@@ -607,16 +638,18 @@ mod tests {
                 "1.2",
                 "KiB",
                 "3",
-                "not",
-                "recorded"
+                "ok",
+                "2h",
+                "ago"
             ],
             "{table}"
         );
+        assert!(lines[2].ends_with(" 3 FAILED 30s ago"), "{table}");
         assert!(
-            lines[2].contains(" - ") && lines[2].contains("no backup"),
+            lines[3].contains(" - ") && lines[3].contains("no backup"),
             "{table}"
         );
-        assert!(lines[2].ends_with(" 0 not recorded"), "{table}");
+        assert!(lines[3].ends_with(" 0 never"), "{table}");
     }
 
     #[test]

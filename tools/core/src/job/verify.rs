@@ -13,7 +13,7 @@ use crate::archive;
 use crate::cmd::Program;
 use crate::etcd::Etcdctl;
 use crate::member;
-use crate::store::{Choice, Repo, Sidecar, Source};
+use crate::store::{Choice, Repo, Sidecar, Source, VerifyRecord};
 
 pub struct VerifyJob {
     pub repo: Repo,
@@ -63,15 +63,45 @@ impl VerifyJob {
         }
     }
 
+    /// Verify the chosen generation and record the verdict on the remote
+    /// (VERIFIED.json), whichever it is. A verdict that cannot be recorded
+    /// is a warning: the verification itself stands.
     pub fn run(&self) -> Result<Verified> {
         let started = Instant::now();
         let sc = self.pick()?;
+        let outcome = self.prove(&sc, started);
+        let (verified_unix, verified_at) = crate::clock::now();
+        let record = VerifyRecord {
+            format: crate::store::SIDECAR_FORMAT,
+            generation: sc.generation.clone(),
+            ok: outcome.is_ok(),
+            verified_at,
+            verified_unix,
+            host: crate::node::hostname(),
+            revision: outcome.as_ref().ok().and_then(|v| v.revision),
+            error: outcome.as_ref().err().map(|e| {
+                crate::redact::redact(&format!("{e:#}"))
+                    .lines()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            }),
+        };
+        if let Err(e) = self.repo.record_verify(&record) {
+            tracing::warn!(
+                "could not record this verification in {}: {e:#}",
+                self.repo.layout().verified()
+            );
+        }
+        outcome
+    }
+
+    fn prove(&self, sc: &Sidecar, started: Instant) -> Result<Verified> {
         crate::scratch::work_dir(&self.work_dir)?;
         let scratch = crate::scratch::Dir::create(&self.work_dir, SCRATCH)?;
 
         // Every byte against the sidecar and the manifest.
         let data = scratch.path().join("backup");
-        let manifest = self.repo.download(&sc, Some(&data), None)?;
+        let manifest = self.repo.download(sc, Some(&data), None)?;
 
         // A throwaway member from it, started once and checked.
         let member_dir = scratch.path().join("member-data");

@@ -26,6 +26,8 @@ use crate::archive::{Codec, Manifest};
 use crate::rclone::{Entry, RemotePath, Small};
 
 pub const POINTER_NAME: &str = "LATEST.json";
+/// etcd2-verify's last verdict on this machine's backups.
+pub const VERIFIED_NAME: &str = "VERIFIED.json";
 pub const GENERATIONS_DIR: &str = "generations";
 pub const SIDECAR_FORMAT: u32 = 1;
 
@@ -60,6 +62,11 @@ impl Layout {
 
     pub fn pointer(&self) -> RemotePath {
         self.base().join(POINTER_NAME)
+    }
+
+    /// `<endpoint>/<machine-id>/VERIFIED.json`: the last verification.
+    pub fn verified(&self) -> RemotePath {
+        self.base().join(VERIFIED_NAME)
     }
 
     /// The original package's copy of the previous backup.
@@ -115,6 +122,27 @@ pub struct Sidecar {
     pub pushed_from: String,
     /// The archive's own manifest, so listings need not download archives.
     pub manifest: Manifest,
+}
+
+/// VERIFIED.json: what etcd2-verify found the last time it ran for this
+/// machine-id, so a monitoring host sees it beside the backups
+/// (`etcd2-fetch --list-machines`). Only a verdict on a chosen generation is
+/// recorded (one that restored, or one whose data or restore failed); a run
+/// that found nothing to verify, or no remote, leaves it as it was.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerifyRecord {
+    pub format: u32,
+    pub generation: String,
+    /// Whether a member started from the generation (etcd2-verify exit 0).
+    pub ok: bool,
+    pub verified_at: String,
+    pub verified_unix: u64,
+    /// The host etcd2-verify ran on.
+    pub host: String,
+    /// The revision the throwaway member came up at (v3, when it did).
+    pub revision: Option<u64>,
+    /// Why it failed: etcd2-verify's error line, secrets redacted.
+    pub error: Option<String>,
 }
 
 /// LATEST.json: which generation is the newest whole backup.

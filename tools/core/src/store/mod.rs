@@ -25,7 +25,7 @@ pub mod format;
 pub use format::{
     check_owner, check_sidecar, new_generation_id, parse_sidecar, plan_retention, pointer_state,
     valid_generation_id, Layout, Listing, Pointer, PointerState, RetentionPlan, Sidecar,
-    GENERATIONS_DIR, POINTER_NAME, SIDECAR_FORMAT,
+    VerifyRecord, GENERATIONS_DIR, POINTER_NAME, SIDECAR_FORMAT, VERIFIED_NAME,
 };
 
 /// How an uploaded copy is checked before it is published.
@@ -93,6 +93,42 @@ impl Repo {
             self.rclone.cat_small(&self.layout.pointer())?,
             &self.layout.generations().to_string(),
         ))
+    }
+
+    /// Record what etcd2-verify found (VERIFIED.json), written beside and
+    /// moved over as the pointer is, and read back.
+    pub fn record_verify(&self, record: &VerifyRecord) -> Result<()> {
+        let bytes = serde_json::to_vec_pretty(record)?;
+        let dst = self.layout.verified();
+        let tmp = self
+            .layout
+            .base()
+            .join(&format!("{VERIFIED_NAME}.tmp-{}", record.generation));
+        self.rclone.put_bytes(&tmp, &bytes)?;
+        if let Err(e) = self.rclone.replace(&tmp, &dst) {
+            // Ours, and of no use now.
+            let _ = self.rclone.delete(&tmp);
+            return Err(e);
+        }
+        ensure!(
+            self.rclone.cat(&dst)?.as_deref() == Some(bytes.as_slice()),
+            "{dst} did not read back as written"
+        );
+        Ok(())
+    }
+
+    /// VERIFIED.json: None where no verification was recorded (empty reads
+    /// as missing, as for the pointer); an error naming the file where it
+    /// does not parse.
+    pub fn last_verify(&self) -> Result<Option<VerifyRecord>> {
+        let path = self.layout.verified();
+        match self.rclone.cat(&path)? {
+            None => Ok(None),
+            Some(b) if b.is_empty() => Ok(None),
+            Some(b) => serde_json::from_slice(&b)
+                .map(Some)
+                .with_context(|| format!("{path} is damaged")),
+        }
     }
 
     /// LATEST.json; a missing pointer is None, a damaged one is reported and
