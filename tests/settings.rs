@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use harness::nspawn::Container;
-use harness::{assert_fails_with, run};
+use harness::{assert_fails_with, assert_fails_with_code, run};
 
 /// Each case: a name and the file's bytes.
 const CASES: &[(&str, &[u8])] = &[
@@ -199,11 +199,13 @@ fn a_tool_takes_the_last_value_continuations_and_warns_about_ignored_lines() {
     let o = run(&mut fetch_list(&file));
     // The last RCLONE_ENDPOINT (an empty repository, not the first one),
     // and the machine-id continued on the next line.
-    assert_fails_with(
+    // Nothing there: exit 4.
+    assert_fails_with_code(
         &o,
         "etcd2-fetch",
+        4,
         &format!(
-            "no complete generations under {}/0123456789abcdef0123456789abcdef",
+            "no complete generation for machine-id 0123456789abcdef0123456789abcdef under {}",
             good.display()
         ),
     );
@@ -310,10 +312,14 @@ fn a_settings_file_others_could_swap_is_refused() {
     let link = t.path().join("link.env");
     std::os::unix::fs::symlink(&real, &link).expect("ln");
     let o = run(&mut fetch_list(&link));
-    assert_fails_with(
+    assert_fails_with_code(
         &o,
         "etcd2-fetch",
-        &format!("no complete generations under {}/{MID}", backups.display()),
+        4,
+        &format!(
+            "no complete generation for machine-id {MID} under {}",
+            backups.display()
+        ),
     );
 
     // The same link owned by nobody, in a sticky world-writable dir.
