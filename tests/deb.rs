@@ -14,7 +14,7 @@ use std::sync::OnceLock;
 use harness::nspawn::Container;
 use harness::{assert_fails_with, bin, require, run, run_ok, workspace};
 
-const TOOLS: [&str; 9] = [
+const TOOLS: [&str; 10] = [
     "etcd2-snapshot",
     "etcd2-push",
     "etcd2-fetch",
@@ -23,6 +23,7 @@ const TOOLS: [&str; 9] = [
     "etcd2-member-add",
     "etcd2-health",
     "etcd2-verify",
+    "etcd2-watch",
     "etcd2-convert",
 ];
 const REMOTE_IN: &str = "/srv/etcd2-backups";

@@ -16,6 +16,8 @@ mod auth;
 mod backends;
 /// the chart `make bench` draws: round ticks, no empty panel
 mod bench_chart;
+/// etcd2-watch: every change published as chained segments, resumed after a kill, a compaction said as a gap
+mod capture;
 /// what every tool shares: --help, --version, usage errors, no leftovers in the repository
 mod cli;
 /// etcd2-convert: a v2 backup converted on 3.4, restored on 3.7, every key checked

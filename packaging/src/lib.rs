@@ -21,6 +21,7 @@ pub fn commands() -> Vec<clap::Command> {
         etcd2_member_add::Cli::command(),
         etcd2_health::Cli::command(),
         etcd2_verify::Cli::command(),
+        etcd2_watch::Cli::command(),
         etcd2_convert::Cli::command(),
         etcd2_backup_install::Cli::command(),
     ]

@@ -345,6 +345,7 @@ impl Env {
         cmd.env("ETCD2_BACKUP_MACHINE_ID", mid)
             .env("ETCD_BACKUP_DIR", &self.work)
             .env("ETCD2_BACKUP_LOCK", self.work.join("push.lock"))
+            .env("ETCD2_BACKUP_WATCH_LOCK", self.work.join("watch.lock"))
             .env("ETCD2_BACKUP_RCLONE_FLAGS", rclone::QUICK_FAIL);
         cmd
     }

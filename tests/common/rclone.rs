@@ -514,6 +514,22 @@ impl Remote {
         v
     }
 
+    /// Every file under `rel`, at any depth, as paths below it, sorted.
+    pub fn list_all(&self, rel: &str) -> Vec<String> {
+        let out = self.rclone(&[
+            "lsf",
+            "-R",
+            "--files-only",
+            &format!("{}/{rel}", self.endpoint),
+        ]);
+        let mut v: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        v.sort();
+        v
+    }
+
     pub fn start_server(&mut self) {
         assert!(self.server.is_none(), "server already running");
         let child = Command::new(&self.serve_cmd[0])

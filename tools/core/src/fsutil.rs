@@ -302,12 +302,20 @@ pub fn lock(path: &Path, wait: Duration, who: &str) -> Result<HostLock> {
                     let holder = std::fs::read_to_string(path).unwrap_or_default();
                     return Err(crate::exit::coded(
                         crate::exit::EXIT_LOCKED,
-                        format!(
-                            "locked: another {who} (pid {}) holds {}; waited {} (--lock-wait)",
-                            holder.trim(),
-                            path.display(),
-                            humantime::format_duration(wait)
-                        ),
+                        if wait.is_zero() {
+                            format!(
+                                "locked: another {who} (pid {}) holds {}",
+                                holder.trim(),
+                                path.display()
+                            )
+                        } else {
+                            format!(
+                                "locked: another {who} (pid {}) holds {}; waited {} (--lock-wait)",
+                                holder.trim(),
+                                path.display(),
+                                humantime::format_duration(wait)
+                            )
+                        },
                     ));
                 }
                 file = f;

@@ -495,7 +495,7 @@ mod tests {
     }
 
     /// The two halves stay apart: etcdctl.rs names nothing of gRPC and
-    /// grpc.rs nothing of etcdctl.rs (both use only this module's types).
+    /// grpc/ nothing of etcdctl.rs (both use only this module's types).
     #[test]
     fn neither_half_imports_the_other() {
         let code = |s: &'static str| s.split("#[cfg(test)]").next().unwrap_or(s);
@@ -506,8 +506,13 @@ mod tests {
                 ["grpc", "grpc"],
             ),
             (
-                "grpc.rs",
-                code(include_str!("grpc.rs")),
+                "grpc/mod.rs",
+                code(include_str!("grpc/mod.rs")),
+                ["etcdctl", "Etcdctl"],
+            ),
+            (
+                "grpc/watch.rs",
+                code(include_str!("grpc/watch.rs")),
                 ["etcdctl", "Etcdctl"],
             ),
         ] {

@@ -10,4 +10,5 @@ pub mod push;
 pub mod restore;
 pub mod snapshot;
 pub mod verify;
+pub mod watch;
 pub mod wipe;

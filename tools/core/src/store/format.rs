@@ -64,6 +64,11 @@ impl Layout {
         self.base().join(POINTER_NAME)
     }
 
+    /// `<endpoint>/<machine-id>/changes`: the change segments' chains.
+    pub fn changes(&self) -> RemotePath {
+        self.base().join(super::changes::CHANGES_DIR)
+    }
+
     /// `<endpoint>/<machine-id>/VERIFIED.json`: the last verification.
     pub fn verified(&self) -> RemotePath {
         self.base().join(VERIFIED_NAME)

@@ -20,6 +20,8 @@ use crate::archive::Manifest;
 use crate::digest::{BackendHash, Digests, HashType, Hasher, HashingReader};
 use crate::rclone::{Rclone, RemotePath};
 
+mod capture;
+pub mod changes;
 pub mod format;
 
 pub use format::{
@@ -447,11 +449,21 @@ impl Repo {
         only: Option<HashType>,
         verify: Verify,
     ) -> Result<String> {
-        let remote = self.layout.generations().join(name);
+        self.verify_copy(&self.layout.generations().join(name), ours, only, verify)
+    }
+
+    /// [`Repo::verify_upload`] of any object we uploaded.
+    fn verify_copy(
+        &self,
+        remote: &RemotePath,
+        ours: &Digests,
+        only: Option<HashType>,
+        verify: Verify,
+    ) -> Result<String> {
         let size = ours.size;
         let e = self
             .rclone
-            .stat(&remote, only)?
+            .stat(remote, only)?
             .with_context(|| format!("{remote} is missing right after its upload"))?;
         ensure!(
             e.size as u64 == size,
@@ -477,7 +489,7 @@ impl Repo {
             tracing::warn!("{remote}: the backend reports no hash; checked the size only (--verify hash; auto would download it)");
         }
         if verify == Verify::Download || (!checked && verify == Verify::Auto) {
-            let stream = self.rclone.stream_file(&remote)?;
+            let stream = self.rclone.stream_file(remote)?;
             let mut hr = HashingReader::new(stream, Hasher::new());
             io::copy(&mut hr, &mut io::sink())
                 .with_context(|| format!("downloading {remote} to verify it"))?;

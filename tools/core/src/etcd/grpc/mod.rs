@@ -29,220 +29,10 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 use super::{Recipe, Tls};
 use crate::digest::hex;
 
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct ResponseHeader {
-    #[prost(uint64, tag = "1")]
-    pub cluster_id: u64,
-    #[prost(uint64, tag = "2")]
-    pub member_id: u64,
-    #[prost(int64, tag = "3")]
-    pub revision: i64,
-    #[prost(uint64, tag = "4")]
-    pub raft_term: u64,
-}
+mod proto;
+pub mod watch;
 
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct RangeRequest {
-    #[prost(bytes = "vec", tag = "1")]
-    pub key: Vec<u8>,
-    #[prost(bytes = "vec", tag = "2")]
-    pub range_end: Vec<u8>,
-    #[prost(int64, tag = "3")]
-    pub limit: i64,
-    /// false: linearizable (etcd's default).
-    #[prost(bool, tag = "7")]
-    pub serializable: bool,
-    #[prost(bool, tag = "9")]
-    pub count_only: bool,
-}
-
-/// `kvs` (2) and `more` (3) are not declared: a count-only range has none.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct RangeResponse {
-    #[prost(message, optional, tag = "1")]
-    pub header: Option<ResponseHeader>,
-    #[prost(int64, tag = "4")]
-    pub count: i64,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct StatusRequest {}
-
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct StatusResponse {
-    #[prost(message, optional, tag = "1")]
-    pub header: Option<ResponseHeader>,
-    #[prost(string, tag = "2")]
-    pub version: String,
-    #[prost(int64, tag = "3")]
-    pub db_size: i64,
-    #[prost(uint64, tag = "4")]
-    pub leader: u64,
-    #[prost(uint64, tag = "5")]
-    pub raft_index: u64,
-    #[prost(uint64, tag = "7")]
-    pub raft_applied_index: u64,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct MemberListRequest {}
-
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct MemberListResponse {
-    #[prost(message, optional, tag = "1")]
-    pub header: Option<ResponseHeader>,
-    #[prost(message, repeated, tag = "2")]
-    pub members: Vec<Member>,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct Member {
-    #[prost(uint64, tag = "1")]
-    pub id: u64,
-    #[prost(string, tag = "2")]
-    pub name: String,
-    #[prost(string, repeated, tag = "3")]
-    pub peer_urls: Vec<String>,
-    #[prost(string, repeated, tag = "4")]
-    pub client_urls: Vec<String>,
-    #[prost(bool, tag = "5")]
-    pub is_learner: bool,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct SnapshotRequest {}
-
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct SnapshotResponse {
-    #[prost(message, optional, tag = "1")]
-    pub header: Option<ResponseHeader>,
-    /// Bytes of the db still to come after this message's blob.
-    #[prost(uint64, tag = "2")]
-    pub remaining_bytes: u64,
-    #[prost(bytes = "vec", tag = "3")]
-    pub blob: Vec<u8>,
-    /// The member's storage version (3.6+; empty before).
-    #[prost(string, tag = "4")]
-    pub version: String,
-}
-
-/// `action` 0 is GET: list the active alarms (memberID 0, alarm NONE).
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct AlarmRequest {
-    #[prost(int32, tag = "1")]
-    pub action: i32,
-    #[prost(uint64, tag = "2")]
-    pub member_id: u64,
-    #[prost(int32, tag = "3")]
-    pub alarm: i32,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct AlarmMember {
-    #[prost(uint64, tag = "1")]
-    pub member_id: u64,
-    #[prost(int32, tag = "2")]
-    pub alarm: i32,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct AlarmResponse {
-    #[prost(message, optional, tag = "1")]
-    pub header: Option<ResponseHeader>,
-    #[prost(message, repeated, tag = "2")]
-    pub alarms: Vec<AlarmMember>,
-}
-
-/// One key as `KV.Range` returns it (the fields we read).
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct KeyValue {
-    #[prost(bytes = "vec", tag = "1")]
-    pub key: Vec<u8>,
-    #[prost(bytes = "vec", tag = "5")]
-    pub value: Vec<u8>,
-    #[prost(int64, tag = "6")]
-    pub lease: i64,
-}
-
-/// A `KV.Range` answer with its keys.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct RangeKvsResponse {
-    #[prost(message, optional, tag = "1")]
-    pub header: Option<ResponseHeader>,
-    #[prost(message, repeated, tag = "2")]
-    pub kvs: Vec<KeyValue>,
-    #[prost(bool, tag = "3")]
-    pub more: bool,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct PutRequest {
-    #[prost(bytes = "vec", tag = "1")]
-    pub key: Vec<u8>,
-    #[prost(bytes = "vec", tag = "2")]
-    pub value: Vec<u8>,
-    #[prost(int64, tag = "3")]
-    pub lease: i64,
-}
-
-/// `RequestOp`'s `oneof request`, with only `request_put` (2) declared: on
-/// the wire a oneof member is an ordinary optional field.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct RequestOp {
-    #[prost(message, optional, tag = "2")]
-    pub request_put: Option<PutRequest>,
-}
-
-/// A `KV.Txn` with no compare: its `success` ops always apply, together.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct TxnRequest {
-    #[prost(message, repeated, tag = "2")]
-    pub success: Vec<RequestOp>,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct TxnResponse {
-    #[prost(message, optional, tag = "1")]
-    pub header: Option<ResponseHeader>,
-    #[prost(bool, tag = "2")]
-    pub succeeded: bool,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct LeaseGrantRequest {
-    #[prost(int64, tag = "1")]
-    pub ttl: i64,
-    #[prost(int64, tag = "2")]
-    pub id: i64,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct LeaseGrantResponse {
-    #[prost(message, optional, tag = "1")]
-    pub header: Option<ResponseHeader>,
-    #[prost(int64, tag = "2")]
-    pub id: i64,
-    #[prost(int64, tag = "3")]
-    pub ttl: i64,
-    #[prost(string, tag = "4")]
-    pub error: String,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct AuthenticateRequest {
-    #[prost(string, tag = "1")]
-    pub name: String,
-    #[prost(string, tag = "2")]
-    pub password: String,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct AuthenticateResponse {
-    #[prost(message, optional, tag = "1")]
-    pub header: Option<ResponseHeader>,
-    #[prost(string, tag = "2")]
-    pub token: String,
-}
+pub use proto::*;
 
 const AUTHENTICATE: &str = "/etcdserverpb.Auth/Authenticate";
 const RANGE: &str = "/etcdserverpb.KV/Range";
@@ -252,7 +42,20 @@ const STATUS: &str = "/etcdserverpb.Maintenance/Status";
 const ALARM: &str = "/etcdserverpb.Maintenance/Alarm";
 const MEMBER_LIST: &str = "/etcdserverpb.Cluster/MemberList";
 const WINDOW: u32 = 4 << 20;
+const KEEPALIVE: Duration = Duration::from_secs(10);
 const SNAPSHOT: &str = "/etcdserverpb.Maintenance/Snapshot";
+
+/// One operation of a [`Client::txn`].
+pub enum TxnOp {
+    Put {
+        key: Vec<u8>,
+        value: Vec<u8>,
+        lease: i64,
+    },
+    Delete {
+        key: Vec<u8>,
+    },
+}
 
 /// Bounds on every wait of a [`Client`], each with the flag that sets it
 /// (named in the error when it runs out).
@@ -397,7 +200,12 @@ impl Client {
             // update every two chunks; 4 MiB lets it send ahead (the
             // memory it may hold is bounded by these, as the channel's is).
             .initial_stream_window_size(WINDOW)
-            .initial_connection_window_size(WINDOW);
+            .initial_connection_window_size(WINDOW)
+            // A watch may be idle for hours: HTTP/2 pings find a dead
+            // member (or a dropped connection) within a bound.
+            .http2_keep_alive_interval(KEEPALIVE)
+            .keep_alive_timeout(KEEPALIVE)
+            .keep_alive_while_idle(true);
         if url.starts_with("https://") {
             let mut cfg = ClientTlsConfig::new();
             // As etcdctl: the given CA only, else the system's roots.
@@ -487,9 +295,8 @@ impl Client {
         let req = RangeRequest {
             key: vec![0],
             range_end: vec![0],
-            limit: 0,
-            serializable: false,
             count_only: true,
+            ..RangeRequest::default()
         };
         let resp: RangeResponse = self.unary(
             RANGE,
@@ -507,6 +314,18 @@ impl Client {
     /// linearizable ranges of at most `page` keys each, so that no answer
     /// outgrows a gRPC message however large the keyspace.
     pub fn all_keys(&self, page: i64) -> Result<Vec<KeyValue>> {
+        self.range_pages(page, 0, false, "KV.Range (keys and values)")
+    }
+
+    /// The whole keyspace at `revision` (0: the newest), in ranges of at
+    /// most `page` keys; with `keys_only`, no values.
+    fn range_pages(
+        &self,
+        page: i64,
+        revision: u64,
+        keys_only: bool,
+        what: &str,
+    ) -> Result<Vec<KeyValue>> {
         let mut out = Vec::new();
         let mut from = vec![0u8];
         loop {
@@ -514,10 +333,11 @@ impl Client {
                 key: from,
                 range_end: vec![0],
                 limit: page,
-                serializable: false,
-                count_only: false,
+                revision: i64::try_from(revision).context("revision out of range")?,
+                keys_only,
+                ..RangeRequest::default()
             };
-            let resp: RangeKvsResponse = self.unary(RANGE, "KV.Range (keys and values)", req)?;
+            let resp: RangeKvsResponse = self.unary(RANGE, what, req)?;
             let Some(last) = resp.kvs.last() else { break };
             // The next page starts just after the last key: key + \0.
             from = last.key.clone();
@@ -533,17 +353,38 @@ impl Client {
     /// Put `kvs` (key, value, lease) in one `KV.Txn`: all or none. etcd
     /// bounds a transaction's operations (--max-txn-ops, 128 by default).
     pub fn put_all(&self, kvs: Vec<PutRequest>) -> Result<u64> {
-        let n = kvs.len();
+        self.txn(
+            kvs.into_iter()
+                .map(|p| TxnOp::Put {
+                    key: p.key,
+                    value: p.value,
+                    lease: p.lease,
+                })
+                .collect(),
+        )
+    }
+
+    /// One `KV.Txn` of puts and deletes, all or none: the revision etcd
+    /// answered with.
+    pub fn txn(&self, ops: Vec<TxnOp>) -> Result<u64> {
+        let n = ops.len();
         let req = TxnRequest {
-            success: kvs
+            success: ops
                 .into_iter()
-                .map(|p| RequestOp {
-                    request_put: Some(p),
+                .map(|op| match op {
+                    TxnOp::Put { key, value, lease } => RequestOp {
+                        request_put: Some(PutRequest { key, value, lease }),
+                        request_delete_range: None,
+                    },
+                    TxnOp::Delete { key } => RequestOp {
+                        request_put: None,
+                        request_delete_range: Some(DeleteRangeRequest { key }),
+                    },
                 })
                 .collect(),
         };
-        let r: TxnResponse = self.unary(TXN, "KV.Txn (puts)", req)?;
-        ensure!(r.succeeded, "KV.Txn of {n} puts did not succeed");
+        let r: TxnResponse = self.unary(TXN, "KV.Txn", req)?;
+        ensure!(r.succeeded, "KV.Txn of {n} operations did not succeed");
         Ok(r.header
             .map_or(0, |h| u64::try_from(h.revision).unwrap_or(0)))
     }

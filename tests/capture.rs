@@ -1,0 +1,291 @@
+//! etcd2-watch against a real etcd and a real rclone remote: every change
+//! after the full backup is published once, in chained segments that
+//! check; a watcher killed mid-segment resumes with no gap and no
+//! duplicate; a compaction past where it must resume is said as a gap and
+//! a new chain starts from a newer full backup.
+
+use std::path::PathBuf;
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use etcd2_backup::store::changes::{self, Link, Segment, SegmentName};
+use harness::etcd::Cluster;
+use harness::rclone::{Backend, Remote};
+use harness::{run_ok, setup, tool, wait_for, Env};
+
+const MID: &str = "c0000000000000000000000000000022";
+
+/// A running etcd2-watch, SIGKILLed (by PID) when dropped.
+struct Watcher {
+    child: Child,
+    log: PathBuf,
+}
+
+/// etcd2-watch on member 0, as the tests run it.
+fn watch(env: &Env, remote: &Remote, c: &Cluster) -> std::process::Command {
+    let mut cmd = env.with(tool("etcd2-watch"), remote, MID);
+    cmd.args(["--endpoints", c.endpoint(0), "--segment-interval", "300ms"]);
+    cmd
+}
+
+impl Watcher {
+    fn start(env: &Env, remote: &Remote, c: &Cluster, extra: &[&str]) -> Watcher {
+        let log = env.work.join(format!("watch-{}.log", rand_suffix()));
+        let mut cmd = watch(env, remote, c);
+        cmd.args(["--base-wait", "60s"])
+            .args(extra)
+            .env("ETCD2_BACKUP_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        Watcher {
+            child: cmd.spawn().expect("etcd2-watch starts"),
+            log,
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn assert_running(&mut self) {
+        assert!(
+            self.child.try_wait().unwrap().is_none(),
+            "etcd2-watch ended: {}",
+            self.log()
+        );
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn rand_suffix() -> u32 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    N.fetch_add(1, Ordering::SeqCst)
+}
+
+/// The member's current revision.
+fn revision(c: &Cluster) -> u64 {
+    let out = run_ok(c.etcdctl(0, "3").args(["endpoint", "status", "-w", "json"]));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v[0]["Status"]["header"]["revision"].as_u64().unwrap()
+}
+
+/// The revision the published generation's manifest records.
+fn base_revision(remote: &Remote) -> u64 {
+    let gen = remote.pointer(MID).unwrap().generation;
+    let side = remote
+        .read(&format!("{MID}/generations/{gen}.json"))
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&side).unwrap();
+    v["manifest"]["revision"].as_u64().unwrap()
+}
+
+/// Every chain on the remote with its segments, read and checked as a
+/// restore reads them: (chain, links, segments), chains oldest first.
+fn chains(remote: &Remote) -> Vec<(String, Vec<Link>, Vec<Segment>)> {
+    let mut by_chain: std::collections::BTreeMap<String, Vec<SegmentName>> = Default::default();
+    for path in remote.list_all(&format!("{MID}/{}", changes::CHANGES_DIR)) {
+        let (chain, file) = path.split_once('/').expect("chain/segment");
+        if let Some(name) = SegmentName::parse(file) {
+            by_chain.entry(chain.to_owned()).or_default().push(name);
+        }
+    }
+    by_chain
+        .into_iter()
+        .map(|(chain, mut names)| {
+            names.sort();
+            let mut links = Vec::new();
+            let mut segs = Vec::new();
+            for n in names {
+                let bytes = remote
+                    .read(&format!("{MID}/changes/{chain}/{}", n.file_name()))
+                    .unwrap();
+                let (seg, sha256) = Segment::decode(&n, &bytes).unwrap();
+                links.push(Link {
+                    name: n,
+                    header: seg.header.clone(),
+                    sha256,
+                });
+                segs.push(seg);
+            }
+            (chain, links, segs)
+        })
+        .collect()
+}
+
+/// The newest revision any segment on the remote reaches.
+fn reached(remote: &Remote) -> u64 {
+    remote
+        .list_all(&format!("{MID}/changes"))
+        .iter()
+        .filter_map(|p| SegmentName::parse(p.rsplit('/').next().unwrap()))
+        .map(|n| n.last)
+        .max()
+        .unwrap_or(0)
+}
+
+fn wait_reached(remote: &Remote, w: &mut Watcher, rev: u64) {
+    wait_for(
+        &format!("segments reaching revision {rev}"),
+        Duration::from_secs(60),
+        || {
+            w.assert_running();
+            (reached(remote) >= rev).then_some(())
+        },
+    );
+}
+
+/// A local remote with a full backup and a watcher that has published
+/// `puts` changes after it.
+fn capturing(puts: u32) -> (Cluster, Remote, Env, Watcher) {
+    let (c, remote, env) = setup(Backend::Local);
+    env.publish(&c, &remote, MID);
+    let mut w = Watcher::start(&env, &remote, &c, &[]);
+    put_many(&c, 0, puts);
+    wait_reached(&remote, &mut w, revision(&c));
+    (c, remote, env, w)
+}
+
+fn put_many(c: &Cluster, from: u32, to: u32) {
+    for k in from..to {
+        c.put_v3(0, &format!("/k{k}"), &format!("v{k}"));
+    }
+}
+
+/// Every put after the base is in the segments exactly once, at its own
+/// revision, in one chain that plans from the base's revision; a
+/// watcher SIGKILLed mid-way resumes that chain with no gap and no
+/// duplicate.
+fn every_change_once_across_a_kill(backend: Backend) {
+    let (c, remote, env) = setup(backend);
+    put_many(&c, 0, 5);
+    env.publish(&c, &remote, MID);
+    let base = base_revision(&remote);
+
+    let mut w = Watcher::start(&env, &remote, &c, &[]);
+    put_many(&c, 5, 25);
+    wait_reached(&remote, &mut w, revision(&c));
+    // Killed while it may hold unpublished changes.
+    put_many(&c, 25, 30);
+    w.kill();
+    put_many(&c, 30, 50);
+    let mut w = Watcher::start(&env, &remote, &c, &[]);
+    let target = revision(&c);
+    wait_reached(&remote, &mut w, target);
+    assert!(w.log().contains("resuming chain"), "{}", w.log());
+
+    let all = chains(&remote);
+    assert_eq!(
+        all.len(),
+        1,
+        "one chain: {:?}",
+        all.iter().map(|c| &c.0).collect::<Vec<_>>()
+    );
+    let (_, links, segs) = &all[0];
+    let plan = changes::plan(base, links).unwrap_or_else(|b| panic!("{b}"));
+    assert_eq!(plan.reach, target);
+    assert!(links.len() >= 2, "published in segments: {links:?}");
+    let events: Vec<&changes::Event> = segs.iter().flat_map(|s| &s.events).collect();
+    let revs: Vec<u64> = events.iter().map(|e| e.rev).collect();
+    let want: Vec<u64> = (revs[0]..=target).collect();
+    assert_eq!(revs, want, "every revision once, in order");
+    assert!(
+        revs[0] <= base + 1,
+        "no gap after the base at {base}: {}",
+        revs[0]
+    );
+    for e in &events {
+        let changes::Op::Put { key, value, .. } = &e.op else {
+            panic!("only puts were made: {e:?}")
+        };
+        let k = String::from_utf8_lossy(key);
+        let n = k.trim_start_matches("/k");
+        assert_eq!(String::from_utf8_lossy(value), format!("v{n}"), "{k}");
+    }
+    // Nothing temporary left beside the segments.
+    let files = remote.list_all(&format!("{MID}/changes"));
+    assert!(files.iter().all(|f| f.ends_with(".seg.zst")), "{files:?}");
+}
+
+#[test]
+fn every_change_is_published_once_across_a_kill_on_a_local_remote() {
+    every_change_once_across_a_kill(Backend::Local);
+}
+
+#[test]
+fn every_change_is_published_once_across_a_kill_on_s3() {
+    every_change_once_across_a_kill(Backend::S3);
+}
+
+/// A watcher down while etcd compacts past its last segment cannot resume:
+/// it says "gap" naming the revisions, runs --on-gap, and starts a new
+/// chain from the next full backup at or after the compaction; the old
+/// chain is left as it was.
+#[test]
+fn a_compaction_past_the_last_segment_is_a_gap_and_a_new_chain_starts() {
+    let (c, remote, env, mut w) = capturing(3);
+    w.kill();
+    put_many(&c, 3, 10);
+    let compacted = revision(&c);
+    run_ok(c.etcdctl(0, "3").args(["compact", &compacted.to_string()]));
+
+    let flag = env.work.join("on-gap-ran");
+    let on_gap = format!("touch {}", flag.display());
+    let mut w = Watcher::start(&env, &remote, &c, &["--on-gap", &on_gap]);
+    wait_for("--on-gap to run", Duration::from_secs(30), || {
+        w.assert_running();
+        flag.exists().then_some(())
+    });
+    let log = w.log();
+    assert!(
+        log.contains("ERROR")
+            && log.contains("gap")
+            && log.contains(&format!("revision {compacted}")),
+        "{log}"
+    );
+    assert_eq!(chains(&remote).len(), 1, "no new chain before a new base");
+
+    // A new full backup past the compaction: a new chain from it.
+    env.publish(&c, &remote, MID);
+    put_many(&c, 10, 13);
+    wait_reached(&remote, &mut w, revision(&c));
+    let all = chains(&remote);
+    assert_eq!(all.len(), 2, "{log}");
+    let new = &all[1].1;
+    assert_eq!(new[0].header.seq, 0);
+    assert!(new[0].header.start >= compacted, "{:?}", new[0].header);
+    changes::plan(base_revision(&remote), new).unwrap_or_else(|b| panic!("{b}"));
+}
+
+/// No backup yet: the watcher waits for one, saying so, and fails at
+/// --base-wait naming what it waited for.
+#[test]
+fn without_a_full_backup_the_watcher_waits_then_fails_naming_it() {
+    let (c, remote, env) = setup(Backend::Local);
+    let out = harness::run(watch(&env, &remote, &c).args(["--base-wait", "3s"]));
+    harness::assert_fails_with(&out, "etcd2-watch", "no backup published yet");
+}
+
+/// A second watcher on the host is refused while the first holds the lock.
+#[test]
+fn a_second_watcher_is_refused() {
+    let (c, remote, env, _w) = capturing(2);
+    let out = harness::run(&mut watch(&env, &remote, &c));
+    let line =
+        harness::assert_fails_with_code(&out, "etcd2-watch", 6, "locked: another etcd2-watch");
+    assert!(
+        line.contains("watch.lock") && !line.contains("--lock-wait"),
+        "{line}"
+    );
+}

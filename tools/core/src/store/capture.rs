@@ -1,0 +1,124 @@
+//! The repository's change segments (docs/change-capture.md): listing
+//! chains and their segments, reading one with every check, publishing
+//! one (uploaded beside, moved into place, its remote copy checked), and
+//! removing our own debris. The formats are in [`super::changes`].
+
+use std::io::Read;
+
+use anyhow::{ensure, Context, Result};
+
+use super::changes::{segment_names, Encoded, Link, Segment, SegmentName};
+use super::{valid_generation_id, Repo, Verify};
+use crate::digest::Hasher;
+use crate::rclone::RemotePath;
+
+/// Read no segment object larger than this: a segment closes at
+/// `--segment-bytes` (MiBs).
+const MAX_OBJECT: u64 = 256 << 20;
+
+impl Repo {
+    fn chain_dir(&self, chain: &str) -> RemotePath {
+        self.layout.changes().join(chain)
+    }
+
+    /// The chains under `changes/`, oldest first (their names sort by
+    /// time); names that are not a chain's are passed over.
+    pub fn chains(&self) -> Result<Vec<String>> {
+        let Some(entries) = self.rclone.list(&self.layout.changes(), false)? else {
+            return Ok(vec![]);
+        };
+        let mut v: Vec<String> = entries
+            .into_iter()
+            .filter(|e| e.is_dir && valid_generation_id(&e.name))
+            .map(|e| e.name)
+            .collect();
+        v.sort();
+        Ok(v)
+    }
+
+    /// A chain's segments by name, in revision order.
+    pub fn segments(&self, chain: &str) -> Result<Vec<SegmentName>> {
+        let entries = self
+            .rclone
+            .list(&self.chain_dir(chain), false)?
+            .unwrap_or_default();
+        Ok(segment_names(
+            entries
+                .iter()
+                .filter(|e| !e.is_dir)
+                .map(|e| e.name.as_str()),
+        ))
+    }
+
+    /// Segment `name` of `chain`, downloaded and checked (its hash against
+    /// its name, its header against its name and events), with its whole
+    /// sha256.
+    pub fn read_segment(&self, chain: &str, name: &SegmentName) -> Result<(Segment, String)> {
+        let path = self.chain_dir(chain).join(&name.file_name());
+        let mut bytes = Vec::new();
+        self.rclone
+            .stream_file(&path)?
+            .take(MAX_OBJECT + 1)
+            .read_to_end(&mut bytes)
+            .with_context(|| format!("downloading {path}"))?;
+        ensure!(
+            bytes.len() as u64 <= MAX_OBJECT,
+            "{path} is larger than any segment we write"
+        );
+        Segment::decode(name, &bytes).with_context(|| format!("chain {chain}"))
+    }
+
+    /// The link of segment `name`: read and checked whole.
+    pub fn link(&self, chain: &str, name: &SegmentName) -> Result<Link> {
+        let (seg, sha256) = self.read_segment(chain, name)?;
+        Ok(Link {
+            name: name.clone(),
+            header: seg.header,
+            sha256,
+        })
+    }
+
+    /// Publish `seg` in `chain`: uploaded beside its final name, moved
+    /// into place (a rename on file backends, a server-side copy on object
+    /// stores: never a half-written segment under a segment's name), then
+    /// its remote copy checked as an archive's is. A copy that does not
+    /// check is removed again.
+    pub fn publish_segment(&self, chain: &str, seg: &Encoded) -> Result<String> {
+        let dir = self.chain_dir(chain);
+        let dst = dir.join(&seg.name.file_name());
+        let tmp = dir.join(&format!("{}.tmp", seg.name.file_name()));
+        self.rclone.put_bytes(&tmp, &seg.bytes)?;
+        if let Err(e) = self.rclone.replace(&tmp, &dst) {
+            let _ = self.rclone.delete(&tmp);
+            return Err(e);
+        }
+        let mut h = Hasher::with_backend_hashes();
+        h.update(&seg.bytes);
+        match self.verify_copy(&dst, &h.finish(), None, Verify::Auto) {
+            Ok(how) => Ok(how),
+            Err(e) => {
+                let _ = self.rclone.delete(&dst);
+                Err(e.context(format!("{dst} did not check after its upload; removed it")))
+            }
+        }
+    }
+
+    /// Remove what an interrupted publication of `chain` left: the
+    /// temporary copies beside segments (ours by their name), nothing
+    /// else. Returns how many.
+    pub fn sweep_chain(&self, chain: &str) -> Result<usize> {
+        let dir = self.chain_dir(chain);
+        let entries = self.rclone.list(&dir, false)?.unwrap_or_default();
+        let mut n = 0;
+        for e in entries.iter().filter(|e| !e.is_dir) {
+            let Some(stem) = e.name.strip_suffix(".tmp") else {
+                continue;
+            };
+            if SegmentName::parse(stem).is_some() {
+                self.rclone.delete(&dir.join(&e.name))?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+}
