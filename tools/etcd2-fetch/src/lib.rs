@@ -102,6 +102,18 @@ pub struct Cli {
     #[arg(long, conflicts_with_all = ["generation", "list"])]
     pub legacy_previous: bool,
 
+    /// With --into: the full backup alone, without the change segments
+    /// etcd2-watch captured after it (which come by default, and which
+    /// etcd2-restore then replays)
+    #[arg(long, requires = "into", conflicts_with = "to_last_good")]
+    pub no_changes: bool,
+
+    /// With --into: where the captured changes are broken after the backup
+    /// (a segment missing, corrupt or out of order), bring them up to the
+    /// last revision they reach unbroken instead of refusing
+    #[arg(long, requires = "into")]
+    pub to_last_good: bool,
+
     /// Scratch space for an archive streamed to stdout
     #[arg(long, env = "ETCD_BACKUP_DIR", default_value = cli::DEFAULT_WORK_DIR, value_name = "DIR")]
     pub work_dir: PathBuf,

@@ -31,6 +31,11 @@ fn main() -> ExitCode {
             allow_older: cli.allow_older,
             legacy_previous: cli.legacy_previous,
             work_dir: cli.work_dir,
+            changes: match (cli.no_changes, cli.to_last_good) {
+                (true, _) => fetch::Changes::None,
+                (_, true) => fetch::Changes::LastGood,
+                _ => fetch::Changes::All,
+            },
         });
         if cli.check && cli.nagios {
             // Whatever fails, even the settings, Nagios gets its one line.

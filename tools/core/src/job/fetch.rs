@@ -32,6 +32,19 @@ pub struct FetchJob {
     /// Fetch the original package's `<machine-id>_backup` copy instead.
     pub legacy_previous: bool,
     pub work_dir: PathBuf,
+    /// Which change segments come with a v3 base (into a directory).
+    pub changes: Changes,
+}
+
+/// The change segments captured after the base (docs/change-capture.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Changes {
+    /// All of them, refused if the chain is broken after the base.
+    All,
+    /// Up to the last revision an unbroken chain reaches.
+    LastGood,
+    /// None: the full backup alone.
+    None,
 }
 
 /// One row of `--list`.
@@ -101,6 +114,10 @@ impl FetchJob {
                 let staging = staging_for(dir)?;
                 let data = staging.path().join("data");
                 let m = self.repo.download(sc, Some(&data), None)?;
+                if let (Some(rev), false) = (m.revision, self.changes == Changes::None) {
+                    self.repo
+                        .download_changes(rev, &data, self.changes == Changes::LastGood)?;
+                }
                 crate::scratch::fault_point("fetch-staged");
                 place(&m, &data, dir)?;
                 m

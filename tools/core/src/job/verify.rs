@@ -102,6 +102,10 @@ impl VerifyJob {
         // Every byte against the sidecar and the manifest.
         let data = scratch.path().join("backup");
         let manifest = self.repo.download(sc, Some(&data), None)?;
+        // And the changes captured after it: the restore path replays them.
+        if let Some(rev) = manifest.revision {
+            self.repo.download_changes(rev, &data, false)?;
+        }
 
         // A throwaway member from it, started once and checked.
         let member_dir = scratch.path().join("member-data");

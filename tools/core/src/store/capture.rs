@@ -4,10 +4,11 @@
 //! removing our own debris. The formats are in [`super::changes`].
 
 use std::io::Read;
+use std::path::Path;
 
-use anyhow::{ensure, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 
-use super::changes::{segment_names, Encoded, Link, Segment, SegmentName};
+use super::changes::{plan, segment_names, Encoded, Link, Segment, SegmentName, CHANGES_DIR};
 use super::{valid_generation_id, Repo, Verify};
 use crate::digest::Hasher;
 use crate::rclone::RemotePath;
@@ -55,16 +56,7 @@ impl Repo {
     /// sha256.
     pub fn read_segment(&self, chain: &str, name: &SegmentName) -> Result<(Segment, String)> {
         let path = self.chain_dir(chain).join(&name.file_name());
-        let mut bytes = Vec::new();
-        self.rclone
-            .stream_file(&path)?
-            .take(MAX_OBJECT + 1)
-            .read_to_end(&mut bytes)
-            .with_context(|| format!("downloading {path}"))?;
-        ensure!(
-            bytes.len() as u64 <= MAX_OBJECT,
-            "{path} is larger than any segment we write"
-        );
+        let bytes = self.read_bytes(&path)?;
         Segment::decode(name, &bytes).with_context(|| format!("chain {chain}"))
     }
 
@@ -121,4 +113,115 @@ impl Repo {
         }
         Ok(n)
     }
+
+    /// Download the change segments that continue a base at revision
+    /// `base` into `dir/changes/`, each checked as it is read, the chain
+    /// checked as a whole ([`plan`]): the newest chain that started at or
+    /// before `base + 1` and reaches past it. None where no chain does.
+    /// A chain broken after the base (a segment missing, corrupt or out of
+    /// order) is refused, naming how far it reaches, unless `last_good`:
+    /// then what reaches that far is kept, with a warning.
+    pub fn download_changes(
+        &self,
+        base: u64,
+        dir: &Path,
+        last_good: bool,
+    ) -> Result<Option<FetchedChanges>> {
+        for chain in self.chains()?.iter().rev() {
+            let names: Vec<SegmentName> = self
+                .segments(chain)?
+                .into_iter()
+                .filter(|n| n.last > base)
+                .collect();
+            let Some(first) = names.first() else {
+                // The newest chain ends at or before the base: nothing
+                // was captured after it.
+                return Ok(None);
+            };
+            let head = self.link(chain, first)?;
+            if head.header.start > base + 1 {
+                // A chain started from a newer base (after a gap).
+                continue;
+            }
+            let out = dir.join(CHANGES_DIR);
+            std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+            let mut links = Vec::new();
+            let mut unread = None;
+            for n in &names {
+                let path = self.chain_dir(chain).join(&n.file_name());
+                let read = self.read_bytes(&path).and_then(|b| {
+                    let (seg, sha256) = Segment::decode(n, &b)?;
+                    Ok((b, seg, sha256))
+                });
+                match read {
+                    Ok((bytes, seg, sha256)) => {
+                        crate::fsutil::write_atomic(&out.join(n.file_name()), &bytes, 0o600)?;
+                        links.push(Link {
+                            name: n.clone(),
+                            header: seg.header,
+                            sha256,
+                        });
+                    }
+                    Err(e) => {
+                        unread = Some(format!("{e:#}"));
+                        break;
+                    }
+                }
+            }
+            let (reach, broken) = match plan(base, &links) {
+                Ok(p) => (p.reach, unread),
+                Err(b) => (b.reach, Some(b.why)),
+            };
+            if let Some(why) = &broken {
+                if !last_good {
+                    bail!(
+                        "the changes captured after revision {base} are broken: {why}. They \
+                         reach revision {reach}: restore up to there with --to-last-good, or the \
+                         full backup alone with --no-changes"
+                    );
+                }
+                tracing::warn!(
+                    "the changes captured after revision {base} are broken ({why}): keeping them \
+                     up to revision {reach} only (--to-last-good)"
+                );
+                // What the replay must not read: the segments past the break.
+                for l in links.iter().filter(|l| l.header.last > reach) {
+                    let _ = std::fs::remove_file(out.join(l.name.file_name()));
+                }
+            }
+            let kept = links.iter().filter(|l| l.header.last <= reach).count();
+            tracing::info!(
+                "fetched {kept} change segment(s) of chain {chain}: revisions after {base} up to {reach}"
+            );
+            return Ok(Some(FetchedChanges {
+                chain: chain.clone(),
+                reach,
+                segments: kept,
+            }));
+        }
+        Ok(None)
+    }
+
+    fn read_bytes(&self, path: &RemotePath) -> Result<Vec<u8>> {
+        let mut bytes = Vec::new();
+        self.rclone
+            .stream_file(path)?
+            .take(MAX_OBJECT + 1)
+            .read_to_end(&mut bytes)
+            .with_context(|| format!("downloading {path}"))?;
+        ensure!(
+            bytes.len() as u64 <= MAX_OBJECT,
+            "{path} is larger than any segment we write"
+        );
+        Ok(bytes)
+    }
+}
+
+/// What [`Repo::download_changes`] brought.
+#[derive(Debug)]
+pub struct FetchedChanges {
+    pub chain: String,
+    /// The newest revision they reach.
+    pub reach: u64,
+    pub segments: usize,
 }

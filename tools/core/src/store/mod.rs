@@ -21,6 +21,7 @@ use crate::digest::{BackendHash, Digests, HashType, Hasher, HashingReader};
 use crate::rclone::{Rclone, RemotePath};
 
 mod capture;
+pub use capture::FetchedChanges;
 pub mod changes;
 pub mod format;
 

@@ -311,32 +311,37 @@ impl Client {
     }
 
     fn keepalive_loop(&self, every: Duration, stop: &Receiver<()>) -> Result<()> {
+        let q = self.bounds.query;
         let (req_tx, req_rx) = tokio::sync::mpsc::channel::<LeaseIdRequest>(1024);
-        let req = self.request(tokio_stream::wrappers::ReceiverStream::new(req_rx));
-        let mut responses = self
-            .rt
-            .block_on(bidi::<LeaseIdRequest, Ignored>(
-                self.channel.clone(),
-                req,
-                LEASE_KEEPALIVE,
-            ))
-            .map_err(|s| anyhow::anyhow!("Lease.LeaseKeepAlive: {}", status_line(&s)))?;
+        let mut req_rx = Some(req_rx);
+        let mut responses = None;
         loop {
-            let ids = self.lease_ids()?;
-            for id in &ids {
+            for id in self.lease_ids()? {
                 let tx = req_tx.clone();
-                let sent = self.rt.block_on(async {
-                    tx.send(LeaseIdRequest {
-                        id: *id,
-                        keys: false,
-                    })
-                    .await
-                });
-                sent.map_err(|_| anyhow::anyhow!("the keep-alive stream closed"))?;
-                // Its answer, so that responses never pile up.
-                let q = self.bounds.query;
                 self.rt
-                    .block_on(async { tokio::time::timeout(q, responses.message()).await })
+                    .block_on(async { tx.send(LeaseIdRequest { id, keys: false }).await })
+                    .map_err(|_| anyhow::anyhow!("the keep-alive stream closed"))?;
+                // etcd answers the stream's opening only with the answer
+                // to its first request: open it once one is queued.
+                if let Some(rx) = req_rx.take() {
+                    let req = self.request(tokio_stream::wrappers::ReceiverStream::new(rx));
+                    let open =
+                        bidi::<LeaseIdRequest, Ignored>(self.channel.clone(), req, LEASE_KEEPALIVE);
+                    responses = Some(
+                        self.rt
+                            .block_on(async { tokio::time::timeout(q, open).await })
+                            .map_err(|_| anyhow::anyhow!("Lease.LeaseKeepAlive did not open"))?
+                            .map_err(|s| {
+                                anyhow::anyhow!("Lease.LeaseKeepAlive: {}", status_line(&s))
+                            })?,
+                    );
+                }
+                // Its answer, so that answers never pile up.
+                let stream = responses
+                    .as_mut()
+                    .context("internal: no keep-alive stream")?;
+                self.rt
+                    .block_on(async { tokio::time::timeout(q, stream.message()).await })
                     .map_err(|_| anyhow::anyhow!("Lease.LeaseKeepAlive did not answer"))?
                     .map_err(|s| anyhow::anyhow!("Lease.LeaseKeepAlive: {}", status_line(&s)))?;
             }
