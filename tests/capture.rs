@@ -451,3 +451,48 @@ fn a_corrupt_segment_is_refused_naming_how_far_the_changes_reach() {
     let m = harness::etcd::start_alone_on(None, c.path(), data, pp, vec![], &[]);
     assert_eq!(keyspace(&m.client_url).0, reach);
 }
+
+/// Retention: a push that expires generations removes the segments no
+/// kept generation needs (all at or before the oldest kept one's
+/// revision), keeps every later one, and the newest backup still restores
+/// with its changes.
+#[test]
+fn retention_removes_the_segments_no_kept_backup_needs() {
+    let (c, remote, env, mut w) = capturing(3);
+    for round in 0..3 {
+        put_many(&c, 10 * (round + 1), 10 * (round + 1) + 3);
+        wait_reached(&remote, &mut w, revision(&c));
+        let archive = c.path().join("again.tar.zst");
+        let _ = std::fs::remove_file(&archive);
+        c.snapshot_to(0, "v3", &archive);
+        let out = run_ok(env.push(&remote, MID).args(["--keep", "2"]).arg(&archive));
+        if round == 2 {
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                err.contains("change segment(s) no kept backup needs"),
+                "{err}"
+            );
+        }
+    }
+    put_many(&c, 50, 53);
+    let rev = revision(&c);
+    wait_reached(&remote, &mut w, rev);
+    let complete = remote.complete(MID);
+    assert_eq!(complete.len(), 2, "{complete:?}");
+    let side = remote
+        .read(&format!("{MID}/generations/{}.json", complete[0]))
+        .unwrap();
+    let floor = serde_json::from_slice::<serde_json::Value>(&side).unwrap()["manifest"]["revision"]
+        .as_u64()
+        .unwrap();
+    let (_, links, _) = chains(&remote).pop().unwrap();
+    assert!(
+        links.iter().all(|l| l.header.last > floor),
+        "a segment at or before revision {floor} is left: {links:?}"
+    );
+    assert_eq!(links.last().unwrap().header.last, rev);
+
+    let (data, pp) = fetch_and_restore(&env, &remote, &c, &[]);
+    let m = harness::etcd::start_alone_on(None, c.path(), data, pp, vec![], &[]);
+    assert_eq!(keyspace(&m.client_url), keyspace(c.endpoint(0)));
+}

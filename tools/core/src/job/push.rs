@@ -139,6 +139,12 @@ impl PushJob {
         let deleted = self.repo.retain(&generation, self.keep).with_context(|| {
             format!("generation {generation} is published, but retention failed")
         })?;
+        // The change segments no kept generation needs go with them; a
+        // failure here loses nothing (they are removed next time).
+        let segments = self.repo.retain_changes().unwrap_or_else(|e| {
+            tracing::warn!("could not remove the change segments no kept backup needs: {e:#}");
+            0
+        });
         let generations = self.repo.confirm_published(&generation)?;
         if let (Some(f), Some(p)) = (copy.borrow_mut().take(), &self.local_copy) {
             match f.commit() {
@@ -150,7 +156,7 @@ impl PushJob {
         // debug): the journal gets one line per push, not a dozen.
         tracing::info!(
             "pushed {generation} ({} bytes, sha256 {}, remote copy verified ({how})) to {} in \
-             {:.1}s; deleted {}",
+             {:.1}s; deleted {}{}",
             digests.size,
             &digests.sha256[..16],
             self.repo.layout().base(),
@@ -159,6 +165,10 @@ impl PushJob {
                 "nothing".to_owned()
             } else {
                 deleted.join(", ")
+            },
+            match segments {
+                0 => String::new(),
+                n => format!(" and {n} change segment(s) no kept backup needs"),
             }
         );
         Ok(Pushed {

@@ -202,6 +202,34 @@ impl Repo {
         Ok(None)
     }
 
+    /// Retention of the changes, after the generations': remove every
+    /// segment no kept generation needs, those whose last revision is at
+    /// or before the oldest complete generation's (its revision is read
+    /// before its snapshot, so this keeps a little more, never less).
+    /// Returns how many were removed.
+    pub fn retain_changes(&self) -> Result<usize> {
+        let gens = self.layout.generations();
+        let Some(entries) = self.rclone.list(&gens, false)? else {
+            return Ok(0);
+        };
+        let listing = super::Listing::from_entries(&entries);
+        let Some(oldest) = listing.complete().into_iter().next() else {
+            return Ok(0);
+        };
+        let Some(floor) = self.sidecar(&oldest)?.manifest.revision else {
+            return Ok(0);
+        };
+        let mut removed = 0;
+        for chain in self.chains()? {
+            for n in self.segments(&chain)?.iter().filter(|n| n.last <= floor) {
+                self.rclone
+                    .delete(&self.chain_dir(&chain).join(&n.file_name()))?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
     fn read_bytes(&self, path: &RemotePath) -> Result<Vec<u8>> {
         let mut bytes = Vec::new();
         self.rclone
