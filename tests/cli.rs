@@ -65,6 +65,10 @@ const COMMAND_LINE_ONLY: &[&str] = &[
     // a pin for one run
     "--generation",
     "--legacy-previous",
+    // what one restore accepts of the captured changes: the operator's
+    // call on the night, never a standing setting
+    "--no-changes",
+    "--to-last-good",
     // destructive, or overriding a refusal
     "--force",
     "--purge",

@@ -15,14 +15,15 @@ use harness::{assert_fails_with, run, run_ok};
 const RCLONE_CONF: &str = "[backups]\ntype = local\n";
 
 /// The units the package ships: the installer's own list.
-const UNITS: [&str; 6] = etcd2_backup::job::install::payload::UNIT_FILES;
+const UNITS: [&str; 7] = etcd2_backup::job::install::payload::UNIT_FILES;
 
 /// The services the installer gives settings drop-ins (the timer has none).
-const SERVICES: [&str; 4] = [
+const SERVICES: [&str; 5] = [
     "etcd2-backup",
     "etcd2-restore",
     "etcd2-join",
     "etcd2-verify",
+    "etcd2-watch",
 ];
 
 fn conf() -> String {
