@@ -266,6 +266,22 @@ fn a_compaction_past_the_last_segment_is_a_gap_and_a_new_chain_starts() {
     assert_eq!(new[0].header.seq, 0);
     assert!(new[0].header.start >= compacted, "{:?}", new[0].header);
     changes::plan(base_revision(&remote), new).unwrap_or_else(|b| panic!("{b}"));
+
+    // --list names the revisions no chain captured, and how far each
+    // backup's changes reach.
+    let out = run_ok(env.fetch(&remote, MID).args(["--list", "--json"]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let old_reach = all[0].1.last().unwrap().header.last;
+    let gap = format!(
+        "revisions {} to {} were not captured",
+        old_reach + 1,
+        new[0].header.first - 1
+    );
+    assert!(err.contains("WARN") && err.contains(&gap), "{err}");
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows[0]["changes_to"], old_reach, "{rows:?}");
+    assert_eq!(rows.last().unwrap()["changes_to"], revision(&c), "{rows:?}");
 }
 
 /// No backup yet: the watcher waits for one, saying so, and fails at

@@ -73,6 +73,9 @@ pub struct Details {
     pub raft_index: Option<u64>,
     pub key_count: Option<u64>,
     pub host: String,
+    /// The newest revision the change segments after it reach (etcd2-watch);
+    /// None where nothing was captured after it.
+    pub changes_to: Option<u64>,
 }
 
 impl FetchJob {
@@ -273,6 +276,25 @@ impl FetchJob {
         let listing = self.repo.listing()?;
         let latest = self.repo.pointer()?.map(|p| p.generation);
         let now = crate::clock::unix(SystemTime::now());
+        let coverage = self.repo.coverage().unwrap_or_else(|e| {
+            tracing::warn!("cannot list the change segments: {e:#}");
+            Vec::new()
+        });
+        // Loudly: what no restore can reach but from a later full backup.
+        for (from, to, before, after) in crate::store::Coverage::uncovered(&coverage) {
+            tracing::warn!(
+                "revisions {from} to {to} were not captured (a gap between change chains {before} \
+                 and {after}): a restore reaches them only as a later full backup holds them"
+            );
+        }
+        for c in coverage.iter().filter(|c| c.broken_after.is_some()) {
+            tracing::warn!(
+                "change chain {}: a segment is missing after revision {}; a restore through it \
+                 stops there",
+                c.chain,
+                c.broken_after.unwrap_or_default()
+            );
+        }
         let mut rows = Vec::new();
         for id in listing.complete() {
             let latest = latest.as_deref() == Some(id.as_str());
@@ -307,6 +329,9 @@ impl FetchJob {
                     raft_index: m.raft_index,
                     key_count: m.key_count,
                     host: m.host.clone(),
+                    changes_to: m
+                        .revision
+                        .and_then(|r| crate::store::Coverage::reach_from(&coverage, r)),
                 }),
             });
         }
@@ -503,8 +528,8 @@ pub fn format_machines(rows: &[MachineInfo], now: u64) -> String {
 /// A human table of generations.
 pub fn format_table(rows: &[GenerationInfo]) -> String {
     let mut out = format!(
-        "{:<30} {:<21} {:>9} {:>10} {:<3} {:<12} {:>10}\n",
-        "GENERATION", "CREATED", "AGE", "SIZE", "API", "MEMBER", "REVISION"
+        "{:<30} {:<21} {:>9} {:>10} {:<3} {:<12} {:>10} {:>10}\n",
+        "GENERATION", "CREATED", "AGE", "SIZE", "API", "MEMBER", "REVISION", "CHANGES TO"
     );
     for r in rows {
         let mark = if r.latest { "  <- LATEST" } else { "" };
@@ -517,7 +542,7 @@ pub fn format_table(rows: &[GenerationInfo]) -> String {
             continue;
         };
         out.push_str(&format!(
-            "{:<30} {:<21} {:>9} {:>10} {:<3} {:<12} {:>10}{mark}\n",
+            "{:<30} {:<21} {:>9} {:>10} {:<3} {:<12} {:>10} {:>10}{mark}\n",
             r.generation,
             d.created_at,
             human_age(d.age_seconds),
@@ -530,6 +555,9 @@ pub fn format_table(rows: &[GenerationInfo]) -> String {
             },
             d.revision
                 .or(d.raft_index)
+                .map(|v| v.to_string())
+                .unwrap_or_else(|| "-".into()),
+            d.changes_to
                 .map(|v| v.to_string())
                 .unwrap_or_else(|| "-".into()),
         ));

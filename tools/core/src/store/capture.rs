@@ -230,6 +230,35 @@ impl Repo {
         Ok(removed)
     }
 
+    /// What each chain covers, by its segments' names alone (one listing
+    /// per chain; the contents are checked when fetched), oldest first.
+    pub fn coverage(&self) -> Result<Vec<Coverage>> {
+        let mut out = Vec::new();
+        for chain in self.chains()? {
+            let names = self.segments(&chain)?;
+            let Some(first) = names.first() else {
+                continue;
+            };
+            let mut reach = first.last;
+            let mut broken_after = None;
+            for n in &names[1..] {
+                if n.first != reach + 1 {
+                    broken_after = Some(reach);
+                    break;
+                }
+                reach = n.last;
+            }
+            out.push(Coverage {
+                first: first.first,
+                reach,
+                segments: names.len(),
+                broken_after,
+                chain,
+            });
+        }
+        Ok(out)
+    }
+
     fn read_bytes(&self, path: &RemotePath) -> Result<Vec<u8>> {
         let mut bytes = Vec::new();
         self.rclone
@@ -242,6 +271,46 @@ impl Repo {
             "{path} is larger than any segment we write"
         );
         Ok(bytes)
+    }
+}
+
+/// What one chain covers, by its segments' names ([`Repo::coverage`]).
+#[derive(Debug, Clone)]
+pub struct Coverage {
+    pub chain: String,
+    /// The first revision of its oldest segment kept.
+    pub first: u64,
+    /// The last revision reached with no gap between names.
+    pub reach: u64,
+    pub segments: usize,
+    /// Where a segment is missing, the revision before it.
+    pub broken_after: Option<u64>,
+}
+
+impl Coverage {
+    /// The newest revision a replay onto a base at `base` reaches through
+    /// the newest chain that continues it, if any does.
+    pub fn reach_from(all: &[Coverage], base: u64) -> Option<u64> {
+        all.iter()
+            .rev()
+            .find(|c| c.first <= base + 1 && c.reach > base)
+            .map(|c| c.reach)
+    }
+
+    /// Revisions no chain captured, between consecutive chains: (from, to,
+    /// the chain before, the chain after).
+    pub fn uncovered(all: &[Coverage]) -> Vec<(u64, u64, &str, &str)> {
+        all.windows(2)
+            .filter(|w| w[1].first > w[0].reach + 1)
+            .map(|w| {
+                (
+                    w[0].reach + 1,
+                    w[1].first - 1,
+                    w[0].chain.as_str(),
+                    w[1].chain.as_str(),
+                )
+            })
+            .collect()
     }
 }
 
