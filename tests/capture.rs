@@ -168,6 +168,7 @@ fn put_many(c: &Cluster, from: u32, to: u32) {
 /// watcher SIGKILLed mid-way resumes that chain with no gap and no
 /// duplicate.
 fn every_change_once_across_a_kill(backend: Backend) {
+    let hashless = matches!(backend, Backend::Crypt);
     let (c, remote, env) = setup(backend);
     put_many(&c, 0, 5);
     env.publish(&c, &remote, MID);
@@ -180,10 +181,36 @@ fn every_change_once_across_a_kill(backend: Backend) {
     put_many(&c, 25, 30);
     w.kill();
     put_many(&c, 30, 50);
-    let mut w = Watcher::start(&env, &remote, &c, &[]);
+    let metrics = env.work.join("metrics");
+    std::fs::create_dir_all(&metrics).unwrap();
+    let dir = metrics.to_str().unwrap();
+    let mut w = Watcher::start(&env, &remote, &c, &["--metrics-dir", dir]);
     let target = revision(&c);
     wait_reached(&remote, &mut w, target);
     assert!(w.log().contains("resuming chain"), "{}", w.log());
+    if hashless {
+        assert!(
+            w.log().contains("downloaded and sha256 compared"),
+            "{}",
+            w.log()
+        );
+    }
+    // The textfile metrics say how far capture is.
+    let prom = metrics.join("etcd2_backup_watch.prom");
+    wait_for(
+        "the watcher's metrics to reach the revision",
+        Duration::from_secs(30),
+        || {
+            let text = std::fs::read_to_string(&prom).ok()?;
+            let rev: u64 = text
+                .lines()
+                .find_map(|l| l.strip_prefix("etcd2_backup_captured_revision{step=\"watch\"} "))?
+                .trim()
+                .parse()
+                .ok()?;
+            (rev == target).then_some(())
+        },
+    );
 
     let all = chains(&remote);
     assert_eq!(
@@ -226,6 +253,13 @@ fn every_change_is_published_once_across_a_kill_on_a_local_remote() {
 #[test]
 fn every_change_is_published_once_across_a_kill_on_s3() {
     every_change_once_across_a_kill(Backend::S3);
+}
+
+/// Crypt reports no hash: each segment's remote copy is downloaded again
+/// and compared before the watcher goes on.
+#[test]
+fn every_change_is_published_once_across_a_kill_through_crypt() {
+    every_change_once_across_a_kill(Backend::Crypt);
 }
 
 /// A watcher down while etcd compacts past its last segment cannot resume:

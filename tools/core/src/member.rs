@@ -2,7 +2,8 @@
 //! restored (etcdutl or etcdctl) or the v2 WAL forced into a new cluster,
 //! then started once on private loopback ports to check it, and stopped.
 //! etcd2-restore builds the founder's new member with it; etcd2-verify
-//! builds a throwaway one.
+//! builds a throwaway one. Change segments fetched with a v3 backup are
+//! replayed first (docs/change-capture.md).
 
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};

@@ -2,7 +2,7 @@
 //! generate its man page and shell completions from the same definition.
 
 use clap::Parser;
-use etcd2_backup::cli::{self, EtcdArgs, LogArgs, RemoteArgs};
+use etcd2_backup::cli::{self, EtcdArgs, LogArgs, MetricsArgs, RemoteArgs};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -67,6 +67,9 @@ pub struct Cli {
 
     #[command(flatten)]
     pub etcd: EtcdArgs,
+
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
 
     #[command(flatten)]
     pub log: LogArgs,

@@ -34,6 +34,44 @@ pub struct WatchJob {
     pub on_gap: Option<String>,
     /// How long to wait for a full backup to start from.
     pub base_wait: Duration,
+    /// node_exporter's textfile directory (`etcd2_backup_watch.prom`).
+    pub metrics_dir: Option<PathBuf>,
+}
+
+/// What the textfile metrics say of capture, rewritten every few seconds.
+struct Progress {
+    started: Instant,
+    written: Instant,
+    segments: u64,
+    bytes: u64,
+}
+
+impl Progress {
+    fn samples(&self, captured: u64, captured_unix: u64) -> Vec<crate::metrics::Sample> {
+        use crate::metrics::Sample;
+        vec![
+            Sample::gauge(
+                "etcd2_backup_captured_revision",
+                "The newest etcd revision captured (published, or idle up to it).",
+                captured as f64,
+            ),
+            Sample::gauge(
+                "etcd2_backup_captured_timestamp_seconds",
+                "When the captured revision was last known current (Unix time). Alert when it is old.",
+                captured_unix as f64,
+            ),
+            Sample::gauge(
+                "etcd2_backup_segments_published",
+                "Change segments published by this run of etcd2-watch.",
+                self.segments as f64,
+            ),
+            Sample::gauge(
+                "etcd2_backup_segment_bytes_published",
+                "Bytes of change segments published by this run of etcd2-watch.",
+                self.bytes as f64,
+            ),
+        ]
+    }
 }
 
 /// Where the chain being written is.
@@ -117,6 +155,8 @@ fn now_ms() -> u64 {
 
 /// How often an idle watch asks etcd how far it is.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+/// How often the textfile metrics are rewritten.
+const METRICS_EVERY: Duration = Duration::from_secs(5);
 /// How often the journal hears what was captured.
 const SUMMARY_EVERY: Duration = Duration::from_secs(60);
 /// Watch batches queued before the receiver stops reading etcd.
@@ -305,6 +345,17 @@ impl WatchJob {
         let mut captured_at = Instant::now();
         let mut asked = Instant::now();
         let mut summary = (Instant::now(), 0u64, 0usize);
+        let mut progress = Progress {
+            started: Instant::now(),
+            // The first rewrite at once (checked: near boot an Instant has
+            // no 5 s behind it).
+            written: Instant::now()
+                .checked_sub(METRICS_EVERY)
+                .unwrap_or_else(Instant::now),
+            segments: 0,
+            bytes: 0,
+        };
+        let mut captured_unix = crate::clock::unix(SystemTime::now());
         loop {
             let wait = if pending.events.is_empty() {
                 PROGRESS_EVERY
@@ -326,6 +377,9 @@ impl WatchJob {
                         captured = revision;
                     }
                     captured_at = Instant::now();
+                    if pending.events.is_empty() {
+                        captured_unix = crate::clock::unix(SystemTime::now());
+                    }
                 }
                 None => {}
             }
@@ -334,19 +388,42 @@ impl WatchJob {
             if due {
                 let full = std::mem::replace(&mut pending, Pending::new());
                 let (n, bytes) = (full.events.len(), full.bytes);
-                self.publish(client, me, chain, full, &mut leases)?;
+                let published = self.publish(client, me, chain, full, &mut leases)?;
                 summary.1 += n as u64;
                 summary.2 += bytes;
+                progress.segments += 1;
+                progress.bytes += published as u64;
+                if pending.events.is_empty() {
+                    captured_unix = crate::clock::unix(SystemTime::now());
+                }
             } else if pending.events.is_empty() && asked.elapsed() >= PROGRESS_EVERY {
                 stream.request_progress();
                 asked = Instant::now();
             }
+            // On the remote up to here: what was published, and while
+            // nothing waits, up to where etcd says the watch is.
+            let durable = if pending.events.is_empty() {
+                captured.max(chain.next.saturating_sub(1))
+            } else {
+                chain.next.saturating_sub(1)
+            };
             crate::journal::notify_status(&format!(
-                "captured up to revision {captured}, {} ago; chain {}, {} segment(s)",
+                "captured up to revision {durable}, {} ago ({} change(s) pending); chain {}, {} \
+                 segment(s)",
                 human_duration(Duration::from_secs(captured_at.elapsed().as_secs())),
+                pending.events.len(),
                 chain.id,
                 chain.seq
             ));
+            if progress.written.elapsed() >= METRICS_EVERY {
+                crate::metrics::record(
+                    self.metrics_dir.as_deref(),
+                    "watch",
+                    progress.started,
+                    Some(progress.samples(durable, captured_unix)),
+                );
+                progress.written = Instant::now();
+            }
             if summary.0.elapsed() >= SUMMARY_EVERY && summary.1 > 0 {
                 tracing::info!(
                     "captured {} event(s) ({}) in the last {}; up to revision {captured}, chain {} \
@@ -417,7 +494,7 @@ impl WatchJob {
         chain: &mut Chain,
         full: Pending,
         leases: &mut Leases,
-    ) -> Result<()> {
+    ) -> Result<usize> {
         let first = full.events.first().map_or(chain.next, |e| e.rev);
         let last = full.events.last().map_or(chain.next, |e| e.rev);
         let mut gone = Vec::new();
@@ -482,6 +559,6 @@ impl WatchJob {
         chain.seq += 1;
         chain.prev = Some(enc.sha256);
         chain.next = last + 1;
-        Ok(())
+        Ok(enc.bytes.len())
     }
 }
