@@ -473,9 +473,10 @@ fn a_restore_replays_the_changes_exactly_leases_included() {
 
 /// A segment corrupted in the middle of the chain: fetch refuses, naming
 /// the revision the changes reach and --to-last-good; with it, the
-/// restore reaches exactly that revision.
+/// restore reaches exactly that revision. The same segment missing is
+/// refused at the same revision.
 #[test]
-fn a_corrupt_segment_is_refused_naming_how_far_the_changes_reach() {
+fn a_corrupt_or_missing_segment_is_refused_naming_how_far_the_changes_reach() {
     let (c, remote, env, mut w) = capturing(3);
     let mut marks = Vec::new();
     for round in 0..3 {
@@ -511,6 +512,19 @@ fn a_corrupt_segment_is_refused_naming_how_far_the_changes_reach() {
     let (data, pp) = fetch_and_restore(&env, &remote, &c, &["--to-last-good"]);
     let m = harness::etcd::start_alone_on(None, c.path(), data, pp, vec![], &[]);
     assert_eq!(keyspace(&m.client_url).0, reach);
+
+    // The same segment gone: missing, refused at the same revision.
+    let gone = format!(
+        "{MID}/changes/{}/{}",
+        bad.header.chain,
+        bad.name.file_name()
+    );
+    let del = remote.rclone(&["deletefile", &format!("{}/{gone}", remote.endpoint)]);
+    assert!(del.status.success(), "{del:?}");
+    let out = harness::run(env.fetch(&remote, MID).arg("--into").arg(&fetched));
+    let line = harness::assert_fails_with(&out, "etcd2-fetch", "missing or out of order");
+    assert!(line.contains(&format!("reach revision {reach}")), "{line}");
+    assert!(!fetched.exists(), "a refused fetch placed nothing");
 }
 
 /// Retention: a push that expires generations removes the segments no
