@@ -364,6 +364,10 @@ impl WatchJob {
             };
             match stream.next(wait.max(Duration::from_millis(10)))? {
                 Some(Watched::Events(evs)) => {
+                    if pending.events.is_empty() {
+                        // The interval counts from a segment's first change.
+                        pending = Pending::new();
+                    }
                     for ev in evs {
                         let e = self.event(client, ev, chain, &mut leases, &mut pending)?;
                         captured = e.rev;
