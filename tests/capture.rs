@@ -240,6 +240,17 @@ fn every_change_once_across_a_kill(backend: Backend) {
         let n = k.trim_start_matches("/k");
         assert_eq!(String::from_utf8_lossy(value), format!("v{n}"), "{k}");
     }
+    // An archive is the full backup alone, and says so.
+    let out = run_ok(
+        env.fetch(&remote, MID)
+            .arg("-o")
+            .arg(c.path().join("base-only.tar.zst")),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("WARN") && err.contains(&format!("up to revision {target}, are not in it")),
+        "{err}"
+    );
     // Nothing temporary left beside the segments.
     let files = remote.list_all(&format!("{MID}/changes"));
     assert!(files.iter().all(|f| f.ends_with(".seg.zst")), "{files:?}");

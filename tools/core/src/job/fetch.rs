@@ -129,6 +129,7 @@ impl FetchJob {
                 let mut sink = sink.context("internal: no output sink")?;
                 let m = self.repo.download(sc, None, Some(&mut sink))?;
                 sink.finish()?;
+                self.warn_changes_left_out(&m);
                 m
             }
         };
@@ -139,6 +140,20 @@ impl FetchJob {
             manifest.files.len()
         );
         Ok(manifest)
+    }
+
+    /// An archive is the full backup alone: say so where changes were
+    /// captured after it, which only `--into` brings.
+    fn warn_changes_left_out(&self, m: &Manifest) {
+        let Some(rev) = m.revision else { return };
+        let coverage = self.repo.coverage().unwrap_or_default();
+        if let Some(reach) = crate::store::Coverage::reach_from(&coverage, rev) {
+            tracing::warn!(
+                "the archive holds the full backup only (revision {rev}): the changes captured \
+                 after it, up to revision {reach}, are not in it; etcd2-fetch --into DIR brings \
+                 them for etcd2-restore to replay"
+            );
+        }
     }
 
     fn fetch_legacy(
