@@ -613,3 +613,31 @@ fn the_replay_reproduces_the_history_on_every_etcd_build() {
         );
     }
 }
+
+/// The first segment after the full backup corrupt: nothing of the
+/// changes can be replayed; fetch refuses naming --no-changes, and with
+/// --to-last-good the restore is the full backup alone.
+#[test]
+fn a_corrupt_first_segment_leaves_the_full_backup_alone() {
+    let (c, remote, env, mut w) = capturing(3);
+    w.kill();
+    let base = base_revision(&remote);
+    let (_, links, _) = chains(&remote).pop().unwrap();
+    let first = links.iter().find(|l| l.header.last > base).unwrap();
+    remote.corrupt(&format!(
+        "{MID}/changes/{}/{}",
+        first.header.chain,
+        first.name.file_name()
+    ));
+    let fetched = c.path().join("refused");
+    let out = harness::run(env.fetch(&remote, MID).arg("--into").arg(&fetched));
+    let line = harness::assert_fails_with(&out, "etcd2-fetch", "is corrupt");
+    assert!(
+        line.contains(&format!("reach revision {base}")) && line.contains("--no-changes"),
+        "{line}"
+    );
+    assert!(!fetched.exists());
+    let (data, pp) = fetch_and_restore(&env, &remote, &c, &["--to-last-good"]);
+    let m = harness::etcd::start_alone_on(None, c.path(), data, pp, vec![], &[]);
+    assert_eq!(keyspace(&m.client_url).0, base);
+}

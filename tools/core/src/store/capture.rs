@@ -138,7 +138,21 @@ impl Repo {
                 // was captured after it.
                 return Ok(None);
             };
-            let head = self.link(chain, first)?;
+            let head = match self.link(chain, first) {
+                Ok(h) => h,
+                Err(e) if last_good => {
+                    tracing::warn!(
+                        "the first change segment after revision {base} does not read ({e:#}): \
+                         no changes after the full backup (--to-last-good)"
+                    );
+                    return Ok(None);
+                }
+                Err(e) => bail!(
+                    "the changes captured after revision {base} are broken: {e:#}. They reach \
+                     revision {base}: restore the full backup alone with --no-changes (or \
+                     --to-last-good)"
+                ),
+            };
             if head.header.start > base + 1 {
                 // A chain started from a newer base (after a gap).
                 continue;
