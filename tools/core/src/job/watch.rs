@@ -24,8 +24,9 @@ use crate::store::{new_generation_id, Repo};
 pub struct WatchJob {
     pub repo: Repo,
     pub etcd: Etcdctl,
-    /// A segment is published this long after it opened (if it holds any
-    /// event)...
+    /// A segment is on the remote this long after its first change: it
+    /// closes earlier by what the last publication took (at most half of
+    /// it)...
     pub interval: Duration,
     /// ...or once its events reach this many bytes.
     pub max_bytes: usize,
@@ -356,11 +357,15 @@ impl WatchJob {
             bytes: 0,
         };
         let mut captured_unix = crate::clock::unix(SystemTime::now());
+        // What the last publication took: a segment closes that much before
+        // its interval ends, so that it is on the remote when it does.
+        let mut lead = Duration::ZERO;
         loop {
+            let close_after = self.interval.saturating_sub(lead);
             let wait = if pending.events.is_empty() {
                 PROGRESS_EVERY
             } else {
-                self.interval.saturating_sub(pending.opened.elapsed())
+                close_after.saturating_sub(pending.opened.elapsed())
             };
             match stream.next(wait.max(Duration::from_millis(10)))? {
                 Some(Watched::Events(evs)) => {
@@ -388,11 +393,13 @@ impl WatchJob {
                 None => {}
             }
             let due = !pending.events.is_empty()
-                && (pending.opened.elapsed() >= self.interval || pending.bytes >= self.max_bytes);
+                && (pending.opened.elapsed() >= close_after || pending.bytes >= self.max_bytes);
             if due {
                 let full = std::mem::replace(&mut pending, Pending::new());
                 let (n, bytes) = (full.events.len(), full.bytes);
+                let took = Instant::now();
                 let published = self.publish(client, me, chain, full, &mut leases)?;
+                lead = took.elapsed().min(self.interval / 2);
                 summary.1 += n as u64;
                 summary.2 += bytes;
                 progress.segments += 1;
@@ -531,6 +538,7 @@ impl WatchJob {
         };
         let enc = seg.encode()?;
         crate::scratch::fault_point("before-segment");
+        let took = Instant::now();
         let mut tries = 0;
         let how = loop {
             tries += 1;
@@ -554,11 +562,14 @@ impl WatchJob {
             }
         };
         tracing::debug!(
-            "published segment {} of chain {} ({} events, {} bytes; {how})",
+            "published segment {} of chain {} ({} events, {} bytes; {how}) in {} ms, {} ms after \
+             its first change",
             enc.name,
             chain.id,
             seg.header.events,
-            enc.bytes.len()
+            enc.bytes.len(),
+            took.elapsed().as_millis(),
+            now_ms().saturating_sub(seg.header.opened_unix_ms)
         );
         chain.seq += 1;
         chain.prev = Some(enc.sha256);
