@@ -4,14 +4,17 @@
 //! duplicate; a compaction past where it must resume is said as a gap and
 //! a new chain starts from a newer full backup.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Child, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use etcd2_backup::store::changes::{self, Link, Segment, SegmentName};
 use harness::etcd::Cluster;
 use harness::rclone::{Backend, Remote};
 use harness::{run_ok, setup, tool, wait_for, Env};
+
+use crate::restore;
 
 const MID: &str = "c0000000000000000000000000000022";
 
@@ -395,6 +398,20 @@ fn fetch_and_restore_on(
     c: &Cluster,
     extra: &[&str],
 ) -> (PathBuf, u16) {
+    let (data, pp, _) = fetch_and_restore_with(bin, &[], env, remote, c, extra);
+    (data, pp)
+}
+
+/// [`fetch_and_restore_on`] with `vars` in etcd2-restore's environment; and
+/// what etcd2-restore said.
+fn fetch_and_restore_with(
+    bin: Option<&std::path::Path>,
+    vars: &[(&str, &str)],
+    env: &Env,
+    remote: &Remote,
+    c: &Cluster,
+    extra: &[&str],
+) -> (PathBuf, u16, String) {
     let fetched = c.path().join(format!("fetched-{}", rand_suffix()));
     run_ok(
         env.fetch(remote, MID)
@@ -404,8 +421,9 @@ fn fetch_and_restore_on(
     );
     let data = c.path().join(format!("restored-{}", rand_suffix()));
     let pp = harness::free_port();
-    run_ok(
+    let out = run_ok(
         harness::tool_on("etcd2-restore", bin)
+            .envs(vars.iter().copied())
             .arg("--data-dir")
             .arg(&data)
             .args(["--name", "r1", "--peer-urls"])
@@ -413,7 +431,7 @@ fn fetch_and_restore_on(
             .args(["--wait", "60s"])
             .arg(&fetched),
     );
-    (data, pp)
+    (data, pp, String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
 /// The restore replays the captured changes: the restored member holds
@@ -480,6 +498,35 @@ fn a_restore_replays_the_changes_exactly_leases_included() {
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(text.contains("already expired"), "lease {gone}: {text}");
     }
+}
+
+/// The replay keeps many transactions in flight; one that reaches etcd
+/// before the one it follows fails its guard, changes nothing, and is sent
+/// again in order (the fault injector holds back every third transaction
+/// so that the next one overtakes it): the history is the original's.
+#[test]
+fn transactions_that_overtake_one_another_in_the_replay_are_put_back_in_order() {
+    let (c, remote, env) = setup(Backend::Local);
+    put_many(&c, 0, 3);
+    env.publish(&c, &remote, MID);
+    let mut w = Watcher::start(&env, &remote, &c, &[]);
+    put_many(&c, 3, 30);
+    ctl(&c, &["del", "--prefix", "/k1"]);
+    put_many(&c, 30, 40);
+    let (rev, original) = keyspace(c.endpoint(0));
+    wait_reached(&remote, &mut w, rev);
+    w.kill();
+    let (data, pp, said) = fetch_and_restore_with(
+        None,
+        &[("ETCD2_BACKUP_FAULT_REORDER", "3")],
+        &env,
+        &remote,
+        &c,
+        &[],
+    );
+    assert!(said.contains("sent again in order"), "{said}");
+    let m = harness::etcd::start_alone_on(None, c.path(), data, pp, vec![], &[]);
+    assert_eq!(keyspace(&m.client_url), (rev, original));
 }
 
 /// A segment corrupted in the middle of the chain: fetch refuses, naming
@@ -640,4 +687,174 @@ fn a_corrupt_first_segment_leaves_the_full_backup_alone() {
     let (data, pp) = fetch_and_restore(&env, &remote, &c, &["--to-last-good"]);
     let m = harness::etcd::start_alone_on(None, c.path(), data, pp, vec![], &[]);
     assert_eq!(keyspace(&m.client_url).0, base);
+}
+
+/// `get PREFIX --prefix -w json` of a member, serializable: key -> (value,
+/// create revision, mod revision, version).
+fn revisions_at(endpoint: &str, prefix: &str) -> BTreeMap<String, (String, u64, u64, u64)> {
+    let out = run_ok(
+        std::process::Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={endpoint}"))
+            .args(["get", prefix, "--prefix", "--consistency=s", "-w", "json"]),
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let b64 = |x: &serde_json::Value| {
+        use base64::Engine;
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(x.as_str().unwrap_or_default())
+            .unwrap();
+        String::from_utf8(raw).unwrap()
+    };
+    let n = |x: &serde_json::Value| x.as_u64().unwrap_or(0);
+    v["kvs"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|kv| {
+            (
+                b64(&kv["key"]),
+                (
+                    b64(&kv["value"]),
+                    n(&kv["create_revision"]),
+                    n(&kv["mod_revision"]),
+                    n(&kv["version"]),
+                ),
+            )
+        })
+        .collect()
+}
+
+/// A writer thread: puts PREFIX<n> on ENDPOINT until one fails (its
+/// member died), returning each acknowledged key with when it was.
+fn busy_writer(
+    endpoint: String,
+    prefix: String,
+) -> std::thread::JoinHandle<Vec<(String, Instant)>> {
+    std::thread::spawn(move || {
+        let mut acked = Vec::new();
+        for n in 0.. {
+            let key = format!("{prefix}{n:06}");
+            let ok = std::process::Command::new("etcdctl")
+                .env("ETCDCTL_API", "3")
+                .arg(format!("--endpoints={endpoint}"))
+                .args(["--dial-timeout=2s", "--command-timeout=5s", "put", &key])
+                .arg(format!("v{n}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if !ok {
+                break;
+            }
+            acked.push((key, Instant::now()));
+        }
+        acked
+    })
+}
+
+/// The slowest publication etcd2-watch logged ("... in N ms").
+fn slowest_publication(log: &str) -> Duration {
+    let ms = log
+        .lines()
+        .filter(|l| l.contains("published segment"))
+        .filter_map(|l| {
+            l.split(") in ")
+                .nth(1)?
+                .split(" ms")
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .max()
+        .expect("the watcher logged its publications");
+    Duration::from_millis(ms)
+}
+
+/// The node dies under a busy writer: the watcher and its etcd are
+/// SIGKILLed at a moment of no one's choosing. The cluster restored from
+/// the full backup and its changes, founder then joins, holds on every
+/// member every write acknowledged more than one segment interval (plus
+/// the slowest publication the watcher logged) before the kill, each at the
+/// create and mod revision and version it had in the original cluster.
+#[test]
+fn a_node_killed_under_a_busy_writer_restores_every_captured_write_at_its_revision_on_every_member()
+{
+    let mut c = Cluster::start(3);
+    let remote = Remote::local(c.path());
+    let env = Env::new(c.path());
+    put_many(&c, 0, 5);
+    env.publish(&c, &remote, MID);
+    let mut w = Watcher::start(&env, &remote, &c, &[]);
+    wait_for(
+        "the watcher to start watching",
+        Duration::from_secs(30),
+        || {
+            w.assert_running();
+            w.log().contains("starting chain").then_some(())
+        },
+    );
+
+    let writers: Vec<_> = (0..4)
+        .map(|t| busy_writer(c.endpoint(0).to_owned(), format!("/busy/{t}/")))
+        .collect();
+    let jitter = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_millis();
+    std::thread::sleep(Duration::from_millis(2500 + u64::from(jitter)));
+    // The node dies: the watcher first, so nothing is published after.
+    w.kill();
+    let killed = Instant::now();
+    c.members[0].kill();
+    let acked: Vec<(String, Instant)> = writers
+        .into_iter()
+        .flat_map(|t| t.join().expect("a writer thread"))
+        .collect();
+    let interval = Duration::from_millis(300);
+    let bound = interval + slowest_publication(&w.log());
+    let must: Vec<&String> = acked
+        .iter()
+        .filter(|(_, at)| killed.duration_since(*at) > bound)
+        .map(|(k, _)| k)
+        .collect();
+    assert!(
+        must.len() >= 20,
+        "a busy writer: {} writes acknowledged, {} of them more than {bound:?} before the kill",
+        acked.len(),
+        must.len()
+    );
+    // What the two surviving members hold is the original history.
+    let original = revisions_at(c.endpoint(1), "/busy/");
+    for (k, _) in &acked {
+        assert!(
+            original.contains_key(k),
+            "acknowledged {k} is in the cluster"
+        );
+    }
+
+    restore::destroy_all(&mut c);
+    restore::founder(&mut c, 0, &remote, &env, MID);
+    restore::join(&mut c, 0, 1, 2);
+    restore::join(&mut c, 0, 2, 3);
+    for i in 0..3 {
+        let got = revisions_at(c.endpoint(i), "/busy/");
+        for k in &must {
+            assert!(
+                got.contains_key(*k),
+                "member {i}: {k}, acknowledged more than {bound:?} before the kill, is missing \
+                 ({} of {} restored)",
+                got.len(),
+                acked.len()
+            );
+        }
+        for (k, v) in &got {
+            assert_eq!(
+                Some(v),
+                original.get(k),
+                "member {i}: {k} (value, create, mod revision, version) as in the original"
+            );
+        }
+    }
 }

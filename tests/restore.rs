@@ -29,7 +29,7 @@ fn backup(c: &Cluster, i: usize, remote: &Remote, env: &Env, mid: &str) {
 }
 
 /// The disaster: every member stopped, every WAL and db overwritten.
-fn destroy_all(c: &mut Cluster) {
+pub(crate) fn destroy_all(c: &mut Cluster) {
     for m in c.members.iter_mut() {
         m.stop();
         let member = m.data_dir.join("member");
@@ -40,7 +40,7 @@ fn destroy_all(c: &mut Cluster) {
     }
 }
 
-fn founder(c: &mut Cluster, i: usize, remote: &Remote, env: &Env, mid: &str) {
+pub(crate) fn founder(c: &mut Cluster, i: usize, remote: &Remote, env: &Env, mid: &str) {
     let fetched = c.path().join(format!("fetched-{i}"));
     run_ok(env.fetch(remote, mid).arg("--into").arg(&fetched));
     run_ok(
@@ -71,7 +71,7 @@ fn member_add(c: &Cluster, founder: usize, j: usize) -> Command {
 /// What etcd2-join.service does, then starting etcd2 with the drop-in, whose
 /// promotion step (etcd2-health --promote: the joiner is a learner until
 /// then) also replaces `sleep 10`.
-fn join(c: &mut Cluster, founder: usize, j: usize, started_after: usize) {
+pub(crate) fn join(c: &mut Cluster, founder: usize, j: usize, started_after: usize) {
     run_ok(tool("etcd2-wipe").arg(&c.members[j].data_dir));
     run_ok(&mut member_add(c, founder, j));
     let text = std::fs::read_to_string(c.path().join(format!("join-{j}.conf"))).unwrap();

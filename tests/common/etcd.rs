@@ -77,6 +77,15 @@ impl Member {
         self.child.is_some()
     }
 
+    /// SIGKILL the process we started (by its PID) and reap it: the node
+    /// died.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     /// SIGTERM the process we started, wait (bounded), SIGKILL if needed.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -12,6 +12,9 @@
 //! hand, field numbers from etcd's `api/etcdserverpb/rpc.proto` (no protoc,
 //! no build script); prost skips the fields we do not declare.
 //!
+//! The replay's transactions go through [`TxnPipeline`]: many in flight,
+//! each guarded so that etcd applies them in order.
+//!
 //! The snapshot arrives on its own thread into a bounded channel of chunks
 //! ([`SnapshotStream::next_chunk`]), so that the caller compresses while
 //! etcd sends.
@@ -29,8 +32,11 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 use super::{Recipe, Tls};
 use crate::digest::hex;
 
+mod pipeline;
 mod proto;
 pub mod watch;
+
+pub use pipeline::TxnPipeline;
 
 pub use proto::*;
 
@@ -55,6 +61,22 @@ pub enum TxnOp {
     Delete {
         key: Vec<u8>,
     },
+}
+
+/// The wire form of [`TxnOp`]s.
+fn request_ops(ops: Vec<TxnOp>) -> Vec<RequestOp> {
+    ops.into_iter()
+        .map(|op| match op {
+            TxnOp::Put { key, value, lease } => RequestOp {
+                request_put: Some(PutRequest { key, value, lease }),
+                request_delete_range: None,
+            },
+            TxnOp::Delete { key } => RequestOp {
+                request_put: None,
+                request_delete_range: Some(DeleteRangeRequest { key }),
+            },
+        })
+        .collect()
 }
 
 /// Bounds on every wait of a [`Client`], each with the flag that sets it
@@ -369,19 +391,8 @@ impl Client {
     pub fn txn(&self, ops: Vec<TxnOp>) -> Result<u64> {
         let n = ops.len();
         let req = TxnRequest {
-            success: ops
-                .into_iter()
-                .map(|op| match op {
-                    TxnOp::Put { key, value, lease } => RequestOp {
-                        request_put: Some(PutRequest { key, value, lease }),
-                        request_delete_range: None,
-                    },
-                    TxnOp::Delete { key } => RequestOp {
-                        request_put: None,
-                        request_delete_range: Some(DeleteRangeRequest { key }),
-                    },
-                })
-                .collect(),
+            compare: Vec::new(),
+            success: request_ops(ops),
         };
         let r: TxnResponse = self.unary(TXN, "KV.Txn", req)?;
         ensure!(r.succeeded, "KV.Txn of {n} operations did not succeed");

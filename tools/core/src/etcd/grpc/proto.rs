@@ -181,11 +181,45 @@ pub struct RequestOp {
     pub request_delete_range: Option<DeleteRangeRequest>,
 }
 
-/// A `KV.Txn` with no compare: its `success` ops always apply, together.
+/// A `KV.Txn`: its `success` ops apply, together, when every compare
+/// holds (no compare: always); otherwise nothing (no `failure` ops).
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct TxnRequest {
+    #[prost(message, repeated, tag = "1")]
+    pub compare: Vec<Compare>,
     #[prost(message, repeated, tag = "2")]
     pub success: Vec<RequestOp>,
+}
+
+/// One compare of a [`TxnRequest`]: only the form "the mod revision of KEY
+/// equals N" (result EQUAL = 0, target MOD = 2; `mod_revision` is a member
+/// of the `target_union` oneof, which on the wire is an ordinary optional
+/// field).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Compare {
+    #[prost(int32, tag = "1")]
+    pub result: i32,
+    #[prost(int32, tag = "2")]
+    pub target: i32,
+    #[prost(bytes = "vec", tag = "3")]
+    pub key: Vec<u8>,
+    #[prost(int64, optional, tag = "6")]
+    pub mod_revision: Option<i64>,
+}
+
+impl Compare {
+    pub const EQUAL: i32 = 0;
+    pub const MOD: i32 = 2;
+
+    /// The compare "KEY was last modified at revision REV".
+    pub fn mod_revision_is(key: Vec<u8>, rev: u64) -> Compare {
+        Compare {
+            result: Compare::EQUAL,
+            target: Compare::MOD,
+            key,
+            mod_revision: Some(rev as i64),
+        }
+    }
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
