@@ -114,6 +114,34 @@ fn expected() -> Vec<(String, String)> {
     v
 }
 
+/// Keys written after e1's last full backup, captured by etcd2-watch.
+const CAPTURED: usize = 5;
+
+fn captured() -> Vec<(String, String)> {
+    (0..CAPTURED)
+        .map(|i| (format!("drill/later-{i}"), format!("captured {i}")))
+        .collect()
+}
+
+/// The newest revision a change segment of `mid` on the shared remote
+/// reaches (from the segments' names).
+fn captured_to(remote: &Path, mid: &str) -> u64 {
+    let Ok(chains) = fs::read_dir(remote.join(mid).join("changes")) else {
+        return 0;
+    };
+    chains
+        .flatten()
+        .filter_map(|c| fs::read_dir(c.path()).ok())
+        .flatten()
+        .flatten()
+        .filter_map(|f| {
+            let name = f.file_name().to_string_lossy().into_owned();
+            etcd2_backup::store::changes::SegmentName::parse(&name).map(|n| n.last)
+        })
+        .max()
+        .unwrap_or(0)
+}
+
 /// Complete generations (sidecars) of one machine on the shared remote.
 fn generations(remote: &Path, mid: &str) -> usize {
     fs::read_dir(remote.join(mid).join("generations"))
@@ -316,15 +344,17 @@ fn restore_the_cluster_procedure_under_systemd() {
                 "{private}"
             );
         }
-        // The remote here is a local path: the sandboxed backup may write
+        // The remote here is a local path: the sandboxed units may write
         // there only when told, as an operator with a local or NFS remote
-        // does (units/README.md).
+        // does (units/README.md): one drop-in for every etcd2-*.service
+        // (the backup, the watcher, verify), not etcd2.service.
         let o = ct.exec(&[
             "sh",
             "-c",
             &format!(
-                "printf '[Service]\\nReadWritePaths={REMOTE_IN}\\n' \
-                 > /etc/systemd/system/etcd2-backup.service.d/50-local-remote.conf \
+                "mkdir -p /etc/systemd/system/etcd2-.service.d \
+                 && printf '[Service]\\nReadWritePaths={REMOTE_IN}\\n' \
+                 > /etc/systemd/system/etcd2-.service.d/50-local-remote.conf \
                  && systemctl daemon-reload"
             ),
         ]);
@@ -506,6 +536,41 @@ fn restore_the_cluster_procedure_under_systemd() {
         "more than three lines per backup cycle ({cycles} cycles):\n{ours}"
     );
 
+    // ---- Change capture on e1 (docs/change-capture.md): its timer is
+    // stopped, so what is written now reaches the remote only through
+    // etcd2-watch.service, and the restore below replays it. ----
+    cts[0].systemctl(&["start", "etcd2-watch.service"]);
+    for (k, v) in captured() {
+        run_ok(
+            std::process::Command::new("etcdctl")
+                .env("ETCDCTL_API", "3")
+                .arg(format!("--endpoints={}", nodes[0].client))
+                .args(["put", &k, &v]),
+        );
+    }
+    let status = etcdctl(&nodes[0].client, &["endpoint", "status", "-w", "json"]);
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).expect("json");
+    let rev = status[0]["Status"]["header"]["revision"]
+        .as_u64()
+        .expect("a revision");
+    cts[0].wait_until(
+        "the captured changes on the remote",
+        Duration::from_secs(60),
+        &["etcd2-watch.service"],
+        || (captured_to(&remote, &mids[0]) >= rev).then_some(()),
+    );
+    // `systemctl status` says how far capture is (sd_notify STATUS=).
+    let text = cts[0].exec(&[
+        "systemctl",
+        "show",
+        "-p",
+        "StatusText",
+        "--value",
+        "etcd2-watch.service",
+    ]);
+    let text = String::from_utf8_lossy(&text.stdout).into_owned();
+    assert!(text.contains("captured up to revision"), "{text}");
+
     // ---- The disaster: every data dir corrupted. ----
     // Stopping etcd stops the timer too (PartOf=): no backups of a stopped
     // member are tried while it is down.
@@ -582,7 +647,11 @@ fn restore_the_cluster_procedure_under_systemd() {
         ct.systemctl(&["start", "etcd2.service"]);
     }
 
-    // Every key on every node, each read from that member alone.
+    // Every key on every node, each read from that member alone: the full
+    // backup's and the changes captured after it.
+    let mut want = expected();
+    want.extend(captured());
+    want.sort();
     for (n, ct) in nodes.iter().zip(&cts) {
         let got = ct.wait_until(
             "every key",
@@ -592,10 +661,12 @@ fn restore_the_cluster_procedure_under_systemd() {
                 "etcd2-join.service",
                 "etcd2-restore.service",
             ],
-            || keys_at(&n.client).filter(|k| *k == expected()),
+            || keys_at(&n.client).filter(|k| *k == want),
         );
-        assert_eq!(got.len(), KEYS);
+        assert_eq!(got.len(), KEYS + CAPTURED);
     }
+    let replayed = cts[0].journal(&["etcd2-restore.service"]);
+    assert!(replayed.contains("replayed "), "{replayed}");
     let members = etcdctl(&nodes[0].client, &["member", "list"]);
     let list = String::from_utf8_lossy(&members.stdout).into_owned();
     assert_eq!(

@@ -798,3 +798,46 @@ fn a_full_local_disk_is_named_as_such_not_as_a_bad_backup() {
             .arg(c.path().join("ok.tar.zst")),
     );
 }
+
+/// The restore unit fetches into the same directory every run: a second
+/// `--into` replaces the first once the newer backup is verified (nothing
+/// left beside it), and a directory holding anything not ours is refused,
+/// naming it, and left as it was.
+#[test]
+fn fetch_into_replaces_an_earlier_fetch_and_refuses_a_foreign_directory() {
+    let (c, remote, env) = setup(Backend::Local);
+    c.put_v3(0, "/first", "1");
+    env.publish(&c, &remote, OLD);
+    let into = c.path().join("restore-dir");
+    std::fs::create_dir(&into).unwrap();
+    let dir = into.join("backup");
+    run_ok(env.fetch(&remote, OLD).arg("--into").arg(&dir));
+    let first: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+
+    c.put_v3(0, "/second", "2");
+    env.publish(&c, &remote, OLD);
+    let out = run_ok(env.fetch(&remote, OLD).arg("--into").arg(&dir));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("replacing the earlier fetch"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let second: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    assert!(second["revision"].as_u64() > first["revision"].as_u64());
+    assert_eq!(names(&into), ["backup"], "nothing left beside it");
+
+    std::fs::write(dir.join("notes.txt"), b"the operator's").unwrap();
+    let out = run(env.fetch(&remote, OLD).arg("--into").arg(&dir));
+    assert_fails_with(
+        &out,
+        "etcd2-fetch",
+        "notes.txt is no part of a fetched backup",
+    );
+    assert_eq!(
+        std::fs::read(dir.join("notes.txt")).unwrap(),
+        b"the operator's"
+    );
+    assert_eq!(names(&into), ["backup"]);
+}

@@ -41,7 +41,9 @@ With --check --nagios, the Nagios plugin statuses instead, the line on stdout:
   3  UNKNOWN   nothing could be checked (remote unreachable, a setting wrong)
   (a usage error still exits 2, which Nagios shows as CRITICAL)")]
 pub struct Cli {
-    /// Extract the verified backup into this new or empty directory
+    /// Extract the verified backup into this new or empty directory (or
+    /// over an earlier --into there, replaced once the new one is verified),
+    /// with the change segments captured after it
     #[arg(long, value_name = "DIR")]
     pub into: Option<PathBuf>,
 

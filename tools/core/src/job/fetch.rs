@@ -5,7 +5,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use anyhow::{ensure, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use serde::Serialize;
 
 use crate::archive::{self, Api, Codec, Manifest, FORMAT_VERSION};
@@ -95,7 +95,7 @@ impl FetchJob {
         // verified bytes (spooled until then).
         let sink = match target {
             Target::Into(dir) => {
-                check_empty_target(dir)?;
+                check_target(dir)?;
                 None
             }
             Target::Archive(o) => Some(Sink::open_verified(o, &self.work_dir)?),
@@ -589,23 +589,79 @@ pub fn human_age(s: u64) -> String {
     }
 }
 
-fn check_empty_target(dir: &Path) -> Result<()> {
-    match std::fs::read_dir(dir) {
-        Ok(mut rd) => {
-            ensure!(
-                rd.next().is_none(),
-                "{} exists and is not empty: fetch places a backup only into a new or empty directory",
-                dir.display()
-            );
-            Ok(())
-        }
+/// What `--into DIR` finds at DIR.
+#[derive(Debug, PartialEq)]
+enum Occupant {
+    /// Nothing: DIR is absent (its parent exists) or empty.
+    Nothing,
+    /// An earlier `--into` of ours (as a rerun of the restore unit finds
+    /// it): replaced once the new backup is verified and staged.
+    EarlierFetch,
+}
+
+/// DIR must be absent, empty, or an earlier fetch of ours; anything else
+/// is refused, naming what is there.
+fn check_target(dir: &Path) -> Result<Occupant> {
+    let names: Vec<std::ffi::OsString> = match std::fs::read_dir(dir) {
+        Ok(rd) => rd
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<io::Result<_>>()
+            .with_context(|| format!("reading {}", dir.display()))?,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             let parent = parent_of(dir);
             ensure!(parent.is_dir(), "{} does not exist", parent.display());
-            Ok(())
+            return Ok(Occupant::Nothing);
         }
-        Err(e) => Err(e).with_context(|| format!("checking {}", dir.display())),
+        Err(e) => return Err(e).with_context(|| format!("checking {}", dir.display())),
+    };
+    if names.is_empty() {
+        return Ok(Occupant::Nothing);
     }
+    match not_an_earlier_fetch(dir, &names) {
+        None => Ok(Occupant::EarlierFetch),
+        Some(why) => bail!(
+            "{} exists and is not empty ({why}): fetch places a backup only into a new or empty \
+             directory, or over an earlier fetch of its own",
+            dir.display()
+        ),
+    }
+}
+
+/// Why DIR (holding `names`) is not an earlier `--into` of ours, if it is
+/// not: ours holds our manifest, what it lists, and the captured changes,
+/// and no symbolic link at its top (never followed).
+fn not_an_earlier_fetch(dir: &Path, names: &[std::ffi::OsString]) -> Option<String> {
+    if std::fs::symlink_metadata(dir).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Some("it is a symbolic link".into());
+    }
+    let manifest: Manifest = match std::fs::read(dir.join(archive::MANIFEST_NAME))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+    {
+        Some(m) => m,
+        None => return Some(format!("no {} of an earlier fetch", archive::MANIFEST_NAME)),
+    };
+    let listed: std::collections::BTreeSet<&str> = manifest
+        .files
+        .iter()
+        .filter_map(|f| f.path.split('/').next())
+        .collect();
+    for n in names {
+        let name = n.to_string_lossy();
+        let Ok(meta) = std::fs::symlink_metadata(dir.join(n)) else {
+            return Some(format!("{name} cannot be read"));
+        };
+        if meta.file_type().is_symlink() {
+            return Some(format!("{name} is a symbolic link"));
+        }
+        let ours = name == archive::MANIFEST_NAME
+            || (name == crate::store::changes::CHANGES_DIR && meta.is_dir())
+            || listed.contains(name.as_ref());
+        if !ours {
+            return Some(format!("{name} is no part of a fetched backup"));
+        }
+    }
+    None
 }
 
 fn parent_of(dir: &Path) -> PathBuf {
@@ -630,9 +686,14 @@ fn staging_for(dir: &Path) -> Result<crate::scratch::Dir> {
 /// place.
 fn place(manifest: &Manifest, data: &Path, dir: &Path) -> Result<()> {
     archive::mark_verified_dir(manifest, data)?;
-    if dir.exists() {
-        // Checked empty before the download; rename(2) replaces an empty dir.
-        check_empty_target(dir)?;
+    // Checked before the download too; rename(2) replaces an empty dir.
+    if check_target(dir)? == Occupant::EarlierFetch {
+        // Moved into the staging dir (removed with it, or swept as ours
+        // after a kill), the new one in its place, then the old removed.
+        let old = data.with_file_name("earlier");
+        std::fs::rename(dir, &old)
+            .with_context(|| format!("moving the earlier fetch in {} aside", dir.display()))?;
+        tracing::info!("replacing the earlier fetch in {}", dir.display());
     }
     std::fs::rename(data, dir)
         .with_context(|| format!("moving the verified backup into {}", dir.display()))?;
@@ -758,9 +819,87 @@ mod tests {
     fn occupied_target_is_refused_before_any_download() {
         let d = tempfile::tempdir().unwrap();
         std::fs::write(d.path().join("x"), b"1").unwrap();
-        let e = check_empty_target(d.path()).unwrap_err();
-        assert!(e.to_string().contains("is not empty"));
-        assert!(check_empty_target(&d.path().join("new")).is_ok());
-        assert!(check_empty_target(Path::new("/nonexistent/a/b")).is_err());
+        let e = check_target(d.path()).unwrap_err();
+        assert!(e.to_string().contains("is not empty"), "{e}");
+        assert!(e.to_string().contains("no manifest.json"), "{e}");
+        assert_eq!(
+            check_target(&d.path().join("new")).unwrap(),
+            Occupant::Nothing
+        );
+        assert!(check_target(Path::new("/nonexistent/a/b")).is_err());
+    }
+
+    /// An earlier fetch of ours: our manifest, what it lists, the changes.
+    fn earlier_fetch(dir: &Path) {
+        std::fs::create_dir_all(dir.join("member/snap")).unwrap();
+        std::fs::write(dir.join("member/snap/db"), b"db").unwrap();
+        std::fs::create_dir_all(dir.join("changes/chain")).unwrap();
+        let files = archive::file_entries(dir, &["member/snap/db".to_owned()]).unwrap();
+        let m = Manifest {
+            files,
+            ..Manifest::new("test".into(), Api::V3, Codec::Zstd)
+        };
+        archive::mark_verified_dir(&m, dir).unwrap();
+    }
+
+    #[test]
+    fn an_earlier_fetch_is_recognised_and_anything_more_refused_by_name() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("backup");
+        earlier_fetch(&dir);
+        assert_eq!(check_target(&dir).unwrap(), Occupant::EarlierFetch);
+
+        std::fs::write(dir.join("notes.txt"), b"mine").unwrap();
+        let e = check_target(&dir).unwrap_err().to_string();
+        assert!(
+            e.contains("notes.txt is no part of a fetched backup"),
+            "{e}"
+        );
+        std::fs::remove_file(dir.join("notes.txt")).unwrap();
+
+        std::os::unix::fs::symlink("/etc", dir.join("etc")).unwrap();
+        let e = check_target(&dir).unwrap_err().to_string();
+        assert!(e.contains("etc is a symbolic link"), "{e}");
+        std::fs::remove_file(dir.join("etc")).unwrap();
+
+        let link = d.path().join("link");
+        std::os::unix::fs::symlink(&dir, &link).unwrap();
+        let e = check_target(&link).unwrap_err().to_string();
+        assert!(e.contains("it is a symbolic link"), "{e}");
+    }
+
+    #[test]
+    fn placing_over_an_earlier_fetch_replaces_it_and_leaves_nothing_beside() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("backup");
+        earlier_fetch(&dir);
+        let staging = d.path().join(".backup.fetch.1");
+        let data = staging.join("data");
+        std::fs::create_dir_all(data.join("member/snap")).unwrap();
+        std::fs::write(data.join("member/snap/db"), b"newer").unwrap();
+        let files = archive::file_entries(&data, &["member/snap/db".to_owned()]).unwrap();
+        let m = Manifest {
+            files,
+            ..Manifest::new("test".into(), Api::V3, Codec::Zstd)
+        };
+        place(&m, &data, &dir).unwrap();
+        assert_eq!(std::fs::read(dir.join("member/snap/db")).unwrap(), b"newer");
+        assert!(
+            !dir.join("changes").exists(),
+            "the earlier changes went with it"
+        );
+        assert!(archive::verify_dir(&dir).is_ok());
+        assert_eq!(
+            names(&staging),
+            ["earlier"],
+            "moved aside, into the staging dir"
+        );
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect()
     }
 }
