@@ -24,8 +24,9 @@ use super::{request_ops, status_line, Client, Compare, TxnOp, TxnRequest, TxnRes
 /// another), and the bytes they may hold together. Measured on etcd 3.6
 /// (docs/benchmarks-capture.md): etcd reorders one pair in five even at two
 /// in flight, and every early one costs its successors their place, so a
-/// deeper window is slower (three: 1,800 revisions/s; 128: 950), two a
-/// little faster than one at a time (2,450 against 2,330).
+/// deeper window is slower (eight: 1,250-1,700 revisions/s onto a 1 GiB
+/// base; 128: 950 onto a small one), two faster than one at a time
+/// (2,000-2,500 against 1,350-1,600).
 const WINDOW: usize = 2;
 const WINDOW_BYTES: usize = 16 << 20;
 
@@ -103,31 +104,15 @@ impl<'a> TxnPipeline<'a> {
             // The next one, guarded on this one, will reach etcd first.
             self.held = Some((rev, req, size));
         } else if let Some((held_rev, held, held_size)) = self.held.take() {
-            let answer = self.spawn(req.clone());
+            let this = self.flight(rev, req, size);
             self.client.rt.block_on(async {
                 tokio::time::sleep(std::time::Duration::from_millis(20)).await;
             });
-            let held_answer = self.spawn(held.clone());
-            self.inflight.push_back(InFlight {
-                rev: held_rev,
-                req: held,
-                size: held_size,
-                answer: held_answer,
-            });
-            self.inflight.push_back(InFlight {
-                rev,
-                req,
-                size,
-                answer,
-            });
+            let held = self.flight(held_rev, held, held_size);
+            self.inflight.extend([held, this]);
         } else {
-            let answer = self.spawn(req.clone());
-            self.inflight.push_back(InFlight {
-                rev,
-                req,
-                size,
-                answer,
-            });
+            let f = self.flight(rev, req, size);
+            self.inflight.push_back(f);
         }
         self.guard = next_guard;
         Ok(())
@@ -136,18 +121,23 @@ impl<'a> TxnPipeline<'a> {
     /// Wait for every transaction in flight to have applied.
     pub fn finish(&mut self) -> Result<()> {
         if let Some((rev, req, size)) = self.held.take() {
-            let answer = self.spawn(req.clone());
-            self.inflight.push_back(InFlight {
-                rev,
-                req,
-                size,
-                answer,
-            });
+            let f = self.flight(rev, req, size);
+            self.inflight.push_back(f);
         }
         while !self.inflight.is_empty() {
             self.settle_front()?;
         }
         Ok(())
+    }
+
+    /// `req` sent: what is then in flight.
+    fn flight(&self, rev: u64, req: TxnRequest, size: usize) -> InFlight {
+        InFlight {
+            rev,
+            answer: self.spawn(req.clone()),
+            req,
+            size,
+        }
     }
 
     fn spawn(&self, req: TxnRequest) -> JoinHandle<Result<TxnResponse, tonic::Status>> {
@@ -218,14 +208,9 @@ impl<'a> TxnPipeline<'a> {
         let mut again = again.into_iter();
         // The first alone: the one before it has applied, so it must now.
         if let Some((rev, req)) = again.next() {
-            let answer = self.spawn(req.clone());
-            let r = self.answer(InFlight {
-                rev,
-                req,
-                // Counted out of the window's bytes already.
-                size: 0,
-                answer,
-            })?;
+            // Counted out of the window's bytes already: size 0.
+            let f = self.flight(rev, req, 0);
+            let r = self.answer(f)?;
             if !r.succeeded {
                 bail!(
                     "replaying revision {rev}: its compare failed after the revision before it \
@@ -237,14 +222,9 @@ impl<'a> TxnPipeline<'a> {
         // The rest in flight again, oldest first, ahead of anything newer.
         for (rev, req) in again {
             let size = prost::Message::encoded_len(&req);
-            let answer = self.spawn(req.clone());
             self.bytes += size;
-            self.inflight.push_back(InFlight {
-                rev,
-                req,
-                size,
-                answer,
-            });
+            let f = self.flight(rev, req, size);
+            self.inflight.push_back(f);
         }
         Ok(())
     }
