@@ -6,7 +6,7 @@ PROFILE ?= debug
 BUILD   := build
 CARGO_FLAGS := $(if $(filter release,$(PROFILE)),--release,)
 
-.PHONY: all deps build static test lint fmt demo bench fuzz package release deb clean
+.PHONY: all deps build static test lint fmt demo bench bench-capture fuzz package release deb clean
 
 all: build
 
@@ -45,9 +45,17 @@ demo: deps
 	$(CARGO) build --workspace --release
 	./scripts/demo
 
+# The backup cycle, recovery, codecs and freshness (docs/benchmarks.md), then
+# change capture against the full cycle (docs/benchmarks-capture.md);
+# `make bench-capture` runs the second alone.
 bench: deps
 	$(CARGO) build --workspace --release
 	./scripts/bench
+	./scripts/bench-capture
+
+bench-capture: deps
+	$(CARGO) build --workspace --release
+	./scripts/bench-capture
 
 # Every fuzz target in fuzz/ for FUZZ_SECONDS each, one after another,
 # seeded from real archives and real etcdctl/rclone output (docs/fuzzing.md);
