@@ -357,11 +357,18 @@ fn a_second_watcher_is_refused() {
 /// Every key with its revisions, version and lease, and the revision, as
 /// `etcdctl get -w json` shows them at `endpoint`.
 fn keyspace(endpoint: &str) -> (u64, Vec<serde_json::Value>) {
+    keyspace_at(endpoint, None)
+}
+
+/// [`keyspace`] as it was at revision `rev` (`get --rev`); the revision
+/// returned is the member's current one.
+fn keyspace_at(endpoint: &str, rev: Option<u64>) -> (u64, Vec<serde_json::Value>) {
     let out = run_ok(
         std::process::Command::new("etcdctl")
             .env("ETCDCTL_API", "3")
             .arg(format!("--endpoints={endpoint}"))
-            .args(["get", "", "--prefix", "-w", "json"]),
+            .args(["get", "", "--prefix", "-w", "json"])
+            .args(rev.map(|r| format!("--rev={r}"))),
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let kvs = v["kvs"].as_array().cloned().unwrap_or_default();
@@ -434,6 +441,18 @@ fn fetch_and_restore_with(
     (data, pp, String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
+/// The arrange of the replay tests: a full backup of 5 keys, a watcher,
+/// then 15 more keys and one overwritten.
+fn watched_history() -> (Cluster, Remote, Env, Watcher) {
+    let (c, remote, env) = setup(Backend::Local);
+    put_many(&c, 0, 5);
+    env.publish(&c, &remote, MID);
+    let w = Watcher::start(&env, &remote, &c, &[]);
+    put_many(&c, 5, 20);
+    c.put_v3(0, "/k3", "overwritten");
+    (c, remote, env, w)
+}
+
 /// The restore replays the captured changes: the restored member holds
 /// every key as the original does, with the same create and mod
 /// revisions, versions and leases, at the same revision; a live lease is
@@ -441,12 +460,7 @@ fn fetch_and_restore_with(
 /// are gone with their keys, and a `del --prefix` replays as one revision.
 #[test]
 fn a_restore_replays_the_changes_exactly_leases_included() {
-    let (c, remote, env) = setup(Backend::Local);
-    put_many(&c, 0, 5);
-    env.publish(&c, &remote, MID);
-    let mut w = Watcher::start(&env, &remote, &c, &[]);
-    put_many(&c, 5, 20);
-    c.put_v3(0, "/k3", "overwritten");
+    let (c, remote, env, mut w) = watched_history();
     ctl(&c, &["del", "--prefix", "/k1"]);
     let live = grant(&c, 600);
     ctl(&c, &["put", "--lease", &live, "/leased", "kept"]);
@@ -857,4 +871,80 @@ fn a_node_killed_under_a_busy_writer_restores_every_captured_write_at_its_revisi
             );
         }
     }
+}
+
+/// The bad night: keys written and overwritten, then all of them deleted
+/// with `del --prefix` and more written. `etcd2-fetch --to-revision` of the
+/// revision before the delete, restored, holds every key exactly as it was
+/// at that revision (value, create and mod revision, version, as `get
+/// --rev` of the original shows them) and is at that revision: nothing of
+/// what came after. A revision past what was captured, or before every full
+/// backup, is refused, naming how far the backups reach.
+#[test]
+fn a_restore_to_the_revision_before_a_bad_delete_brings_every_key_back_as_it_was() {
+    let (c, remote, env, mut w) = watched_history();
+    let before = revision(&c);
+    let (_, as_it_was) = keyspace_at(c.endpoint(0), Some(before));
+    ctl(&c, &["del", "--prefix", "/k"]);
+    put_many(&c, 100, 105);
+    let end = revision(&c);
+    wait_reached(&remote, &mut w, end);
+    w.kill();
+    // A newer full backup, already past the point: not the one chosen.
+    let newer = env.publish(&c, &remote, MID).generation;
+    let newest_base = base_revision(&remote);
+
+    let (data, pp) = fetch_and_restore(&env, &remote, &c, &["--to-revision", &before.to_string()]);
+    let m = harness::etcd::start_alone_on(None, c.path(), data, pp, vec![], &[]);
+    let (restored_rev, restored) = keyspace(&m.client_url);
+    assert_eq!(
+        restored_rev, before,
+        "restored to exactly the revision asked"
+    );
+    assert_eq!(
+        restored, as_it_was,
+        "every key as it was at revision {before}"
+    );
+    assert!(
+        restored.len() >= 20,
+        "the deleted keys are back: {}",
+        restored.len()
+    );
+
+    let into = c.path().join("refused");
+    let past = (end + 10).to_string();
+    let out = harness::run(
+        env.fetch(&remote, MID)
+            .arg("--into")
+            .arg(&into)
+            .args(["--to-revision", &past]),
+    );
+    harness::assert_fails_with(
+        &out,
+        "etcd2-fetch",
+        &format!("revision {past} is not captured: the changes after the full backup at revision {newest_base} reach revision {end}"),
+    );
+    let out = harness::run(
+        env.fetch(&remote, MID)
+            .arg("--into")
+            .arg(&into)
+            .args(["--to-revision", "1"]),
+    );
+    harness::assert_fails_with(
+        &out,
+        "etcd2-fetch",
+        "revision 1 is before every full backup",
+    );
+    let out = harness::run(env.fetch(&remote, MID).arg("--into").arg(&into).args([
+        "--to-revision",
+        &before.to_string(),
+        "--generation",
+        &newer,
+    ]));
+    harness::assert_fails_with(
+        &out,
+        "etcd2-fetch",
+        &format!("generation {newer} is at revision"),
+    );
+    assert!(!into.exists(), "nothing placed by a refused fetch");
 }

@@ -69,6 +69,9 @@ const COMMAND_LINE_ONLY: &[&str] = &[
     // call on the night, never a standing setting
     "--no-changes",
     "--to-last-good",
+    // the point to restore to: a standing variable would make every later
+    // restore stop there too
+    "--to-revision",
     // destructive, or overriding a refusal
     "--force",
     "--purge",

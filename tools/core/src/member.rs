@@ -569,6 +569,25 @@ fn replay(
     let ctl = sp.etcdctl.at(&etcd.client_url);
     let client = Client::of(&ctl)?;
     let base = client.status()?.status.header.revision;
+    // A point-in-time fetch's stop (docs/point-in-time.md).
+    let target = changes.join(crate::store::changes::TARGET_NAME);
+    let upto = match std::fs::read(&target) {
+        Ok(b) => Some(
+            serde_json::from_slice::<crate::store::changes::ReplayTarget>(&b)
+                .with_context(|| format!("reading {}", target.display()))?
+                .revision,
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e).with_context(|| format!("reading {}", target.display())),
+    };
+    if let Some(u) = upto {
+        ensure!(
+            u >= base,
+            "the full backup already holds revision {base}, past revision {u} asked for: fetch \
+             with --to-revision {u} chose it by the revision its sidecar names, which is read \
+             before the snapshot; take an older one (etcd2-fetch --list, --generation)"
+        );
+    }
     let plan = plan(base, &links).map_err(|b| {
         anyhow::anyhow!(
             "the fetched changes cannot be replayed onto the full backup, which is at revision \
@@ -586,7 +605,11 @@ fn replay(
         for l in &seg.header.leases {
             ttls.insert(l.id, l.ttl);
         }
-        let mut events = seg.events.into_iter().filter(|e| e.rev > base).peekable();
+        let mut events = seg
+            .events
+            .into_iter()
+            .filter(|e| e.rev > base && upto.is_none_or(|u| e.rev <= u))
+            .peekable();
         while let Some(first) = events.next() {
             let rev = first.rev;
             let mut ops = vec![first];
@@ -627,6 +650,13 @@ fn replay(
         }
     }
     txns.finish()?;
+    if let Some(u) = upto {
+        ensure!(
+            now == u,
+            "the fetched changes reach revision {now}, not revision {u} asked for"
+        );
+        tracing::info!("stopped the replay at revision {u}, as asked: what came after is left out");
+    }
     let applied = applying.elapsed().as_secs_f64();
     drop(alive);
     // Stopped cleanly (SIGTERM: etcd commits its backend and closes it),

@@ -104,6 +104,14 @@ pub struct Cli {
     #[arg(long, conflicts_with_all = ["generation", "list"])]
     pub legacy_previous: bool,
 
+    /// With --into: the newest full backup at or before revision R and the
+    /// changes after it up to R, for a restore to exactly R (the revision
+    /// before a bad delete, say); refused when no backup and its changes
+    /// reach R. With --generation, that backup is the one replayed onto
+    /// (docs/point-in-time.md)
+    #[arg(long, requires = "into", value_name = "R", conflicts_with_all = ["no_changes", "to_last_good", "allow_older", "legacy_previous"])]
+    pub to_revision: Option<u64>,
+
     /// With --into: the full backup alone, without the change segments
     /// etcd2-watch captured after it (which come by default, and which
     /// etcd2-restore then replays)

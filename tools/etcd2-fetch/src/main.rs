@@ -31,9 +31,10 @@ fn main() -> ExitCode {
             allow_older: cli.allow_older,
             legacy_previous: cli.legacy_previous,
             work_dir: cli.work_dir,
-            changes: match (cli.no_changes, cli.to_last_good) {
-                (true, _) => fetch::Changes::None,
-                (_, true) => fetch::Changes::LastGood,
+            changes: match (cli.to_revision, cli.no_changes, cli.to_last_good) {
+                (Some(r), _, _) => fetch::Changes::UpTo(r),
+                (_, true, _) => fetch::Changes::None,
+                (_, _, true) => fetch::Changes::LastGood,
                 _ => fetch::Changes::All,
             },
         });

@@ -45,6 +45,9 @@ pub enum Changes {
     LastGood,
     /// None: the full backup alone.
     None,
+    /// Up to this revision and no further, onto the newest full backup at
+    /// or before it (docs/point-in-time.md).
+    UpTo(u64),
 }
 
 /// One row of `--list`.
@@ -82,6 +85,12 @@ impl FetchJob {
     /// Decide what to fetch ([`Repo::choose`]: the one choice etcd2-verify
     /// makes too).
     pub fn resolve(&self) -> Result<Source> {
+        if let (Changes::UpTo(rev), None) = (self.changes, &self.generation) {
+            // The point chooses the base (docs/point-in-time.md).
+            return Ok(Source::Generation(Box::new(
+                self.repo.base_for_revision(rev)?,
+            )));
+        }
         self.repo.choose(&Choice {
             generation: self.generation.as_deref(),
             allow_older: self.allow_older,
@@ -117,9 +126,38 @@ impl FetchJob {
                 let staging = staging_for(dir)?;
                 let data = staging.path().join("data");
                 let m = self.repo.download(sc, Some(&data), None)?;
+                let upto = match self.changes {
+                    Changes::UpTo(u) => Some(u),
+                    _ => None,
+                };
+                if let (Some(u), None) = (upto, m.revision) {
+                    bail!(
+                        "generation {} is a v2 backup: it has no revisions, and no changes are \
+                         captured for it, so it cannot be restored to revision {u}",
+                        sc.generation
+                    );
+                }
+                if let (Some(u), Some(rev)) = (upto, m.revision) {
+                    ensure!(
+                        rev <= u,
+                        "generation {} is at revision {rev}, past revision {u}: a restore to \
+                         {u} needs an older full backup (see --list)",
+                        sc.generation
+                    );
+                }
                 if let (Some(rev), false) = (m.revision, self.changes == Changes::None) {
-                    self.repo
-                        .download_changes(rev, &data, self.changes == Changes::LastGood)?;
+                    if upto == Some(rev) {
+                        tracing::info!(
+                            "revision {rev} is the full backup's own: no changes to replay"
+                        );
+                    } else {
+                        self.repo.download_changes(
+                            rev,
+                            &data,
+                            self.changes == Changes::LastGood,
+                            upto,
+                        )?;
+                    }
                 }
                 crate::scratch::fault_point("fetch-staged");
                 place(&m, &data, dir)?;

@@ -104,7 +104,7 @@ impl VerifyJob {
         let manifest = self.repo.download(sc, Some(&data), None)?;
         // And the changes captured after it: the restore path replays them.
         if let Some(rev) = manifest.revision {
-            self.repo.download_changes(rev, &data, false)?;
+            self.repo.download_changes(rev, &data, false, None)?;
         }
 
         // A throwaway member from it, started once and checked.

@@ -126,16 +126,28 @@ impl Repo {
         base: u64,
         dir: &Path,
         last_good: bool,
+        upto: Option<u64>,
     ) -> Result<Option<FetchedChanges>> {
+        // Asked for a revision past what was captured: said, never guessed.
+        let not_captured = |reach: u64| {
+            anyhow::anyhow!(
+                "revision {} is not captured: the changes after the full backup at revision \
+                 {base} reach revision {reach}, and nothing shows what came after (see --list)",
+                upto.unwrap_or_default()
+            )
+        };
         for chain in self.chains()?.iter().rev() {
             let names: Vec<SegmentName> = self
                 .segments(chain)?
                 .into_iter()
-                .filter(|n| n.last > base)
+                .filter(|n| n.last > base && upto.is_none_or(|u| n.first <= u))
                 .collect();
             let Some(first) = names.first() else {
                 // The newest chain ends at or before the base: nothing
                 // was captured after it.
+                if upto.is_some_and(|u| u > base) {
+                    return Err(not_captured(base));
+                }
                 return Ok(None);
             };
             let head = match self.link(chain, first) {
@@ -203,6 +215,18 @@ impl Repo {
                     let _ = std::fs::remove_file(out.join(l.name.file_name()));
                 }
             }
+            if let Some(u) = upto {
+                if reach < u {
+                    return Err(not_captured(reach));
+                }
+                let target = crate::store::changes::ReplayTarget { revision: u };
+                crate::fsutil::write_atomic(
+                    &out.join(crate::store::changes::TARGET_NAME),
+                    &serde_json::to_vec(&target)?,
+                    0o600,
+                )?;
+                tracing::info!("the replay is to stop at revision {u} (--to-revision)");
+            }
             let kept = links.iter().filter(|l| l.header.last <= reach).count();
             tracing::info!(
                 "fetched {kept} change segment(s) of chain {chain}: revisions after {base} up to {reach}"
@@ -212,6 +236,9 @@ impl Repo {
                 reach,
                 segments: kept,
             }));
+        }
+        if upto.is_some_and(|u| u > base) {
+            return Err(not_captured(base));
         }
         Ok(None)
     }

@@ -17,6 +17,16 @@ use sha2::{Digest, Sha256};
 use crate::digest::hex;
 
 pub const CHANGES_DIR: &str = "changes";
+/// In a fetched `changes/`: where a point-in-time fetch asks the replay to
+/// stop (docs/point-in-time.md).
+pub const TARGET_NAME: &str = "TARGET.json";
+
+/// `changes/TARGET.json`: replay up to and including `revision`, no
+/// further.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplayTarget {
+    pub revision: u64,
+}
 pub const SEGMENT_FORMAT: u32 = 1;
 const SUFFIX: &str = ".seg.zst";
 /// How many hex digits of the object's sha256 its name carries.

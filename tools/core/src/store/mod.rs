@@ -189,6 +189,42 @@ impl Repo {
         Ok(None)
     }
 
+    /// The newest complete generation whose revision is at or before
+    /// `rev`: where a replay to `rev` starts (docs/point-in-time.md). One
+    /// whose sidecar does not read is passed over, loudly.
+    pub fn base_for_revision(&self, rev: u64) -> Result<Sidecar> {
+        self.check_endpoint()?;
+        let mut oldest: Option<(String, u64)> = None;
+        for id in self.listing()?.complete().into_iter().rev() {
+            let sc = match self.sidecar(&id) {
+                Ok(sc) => sc,
+                Err(e) => {
+                    tracing::warn!("passing over generation {id}: {e:#}");
+                    continue;
+                }
+            };
+            // A v2 backup has no revision: nothing to replay onto.
+            let Some(r) = sc.manifest.revision else {
+                continue;
+            };
+            if r <= rev {
+                tracing::info!("revision {rev}: replaying onto full backup {id}, at revision {r}");
+                return Ok(sc);
+            }
+            oldest = Some((id, r));
+        }
+        match oldest {
+            Some((id, r)) => bail!(
+                "revision {rev} is before every full backup of this machine: the oldest, {id}, is \
+                 at revision {r} (see --list)"
+            ),
+            None => Err(crate::exit::coded(
+                crate::exit::EXIT_NO_BACKUP,
+                format!("no complete v3 backup under {}", self.layout.base()),
+            )),
+        }
+    }
+
     fn sidecar_path(&self, id: &str) -> RemotePath {
         self.layout.generations().join(&format!("{id}.json"))
     }
