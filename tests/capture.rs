@@ -330,6 +330,20 @@ fn a_compaction_past_the_last_segment_is_a_gap_and_a_new_chain_starts() {
     let rows = rows.as_array().unwrap();
     assert_eq!(rows[0]["changes_to"], old_reach, "{rows:?}");
     assert_eq!(rows.last().unwrap()["changes_to"], revision(&c), "{rows:?}");
+
+    // A point in the older chain is reached through it, though a newer
+    // chain exists (it starts after the point).
+    let out = run_ok(
+        env.fetch(&remote, MID)
+            .arg("--into")
+            .arg(c.path().join("at-old-reach"))
+            .args(["--to-revision", &old_reach.to_string()]),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("stop at revision {old_reach}")),
+        "{err}"
+    );
 }
 
 /// No backup yet: the watcher waits for one, saying so, and fails at
@@ -947,4 +961,19 @@ fn a_restore_to_the_revision_before_a_bad_delete_brings_every_key_back_as_it_was
         &format!("generation {newer} is at revision"),
     );
     assert!(!into.exists(), "nothing placed by a refused fetch");
+
+    // The point is a base's own revision: no segment is needed, but the
+    // stop is recorded all the same, so the restore checks that the base
+    // (whose sidecar revision is read before its snapshot) is not past it.
+    let at_base = c.path().join("at-base");
+    run_ok(
+        env.fetch(&remote, MID)
+            .arg("--into")
+            .arg(&at_base)
+            .args(["--to-revision", &newest_base.to_string()]),
+    );
+    let target: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(at_base.join("changes/TARGET.json")).unwrap())
+            .unwrap();
+    assert_eq!(target["revision"], newest_base);
 }

@@ -36,9 +36,10 @@ use std::time::Duration;
   5  the remote cannot be reached, or did not answer within its bounds
   6  another etcd2-watch runs on this host (it holds --lock-file)")]
 pub struct Cli {
-    /// A change is on the remote at most this long after etcd sent it: its
-    /// segment closes earlier by what the last publication took (at most
-    /// half of it), so a killed node loses at most this much
+    /// How long a change waits to be on the remote, from when the watcher
+    /// received it: its segment closes earlier by what the last publication
+    /// took (at most half of it), so a killed node loses about this much
+    /// (more when an upload is slower than the last, or retried)
     #[arg(long, env = "ETCD2_BACKUP_SEGMENT_INTERVAL", default_value = "5s", value_parser = cli::parse_duration, value_name = "DURATION")]
     pub segment_interval: Duration,
 

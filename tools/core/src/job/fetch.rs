@@ -147,9 +147,9 @@ impl FetchJob {
                 }
                 if let (Some(rev), false) = (m.revision, self.changes == Changes::None) {
                     if upto == Some(rev) {
-                        tracing::info!(
-                            "revision {rev} is the full backup's own: no changes to replay"
-                        );
+                        // No segment needed; the restore checks the base's
+                        // own revision against the point.
+                        crate::store::write_replay_target(&data, rev)?;
                     } else {
                         self.repo.download_changes(
                             rev,
@@ -725,6 +725,7 @@ fn staging_for(dir: &Path) -> Result<crate::scratch::Dir> {
 fn place(manifest: &Manifest, data: &Path, dir: &Path) -> Result<()> {
     archive::mark_verified_dir(manifest, data)?;
     // Checked before the download too; rename(2) replaces an empty dir.
+    let mut earlier = None;
     if check_target(dir)? == Occupant::EarlierFetch {
         // Moved into the staging dir (removed with it, or swept as ours
         // after a kill), the new one in its place, then the old removed.
@@ -732,9 +733,16 @@ fn place(manifest: &Manifest, data: &Path, dir: &Path) -> Result<()> {
         std::fs::rename(dir, &old)
             .with_context(|| format!("moving the earlier fetch in {} aside", dir.display()))?;
         tracing::info!("replacing the earlier fetch in {}", dir.display());
+        earlier = Some(old);
     }
-    std::fs::rename(data, dir)
-        .with_context(|| format!("moving the verified backup into {}", dir.display()))?;
+    if let Err(e) = std::fs::rename(data, dir) {
+        // The earlier fetch back where it was: nothing changed.
+        if let Some(old) = &earlier {
+            let _ = std::fs::rename(old, dir);
+        }
+        return Err(e)
+            .with_context(|| format!("moving the verified backup into {}", dir.display()));
+    }
     sync_dir(&parent_of(dir))?;
     tracing::info!("placed the backup in {}", dir.display());
     Ok(())

@@ -24,9 +24,9 @@ use crate::store::{new_generation_id, Repo};
 pub struct WatchJob {
     pub repo: Repo,
     pub etcd: Etcdctl,
-    /// A segment is on the remote this long after its first change: it
-    /// closes earlier by what the last publication took (at most half of
-    /// it)...
+    /// A segment is on the remote about this long after its first change
+    /// was received: it closes earlier by what the last publication took
+    /// (at most half of it; a slower or retried upload goes past it)...
     pub interval: Duration,
     /// ...or once its events reach this many bytes.
     pub max_bytes: usize,

@@ -137,10 +137,10 @@ impl Repo {
             )
         };
         for chain in self.chains()?.iter().rev() {
-            let names: Vec<SegmentName> = self
+            let mut names: Vec<SegmentName> = self
                 .segments(chain)?
                 .into_iter()
-                .filter(|n| n.last > base && upto.is_none_or(|u| n.first <= u))
+                .filter(|n| n.last > base)
                 .collect();
             let Some(first) = names.first() else {
                 // The newest chain ends at or before the base: nothing
@@ -168,6 +168,10 @@ impl Repo {
             if head.header.start > base + 1 {
                 // A chain started from a newer base (after a gap).
                 continue;
+            }
+            // Up to the segment holding the point, no further.
+            if let Some(u) = upto {
+                names.retain(|n| n.first <= u);
             }
             let out = dir.join(CHANGES_DIR);
             std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
@@ -219,13 +223,7 @@ impl Repo {
                 if reach < u {
                     return Err(not_captured(reach));
                 }
-                let target = crate::store::changes::ReplayTarget { revision: u };
-                crate::fsutil::write_atomic(
-                    &out.join(crate::store::changes::TARGET_NAME),
-                    &serde_json::to_vec(&target)?,
-                    0o600,
-                )?;
-                tracing::info!("the replay is to stop at revision {u} (--to-revision)");
+                write_replay_target(dir, u)?;
             }
             let kept = links.iter().filter(|l| l.header.last <= reach).count();
             tracing::info!(
@@ -313,6 +311,23 @@ impl Repo {
         );
         Ok(bytes)
     }
+}
+
+/// `dir/changes/TARGET.json`: the replay of the backup fetched into `dir`
+/// is to stop at revision `u` (docs/point-in-time.md). Written also where
+/// no segment is needed (`u` is the base's sidecar revision): the restore
+/// still proves the base's own revision is not past `u`.
+pub fn write_replay_target(dir: &Path, u: u64) -> Result<()> {
+    let out = dir.join(CHANGES_DIR);
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let target = crate::store::changes::ReplayTarget { revision: u };
+    crate::fsutil::write_atomic(
+        &out.join(crate::store::changes::TARGET_NAME),
+        &serde_json::to_vec(&target)?,
+        0o600,
+    )?;
+    tracing::info!("the replay is to stop at revision {u} (--to-revision)");
+    Ok(())
 }
 
 /// What one chain covers, by its segments' names ([`Repo::coverage`]).

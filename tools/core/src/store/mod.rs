@@ -21,7 +21,7 @@ use crate::digest::{BackendHash, Digests, HashType, Hasher, HashingReader};
 use crate::rclone::{Rclone, RemotePath};
 
 mod capture;
-pub use capture::{Coverage, FetchedChanges};
+pub use capture::{write_replay_target, Coverage, FetchedChanges};
 pub mod changes;
 pub mod format;
 

@@ -100,7 +100,10 @@ impl<'a> TxnPipeline<'a> {
             self.settle_front()?;
         }
         self.bytes += size;
-        if self.reorder.is_some_and(|n| rev.is_multiple_of(n)) && next_guard.is_some() {
+        if self.reorder.is_some_and(|n| rev.is_multiple_of(n))
+            && next_guard.is_some()
+            && self.held.is_none()
+        {
             // The next one, guarded on this one, will reach etcd first.
             self.held = Some((rev, req, size));
         } else if let Some((held_rev, held, held_size)) = self.held.take() {
