@@ -272,6 +272,32 @@ impl Client {
         &self.url
     }
 
+    /// One unary call as a future of its own (the token sent, no bound
+    /// yet): [`Client::unary`] waits for it, [`TxnPipeline`] spawns many.
+    fn call<Req, Resp>(
+        &self,
+        path: &'static str,
+        req: Req,
+    ) -> impl std::future::Future<Output = Result<tonic::Response<Resp>, tonic::Status>> + Send + 'static
+    where
+        Req: prost::Message + Send + Sync + 'static,
+        Resp: prost::Message + Default + Send + Sync + 'static,
+    {
+        let mut grpc = tonic::client::Grpc::new(self.channel.clone());
+        let req = self.request(req);
+        async move {
+            grpc.ready()
+                .await
+                .map_err(|e| tonic::Status::from_error(e.into()))?;
+            grpc.unary(
+                req,
+                http::uri::PathAndQuery::from_static(path),
+                tonic::codec::ProstCodec::<Req, Resp>::default(),
+            )
+            .await
+        }
+    }
+
     /// One unary call, bounded by the quick-call bound and named in errors.
     fn unary<Req, Resp>(&self, path: &'static str, what: &str, req: Req) -> Result<Resp>
     where
@@ -279,25 +305,11 @@ impl Client {
         Resp: prost::Message + Default + Send + Sync + 'static,
     {
         tracing::debug!("grpc: {what} at {}", self.url);
-        let mut grpc = tonic::client::Grpc::new(self.channel.clone());
         let q = self.bounds.query;
-        let req = self.request(req);
+        let call = self.call::<Req, Resp>(path, req);
         let resp = self
             .rt
-            .block_on(async {
-                tokio::time::timeout(q, async {
-                    grpc.ready()
-                        .await
-                        .map_err(|e| tonic::Status::from_error(e.into()))?;
-                    grpc.unary(
-                        req,
-                        http::uri::PathAndQuery::from_static(path),
-                        tonic::codec::ProstCodec::<Req, Resp>::default(),
-                    )
-                    .await
-                })
-                .await
-            })
+            .block_on(async { tokio::time::timeout(q, call).await })
             .map_err(|_| {
                 anyhow::anyhow!(
                     "{what} did not answer within {} ({})",

@@ -144,21 +144,9 @@ impl<'a> TxnPipeline<'a> {
     }
 
     fn spawn(&self, req: TxnRequest) -> JoinHandle<Result<TxnResponse, tonic::Status>> {
-        let mut grpc = tonic::client::Grpc::new(self.client.channel.clone());
         let q = self.client.bounds.query;
-        let req = self.client.request(req);
+        let call = self.client.call::<TxnRequest, TxnResponse>(TXN, req);
         self.client.rt.spawn(async move {
-            let call = async {
-                grpc.ready()
-                    .await
-                    .map_err(|e| tonic::Status::from_error(e.into()))?;
-                grpc.unary(
-                    req,
-                    http::uri::PathAndQuery::from_static(TXN),
-                    tonic::codec::ProstCodec::<TxnRequest, TxnResponse>::default(),
-                )
-                .await
-            };
             match tokio::time::timeout(q, call).await {
                 Ok(r) => r.map(tonic::Response::into_inner),
                 Err(_) => Err(tonic::Status::deadline_exceeded(format!(
