@@ -16,10 +16,10 @@ use harness::{run_ok, setup, tool, wait_for, Env};
 
 use crate::restore;
 
-const MID: &str = "c0000000000000000000000000000022";
+pub(crate) const MID: &str = "c0000000000000000000000000000022";
 
 /// A running etcd2-watch, SIGKILLed (by PID) when dropped.
-struct Watcher {
+pub(crate) struct Watcher {
     child: Child,
     log: PathBuf,
 }
@@ -32,7 +32,7 @@ fn watch(env: &Env, remote: &Remote, c: &Cluster) -> std::process::Command {
 }
 
 impl Watcher {
-    fn start(env: &Env, remote: &Remote, c: &Cluster, extra: &[&str]) -> Watcher {
+    pub(crate) fn start(env: &Env, remote: &Remote, c: &Cluster, extra: &[&str]) -> Watcher {
         let log = env.work.join(format!("watch-{}.log", rand_suffix()));
         let mut cmd = watch(env, remote, c);
         cmd.args(["--base-wait", "60s"])
@@ -47,11 +47,11 @@ impl Watcher {
         }
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -71,21 +71,21 @@ impl Drop for Watcher {
     }
 }
 
-fn rand_suffix() -> u32 {
+pub(crate) fn rand_suffix() -> u32 {
     use std::sync::atomic::{AtomicU32, Ordering};
     static N: AtomicU32 = AtomicU32::new(0);
     N.fetch_add(1, Ordering::SeqCst)
 }
 
 /// The member's current revision.
-fn revision(c: &Cluster) -> u64 {
+pub(crate) fn revision(c: &Cluster) -> u64 {
     let out = run_ok(c.etcdctl(0, "3").args(["endpoint", "status", "-w", "json"]));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     v[0]["Status"]["header"]["revision"].as_u64().unwrap()
 }
 
 /// The revision the published generation's manifest records.
-fn base_revision(remote: &Remote) -> u64 {
+pub(crate) fn base_revision(remote: &Remote) -> u64 {
     let gen = remote.pointer(MID).unwrap().generation;
     let side = remote
         .read(&format!("{MID}/generations/{gen}.json"))
@@ -96,7 +96,7 @@ fn base_revision(remote: &Remote) -> u64 {
 
 /// Every chain on the remote with its segments, read and checked as a
 /// restore reads them: (chain, links, segments), chains oldest first.
-fn chains(remote: &Remote) -> Vec<(String, Vec<Link>, Vec<Segment>)> {
+pub(crate) fn chains(remote: &Remote) -> Vec<(String, Vec<Link>, Vec<Segment>)> {
     let mut by_chain: std::collections::BTreeMap<String, Vec<SegmentName>> = Default::default();
     for path in remote.list_all(&format!("{MID}/{}", changes::CHANGES_DIR)) {
         let (chain, file) = path.split_once('/').expect("chain/segment");
@@ -128,7 +128,7 @@ fn chains(remote: &Remote) -> Vec<(String, Vec<Link>, Vec<Segment>)> {
 }
 
 /// The newest revision any segment on the remote reaches.
-fn reached(remote: &Remote) -> u64 {
+pub(crate) fn reached(remote: &Remote) -> u64 {
     remote
         .list_all(&format!("{MID}/changes"))
         .iter()
@@ -138,7 +138,7 @@ fn reached(remote: &Remote) -> u64 {
         .unwrap_or(0)
 }
 
-fn wait_reached(remote: &Remote, w: &mut Watcher, rev: u64) {
+pub(crate) fn wait_reached(remote: &Remote, w: &mut Watcher, rev: u64) {
     wait_for(
         &format!("segments reaching revision {rev}"),
         Duration::from_secs(60),
@@ -160,7 +160,7 @@ fn capturing(puts: u32) -> (Cluster, Remote, Env, Watcher) {
     (c, remote, env, w)
 }
 
-fn put_many(c: &Cluster, from: u32, to: u32) {
+pub(crate) fn put_many(c: &Cluster, from: u32, to: u32) {
     for k in from..to {
         c.put_v3(0, &format!("/k{k}"), &format!("v{k}"));
     }
@@ -279,11 +279,17 @@ fn every_change_is_published_once_across_a_kill_through_crypt() {
 /// A watcher down while etcd compacts past its last segment cannot resume:
 /// it says "gap" naming the revisions, runs --on-gap, and starts a new
 /// chain from the next full backup at or after the compaction; the old
-/// chain is left as it was.
+/// chain is left as it was. `--list` names the gap, and no point inside it
+/// is restored, by revision or by time: each refusal names the windows.
 #[test]
-fn a_compaction_past_the_last_segment_is_a_gap_and_a_new_chain_starts() {
+fn a_compaction_past_the_last_segment_is_a_gap_no_restore_point_falls_in() {
     let (c, remote, env, mut w) = capturing(3);
     w.kill();
+    // A moment no watcher saw: after the first chain's last change.
+    std::thread::sleep(Duration::from_millis(50));
+    let in_gap =
+        etcd2_backup::clock::rfc3339_ms(etcd2_backup::clock::unix_ms(std::time::SystemTime::now()));
+    std::thread::sleep(Duration::from_millis(50));
     put_many(&c, 3, 10);
     let compacted = revision(&c);
     run_ok(c.etcdctl(0, "3").args(["compact", &compacted.to_string()]));
@@ -330,6 +336,56 @@ fn a_compaction_past_the_last_segment_is_a_gap_and_a_new_chain_starts() {
     let rows = rows.as_array().unwrap();
     assert_eq!(rows[0]["changes_to"], old_reach, "{rows:?}");
     assert_eq!(rows.last().unwrap()["changes_to"], revision(&c), "{rows:?}");
+    assert_eq!(
+        rows[0]["uncovered_after"],
+        serde_json::json!({"from_revision": old_reach + 1, "to_revision": new[0].header.first - 1}),
+        "{rows:?}"
+    );
+    let table = String::from_utf8(run_ok(env.fetch(&remote, MID).arg("--list")).stdout).unwrap();
+    assert!(
+        table.contains(&format!("GAP: {gap}; no restore reaches them")),
+        "{table}"
+    );
+
+    // No point in the gap restores: by revision, nor by time.
+    let refused = c.path().join("refused");
+    let inside = (old_reach + 1).to_string();
+    let out = harness::run(
+        env.fetch(&remote, MID)
+            .arg("--into")
+            .arg(&refused)
+            .args(["--to-revision", &inside]),
+    );
+    let line = harness::assert_fails_with(&out, "etcd2-fetch", &format!("revision {inside}"));
+    assert!(
+        line.contains(&format!(
+            "not captured: the changes after the full backup at revision {} reach revision \
+             {old_reach}, and the next captured ones (chain {}) cover revisions {} to",
+            all[0].2[0].header.start, all[1].0, new[0].header.first
+        )) && line.contains(&format!(
+            "revisions {} to {} are a gap",
+            old_reach + 1,
+            new[0].header.first - 1
+        )),
+        "names the windows either side: {line}"
+    );
+    let out = harness::run(
+        env.fetch(&remote, MID)
+            .arg("--into")
+            .arg(&refused)
+            .args(["--to-time", &in_gap]),
+    );
+    let line = harness::assert_fails_with(
+        &out,
+        "etcd2-fetch",
+        &format!("{in_gap} is in a range no change was captured for (a gap)"),
+    );
+    assert!(
+        line.contains(&format!("{} covers revisions", all[0].0))
+            && line.contains(&format!("the next chain {}", all[1].0)),
+        "names the windows either side: {line}"
+    );
+    assert!(!refused.exists(), "nothing placed by a refused fetch");
 
     // A point in the older chain is reached through it, though a newer
     // chain exists (it starts after the point).
@@ -370,13 +426,13 @@ fn a_second_watcher_is_refused() {
 
 /// Every key with its revisions, version and lease, and the revision, as
 /// `etcdctl get -w json` shows them at `endpoint`.
-fn keyspace(endpoint: &str) -> (u64, Vec<serde_json::Value>) {
+pub(crate) fn keyspace(endpoint: &str) -> (u64, Vec<serde_json::Value>) {
     keyspace_at(endpoint, None)
 }
 
 /// [`keyspace`] as it was at revision `rev` (`get --rev`); the revision
 /// returned is the member's current one.
-fn keyspace_at(endpoint: &str, rev: Option<u64>) -> (u64, Vec<serde_json::Value>) {
+pub(crate) fn keyspace_at(endpoint: &str, rev: Option<u64>) -> (u64, Vec<serde_json::Value>) {
     let out = run_ok(
         std::process::Command::new("etcdctl")
             .env("ETCDCTL_API", "3")
@@ -390,7 +446,7 @@ fn keyspace_at(endpoint: &str, rev: Option<u64>) -> (u64, Vec<serde_json::Value>
 }
 
 /// `etcdctl` against member 0, its one line of stdout.
-fn ctl(c: &Cluster, args: &[&str]) -> String {
+pub(crate) fn ctl(c: &Cluster, args: &[&str]) -> String {
     let out = run_ok(c.etcdctl(0, "3").args(args));
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
@@ -407,12 +463,17 @@ fn grant(c: &Cluster, ttl: u32) -> String {
 
 /// Fetch into a directory and restore it into `data` as member r1, as the
 /// restore unit does: the changes come with the base and are replayed.
-fn fetch_and_restore(env: &Env, remote: &Remote, c: &Cluster, extra: &[&str]) -> (PathBuf, u16) {
+pub(crate) fn fetch_and_restore(
+    env: &Env,
+    remote: &Remote,
+    c: &Cluster,
+    extra: &[&str],
+) -> (PathBuf, u16) {
     fetch_and_restore_on(None, env, remote, c, extra)
 }
 
 /// [`fetch_and_restore`] with the etcd build in `bin` restoring.
-fn fetch_and_restore_on(
+pub(crate) fn fetch_and_restore_on(
     bin: Option<&std::path::Path>,
     env: &Env,
     remote: &Remote,
@@ -425,7 +486,7 @@ fn fetch_and_restore_on(
 
 /// [`fetch_and_restore_on`] with `vars` in etcd2-restore's environment; and
 /// what etcd2-restore said.
-fn fetch_and_restore_with(
+pub(crate) fn fetch_and_restore_with(
     bin: Option<&std::path::Path>,
     vars: &[(&str, &str)],
     env: &Env,
@@ -457,7 +518,7 @@ fn fetch_and_restore_with(
 
 /// The arrange of the replay tests: a full backup of 5 keys, a watcher,
 /// then 15 more keys and one overwritten.
-fn watched_history() -> (Cluster, Remote, Env, Watcher) {
+pub(crate) fn watched_history() -> (Cluster, Remote, Env, Watcher) {
     let (c, remote, env) = setup(Backend::Local);
     put_many(&c, 0, 5);
     env.publish(&c, &remote, MID);

@@ -72,6 +72,14 @@ const COMMAND_LINE_ONLY: &[&str] = &[
     // the point to restore to: a standing variable would make every later
     // restore stop there too
     "--to-revision",
+    "--to-time",
+    // what one run of etcd2-fetch --changes prints
+    "--changes",
+    "--to",
+    "--prefix",
+    "--values",
+    // a side restore is one operator's look at the past, never a unit's
+    "--keep-running",
     // destructive, or overriding a refusal
     "--force",
     "--purge",

@@ -583,6 +583,21 @@ pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
     Ok(d)
 }
 
+/// Parse a moment flag (`--to-time`, `--from`, `--to`): RFC 3339 with its
+/// zone, `10 minutes ago`, or `@UNIX_SECONDS`; Unix milliseconds
+/// ([`crate::clock::parse_moment`]).
+pub fn parse_moment(s: &str) -> std::result::Result<u64, String> {
+    crate::clock::parse_moment(s, std::time::SystemTime::now())
+}
+
+/// Whether `e` is a write to a reader that went away (`| head`).
+pub fn broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
 /// Print `text` to stdout; a reader that went away (`| head`) is not an
 /// error: the data was not wanted (exit 0, as ripgrep does).
 pub fn print_stdout(text: &str) -> Result<()> {

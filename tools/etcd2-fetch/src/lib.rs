@@ -19,12 +19,15 @@ use std::path::PathBuf;
 ///   etcd2-fetch --list
 ///   etcd2-fetch --into /var/lib/etcd2-restore
 ///   etcd2-fetch --machine-id OLD -o - | etcd2-push --machine-id NEW -   (migration)
+///   etcd2-fetch --changes --from "20 minutes ago" --prefix /registry/   (find the bad delete)
+///   etcd2-fetch --into /var/lib/etcd2-restore --to-revision 48210   (the revision before it)
+///   etcd2-fetch --into /var/lib/etcd2-restore --to-time 2026-12-03T03:12:00Z
 ///   etcd2-fetch --list-machines                   (every machine of the remote)
 ///   etcd2-fetch --check --nagios --machine-id ID  (a Nagios/Icinga plugin)
 #[derive(Parser, Debug)]
 #[command(version, verbatim_doc_comment)]
-#[command(group(clap::ArgGroup::new("what").required(true).args(["into", "output", "list", "check", "list_machines"])))]
-#[command(group(clap::ArgGroup::new("listing").args(["list", "list_machines"])))]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["into", "output", "list", "check", "list_machines", "changes"])))]
+#[command(group(clap::ArgGroup::new("listing").args(["list", "list_machines", "changes"])))]
 #[command(after_help = "Exit status:
   0  done (with --check: the newest backup is fresh)
   1  failed (one line on stderr says why)
@@ -51,10 +54,40 @@ pub struct Cli {
     #[arg(short, long, value_name = "FILE|-")]
     pub output: Option<cli::Output>,
 
-    /// List the complete generations (newest last) instead of fetching; a
-    /// generation whose sidecar cannot be read is listed as DAMAGED
+    /// List the complete generations (newest last) instead of fetching,
+    /// each with its window: from its revision (CREATED) up to where the
+    /// changes captured after it reach (CHANGES TO, RECEIVED), and a GAP
+    /// line for revisions no window reaches; a generation whose sidecar
+    /// cannot be read is listed as DAMAGED
     #[arg(long)]
     pub list: bool,
+
+    /// Print the changes etcd2-watch captured instead of fetching (received
+    /// between --from and --to, under --prefix): one line per event
+    /// (revision, time received, put/del, value size, key) and, after a
+    /// revision of several events, its summary ("# revision 48211 at ...:
+    /// 4,812 deletes under /registry/"). Restore to the revision before the
+    /// accident with --to-revision
+    #[arg(long, conflicts_with_all = ["generation", "allow_older", "legacy_previous"])]
+    pub changes: bool,
+
+    /// With --changes: from this time on (RFC 3339 with its zone, "10 minutes
+    /// ago", or @UNIX_SECONDS) [default: the first captured change]
+    #[arg(long, requires = "changes", value_parser = cli::parse_moment, value_name = "TIME")]
+    pub from: Option<u64>,
+
+    /// With --changes: up to this time, inclusive [default: now]
+    #[arg(long, requires = "changes", value_parser = cli::parse_moment, value_name = "TIME")]
+    pub to: Option<u64>,
+
+    /// With --changes: only keys that start with this
+    #[arg(long, requires = "changes", value_name = "PREFIX")]
+    pub prefix: Option<String>,
+
+    /// With --changes: print each put's value too (they are the cluster's
+    /// data: Secrets among them)
+    #[arg(long, requires = "changes")]
+    pub values: bool,
 
     /// Check, for monitoring, that this machine's newest complete backup is
     /// younger than --max-age: one line, and the exit status says which
@@ -85,7 +118,8 @@ pub struct Cli {
     #[arg(long, conflicts_with_all = ["generation", "allow_older", "legacy_previous"])]
     pub list_machines: bool,
 
-    /// With --list or --list-machines: JSON for scripts instead of a table
+    /// With --list, --list-machines or --changes (one object per line): JSON
+    /// for scripts instead of a table
     #[arg(long, requires = "listing")]
     pub json: bool,
 
@@ -109,8 +143,16 @@ pub struct Cli {
     /// before a bad delete, say); refused when no backup and its changes
     /// reach R. With --generation, that backup is the one replayed onto
     /// (docs/point-in-time.md)
-    #[arg(long, requires = "into", value_name = "R", conflicts_with_all = ["no_changes", "to_last_good", "allow_older", "legacy_previous"])]
+    #[arg(long, requires = "into", value_name = "R", conflicts_with_all = ["no_changes", "to_last_good", "allow_older", "legacy_previous", "to_time"])]
     pub to_revision: Option<u64>,
+
+    /// With --into: as --to-revision, for the newest revision every change
+    /// up to which etcd2-watch received at or before TIME (RFC 3339 with
+    /// its zone, "10 minutes ago", or @UNIX_SECONDS). Refused, naming the
+    /// nearest windows, before the first captured change, in a gap, or
+    /// after the newest captured change (nothing shows what came after)
+    #[arg(long, requires = "into", value_parser = cli::parse_moment, value_name = "TIME", conflicts_with_all = ["no_changes", "to_last_good", "allow_older", "legacy_previous"])]
+    pub to_time: Option<u64>,
 
     /// With --into: the full backup alone, without the change segments
     /// etcd2-watch captured after it (which come by default, and which

@@ -31,10 +31,16 @@ fn main() -> ExitCode {
             allow_older: cli.allow_older,
             legacy_previous: cli.legacy_previous,
             work_dir: cli.work_dir,
-            changes: match (cli.to_revision, cli.no_changes, cli.to_last_good) {
-                (Some(r), _, _) => fetch::Changes::UpTo(r),
-                (_, true, _) => fetch::Changes::None,
-                (_, _, true) => fetch::Changes::LastGood,
+            changes: match (
+                cli.to_revision,
+                cli.to_time,
+                cli.no_changes,
+                cli.to_last_good,
+            ) {
+                (Some(r), _, _, _) => fetch::Changes::UpTo(r),
+                (_, Some(t), _, _) => fetch::Changes::AtTime(t),
+                (_, _, true, _) => fetch::Changes::None,
+                (_, _, _, true) => fetch::Changes::LastGood,
                 _ => fetch::Changes::All,
             },
         });
@@ -52,6 +58,21 @@ fn main() -> ExitCode {
         if cli.check {
             let verdict = job.check(cli.max_age, cli.warn_age)?.verdict()?;
             return cli::print_stdout(&format!("{verdict}\n"));
+        }
+        if cli.changes {
+            let q = fetch::ChangesQuery {
+                from_ms: cli.from.unwrap_or(0),
+                to_ms: cli.to.unwrap_or(u64::MAX),
+                prefix: cli.prefix.unwrap_or_default().into_bytes(),
+                values: cli.values,
+                json: cli.json,
+            };
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            return match job.print_changes(&q, &mut out) {
+                // A reader that went away (| head) did not want the rest.
+                Err(e) if cli::broken_pipe(&e) => Ok(()),
+                r => r.map(|_| ()),
+            };
         }
         if cli.list {
             let rows = job.list()?;

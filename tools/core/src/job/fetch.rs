@@ -48,6 +48,9 @@ pub enum Changes {
     /// Up to this revision and no further, onto the newest full backup at
     /// or before it (docs/point-in-time.md).
     UpTo(u64),
+    /// Up to the revision this time (Unix ms) names
+    /// ([`crate::store::Repo::revision_at_time`]), as [`Changes::UpTo`].
+    AtTime(u64),
 }
 
 /// One row of `--list`.
@@ -79,13 +82,39 @@ pub struct Details {
     /// The newest revision the change segments after it reach (etcd2-watch);
     /// None where nothing was captured after it.
     pub changes_to: Option<u64>,
+    /// When the watcher received revision `changes_to`: with `created_at`,
+    /// the times a restore onto this backup can reach (its window).
+    pub changes_to_received: Option<String>,
+    pub changes_to_received_unix_ms: Option<u64>,
+    /// The revisions after this window that no window covers (a gap in
+    /// change capture), up to the next backup's.
+    pub uncovered_after: Option<Uncovered>,
+}
+
+/// Revisions no restore reaches: `from ..= to`.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct Uncovered {
+    pub from_revision: u64,
+    pub to_revision: u64,
 }
 
 impl FetchJob {
     /// Decide what to fetch ([`Repo::choose`]: the one choice etcd2-verify
     /// makes too).
     pub fn resolve(&self) -> Result<Source> {
-        if let (Changes::UpTo(rev), None) = (self.changes, &self.generation) {
+        self.resolve_for(self.point()?)
+    }
+
+    /// A time chooses its revision first (one bisection of the changes).
+    fn point(&self) -> Result<Changes> {
+        Ok(match self.changes {
+            Changes::AtTime(t) => Changes::UpTo(self.repo.revision_at_time(t)?.revision),
+            c => c,
+        })
+    }
+
+    fn resolve_for(&self, changes: Changes) -> Result<Source> {
+        if let (Changes::UpTo(rev), None) = (changes, &self.generation) {
             // The point chooses the base (docs/point-in-time.md).
             return Ok(Source::Generation(Box::new(
                 self.repo.base_for_revision(rev)?,
@@ -109,8 +138,9 @@ impl FetchJob {
             }
             Target::Archive(o) => Some(Sink::open_verified(o, &self.work_dir)?),
         };
-        match self.resolve()? {
-            Source::Generation(sc) => self.fetch_generation(&sc, target, sink),
+        let changes = self.point()?;
+        match self.resolve_for(changes)? {
+            Source::Generation(sc) => self.fetch_generation(&sc, target, sink, changes),
             Source::Legacy(dir) => self.fetch_legacy(&dir, target, sink),
         }
     }
@@ -120,13 +150,14 @@ impl FetchJob {
         sc: &Sidecar,
         target: &Target,
         sink: Option<Sink>,
+        changes: Changes,
     ) -> Result<Manifest> {
         let manifest = match (target, sink) {
             (Target::Into(dir), _) => {
                 let staging = staging_for(dir)?;
                 let data = staging.path().join("data");
                 let m = self.repo.download(sc, Some(&data), None)?;
-                let upto = match self.changes {
+                let upto = match changes {
                     Changes::UpTo(u) => Some(u),
                     _ => None,
                 };
@@ -145,7 +176,7 @@ impl FetchJob {
                         sc.generation
                     );
                 }
-                if let (Some(rev), false) = (m.revision, self.changes == Changes::None) {
+                if let (Some(rev), false) = (m.revision, changes == Changes::None) {
                     if upto == Some(rev) {
                         // No segment needed; the restore checks the base's
                         // own revision against the point.
@@ -154,7 +185,7 @@ impl FetchJob {
                         self.repo.download_changes(
                             rev,
                             &data,
-                            self.changes == Changes::LastGood,
+                            changes == Changes::LastGood,
                             upto,
                         )?;
                     }
@@ -349,6 +380,7 @@ impl FetchJob {
             );
         }
         let mut rows = Vec::new();
+        let mut received_of = std::collections::HashMap::new();
         for id in listing.complete() {
             let latest = latest.as_deref() == Some(id.as_str());
             let sc = match self.repo.sidecar(&id) {
@@ -365,6 +397,25 @@ impl FetchJob {
                 }
             };
             let m = &sc.manifest;
+            let chain = m
+                .revision
+                .and_then(|r| crate::store::Coverage::continuing(&coverage, r));
+            let changes_to = chain.map(|c| c.reach);
+            // One segment read per chain: when its newest change came.
+            let received = match chain {
+                Some(c) => match received_of.get(&c.chain) {
+                    Some(r) => *r,
+                    None => {
+                        let r = self.repo.reach_received_ms(c).unwrap_or_else(|e| {
+                            tracing::warn!("change chain {}: {e:#}", c.chain);
+                            None
+                        });
+                        received_of.insert(c.chain.clone(), r);
+                        r
+                    }
+                },
+                None => None,
+            };
             rows.push(GenerationInfo {
                 latest,
                 generation: id,
@@ -382,11 +433,15 @@ impl FetchJob {
                     raft_index: m.raft_index,
                     key_count: m.key_count,
                     host: m.host.clone(),
-                    changes_to: m
-                        .revision
-                        .and_then(|r| crate::store::Coverage::reach_from(&coverage, r)),
+                    changes_to,
+                    changes_to_received: received.map(crate::clock::rfc3339_ms),
+                    changes_to_received_unix_ms: received,
+                    uncovered_after: None,
                 }),
             });
+        }
+        if !coverage.is_empty() {
+            mark_uncovered(&mut rows);
         }
         let incomplete = listing.archives.len() - rows.len();
         if incomplete > 0 {
@@ -395,6 +450,264 @@ impl FetchJob {
             );
         }
         Ok(rows)
+    }
+}
+
+/// What `--changes` prints: the captured events received between two
+/// times, under a prefix.
+pub struct ChangesQuery {
+    pub from_ms: u64,
+    pub to_ms: u64,
+    pub prefix: Vec<u8>,
+    /// Print each put's value (off by default: they are the cluster's
+    /// data, Secrets among them).
+    pub values: bool,
+    /// One JSON object per line instead of a table.
+    pub json: bool,
+}
+
+/// One event of `--changes --json`.
+#[derive(Serialize)]
+struct EventLine<'a> {
+    revision: u64,
+    received: String,
+    received_unix_ms: u64,
+    op: &'static str,
+    key: String,
+    /// The key's bytes where they are not UTF-8 (`key` is then lossy).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key_base64: Option<String>,
+    value_size: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value: Option<String>,
+    chain: &'a str,
+}
+
+/// A key or value as text: UTF-8 with control characters escaped, other
+/// bytes as `\xNN` (a terminal never gets raw bytes from us).
+fn printable(b: &[u8]) -> String {
+    let mut out = String::new();
+    for chunk in b.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c.is_control() {
+                out.extend(c.escape_default());
+            } else {
+                out.push(c);
+            }
+        }
+        for x in chunk.invalid() {
+            out.push_str(&format!("\\x{x:02x}"));
+        }
+    }
+    out
+}
+
+/// The revisions' summary: "4,812 deletes under /registry/".
+struct RevisionTally {
+    revision: u64,
+    ms: u64,
+    puts: usize,
+    dels: usize,
+    /// The longest prefix (up to a `/`) its keys share.
+    common: Option<Vec<u8>>,
+}
+
+impl RevisionTally {
+    fn new(e: &crate::store::changes::Event) -> RevisionTally {
+        RevisionTally {
+            revision: e.rev,
+            ms: e.ms,
+            puts: 0,
+            dels: 0,
+            common: None,
+        }
+    }
+
+    fn add(&mut self, e: &crate::store::changes::Event) {
+        match e.op {
+            crate::store::changes::Op::Put { .. } => self.puts += 1,
+            crate::store::changes::Op::Del { .. } => self.dels += 1,
+        }
+        let key = e.key();
+        self.common = Some(match self.common.take() {
+            None => key.to_vec(),
+            Some(c) => {
+                let n = c.iter().zip(key).take_while(|(a, b)| a == b).count();
+                c[..n].to_vec()
+            }
+        });
+    }
+
+    /// Its line, for a revision of more than one event (one event is its
+    /// own summary).
+    fn line(&self) -> Option<String> {
+        if self.puts + self.dels < 2 {
+            return None;
+        }
+        let mut what = Vec::new();
+        if self.puts > 0 {
+            what.push(format!("{} put{}", thousands(self.puts), plural(self.puts)));
+        }
+        if self.dels > 0 {
+            what.push(format!(
+                "{} delete{}",
+                thousands(self.dels),
+                plural(self.dels)
+            ));
+        }
+        let common = self.common.as_deref().unwrap_or_default();
+        let under = match common.iter().rposition(|b| *b == b'/') {
+            Some(i) => format!(" under {}", printable(&common[..=i])),
+            None => String::new(),
+        };
+        Some(format!(
+            "# revision {} at {}: {}{under}\n",
+            self.revision,
+            crate::clock::rfc3339_ms(self.ms),
+            what.join(", ")
+        ))
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+/// `4812` as `4,812`.
+fn thousands(n: usize) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+impl FetchJob {
+    /// Print the captured events `q` asks for to `out`, as they are read
+    /// (a table, or JSON lines), with a summary line after each revision
+    /// of several events. Returns how many events were printed.
+    pub fn print_changes(&self, q: &ChangesQuery, out: &mut impl io::Write) -> Result<u64> {
+        use crate::store::changes::Op;
+        ensure!(
+            q.from_ms <= q.to_ms,
+            "--from {} is after --to {}",
+            crate::clock::rfc3339_ms(q.from_ms),
+            crate::clock::rfc3339_ms(q.to_ms)
+        );
+        self.repo.check_endpoint()?;
+        if !q.json {
+            writeln!(
+                out,
+                "{:>10} {:<24} {:<3} {:>10}  KEY{}",
+                "REVISION",
+                "RECEIVED",
+                "OP",
+                "SIZE",
+                if q.values { "  VALUE" } else { "" }
+            )?;
+        }
+        let mut printed = 0u64;
+        let mut tally: Option<RevisionTally> = None;
+        let read = self.repo.events_between(q.from_ms, q.to_ms, |chain, e| {
+            if !e.key().starts_with(&q.prefix) {
+                return Ok(());
+            }
+            if tally.as_ref().is_some_and(|t| t.revision != e.rev) {
+                if let Some(line) = tally.take().and_then(|t| t.line()).filter(|_| !q.json) {
+                    out.write_all(line.as_bytes())?;
+                }
+            }
+            tally.get_or_insert_with(|| RevisionTally::new(e)).add(e);
+            let (op, value) = match &e.op {
+                Op::Put { value, .. } => ("put", Some(value.as_slice())),
+                Op::Del { .. } => ("del", None),
+            };
+            if q.json {
+                let key = e.key();
+                let line = EventLine {
+                    revision: e.rev,
+                    received: crate::clock::rfc3339_ms(e.ms),
+                    received_unix_ms: e.ms,
+                    op,
+                    key: String::from_utf8_lossy(key).into_owned(),
+                    key_base64: std::str::from_utf8(key)
+                        .is_err()
+                        .then(|| crate::store::changes::key_b64(key)),
+                    value_size: value.map(<[u8]>::len),
+                    value: value
+                        .filter(|_| q.values)
+                        .map(|v| String::from_utf8_lossy(v).into_owned()),
+                    chain,
+                };
+                serde_json::to_writer(&mut *out, &line)?;
+                out.write_all(b"\n")?;
+            } else {
+                writeln!(
+                    out,
+                    "{:>10} {:<24} {:<3} {:>10}  {}{}",
+                    e.rev,
+                    crate::clock::rfc3339_ms(e.ms),
+                    op,
+                    value.map_or("-".to_owned(), |v| v.len().to_string()),
+                    printable(e.key()),
+                    match value {
+                        Some(v) if q.values => format!("  {}", printable(v)),
+                        _ => String::new(),
+                    }
+                )?;
+            }
+            printed += 1;
+            Ok(())
+        })?;
+        if let Some(line) = tally.and_then(|t| t.line()).filter(|_| !q.json) {
+            out.write_all(line.as_bytes())?;
+        }
+        out.flush()?;
+        tracing::info!(
+            "{printed} captured change(s) received from {} to {} (read {read} segment(s))",
+            crate::clock::rfc3339_ms(q.from_ms),
+            crate::clock::rfc3339_ms(q.to_ms.min(crate::clock::unix_ms(SystemTime::now())))
+        );
+        Ok(printed)
+    }
+}
+
+/// Mark, on the row whose window ends just before it, every range of
+/// revisions no window reaches (rows oldest first; a window is a base's
+/// revision up to where its changes reach). Only from the first window
+/// with changes on: before capture began nothing was missed, it was not
+/// asked for.
+fn mark_uncovered(rows: &mut [GenerationInfo]) {
+    let mut covered: Option<(usize, u64)> = None;
+    for i in 0..rows.len() {
+        let Some(d) = &rows[i].details else { continue };
+        let Some(base) = d.revision else { continue };
+        let end = d.changes_to.unwrap_or(base);
+        match covered {
+            None if d.changes_to.is_some() => covered = Some((i, end)),
+            None => {}
+            Some((at, to)) => {
+                if base > to + 1 {
+                    if let Some(prev) = rows[at].details.as_mut() {
+                        prev.uncovered_after = Some(Uncovered {
+                            from_revision: to + 1,
+                            to_revision: base - 1,
+                        });
+                    }
+                }
+                if end > to {
+                    covered = Some((i, end));
+                }
+            }
+        }
     }
 }
 
@@ -581,8 +894,16 @@ pub fn format_machines(rows: &[MachineInfo], now: u64) -> String {
 /// A human table of generations.
 pub fn format_table(rows: &[GenerationInfo]) -> String {
     let mut out = format!(
-        "{:<30} {:<21} {:>9} {:>10} {:<3} {:<12} {:>10} {:>10}\n",
-        "GENERATION", "CREATED", "AGE", "SIZE", "API", "MEMBER", "REVISION", "CHANGES TO"
+        "{:<30} {:<21} {:>9} {:>10} {:<3} {:<12} {:>10} {:>10} {:<24}\n",
+        "GENERATION",
+        "CREATED",
+        "AGE",
+        "SIZE",
+        "API",
+        "MEMBER",
+        "REVISION",
+        "CHANGES TO",
+        "RECEIVED"
     );
     for r in rows {
         let mark = if r.latest { "  <- LATEST" } else { "" };
@@ -595,7 +916,7 @@ pub fn format_table(rows: &[GenerationInfo]) -> String {
             continue;
         };
         out.push_str(&format!(
-            "{:<30} {:<21} {:>9} {:>10} {:<3} {:<12} {:>10} {:>10}{mark}\n",
+            "{:<30} {:<21} {:>9} {:>10} {:<3} {:<12} {:>10} {:>10} {:<24}{mark}\n",
             r.generation,
             d.created_at,
             human_age(d.age_seconds),
@@ -613,7 +934,14 @@ pub fn format_table(rows: &[GenerationInfo]) -> String {
             d.changes_to
                 .map(|v| v.to_string())
                 .unwrap_or_else(|| "-".into()),
+            d.changes_to_received.as_deref().unwrap_or("-"),
         ));
+        if let Some(u) = &d.uncovered_after {
+            out.push_str(&format!(
+                "{:<30} GAP: revisions {} to {} were not captured; no restore reaches them\n",
+                "", u.from_revision, u.to_revision
+            ));
+        }
     }
     out
 }
@@ -947,5 +1275,131 @@ mod tests {
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect()
+    }
+
+    fn row(revision: u64, changes_to: Option<u64>) -> GenerationInfo {
+        GenerationInfo {
+            generation: format!("g{revision}"),
+            latest: false,
+            damaged: None,
+            details: Some(Details {
+                created_at: String::new(),
+                age_seconds: 0,
+                size: 0,
+                sha256: String::new(),
+                api: Api::V3,
+                member_name: String::new(),
+                member_id: String::new(),
+                cluster_id: String::new(),
+                revision: Some(revision),
+                raft_index: None,
+                key_count: None,
+                host: String::new(),
+                changes_to,
+                changes_to_received: None,
+                changes_to_received_unix_ms: None,
+                uncovered_after: None,
+            }),
+        }
+    }
+
+    fn uncovered(rows: &[GenerationInfo]) -> Vec<Option<(u64, u64)>> {
+        rows.iter()
+            .map(|r| {
+                r.details
+                    .as_ref()
+                    .and_then(|d| d.uncovered_after.as_ref())
+                    .map(|u| (u.from_revision, u.to_revision))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn uncovered_revisions_are_marked_on_the_window_before_them_once_capture_began() {
+        // Before capture began nothing is uncovered; a window that reaches
+        // the next base is whole; one that stops short leaves a gap up to
+        // the next base; a base inside an earlier window's reach is covered.
+        let mut rows = vec![
+            row(10, None),
+            row(20, Some(40)),
+            row(40, Some(45)),
+            row(60, Some(90)),
+            row(70, None),
+            row(95, None),
+        ];
+        mark_uncovered(&mut rows);
+        assert_eq!(
+            uncovered(&rows),
+            vec![None, None, Some((46, 59)), Some((91, 94)), None, None]
+        );
+        // A damaged row is passed over, not a gap of its own.
+        let mut rows = vec![row(5, Some(9)), row(10, Some(12))];
+        rows.insert(
+            1,
+            GenerationInfo {
+                generation: "bad".into(),
+                latest: false,
+                damaged: Some("unreadable".into()),
+                details: None,
+            },
+        );
+        mark_uncovered(&mut rows);
+        assert_eq!(uncovered(&rows), vec![None, None, None]);
+    }
+
+    fn event(rev: u64, key: &[u8], put: bool) -> crate::store::changes::Event {
+        use crate::store::changes::{Event, Op};
+        Event {
+            rev,
+            ms: 1_796_302_862_000,
+            op: if put {
+                Op::Put {
+                    key: key.to_vec(),
+                    value: b"v".to_vec(),
+                    lease: 0,
+                    create: rev,
+                    ver: 1,
+                }
+            } else {
+                Op::Del { key: key.to_vec() }
+            },
+        }
+    }
+
+    #[test]
+    fn a_revision_of_many_events_is_summed_up_under_the_prefix_its_keys_share() {
+        let mut t = RevisionTally::new(&event(7, b"/registry/pods/a", false));
+        t.add(&event(7, b"/registry/pods/a", false));
+        assert_eq!(t.line(), None, "one event is its own summary");
+        for i in 0..4811 {
+            let key = format!(
+                "/registry/{}/x{i}",
+                if i % 2 == 0 { "pods" } else { "secrets" }
+            );
+            t.add(&event(7, key.as_bytes(), false));
+        }
+        assert_eq!(
+            t.line().unwrap(),
+            "# revision 7 at 2026-12-03T13:01:02.000Z: 4,812 deletes under /registry/\n"
+        );
+        let mut t = RevisionTally::new(&event(8, b"a", true));
+        t.add(&event(8, b"a", true));
+        t.add(&event(8, b"b", false));
+        assert_eq!(
+            t.line().unwrap(),
+            "# revision 8 at 2026-12-03T13:01:02.000Z: 1 put, 1 delete\n",
+            "no shared prefix up to a slash: no `under`"
+        );
+    }
+
+    #[test]
+    fn counts_and_keys_are_printed_for_a_terminal() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(thousands(1_234_567), "1,234,567");
+        assert_eq!(printable("/k/é".as_bytes()), "/k/é");
+        assert_eq!(printable(b"a\nb\x1b[2J"), "a\\nb\\u{1b}[2J");
+        assert_eq!(printable(b"\xff\xfe/x"), "\\xff\\xfe/x");
     }
 }

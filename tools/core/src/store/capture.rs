@@ -129,12 +129,30 @@ impl Repo {
         upto: Option<u64>,
     ) -> Result<Option<FetchedChanges>> {
         // Asked for a revision past what was captured: said, never guessed.
+        // Where a later chain exists, the point is in a gap: both sides named.
         let not_captured = |reach: u64| {
-            anyhow::anyhow!(
-                "revision {} is not captured: the changes after the full backup at revision \
-                 {base} reach revision {reach}, and nothing shows what came after (see --list)",
-                upto.unwrap_or_default()
-            )
+            let u = upto.unwrap_or_default();
+            let next = self
+                .coverage()
+                .ok()
+                .and_then(|all| all.into_iter().find(|c| c.first > reach));
+            match next {
+                Some(n) => anyhow::anyhow!(
+                    "revision {u} is not captured: the changes after the full backup at revision \
+                     {base} reach revision {reach}, and the next captured ones (chain {}) cover \
+                     revisions {} to {}: revisions {} to {} are a gap no restore reaches (see \
+                     --list)",
+                    n.chain,
+                    n.first,
+                    n.reach,
+                    reach + 1,
+                    n.first - 1
+                ),
+                None => anyhow::anyhow!(
+                    "revision {u} is not captured: the changes after the full backup at revision \
+                     {base} reach revision {reach}, and nothing shows what came after (see --list)"
+                ),
+            }
         };
         for chain in self.chains()?.iter().rev() {
             let mut names: Vec<SegmentName> = self
@@ -326,7 +344,7 @@ pub fn write_replay_target(dir: &Path, u: u64) -> Result<()> {
         &serde_json::to_vec(&target)?,
         0o600,
     )?;
-    tracing::info!("the replay is to stop at revision {u} (--to-revision)");
+    tracing::info!("the replay is to stop at revision {u}");
     Ok(())
 }
 
@@ -347,10 +365,15 @@ impl Coverage {
     /// The newest revision a replay onto a base at `base` reaches through
     /// the newest chain that continues it, if any does.
     pub fn reach_from(all: &[Coverage], base: u64) -> Option<u64> {
+        Coverage::continuing(all, base).map(|c| c.reach)
+    }
+
+    /// The newest chain that continues a base at `base` (started at or
+    /// before `base + 1`, reaching past it), if any does.
+    pub fn continuing(all: &[Coverage], base: u64) -> Option<&Coverage> {
         all.iter()
             .rev()
             .find(|c| c.first <= base + 1 && c.reach > base)
-            .map(|c| c.reach)
     }
 
     /// Revisions no chain captured, between consecutive chains: (from, to,

@@ -190,6 +190,22 @@ pub struct Segment {
     pub events: Vec<Event>,
 }
 
+impl Segment {
+    /// When the watcher received its newest event (Unix ms); None for a
+    /// segment of no event (never written).
+    pub fn received_to(&self) -> Option<u64> {
+        self.events.iter().map(|e| e.ms).max()
+    }
+
+    /// The first revision of it with an event received after `t_ms`, if
+    /// any: a replay to time `t_ms` stops before it
+    /// (docs/point-in-time.md: the point is the newest revision every
+    /// event up to which was received at or before the time).
+    pub fn first_received_after(&self, t_ms: u64) -> Option<u64> {
+        self.events.iter().find(|e| e.ms > t_ms).map(|e| e.rev)
+    }
+}
+
 /// A segment as bytes, ready to upload: its name and whole sha256.
 #[derive(Debug)]
 pub struct Encoded {

@@ -24,6 +24,8 @@ mod capture;
 pub use capture::{write_replay_target, Coverage, FetchedChanges};
 pub mod changes;
 pub mod format;
+mod point;
+pub use point::TimePoint;
 
 pub use format::{
     check_owner, check_sidecar, new_generation_id, parse_sidecar, plan_retention, pointer_state,
