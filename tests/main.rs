@@ -38,6 +38,8 @@ mod monitoring;
 mod no_loss;
 /// make package and the installer: contents, reinstall, uninstall, OS detection, sandboxing
 mod package;
+/// point-in-time restore: to a revision or a time before a bad delete, the window (--list, --changes), refusals, a side restore
+mod point_in_time;
 /// etcd2-push and etcd2-fetch on real remotes: publish, retention, pickers, legacy layout
 mod push_fetch;
 /// the static build, the sysext image, the Butane config

@@ -26,6 +26,19 @@ pub struct Spec<'a> {
     pub wait: Duration,
     pub bump_revision: Option<u64>,
     pub mark_compacted: bool,
+    /// Where the replay of the changes stops, lowering any stop the fetch
+    /// recorded (docs/point-in-time.md); None: where the fetch said, else
+    /// the newest fetched.
+    pub stop: Option<Stop>,
+}
+
+/// A restore's own point (`etcd2-restore --to-revision/--to-time`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    Revision(u64),
+    /// Unix milliseconds: the newest revision every change up to which
+    /// was received by then.
+    Time(u64),
 }
 
 /// What building a member found.
@@ -85,6 +98,14 @@ pub fn check_can_build(sp: &Spec<'_>, manifest: &Manifest) -> Result<()> {
         ensure!(
             manifest.api == Api::V3,
             "--bump-revision applies to v3 backups only; this one is of the v2 keyspace"
+        );
+    }
+    if let Some(stop) = sp.stop {
+        ensure!(
+            manifest.api == Api::V3,
+            "a restore to {} replays captured v3 changes; this backup is of the v2 keyspace, \
+             which etcd2-watch never captures",
+            stop.describe()
         );
     }
     if manifest.api == Api::V3 {
@@ -328,6 +349,51 @@ fn copy_tree(from: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
+/// A built member serving on private loopback ports (a side restore, for
+/// an operator to copy keys back from); stopped by PID, and killed on drop
+/// or with us: it never outlives the tool that started it.
+pub struct Serving {
+    etcd: TempEtcd,
+}
+
+impl Serving {
+    /// `http://127.0.0.1:PORT`.
+    pub fn client_url(&self) -> &str {
+        &self.etcd.client_url
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.etcd.child.as_ref().map(|c| c.pid())
+    }
+
+    /// Block while it serves; an exit of its own is an error, with its
+    /// log's tail.
+    pub fn wait(&mut self) -> Result<()> {
+        loop {
+            if let Some(c) = self.etcd.child.as_mut() {
+                if let Some(st) = c.try_wait()? {
+                    self.etcd.child = None;
+                    bail!("the side member exited ({st}){}", log_tail(&self.etcd.log));
+                }
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Stop it with SIGTERM, bounded.
+    pub fn stop(mut self) -> Result<()> {
+        self.etcd.stop()
+    }
+}
+
+/// Start the member built in `dir` (by [`build`]) on private loopback
+/// ports, healthy; its log in `staging`.
+pub fn serve(sp: &Spec<'_>, dir: &Path, staging: &Path) -> Result<Serving> {
+    let mut etcd = TempEtcd::start(sp.etcd, sp.name, dir, &[], staging.join("side-etcd.log"))?;
+    etcd.wait_healthy(sp.etcdctl, sp.wait)?;
+    Ok(Serving { etcd })
+}
+
 /// A private member serving a v2 backup's store (the v2 API on) on
 /// loopback, for etcd2-convert to read it and write its v3 keys; stopped
 /// by PID (and killed on drop: it never outlives us).
@@ -457,8 +523,17 @@ fn build_v3(
     // Change segments fetched with the base: replayed on a member of
     // their own first, and the member is built from what that made.
     let changes = backup.join(crate::store::changes::CHANGES_DIR);
+    if let (Some(stop), false) = (sp.stop, changes.is_dir()) {
+        bail!(
+            "{} holds the full backup alone (no changes/): a restore to {} needs the changes \
+             captured after it; fetch them with etcd2-fetch --into DIR --to-revision or \
+             --to-time",
+            backup.display(),
+            stop.describe()
+        );
+    }
     let (db, want) = if changes.is_dir() {
-        let r = replay(sp, &db, &args, &changes, staging)?;
+        let r = replay(sp, &db, manifest, &args, &changes, staging)?;
         (r.db, Some(r.reach))
     } else {
         (db, manifest.revision)
@@ -512,6 +587,7 @@ struct Replayed {
 fn replay(
     sp: &Spec<'_>,
     db: &Path,
+    manifest: &Manifest,
     restore_args: &[&str],
     changes: &Path,
     staging: &Path,
@@ -531,13 +607,96 @@ fn replay(
         Segment::decode(n, &bytes).context("a fetched segment changed since it was fetched")
     };
     let mut links = Vec::new();
+    // With --to-time: the first revision with a change received after it,
+    // where the replay stops (the segment's start, a full backup's
+    // revision, is held at any time after the chain began).
+    let mut after_time: Option<(u64, u64)> = None;
+    let mut newest_ms = None;
     for n in &names {
         let (seg, sha256) = read(n)?;
+        if let (Some(Stop::Time(t)), None) = (sp.stop, after_time) {
+            if let Some(next) = seg.first_received_after(t) {
+                after_time = Some((next, seg.header.start));
+            }
+        }
+        newest_ms = newest_ms.max(seg.received_to());
         links.push(Link {
             name: n.clone(),
             header: seg.header,
             sha256,
         });
+    }
+    // A point-in-time fetch's stop (docs/point-in-time.md), and the
+    // restore's own, which may only lower it.
+    let target = changes.join(crate::store::changes::TARGET_NAME);
+    let fetched_upto = match std::fs::read(&target) {
+        Ok(b) => Some(
+            serde_json::from_slice::<crate::store::changes::ReplayTarget>(&b)
+                .with_context(|| format!("reading {}", target.display()))?
+                .revision,
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e).with_context(|| format!("reading {}", target.display())),
+    };
+    let own = match sp.stop {
+        None => None,
+        Some(Stop::Revision(r)) => Some(r),
+        Some(Stop::Time(t)) => {
+            let at = crate::clock::rfc3339_ms(t);
+            let taken_ms = manifest.created_unix.saturating_mul(1000);
+            ensure!(
+                taken_ms <= t,
+                "the full backup in {} was taken at {}, after {at}: fetch an older one with \
+                 etcd2-fetch --into DIR --to-time {at}",
+                changes.parent().unwrap_or(changes).display(),
+                manifest.created_at
+            );
+            let Some((next, start)) = after_time else {
+                bail!(
+                    "{at} is after the newest change fetched ({}{}): nothing in {} shows what \
+                     came after; fetch again with etcd2-fetch --into DIR --to-time {at}",
+                    newest_ms.map_or("none".to_owned(), crate::clock::rfc3339_ms),
+                    fetched_upto
+                        .map(|u| format!(", the fetch stopped at revision {u}"))
+                        .unwrap_or_default(),
+                    changes.display()
+                );
+            };
+            let r = (next - 1).max(start);
+            tracing::info!(
+                "--to-time {at} is revision {r}: every change up to it was received by then"
+            );
+            Some(r)
+        }
+    };
+    let asked = |o: u64| match sp.stop {
+        Some(Stop::Time(t)) => format!("revision {o} (--to-time {})", crate::clock::rfc3339_ms(t)),
+        _ => format!("revision {o}"),
+    };
+    let upto = match (fetched_upto, own) {
+        (Some(f), Some(o)) if o > f => bail!(
+            "{} is past revision {f}, where the fetch stopped ({}): a restore can only stop \
+             earlier than its fetch; fetch again with etcd2-fetch --into DIR --to-revision {o}",
+            asked(o),
+            target.display()
+        ),
+        (f, o) => o.or(f),
+    };
+    // Refused before any etcd starts: a stop past what was fetched.
+    let fetched_reach = links
+        .iter()
+        .map(|l| l.header.last)
+        .chain(manifest.revision)
+        .max()
+        .unwrap_or_default();
+    if let Some(o) = own.filter(|o| *o > fetched_reach) {
+        bail!(
+            "{} is past the newest fetched change (revision {fetched_reach}, in {}): nothing \
+             fetched shows what came after; fetch again with etcd2-fetch --into DIR \
+             --to-revision {o}",
+            asked(o),
+            changes.display()
+        );
     }
 
     let dir = staging.join("replay");
@@ -569,23 +728,12 @@ fn replay(
     let ctl = sp.etcdctl.at(&etcd.client_url);
     let client = Client::of(&ctl)?;
     let base = client.status()?.status.header.revision;
-    // A point-in-time fetch's stop (docs/point-in-time.md).
-    let target = changes.join(crate::store::changes::TARGET_NAME);
-    let upto = match std::fs::read(&target) {
-        Ok(b) => Some(
-            serde_json::from_slice::<crate::store::changes::ReplayTarget>(&b)
-                .with_context(|| format!("reading {}", target.display()))?
-                .revision,
-        ),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(e).with_context(|| format!("reading {}", target.display())),
-    };
     if let Some(u) = upto {
         ensure!(
             u >= base,
-            "the full backup already holds revision {base}, past revision {u} asked for: fetch \
-             with --to-revision {u} chose it by the revision its sidecar names, which is read \
-             before the snapshot; take an older one (etcd2-fetch --list, --generation)"
+            "the full backup already holds revision {base}, past revision {u} asked for: the \
+             fetch chose it by the revision its sidecar names, which is read before the \
+             snapshot; take an older one (etcd2-fetch --list, --generation)"
         );
     }
     let plan = plan(base, &links).map_err(|b| {
@@ -655,7 +803,12 @@ fn replay(
             now == u,
             "the fetched changes reach revision {now}, not revision {u} asked for"
         );
-        tracing::info!("stopped the replay at revision {u}, as asked: what came after is left out");
+        let left_out = plan.reach.saturating_sub(u);
+        tracing::info!(
+            "stopped the replay at revision {u}, as asked: {revisions} revision(s) replayed after \
+             the full backup of {}, {left_out} fetched revision(s) after it left out",
+            manifest.created_at
+        );
     }
     let applied = applying.elapsed().as_secs_f64();
     drop(alive);
@@ -684,6 +837,16 @@ fn replay(
         db: out,
         reach: now,
     })
+}
+
+impl Stop {
+    /// `revision R` / `the time T`, for messages.
+    pub fn describe(&self) -> String {
+        match self {
+            Stop::Revision(r) => format!("revision {r}"),
+            Stop::Time(t) => format!("the time {}", crate::clock::rfc3339_ms(*t)),
+        }
+    }
 }
 
 /// `args` without `--bump-revision N` (and what goes with it): the replay

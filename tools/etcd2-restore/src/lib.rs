@@ -16,11 +16,21 @@ use std::time::Duration;
 /// check them. Only then is DATA_DIR/member replaced, in one atomic exchange,
 /// the old one kept as member.wiped-<time>. Any failure leaves DATA_DIR as it was.
 ///
+/// With changes fetched after the backup (etcd2-watch), they are replayed up
+/// to where the fetch stopped, or earlier with --to-revision/--to-time. With
+/// --keep-running or -o FILE it restores beside the live cluster instead:
+/// into a throwaway member on private loopback ports, DATA_DIR untouched, to
+/// copy back just the keys that were lost (docs/point-in-time.md).
+///
 /// Examples:
 ///   etcd2-fetch --into /var/lib/etcd2-restore/now && etcd2-restore /var/lib/etcd2-restore/now
 ///   etcd2-restore --name e1 --peer-urls http://10.0.0.1:2380 --data-dir /var/lib/etcd2 backup.tar.zst
+///   etcd2-fetch --into /var/lib/etcd2-restore/pit --to-time "15 minutes ago"
+///   etcd2-restore /var/lib/etcd2-restore/pit --to-revision 48210 --keep-running   (a side member)
+///   etcd2-restore /var/lib/etcd2-restore/pit -o before-the-delete.db              (a snapshot file)
 #[derive(Parser, Debug)]
 #[command(version, verbatim_doc_comment)]
+#[command(group(clap::ArgGroup::new("side").multiple(true).args(["keep_running", "output"])))]
 pub struct Cli {
     /// The fetched backup: a directory from etcd2-fetch --into, or an archive
     #[arg(value_name = "FROM")]
@@ -35,13 +45,47 @@ pub struct Cli {
     )]
     pub data_dir: PathBuf,
 
-    /// This member's name
-    #[arg(long, env = "ETCD_NAME")]
-    pub name: String,
+    /// This member's name (not needed for a side restore)
+    #[arg(long, env = "ETCD_NAME", required_unless_present = "side")]
+    pub name: Option<String>,
 
     /// This member's peer URL(s), as the restored cluster will advertise them
-    #[arg(long, env = "ETCD_INITIAL_ADVERTISE_PEER_URLS", value_name = "URLS")]
-    pub peer_urls: String,
+    /// (not needed for a side restore)
+    #[arg(
+        long,
+        env = "ETCD_INITIAL_ADVERTISE_PEER_URLS",
+        value_name = "URLS",
+        required_unless_present = "side"
+    )]
+    pub peer_urls: Option<String>,
+
+    /// Replay the fetched changes only up to revision R (the one before a
+    /// bad delete, say), lower than where the fetch stopped; refused past it
+    #[arg(long, value_name = "R", conflicts_with = "to_time")]
+    pub to_revision: Option<u64>,
+
+    /// Replay the fetched changes up to the newest revision every change up
+    /// to which etcd2-watch received at or before TIME (RFC 3339 with its
+    /// zone, "10 minutes ago", or @UNIX_SECONDS); refused before the
+    /// backup, or after the newest fetched change
+    #[arg(long, value_parser = cli::parse_moment, value_name = "TIME")]
+    pub to_time: Option<u64>,
+
+    /// Side restore: serve the restored keyspace from a throwaway member on
+    /// a private loopback port (printed on stdout as ETCDCTL_ENDPOINTS=...)
+    /// until stopped with Ctrl-C or SIGTERM, which removes it; DATA_DIR and
+    /// the live member are never touched
+    #[arg(long)]
+    pub keep_running: bool,
+
+    /// Side restore: write the restored keyspace as an etcd snapshot file
+    /// (0600; for etcdutl snapshot restore, or to keep); DATA_DIR untouched
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// Side restore: where the throwaway member lives while it runs
+    #[arg(long, env = "ETCD_BACKUP_DIR", default_value = cli::DEFAULT_WORK_DIR, value_name = "DIR")]
+    pub work_dir: PathBuf,
 
     /// etcd binary to run for the restore [default: etcd from PATH]
     #[arg(long, env = "ETCD2_BACKUP_ETCD", value_name = "PATH")]
@@ -55,7 +99,12 @@ pub struct Cli {
     /// caches (Kubernetes) never see the revision go backwards. Needs
     /// etcdutl >= 3.5.10 or etcdctl >= 3.4.27; refused, naming the tool,
     /// where it has no such flag
-    #[arg(long, env = "ETCD2_BACKUP_BUMP_REVISION", value_name = "N")]
+    #[arg(
+        long,
+        env = "ETCD2_BACKUP_BUMP_REVISION",
+        value_name = "N",
+        conflicts_with = "side"
+    )]
     pub bump_revision: Option<u64>,
 
     /// With --bump-revision: mark the revisions in between compacted, so

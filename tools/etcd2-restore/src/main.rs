@@ -2,7 +2,8 @@
 
 use etcd2_backup::cli;
 use etcd2_backup::cmd::Program;
-use etcd2_backup::job::restore::RestoreJob;
+use etcd2_backup::job::restore::{RestoreJob, Side};
+use etcd2_backup::member::Stop;
 use std::process::ExitCode;
 
 use etcd2_restore::Cli;
@@ -12,8 +13,8 @@ fn main() -> ExitCode {
         let job = RestoreJob {
             from: cli.from,
             data_dir: cli.data_dir,
-            name: cli.name,
-            peer_urls: cli.peer_urls,
+            name: cli.name.unwrap_or_default(),
+            peer_urls: cli.peer_urls.unwrap_or_default(),
             etcd: Program::find("etcd", cli.etcd.as_deref(), "etcd-server")?,
             // The temporary etcd is plain http on loopback: TLS flags do
             // not apply; --user does, where the backup's cluster had auth.
@@ -23,6 +24,16 @@ fn main() -> ExitCode {
             mark_compacted: cli.mark_compacted,
             keep_aside: cli.keep_aside,
             owner: cli.owner,
+            stop: match (cli.to_revision, cli.to_time) {
+                (Some(r), _) => Some(Stop::Revision(r)),
+                (_, Some(t)) => Some(Stop::Time(t)),
+                _ => None,
+            },
+            side: (cli.keep_running || cli.output.is_some()).then_some(Side {
+                work_dir: cli.work_dir,
+                keep_running: cli.keep_running,
+                output: cli.output,
+            }),
         };
         job.run()
     })

@@ -254,6 +254,18 @@ impl Etcdctl {
         Ok(())
     }
 
+    /// `etcdctl snapshot save FILE` from the configured endpoint: etcd's
+    /// own snapshot file (with its sha256 trailer), bounded by the long
+    /// timeout; etcdctl writes `FILE.part` and renames it.
+    pub fn snapshot_save(&self, file: &Path) -> Result<()> {
+        let f = file.to_string_lossy();
+        self.v3(&["snapshot", "save", f.as_ref()])
+            .bounded(self.long_timeout, "--timeout")
+            .run()
+            .with_context(|| format!("etcdctl snapshot save {}", file.display()))?;
+        Ok(())
+    }
+
     /// `snapshot status` of a database file, by etcdutl where there is one:
     /// the revision it holds and the storage version it reports (3.5+),
     /// proving on the way that etcd's own code can read it.

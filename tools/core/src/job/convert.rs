@@ -277,6 +277,7 @@ impl ConvertJob {
             wait: self.wait,
             bump_revision: None,
             mark_compacted: false,
+            stop: None,
         };
         let serving = member::serve_v2(
             &spec,

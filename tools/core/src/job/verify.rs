@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 
 use crate::archive;
 use crate::cmd::Program;
@@ -39,6 +39,10 @@ pub struct Verified {
     pub revision: Option<u64>,
     /// Alarms its data carried (NOSPACE), which a restore clears.
     pub alarms: Vec<String>,
+    /// The change segments captured after it and replayed onto it: how
+    /// many, and the newest revision they reach on the remote (which the
+    /// member came up at).
+    pub changes: Option<(usize, u64)>,
     pub seconds: f64,
 }
 
@@ -103,9 +107,10 @@ impl VerifyJob {
         let data = scratch.path().join("backup");
         let manifest = self.repo.download(sc, Some(&data), None)?;
         // And the changes captured after it: the restore path replays them.
-        if let Some(rev) = manifest.revision {
-            self.repo.download_changes(rev, &data, false, None)?;
-        }
+        let fetched = match manifest.revision {
+            Some(rev) => self.repo.download_changes(rev, &data, false, None)?,
+            None => None,
+        };
 
         // A throwaway member from it, started once and checked.
         let member_dir = scratch.path().join("member-data");
@@ -119,6 +124,7 @@ impl VerifyJob {
             wait: self.wait,
             bump_revision: None,
             mark_compacted: false,
+            stop: None,
         };
         member::check_can_build(&spec, &manifest)
             .with_context(|| format!("generation {} cannot be verified here", sc.generation))?;
@@ -130,8 +136,24 @@ impl VerifyJob {
                     sc.generation
                 )
             })?;
+        // End to end: the member holds the newest captured revision, as
+        // the remote's segments name it, not only what the replay said.
+        if let Some(f) = &fetched {
+            ensure!(
+                built.revision == Some(f.reach),
+                "generation {}: its changes on the remote reach revision {} (chain {}), but the \
+                 member replayed from them came up at revision {}",
+                sc.generation,
+                f.reach,
+                f.chain,
+                built
+                    .revision
+                    .map_or("unknown".to_owned(), |r| r.to_string())
+            );
+        }
         Ok(Verified {
             generation: sc.generation.clone(),
+            changes: fetched.as_ref().map(|f| (f.segments, f.reach)),
             created_unix: sc.manifest.created_unix,
             api: manifest.api,
             revision: built.revision,
@@ -170,8 +192,15 @@ impl Verified {
                 self.alarms.join(", ")
             )
         };
+        let changes = match self.changes {
+            Some((n, reach)) => format!(
+                ", with the {n} change segment(s) captured after it replayed to revision \
+                 {reach}, the newest captured"
+            ),
+            None => String::new(),
+        };
         format!(
-            "verified: generation {} ({} backup) restores{}{alarms} ({:.1}s)",
+            "verified: generation {} ({} backup) restores{changes}{}{alarms} ({:.1}s)",
             self.generation,
             self.api,
             self.revision
