@@ -73,6 +73,15 @@ const COMMAND_LINE_ONLY: &[&str] = &[
     // restore stop there too
     "--to-revision",
     "--to-time",
+    // the shape of one recovery, passed by its unit (etcd2-restore reads
+    // etcd's own ETCD_INITIAL_CLUSTER itself, only in that mode, so that a
+    // founder's restore on a host that sets it is not changed by it; the
+    // token is never the original cluster's)
+    "--whole-cluster",
+    "--initial-cluster",
+    "--initial-cluster-token",
+    // what one run of etcd2-health checks
+    "--no-kv-hash",
     // what one run of etcd2-fetch --changes prints
     "--changes",
     "--to",

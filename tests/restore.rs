@@ -98,7 +98,7 @@ fn member_count(c: &Cluster, i: usize) -> usize {
     String::from_utf8_lossy(&out.stdout).lines().count()
 }
 
-fn assert_v3_keys_everywhere(c: &Cluster, keys: usize) {
+pub(crate) fn assert_v3_keys_everywhere(c: &Cluster, keys: usize) {
     for i in 0..c.members.len() {
         for k in 0..keys {
             let out = run_ok(c.etcdctl(i, "3").args([

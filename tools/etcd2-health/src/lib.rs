@@ -7,10 +7,17 @@ use std::time::Duration;
 
 /// Wait until the cluster is healthy with at least N started members, all
 /// reachable, agreeing on a leader and caught up with it; no member added but
-/// not started. Exits 0 then, or 1 at --wait saying what is missing.
+/// not started. Then prove they hold the same keys: one cluster ID (each of
+/// --endpoints is asked: a member restored from other data forms a cluster of
+/// its own, which the others' member list shows only as not started), the
+/// same KV hash at a common revision, and the same revision at one applied
+/// raft index. Exits 0 then, or 1 at --wait saying what is missing, or at
+/// once naming the member that holds other keys.
 ///
 /// Use it between joins instead of the original's `sleep 10`:
 ///   etcd2-member-add ... && systemctl start etcd2 && etcd2-health --members 2
+/// and after an all-at-once restore, with every member's client URL:
+///   etcd2-health --members 3 --endpoints https://10.0.0.1:2379,https://10.0.0.2:2379,https://10.0.0.3:2379
 #[derive(Parser, Debug)]
 #[command(version, verbatim_doc_comment)]
 pub struct Cli {
@@ -28,6 +35,10 @@ pub struct Cli {
     /// after etcd starts
     #[arg(long, value_name = "NAME")]
     pub promote: Option<String>,
+
+    /// Skip comparing the members' keys (KV hash, revisions) once healthy
+    #[arg(long)]
+    pub no_kv_hash: bool,
 
     #[command(flatten)]
     pub etcd: EtcdArgs,

@@ -12,6 +12,7 @@ fn main() -> ExitCode {
             members: cli.members,
             wait: cli.wait,
             promote: cli.promote,
+            kv_hash: !cli.no_kv_hash,
         }
         .run()?;
         if cli.json {

@@ -8,8 +8,13 @@ use std::time::Duration;
 
 /// Turn a fetched backup into the data dir of a healthy single-member cluster.
 ///
-/// For the founding member only: the other members join it afterwards with
-/// etcd2-member-add. FROM is a directory made by `etcd2-fetch --into`, or an
+/// For the founding member: the other members join it afterwards with
+/// etcd2-member-add. With --whole-cluster (v3 backups), every member is
+/// restored instead, each on its own node from the same fetched backup, with
+/// every member's name and peer URL (--initial-cluster, by default etcd's own
+/// ETCD_INITIAL_CLUSTER) and one token derived from the backup; then all are
+/// started together and find each other, nothing streamed between them
+/// (docs/whole-cluster-restore.md). FROM is a directory made by `etcd2-fetch --into`, or an
 /// archive file. v2 backups are started once with --force-new-cluster on
 /// private loopback ports, their peer URL set to --peer-urls, and stopped; v3
 /// backups go through `etcdctl snapshot restore` and are started once to
@@ -28,6 +33,8 @@ use std::time::Duration;
 ///   etcd2-fetch --into /var/lib/etcd2-restore/pit --to-time "15 minutes ago"
 ///   etcd2-restore /var/lib/etcd2-restore/pit --to-revision 48210 --keep-running   (a side member)
 ///   etcd2-restore /var/lib/etcd2-restore/pit -o before-the-delete.db              (a snapshot file)
+///   etcd2-restore /var/lib/etcd2-restore/now --whole-cluster \
+///       --initial-cluster e1=https://10.0.0.1:2380,e2=https://10.0.0.2:2380,e3=https://10.0.0.3:2380
 #[derive(Parser, Debug)]
 #[command(version, verbatim_doc_comment)]
 #[command(group(clap::ArgGroup::new("side").multiple(true).args(["keep_running", "output"])))]
@@ -70,6 +77,28 @@ pub struct Cli {
     /// backup, or after the newest fetched change
     #[arg(long, value_parser = cli::parse_moment, value_name = "TIME")]
     pub to_time: Option<u64>,
+
+    /// Restore this node as one member of the whole cluster, every member
+    /// from the same backup (fetch the founder's: --machine-id, pinned with
+    /// --generation, and --to-revision with changes), all started together.
+    /// Records the backup, revision, token and KV hash in
+    /// DATA_DIR/member/etcd2-restored.json; etcd2-health compares the members
+    /// once started. v3 backups only
+    #[arg(long, conflicts_with = "side")]
+    pub whole_cluster: bool,
+
+    /// With --whole-cluster: every member, NAME=PEER_URL,... as etcd's own
+    /// --initial-cluster; this member among them with --peer-urls
+    /// [default: $ETCD_INITIAL_CLUSTER]
+    #[arg(long, value_name = "NAME=URL,...", requires = "whole_cluster")]
+    pub initial_cluster: Option<String>,
+
+    /// With --whole-cluster: the new cluster's token, the same on every
+    /// member [default: etcd2-restore-<the backup's db sha256, 16 digits>-<the
+    /// revision restored>: the same on members restored alike, and a member
+    /// fed other data gets another cluster ID, so it never joins]
+    #[arg(long, value_name = "TOKEN", requires = "whole_cluster")]
+    pub initial_cluster_token: Option<String>,
 
     /// Side restore: serve the restored keyspace from a throwaway member on
     /// a private loopback port (printed on stdout as ETCDCTL_ENDPOINTS=...)

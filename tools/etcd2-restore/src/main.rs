@@ -1,8 +1,9 @@
-//! etcd2-restore: make the founding member's data dir from a fetched backup.
+//! etcd2-restore: make the founding member's data dir from a fetched backup
+//! (or one member's, with the whole cluster restored at once).
 
 use etcd2_backup::cli;
 use etcd2_backup::cmd::Program;
-use etcd2_backup::job::restore::{RestoreJob, Side};
+use etcd2_backup::job::restore::{RestoreJob, Side, WholeCluster};
 use etcd2_backup::member::Stop;
 use std::process::ExitCode;
 
@@ -10,6 +11,14 @@ use etcd2_restore::Cli;
 
 fn main() -> ExitCode {
     cli::main(|cli: Cli| {
+        // etcd's own ETCD_INITIAL_CLUSTER is read only in this mode: a
+        // founder's restore on a host that sets it stays a founder's.
+        let cluster = cli.whole_cluster.then(|| WholeCluster {
+            initial_cluster: cli
+                .initial_cluster
+                .or_else(|| std::env::var("ETCD_INITIAL_CLUSTER").ok()),
+            token: cli.initial_cluster_token,
+        });
         let job = RestoreJob {
             from: cli.from,
             data_dir: cli.data_dir,
@@ -34,6 +43,7 @@ fn main() -> ExitCode {
                 keep_running: cli.keep_running,
                 output: cli.output,
             }),
+            cluster,
         };
         job.run()
     })

@@ -14,7 +14,7 @@ pub mod etcdctl;
 pub mod grpc;
 
 pub use etcdctl::{
-    parse_alarm_list, parse_endpoint_status, parse_member_list, parse_v2_ls_has_keys,
+    parse_alarm_list, parse_endpoint_status, parse_hashkv, parse_member_list, parse_v2_ls_has_keys,
     program_version, v2_api_disabled, Etcdctl,
 };
 
@@ -252,6 +252,19 @@ pub struct Header {
     pub revision: u64,
 }
 
+/// `etcdctl endpoint hashkv --rev R -w json`: a member's hash of its keys
+/// up to revision R (etcd's own corruption check compares the same).
+#[derive(Debug, Clone, Deserialize)]
+pub struct HashKv {
+    pub header: Header,
+    /// omitted by etcdctl when 0.
+    #[serde(default)]
+    pub hash: u32,
+    /// -1 when never compacted.
+    #[serde(default)]
+    pub compact_revision: i64,
+}
+
 /// `etcdctl member list -w json`.
 #[derive(Debug, Clone, Deserialize)]
 pub struct MemberList {
@@ -279,6 +292,25 @@ impl Member {
     pub fn started(&self) -> bool {
         !self.name.is_empty()
     }
+}
+
+/// The cluster ID a member answers with on its peer URL (`GET /members`,
+/// header `X-Etcd-Cluster-ID`), which etcd serves before it has a leader
+/// and before it publishes its client URLs: how a member that formed a
+/// cluster of its own is told apart from one not started. Plain http peers
+/// only (None over https, or where nothing answers within 3 s).
+pub fn peer_cluster_id(peer_url: &str) -> Option<u64> {
+    if !peer_url.starts_with("http://") {
+        return None;
+    }
+    let agent = ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(3))
+        .build();
+    let resp = agent
+        .get(&format!("{}/members", peer_url.trim_end_matches('/')))
+        .call()
+        .ok()?;
+    u64::from_str_radix(resp.header("X-Etcd-Cluster-ID")?, 16).ok()
 }
 
 /// etcd IDs are shown in hex everywhere operators see them.
@@ -372,6 +404,12 @@ pub fn is_auth_refusal(e: &anyhow::Error) -> bool {
         refusal(&format!("{e:#}")),
         Some(Refusal::NoUser | Refusal::Authentication | Refusal::Permission)
     )
+}
+
+/// etcd's refusal of a revision below its compaction (`endpoint hashkv
+/// --rev`, a get or watch at an old revision): ask again at a newer one.
+pub fn is_compacted(e: &anyhow::Error) -> bool {
+    format!("{e:#}").contains("required revision has been compacted")
 }
 
 /// Whether an error came from a member that answered (a gRPC status other

@@ -278,6 +278,7 @@ impl ConvertJob {
             bump_revision: None,
             mark_compacted: false,
             stop: None,
+            kv_hash: false,
         };
         let serving = member::serve_v2(
             &spec,

@@ -1,5 +1,6 @@
 //! The `etcd2-health` job: wait, bounded, until the cluster has the wanted
-//! number of started members, all healthy and caught up.
+//! number of started members, all healthy and caught up; then prove they
+//! hold the same keys (cluster::check_agreement).
 
 use std::time::Duration;
 
@@ -18,6 +19,8 @@ pub struct HealthJob {
     pub wait: Duration,
     /// First promote this learner (by name) once it caught up.
     pub promote: Option<String>,
+    /// Then compare the members' KV hashes and revisions.
+    pub kv_hash: bool,
 }
 
 impl HealthJob {
@@ -30,7 +33,24 @@ impl HealthJob {
             promote(&ctl, name, self.wait)?;
         }
         let left = self.wait.saturating_sub(started.elapsed());
-        cluster::wait_healthy(&ctl, self.members, left)
+        let mut health = cluster::wait_healthy(&ctl, self.members, left)?;
+        if self.kv_hash {
+            let left = self.wait.saturating_sub(started.elapsed());
+            let a = cluster::check_agreement(&ctl, left.max(Duration::from_secs(10)))?;
+            tracing::info!(
+                "the members hold the same keys: {} of cluster {}, KV hash {:08x} at revision {}{}",
+                a.members.join(", "),
+                a.cluster_id,
+                a.kv_hash,
+                a.hash_revision,
+                match a.revision {
+                    Some(r) => format!(", all at revision {r}"),
+                    None => ", revisions not compared (never quiet)".to_owned(),
+                }
+            );
+            health.agreement = Some(a);
+        }
+        Ok(health)
     }
 }
 

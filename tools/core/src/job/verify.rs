@@ -125,6 +125,7 @@ impl VerifyJob {
             bump_revision: None,
             mark_compacted: false,
             stop: None,
+            kv_hash: false,
         };
         member::check_can_build(&spec, &manifest)
             .with_context(|| format!("generation {} cannot be verified here", sc.generation))?;
