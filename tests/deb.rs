@@ -189,7 +189,7 @@ fn deb_holds_the_tools_and_units_for_debians_etcd_and_no_secret() {
             );
         }
     }
-    assert_eq!(texts, 7 + 5 + 1, "units, drop-ins, settings");
+    assert_eq!(texts, 8 + 6 + 1, "units, drop-ins, settings");
 
     // The stage refuses a settings drop-in with a site's remote in it.
     let conf = t.path().join("site.conf");

@@ -3,6 +3,8 @@
 //! installer; the timer takes real backups to a shared rclone remote; then
 //! the seed README's "Restore the cluster" procedure, typed as an operator
 //! would with systemctl, with no sleeps; every key checked on every node.
+//! Then the whole cluster restored at once (etcd2-restore-member@), checked
+//! by etcd2-health.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -364,6 +366,7 @@ fn restore_the_cluster_procedure_under_systemd() {
             "etcd2-backup.service",
             "etcd2-backup.timer",
             "etcd2-restore.service",
+            "etcd2-restore-member@e1.service",
             "etcd2-join.service",
         ]);
     }
@@ -702,6 +705,75 @@ fn restore_the_cluster_procedure_under_systemd() {
         Duration::from_secs(60),
         &["etcd2-backup.timer", "etcd2-backup.service"],
         || (latest(&mids[0]) != before).then_some(()),
+    );
+
+    // ---- The other procedure (docs/whole-cluster-restore.md): every node
+    // restores e1's backup itself, with the whole member list, and all
+    // start together; nothing streamed between them. ----
+    for ct in &cts {
+        ct.systemctl(&[
+            "stop",
+            "etcd2.service",
+            "etcd2-backup.timer",
+            "etcd2-backup.service",
+            "etcd2-watch.service",
+        ]);
+    }
+    for n in &nodes {
+        corrupt(&n.data);
+    }
+    let unit = format!("etcd2-restore-member@{}.service", mids[0]);
+    for ct in &cts {
+        ct.systemctl(&["start", &unit]);
+    }
+    // etcd is ready only once a majority runs: start all without waiting.
+    for ct in &cts {
+        ct.systemctl(&["start", "--no-block", "etcd2.service"]);
+    }
+    for (n, ct) in nodes.iter().zip(&cts) {
+        ct.wait_until(
+            "every key after the all-at-once restore",
+            Duration::from_secs(60),
+            &["etcd2.service", &unit],
+            || keys_at(&n.client).filter(|k| *k == want),
+        );
+    }
+    let endpoints: Vec<&str> = nodes.iter().map(|n| n.client.as_str()).collect();
+    let health = cts[0].exec(&[
+        "/opt/bin/etcd2-health",
+        "--members",
+        "3",
+        "--wait",
+        "60s",
+        "--endpoints",
+        &endpoints.join(","),
+    ]);
+    let said = String::from_utf8_lossy(&health.stderr).into_owned();
+    assert!(health.status.success(), "etcd2-health: {said}");
+    assert!(said.contains("the members hold the same keys"), "{said}");
+    // Each node recorded the same backup, revision and token.
+    let records: Vec<serde_json::Value> = nodes
+        .iter()
+        .map(|n| {
+            let p = n.data.join("member/etcd2-restored.json");
+            serde_json::from_slice(&fs::read(&p).expect("the restore's record")).expect("json")
+        })
+        .collect();
+    for (n, r) in nodes.iter().zip(&records) {
+        assert_eq!(r["mode"], "whole-cluster", "{}: {r}", n.name);
+        for f in [
+            "backup_db_sha256",
+            "revision",
+            "initial_cluster_token",
+            "kv_hash",
+        ] {
+            assert_eq!(r[f], records[0][f], "{}'s {f}", n.name);
+        }
+    }
+    let journal = cts[1].journal(&[&unit]);
+    assert!(
+        journal.contains("made e2 a member of the whole cluster e1, e2, e3"),
+        "{journal}"
     );
     for ct in &mut cts {
         ct.stop();

@@ -92,7 +92,11 @@ fn a_kubeadm_node_installs_unit_less_and_backs_up_with_its_certificates_and_no_e
     assert!(o.status.success(), "install failed:\n{log}");
     assert!(log.contains("kubeadm's static pod"), "{log}");
     let units = "/etc/systemd/system";
-    for gone in ["etcd2-restore.service", "etcd2-join.service"] {
+    for gone in [
+        "etcd2-restore.service",
+        "etcd2-restore-member@.service",
+        "etcd2-join.service",
+    ] {
         assert!(
             !ct.exec(&["test", "-e", &format!("{units}/{gone}")])
                 .status

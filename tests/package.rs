@@ -15,12 +15,13 @@ use harness::{assert_fails_with, run, run_ok};
 const RCLONE_CONF: &str = "[backups]\ntype = local\n";
 
 /// The units the package ships: the installer's own list.
-const UNITS: [&str; 7] = etcd2_backup::job::install::payload::UNIT_FILES;
+const UNITS: [&str; 8] = etcd2_backup::job::install::payload::UNIT_FILES;
 
 /// The services the installer gives settings drop-ins (the timer has none).
-const SERVICES: [&str; 5] = [
+const SERVICES: [&str; 6] = [
     "etcd2-backup",
     "etcd2-restore",
+    "etcd2-restore-member@",
     "etcd2-join",
     "etcd2-verify",
     "etcd2-watch",
@@ -944,7 +945,9 @@ fn installed_services_are_sandboxed_backup_exposure_at_most_3() {
     assert!(install(&x, &root, &[]).status.success());
     let mut scores = Vec::new();
     for job in SERVICES {
-        let unit = format!("{job}.service");
+        // A template is analyzed as one of its instances.
+        let instance = if job.ends_with('@') { "e1" } else { "" };
+        let unit = format!("{job}{instance}.service");
         let score = exposure(&root, &unit);
         eprintln!("systemd-analyze security {unit}: {score:.1}");
         scores.push((job, score));

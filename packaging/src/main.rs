@@ -292,8 +292,10 @@ Install on each node (as root):
   systemctl enable --now etcd2-backup.timer      # on nodes that take backups
 
 Restore a cluster: etcd2-restore.service on the founding member, then
-etcd2-join.service on each other node; see `man etcd2-restore` (installed in
-/opt/share/man, found from /opt/bin in PATH) and the project README.
+etcd2-join.service on each other node; or, for large data, every node at
+once from one backup with etcd2-restore-member@<machine-id>.service; see
+`man etcd2-restore` (installed in /opt/share/man, found from /opt/bin in
+PATH) and the project README.
 
 This package holds conf/rclone.conf: the credentials of your backup remote.
 Copy it over trusted channels only and delete it when the install is done.

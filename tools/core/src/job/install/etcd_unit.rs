@@ -65,7 +65,10 @@ impl EtcdUnit {
     /// has none gets neither.
     pub fn installs(self, file: &str) -> bool {
         self != EtcdUnit::Unitless
-            || !matches!(file, "etcd2-restore.service" | "etcd2-join.service")
+            || !matches!(
+                file,
+                "etcd2-restore.service" | "etcd2-restore-member@.service" | "etcd2-join.service"
+            )
     }
 
     /// The data dir etcd uses under this unit when nothing overrides it.

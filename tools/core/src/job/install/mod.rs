@@ -49,9 +49,10 @@ pub const BASH_COMPLETION_DIR: &str = "/etc/bash_completion.d";
 pub const MANIFEST: &str = "/opt/etcd2-backup/installed.json";
 pub const DEFAULT_RCLONE_CONF: &str = "/etc/rclone.conf";
 /// The units that get the settings file and etcd's settings.
-pub const JOBS: [&str; 5] = [
+pub const JOBS: [&str; 6] = [
     "etcd2-backup",
     "etcd2-restore",
+    "etcd2-restore-member@",
     "etcd2-join",
     "etcd2-verify",
     "etcd2-watch",

@@ -36,10 +36,11 @@ pub mod payload {
     /// Third-party programs the package may bundle.
     pub const BUNDLED: [&str; 3] = ["rclone", "etcdctl", "etcd"];
     /// The units, all installed; none enabled by the installer.
-    pub const UNIT_FILES: [&str; 7] = [
+    pub const UNIT_FILES: [&str; 8] = [
         "etcd2-backup.service",
         "etcd2-backup.timer",
         "etcd2-restore.service",
+        "etcd2-restore-member@.service",
         "etcd2-join.service",
         "etcd2-verify.service",
         "etcd2-verify.timer",
