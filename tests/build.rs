@@ -40,6 +40,23 @@ fn main() {
         )
         .unwrap();
     }
+    // The whole cluster restored at once on every build but the system's
+    // (tests/whole_cluster.rs runs that one).
+    for l in text
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or_default())
+    {
+        let w: Vec<&str> = l.split_whitespace().collect();
+        if w.len() >= 3 && w[0] == "etcd" && w[2] != "system" {
+            writeln!(
+                out,
+                "#[test]\nfn whole_cluster_restore_on_etcd_{}() {{\n    crate::whole_cluster::restored_at_once(Some(&bin_of({:?})));\n}}\n",
+                w[1].replace('.', "_"),
+                w[1]
+            )
+            .unwrap();
+        }
+    }
     // The newest build of each minor line, oldest line first.
     let mut lines: Vec<(u32, u32, u32)> = Vec::new();
     for &v in &etcd {

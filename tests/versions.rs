@@ -286,7 +286,8 @@ fn upgrade_restore(from: &str, to: &str) {
 }
 
 // The matrix: `round_trip_on_etcd_X_Y_Z` per build of scripts/versions,
-// `upgrade_restore_from_etcd_A_to_etcd_B` per pair of consecutive minor lines.
+// `upgrade_restore_from_etcd_A_to_etcd_B` per pair of consecutive minor lines,
+// `whole_cluster_restore_on_etcd_X_Y_Z` per build but the system's.
 include!(concat!(env!("OUT_DIR"), "/version_matrix.rs"));
 
 #[test]
@@ -297,6 +298,13 @@ fn the_matrix_covers_every_build_of_scripts_versions() {
     let text = std::fs::read_to_string(concat!(env!("OUT_DIR"), "/version_matrix.rs")).unwrap();
     for b in &builds {
         let f = format!("fn round_trip_on_etcd_{}()", b.version.replace('.', "_"));
+        assert!(text.contains(&f), "{f} missing");
+    }
+    for b in builds.iter().filter(|b| b.source != "system") {
+        let f = format!(
+            "fn whole_cluster_restore_on_etcd_{}()",
+            b.version.replace('.', "_")
+        );
         assert!(text.contains(&f), "{f} missing");
     }
     for (from, to) in [("3_5_30", "3_6_16"), ("3_6_16", "3_7_3")] {

@@ -9,7 +9,7 @@ use std::process::{Command, Output, Stdio};
 
 use harness::etcd::Cluster;
 use harness::rclone::Remote;
-use harness::{assert_fails_with, run, run_ok, tool, Env};
+use harness::{assert_fails_with, run, run_ok, tool, tool_on, Env};
 
 use crate::restore::{assert_v3_keys_everywhere, destroy_all};
 
@@ -36,7 +36,7 @@ fn all_endpoints(c: &Cluster) -> String {
 /// copy, the member list from etcd's ETCD_INITIAL_CLUSTER.
 fn restore_member(c: &Cluster, i: usize, fetched: &Path) -> Command {
     let m = &c.members[i];
-    let mut cmd = tool("etcd2-restore");
+    let mut cmd = tool_on("etcd2-restore", c.bin.as_deref());
     cmd.arg("--data-dir")
         .arg(&m.data_dir)
         .args(["--name", &m.name, "--peer-urls", &m.peer_url])
@@ -118,9 +118,10 @@ fn record_at(data_dir: &Path) -> serde_json::Value {
     serde_json::from_str(&text).unwrap()
 }
 
-/// `etcd2-health --members 3` through `endpoints`, bounded at 60 s.
-fn health(endpoints: &str) -> Command {
-    let mut h = tool("etcd2-health");
+/// `etcd2-health --members 3` through `endpoints`, bounded at 60 s, with
+/// the cluster's etcdctl.
+fn health(c: &Cluster, endpoints: &str) -> Command {
+    let mut h = tool_on("etcd2-health", c.bin.as_deref());
     h.args(["--members", "3", "--wait", "60s", "--endpoints", endpoints]);
     h
 }
@@ -133,7 +134,17 @@ fn cluster_id(c: &Cluster, i: usize) -> u64 {
 
 #[test]
 fn every_member_restored_at_once_from_one_backup() {
-    let mut c = Cluster::start(3);
+    restored_at_once(None);
+}
+
+/// Three members restored at the same time from one generation, on the
+/// etcd build in `bin` (None: Debian's, on PATH); the version matrix runs
+/// it on every other build of scripts/versions.
+pub(crate) fn restored_at_once(bin: Option<&Path>) {
+    let mut c = match bin {
+        Some(b) => Cluster::start_bin(3, b),
+        None => Cluster::start(3),
+    };
     for k in 0..30 {
         c.put_v3(k % 3, &format!("/k{k}"), &format!("v{k}"));
     }
@@ -165,7 +176,7 @@ fn every_member_restored_at_once_from_one_backup() {
     for i in 0..3 {
         c.wait_healthy(i);
     }
-    let out = run_ok(health(&all_endpoints(&c)).arg("--json"));
+    let out = run_ok(health(&c, &all_endpoints(&c)).arg("--json"));
     let health: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let agreed = &health["agreement"];
     assert_eq!(agreed["members"].as_array().unwrap().len(), 3, "{health}");
@@ -243,7 +254,7 @@ fn a_member_restored_from_another_backup_forms_no_cluster_and_is_named() {
     assert_ne!(r1["initial_cluster_token"], r3["initial_cluster_token"]);
     // Asked through e1 alone: the member list shows e3 as not started, and
     // its peer URL answers with its own cluster ID.
-    let out = run(&mut health(c.endpoint(0)));
+    let out = run(&mut health(&c, c.endpoint(0)));
     let line = assert_fails_with(&out, "etcd2-health", &c.members[2].peer_url);
     assert!(line.contains("answers as a member of cluster"), "{line}");
     assert!(line.contains("restored from other data"), "{line}");
@@ -257,13 +268,13 @@ fn a_member_restored_from_another_backup_with_the_same_token_is_named() {
     // lags behind at the same raft index.
     let c = restore_e3_from_an_older_generation(Some("one-token-for-all"));
     c.wait_healthy(2);
-    let out = run(&mut health(&all_endpoints(&c)));
+    let out = run(&mut health(&c, &all_endpoints(&c)));
     let line = assert_fails_with(&out, "etcd2-health", "the members hold different keys");
     assert!(line.contains("e3 at "), "names e3: {line}");
     assert!(line.contains(", the others at "), "{line}");
     // Without the comparison the cluster looks healthy: what the hash and
     // revision check is there to catch.
-    run_ok(health(&all_endpoints(&c)).arg("--no-kv-hash"));
+    run_ok(health(&c, &all_endpoints(&c)).arg("--no-kv-hash"));
 }
 
 #[test]
