@@ -53,9 +53,10 @@ pub fn redact(text: &str) -> std::borrow::Cow<'_, str> {
                     )),
                     "${1}***",
                 ),
-                // user:password@ in a URL
+                // user:password@ in a URL; the password may hold quotes
+                // (userinfo allows '), so only / blank and @ end it
                 (
-                    re(r#"(?i)([a-z][a-z0-9+.-]*://[^/\s:@'"]*:)[^@/\s'"]+@"#.to_owned()),
+                    re(r#"(?i)([a-z][a-z0-9+.-]*://[^/\s:@'"]*:)[^@/\s]+@"#.to_owned()),
                     "${1}***@",
                 ),
                 // the same, URL-encoded (%3A%2F%2Fuser%3Apassword%40)
@@ -122,6 +123,16 @@ mod tests {
             (
                 "Get \"https://u:FAKEPASS@h/p\": 401",
                 "Get \"https://u:***@h/p\": 401",
+            ),
+            // A password with quotes in it (RFC 3986 lets ' stand
+            // unencoded in userinfo): hidden whole, not left in the clear.
+            (
+                "Get \"https://u:pa'ss\"wd@h/p\": 401",
+                "Get \"https://u:***@h/p\": 401",
+            ),
+            (
+                ":webdav,url='https://backup:FAKE'PASS@dav.example/x':etcd",
+                ":webdav,url='https://backup:***@dav.example/x':etcd",
             ),
             (
                 "x%2Curl%3Dhttps%3A%2F%2Fu%3AFAKEPASS%40h%2Fp%3Aetcd",
