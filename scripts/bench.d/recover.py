@@ -2,7 +2,7 @@
 """One recovery, from "three data dirs gone" to three healthy members with
 every key verified (timed by scripts/bench under measure.py):
 
-  recover.py ours|seed|floor v2|v3 RUN CLIENT_PORTS PEER_PORTS REMOTE MID HASHES BIN
+  recover.py ours|parallel|seed|floor v2|v3 RUN CLIENT_PORTS PEER_PORTS REMOTE MID HASHES BIN
 
 RUN is the work dir, CLIENT_PORTS / PEER_PORTS three comma-separated ports on
 127.0.0.1, REMOTE the rclone endpoint, MID the machine-id folder, HASHES the
@@ -12,6 +12,11 @@ RUN/phases (time stamps: start, restored, joined2, joined3, healthy, verified).
 
   ours   the README's recovery procedure with our tools, step for step (a
          joiner is added as a learner and promoted by etcd2-health --promote)
+  parallel  the all-at-once procedure (docs/whole-cluster-restore.md, v3
+         only): each of the three nodes fetches the same backup and runs
+         etcd2-restore --whole-cluster, the three at the same time; then all
+         three members start together and etcd2-health --members 3 checks
+         them (one cluster ID, the same KV hash)
   seed   the seed README's procedure as written (recover-seed.sh, shell, as
          its units ran it: etcd2-restore.service (rm -rf, rclone copy, the Go
          program: etcd --force-new-cluster, poll cluster-health up to
@@ -27,6 +32,7 @@ Every wait is bounded and names what it waited for.
 import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -82,6 +88,31 @@ def run_bounded(argv, timeout, what, env=None, stdout=None, stderr=None):
     return rc, out
 
 
+def run_all(argvs, timeout, what):
+    """Run every argv at the same time, each in a process group of its own
+    (three nodes doing their step at once), bounded by `timeout` s in all;
+    on the bound, a failure or our stop, every group still running is
+    killed. Fails naming the first that failed."""
+    ps = [subprocess.Popen(a, stdin=subprocess.DEVNULL, process_group=0) for a in argvs]
+    deadline = time.monotonic() + timeout
+    try:
+        for i, p in enumerate(ps):
+            try:
+                rc = p.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                raise Failed(f"recover: {what}: not done within {timeout} s")
+            if rc != 0:
+                raise Failed(f"recover: {what} on node {i + 1} failed (exit {rc})")
+    finally:
+        for p in ps:
+            if p.poll() is None:
+                try:
+                    os.killpg(p.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                p.wait()
+
+
 def _on_term(_sig, _frame):
     raise Failed("recover: stopped (SIGTERM)")
 
@@ -92,7 +123,7 @@ def main():
     mode, api, run, cports, pports, remote, mid, hashes, bindir = sys.argv[1:]
     C = [None] + cports.split(",")
     P = [None] + pports.split(",")
-    if len(C) != 4 or len(P) != 4 or mode not in ("ours", "seed", "floor") or api not in ("v2", "v3"):
+    if len(C) != 4 or len(P) != 4 or mode not in ("ours", "parallel", "seed", "floor") or api not in ("v2", "v3"):
         sys.exit(f"recover.py: bad arguments {sys.argv[1:]}")
 
     def url(i): return f"http://127.0.0.1:{C[i]}"
@@ -208,6 +239,25 @@ def main():
             sh([b("etcd2-health"), "-q", "--endpoints", url(1), "--promote", f"e{i}", "--members", str(i),
                 "--wait", "300s"], f"etcd2-health --promote e{i} --members {i}")
             phase(f"joined{i}")
+    elif mode == "parallel":
+        if api != "v3":
+            raise Failed("recover: the all-at-once restore takes v3 backups only")
+        ic = ",".join(f"e{i}={purl(i)}" for i in (1, 2, 3))
+        nodes = []
+        for i in (1, 2, 3):
+            # what etcd2-restore-member@.service runs on node i
+            fetch = [b("etcd2-fetch"), "-q", "--endpoint", remote, "--machine-id", mid, "--work-dir",
+                     f"{run}/work{i}", "--into", f"{run}/restore{i}"]
+            restore = [b("etcd2-restore"), "-q", "--whole-cluster", "--initial-cluster", ic, "--data-dir",
+                       f"{run}/e{i}", "--name", f"e{i}", "--peer-urls", purl(i), f"{run}/restore{i}"]
+            os.makedirs(f"{run}/work{i}", exist_ok=True)
+            nodes.append(["bash", "-c", f"{shlex.join(fetch)} && {shlex.join(restore)}"])
+        run_all(nodes, STEP_TIMEOUT, "etcd2-fetch && etcd2-restore --whole-cluster")
+        phase("restored")
+        for i in (1, 2, 3):
+            start_member(i, {"ETCD_NAME": f"e{i}"})
+        sh([b("etcd2-health"), "-q", "--endpoints", ",".join(url(i) for i in (1, 2, 3)), "--members", "3",
+            "--wait", "300s"], "etcd2-health --members 3")
     elif mode == "seed":
         # the procedure's steps are shell, as the seed's units ran them; it
         # appends its members to RUN/pids and its phases to RUN/phases

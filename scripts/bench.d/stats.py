@@ -225,6 +225,12 @@ def compute(rows, meta, ours, baseline=None):
                 x = o["wall_med"] / seed["wall_med"]
                 target("recovery ≤ 1/3 of the seed procedure (at 256 MB)", size,
                        f"ours {api} {o['wall_med']:.1f} s / seed (v2) {seed['wall_med']:.1f} s", x, 1 / 3, x <= 1 / 3)
+            pa = R.get((size, api, "parallel"))
+            if o and pa:
+                x = pa["wall_med"] / o["wall_med"]
+                target("all-at-once recovery ≤ 0.5× founder+join (at 1 GiB)", size,
+                       f"{api}: all at once {pa['wall_med']:.1f} s / founder+join {o['wall_med']:.1f} s", x, 0.5,
+                       x <= 0.5)
             fl = R.get((size, api, "floor"))
             if o and fl:
                 x = o["wall_med"] / fl["wall_med"]
