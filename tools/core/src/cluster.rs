@@ -195,9 +195,17 @@ fn foreign_members(ctl: &Etcdctl, listed: &[(String, EndpointStatus)]) -> Vec<St
     }
     let mut seen: Vec<(String, u64, u64)> = Vec::new();
     for ep in endpoints {
-        let mut c = ctl.at(ep);
-        c.query_timeout = Duration::from_secs(5);
-        if let Ok(s) = c.endpoint_status() {
+        // A listed member's status was just taken: not asked twice.
+        let known = listed.iter().find(|(_, s)| s.endpoint == ep);
+        let status = match known {
+            Some((_, s)) => Some(s.clone()),
+            None => {
+                let mut c = ctl.at(ep);
+                c.query_timeout = Duration::from_secs(5);
+                c.endpoint_status().ok()
+            }
+        };
+        if let Some(s) = status {
             seen.push((
                 ep.to_owned(),
                 s.status.header.cluster_id,
