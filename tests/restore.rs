@@ -156,6 +156,27 @@ fn restore_the_cluster_v3_with_idempotent_and_guarded_joins() {
 }
 
 #[test]
+fn a_join_is_refused_while_a_listed_member_is_in_a_cluster_of_its_own() {
+    // e2 was added, then started as a cluster of its own (restored from
+    // other data): the founder lists it as a member that never started.
+    // Adding e3 now could cost quorum: refused, naming e2's peer URL.
+    let mut c = Cluster::start(3);
+    c.put_v3(0, "/k0", "v0");
+    let remote = Remote::local(c.path());
+    let env = Env::new(c.path());
+    backup(&c, 0, &remote, &env, MID[0]);
+    destroy_all(&mut c);
+    founder(&mut c, 0, &remote, &env, MID[0]);
+    run_ok(tool("etcd2-wipe").arg(&c.members[1].data_dir));
+    run_ok(&mut member_add(&c, 0, 1));
+    c.restart(1, None);
+    let out = run(member_add(&c, 0, 2).args(["--wait", "5s"]));
+    let line = assert_fails_with(&out, "etcd2-member-add", &c.members[1].peer_url.clone());
+    assert!(line.contains("answers as a member of cluster"), "{line}");
+    assert_eq!(member_count(&c, 0), 2, "a refused add must not add");
+}
+
+#[test]
 fn restore_the_cluster_v2_keeps_keys_and_ttls() {
     let mut c = Cluster::start(3);
     for k in 0..20 {

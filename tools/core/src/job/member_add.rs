@@ -159,6 +159,15 @@ impl MemberAddJob {
                 );
                 return self.emit(&list.members);
             }
+            // A listed member in a cluster of its own votes in neither:
+            // to this cluster it is an unstarted member.
+            if !health.foreign.is_empty() {
+                bail!(
+                    "refusing to add {}: {}",
+                    self.name,
+                    health.foreign.join("; ")
+                );
+            }
             if !health.unstarted.is_empty() {
                 bail!(
                     "refusing to add {}: member {} was added but has not started; adding another now could cost \
