@@ -316,6 +316,13 @@ pub fn check_agreement(ctl: &Etcdctl, limit: Duration) -> Result<Agreement> {
             else {
                 return Ok(Probe::Waiting("no started member".into()));
             };
+            let applied: Vec<u64> = statuses.iter().map(|(_, _, s)| applied_index(s)).collect();
+            let quiet = applied.iter().all(|a| *a == applied[0]);
+            // A hash reads the whole keyspace: taken only once the members
+            // are quiet, or once they never were within the tries.
+            if !quiet && tries < QUIET_TRIES {
+                return Ok(Probe::Waiting("members still applying writes".into()));
+            }
             let mut hashes = Vec::new();
             for (name, c, _) in &statuses {
                 match c.hashkv(at) {
@@ -346,11 +353,6 @@ pub fn check_agreement(ctl: &Etcdctl, limit: Duration) -> Result<Agreement> {
                     odd_ones(&kv)
                 );
             }
-            let applied: Vec<u64> = statuses
-                .iter()
-                .map(|(_, _, s)| s.status.raft_applied_index.max(s.status.raft_index))
-                .collect();
-            let quiet = applied.iter().all(|a| *a == applied[0]);
             let revisions: Vec<(String, u64)> = statuses
                 .iter()
                 .map(|(n, _, s)| (n.clone(), s.status.header.revision))
@@ -393,14 +395,11 @@ pub fn check_agreement(ctl: &Etcdctl, limit: Duration) -> Result<Agreement> {
                     odd_ones(&revisions)
                 )));
             }
-            if tries >= QUIET_TRIES {
-                tracing::warn!(
-                    "writes never paused long enough to compare the members' revisions at one \
-                     raft index: judged by the KV hash at revision {at} alone"
-                );
-                return Ok(Probe::Done(agreement(None)));
-            }
-            Ok(Probe::Waiting("members still applying writes".into()))
+            tracing::warn!(
+                "writes never paused long enough to compare the members' revisions at one raft \
+                 index: judged by the KV hash at revision {at} alone"
+            );
+            Ok(Probe::Done(agreement(None)))
         },
         |last| {
             anyhow::anyhow!(
@@ -409,6 +408,12 @@ pub fn check_agreement(ctl: &Etcdctl, limit: Duration) -> Result<Agreement> {
             )
         },
     )
+}
+
+/// The raft index a member has applied, which its revision follows;
+/// etcd's `raftIndex` is only what it has committed.
+fn applied_index(s: &EndpointStatus) -> u64 {
+    s.status.raft_applied_index
 }
 
 pub(crate) fn peer(m: &Member) -> String {
@@ -430,5 +435,18 @@ mod tests {
         assert_eq!(odd_ones(&[v("e1", 7), v("e2", 5)]), "e1 at 7, e2 at 5");
         assert_eq!(majority([3, 4, 4].into_iter()), Some(4));
         assert_eq!(majority(std::iter::empty::<u8>()), None);
+    }
+
+    #[test]
+    fn a_member_is_compared_at_the_index_it_applied_not_the_one_it_committed() {
+        // A follower that has committed 9 entries but applied 5 holds the
+        // revision of entry 5: compared with a member at 9 it is not quiet.
+        let status: EndpointStatus = serde_json::from_str(
+            r#"{"Endpoint":"http://127.0.0.1:2379","Status":{"header":{"cluster_id":1,
+            "member_id":2,"revision":40},"version":"3.6.16","dbSize":20480,"leader":2,
+            "raftIndex":9,"raftTerm":2,"raftAppliedIndex":5}}"#,
+        )
+        .unwrap();
+        assert_eq!(applied_index(&status), 5);
     }
 }

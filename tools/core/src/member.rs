@@ -51,8 +51,30 @@ pub struct Built {
     pub revision: Option<u64>,
     /// Alarms its data carried, cleared before it was handed over.
     pub cleared_alarms: Vec<String>,
-    /// Its KV hash at `revision` (with [`Spec::kv_hash`]).
+    /// Its KV hash at the revision of [`Built::cluster`] (with
+    /// [`Spec::kv_hash`]).
     pub kv_hash: Option<u32>,
+    /// What a member of the whole cluster is restored from (v3).
+    pub cluster: Option<ClusterSource>,
+}
+
+/// The db every member of a whole-cluster restore is made from, and how:
+/// the backup's (or the replay's) db as this restore restored it, not the
+/// checked member's, whose check start may have changed it (a lease that
+/// expired there, deleted by etcd at a moment of that node's own): every
+/// node restoring the same backup makes the same keys. Only where the
+/// check start had to clear a NOSPACE alarm is it the checked db (the
+/// backup's would carry the alarm into the cluster).
+#[derive(Debug)]
+pub struct ClusterSource {
+    pub db: PathBuf,
+    /// The restore flags beyond the membership (`--bump-revision`, ...).
+    pub flags: Vec<String>,
+    /// The revision `flags` add.
+    pub bump: u64,
+    /// The revision the member holds once restored from it (the KV hash
+    /// was taken at it).
+    pub revision: u64,
 }
 
 /// Build `new_dir/member` from the backup files in `backup` (described by
@@ -484,6 +506,7 @@ fn build_v2(sp: &Spec<'_>, backup: &Path, new_dir: &Path, staging: &Path) -> Res
         revision: None,
         cleared_alarms,
         kv_hash: None,
+        cluster: None,
     })
 }
 
@@ -501,7 +524,7 @@ fn build_v3(
     );
     let ic = format!("{}={}", sp.name, sp.peer_urls);
     let bump = sp.bump_revision.map(|n| n.to_string());
-    let mut args = vec![
+    let membership = [
         "--name",
         sp.name,
         "--initial-cluster",
@@ -511,6 +534,7 @@ fn build_v3(
         "--initial-advertise-peer-urls",
         sp.peer_urls,
     ];
+    let mut args = membership.to_vec();
     if let Some(n) = &bump {
         args.extend(["--bump-revision", n.as_str()]);
         if sp.mark_compacted {
@@ -563,20 +587,48 @@ fn build_v3(
         );
     }
     let rev = st.status.header.revision;
+    let bumped = sp.bump_revision.unwrap_or(0);
+    let cluster = if cleared_alarms.is_empty() {
+        ClusterSource {
+            db: db.clone(),
+            flags: args[membership.len()..]
+                .iter()
+                .map(|a| a.to_string())
+                .collect(),
+            bump: bumped,
+            revision: want.map_or(rev, |w| w + bumped),
+        }
+    } else {
+        ClusterSource {
+            db: new_dir.join("member/snap/db"),
+            flags: vec!["--skip-hash-check".into()],
+            bump: 0,
+            revision: rev,
+        }
+    };
     let kv_hash = match sp.kv_hash {
-        true => Some(sp.etcdctl.at(&etcd.client_url).hashkv(rev)?.hash),
+        true => Some(
+            sp.etcdctl
+                .at(&etcd.client_url)
+                .hashkv(cluster.revision)?
+                .hash,
+        ),
         false => None,
     };
     tracing::info!(
         "restored member checked: revision {rev}, cluster {}{}",
         hex_id(st.status.header.cluster_id),
-        kv_hash.map_or(String::new(), |h| format!(", KV hash {h:08x}"))
+        kv_hash.map_or(String::new(), |h| format!(
+            ", KV hash {h:08x} at revision {}",
+            cluster.revision
+        ))
     );
     etcd.stop()?;
     Ok(Built {
         revision: Some(rev),
         cleared_alarms,
         kv_hash,
+        cluster: Some(cluster),
     })
 }
 
@@ -588,24 +640,20 @@ pub struct Cluster<'a> {
     pub token: &'a str,
 }
 
-/// Make `out/member` for one member of `cluster` from the member [`build`]
-/// made and checked in `built` (stopped): its db restored once more, now
-/// with every member and the cluster's token, as etcd's disaster-recovery
-/// guide restores each member from the same snapshot. It cannot be started
-/// alone to check it (no quorum without the others); what it holds is the
-/// db the check start proved, read back by etcd's own snapshot status at
-/// the revision that start reached.
+/// Make `out/member` for one member of `cluster` from what [`build`]
+/// restored and checked (`src`): that db restored once more, now with
+/// every member and the cluster's token, as etcd's disaster-recovery guide
+/// restores each member from the same snapshot. It cannot be started alone
+/// to check it (no quorum without the others); etcd's own snapshot status
+/// reads back that it holds the revision of `src` (its newest key's: a
+/// compaction may have removed a newer tombstone, the same in both).
 pub fn for_cluster(
     sp: &Spec<'_>,
-    built: &Path,
-    revision: u64,
+    src: &ClusterSource,
     cluster: &Cluster<'_>,
     out: &Path,
 ) -> Result<()> {
-    let db = built.join("member/snap/db");
-    // The checked member's own db: no snapshot trailer. No revision bump
-    // either: the first restore made it, and the check saw it.
-    let args = [
+    let mut args = vec![
         "--name",
         sp.name,
         "--initial-cluster",
@@ -614,15 +662,22 @@ pub fn for_cluster(
         cluster.token,
         "--initial-advertise-peer-urls",
         sp.peer_urls,
-        "--skip-hash-check",
     ];
-    sp.etcdctl.snapshot_restore(&db, out, &args)?;
-    let restored = out.join("member/snap/db");
-    let st = sp.etcdctl.snapshot_status(&restored)?;
+    args.extend(src.flags.iter().map(String::as_str));
+    let before = sp.etcdctl.snapshot_status(&src.db)?.revision;
+    sp.etcdctl.snapshot_restore(&src.db, out, &args)?;
+    let after = sp
+        .etcdctl
+        .snapshot_status(&out.join("member/snap/db"))?
+        .revision;
     ensure!(
-        st.revision == revision,
-        "the member restored for the whole cluster holds revision {}, the checked one {revision}",
-        st.revision
+        after == before + src.bump,
+        "the member restored for the whole cluster holds revision {after}, the db it was \
+         restored from {before}{}",
+        match src.bump {
+            0 => String::new(),
+            n => format!(" (+{n} bumped)"),
+        }
     );
     Ok(())
 }

@@ -94,9 +94,12 @@ pub struct Cli {
     pub initial_cluster: Option<String>,
 
     /// With --whole-cluster: the new cluster's token, the same on every
-    /// member [default: etcd2-restore-<the backup's db sha256, 16 digits>-<the
-    /// revision restored>: the same on members restored alike, and a member
-    /// fed other data gets another cluster ID, so it never joins]
+    /// member, one per recovery [default: $ETCD2_RESTORE_CLUSTER_TOKEN, else
+    /// etcd2-restore-<the backup's db sha256, 16 digits>-<the revision
+    /// restored>: the same on members restored alike, and a member fed other
+    /// data gets another cluster ID, so it never joins]. A member this
+    /// restore replaces that an earlier recovery made with the same token is
+    /// refused: restoring the same backup again needs a new token
     #[arg(long, value_name = "TOKEN", requires = "whole_cluster")]
     pub initial_cluster_token: Option<String>,
 

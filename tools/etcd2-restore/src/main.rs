@@ -17,7 +17,11 @@ fn main() -> ExitCode {
             initial_cluster: cli
                 .initial_cluster
                 .or_else(|| std::env::var("ETCD_INITIAL_CLUSTER").ok()),
-            token: cli.initial_cluster_token,
+            token: cli.initial_cluster_token.or_else(|| {
+                std::env::var("ETCD2_RESTORE_CLUSTER_TOKEN")
+                    .ok()
+                    .filter(|t| !t.is_empty())
+            }),
         });
         let job = RestoreJob {
             from: cli.from,

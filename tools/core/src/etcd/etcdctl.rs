@@ -441,10 +441,22 @@ impl Etcdctl {
     /// `endpoint hashkv --rev R`: the member's hash of its keys up to
     /// revision `rev`; the raw error is kept in the chain (a compacted
     /// revision is told by [`super::is_compacted`]).
+    /// It reads the whole keyspace: bounded by --timeout, not by a
+    /// query's (several GiB hash for longer than a status takes).
     pub fn hashkv(&self, rev: u64) -> Result<HashKv> {
         let r = rev.to_string();
+        let command_timeout = format!("--command-timeout={}s", self.long_timeout.as_secs().max(1));
         let out = self
-            .v3(&["endpoint", "hashkv", "--rev", &r, "-w", "json"])
+            .v3(&[
+                "endpoint",
+                "hashkv",
+                "--rev",
+                &r,
+                "-w",
+                "json",
+                &command_timeout,
+            ])
+            .bounded(self.long_timeout, "--timeout")
             .run()
             .map_err(|e| self.failure(e))?;
         parse_hashkv(&out.stdout)

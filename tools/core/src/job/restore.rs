@@ -247,9 +247,11 @@ impl RestoreJob {
         };
         let mut member_dir = new_dir.join("member");
         if let Some((ic, names)) = &initial_cluster {
-            let revision = built
-                .revision
+            let src = built
+                .cluster
+                .as_ref()
                 .context("the restored v3 member reported no revision")?;
+            let revision = src.revision;
             let token = match self.cluster.as_ref().and_then(|c| c.token.clone()) {
                 Some(t) => t,
                 None => default_token(
@@ -264,7 +266,8 @@ impl RestoreJob {
                 initial_cluster: ic,
                 token: &token,
             };
-            member::for_cluster(&self.spec(), &new_dir, revision, &cluster, &cluster_dir)?;
+            self.refuse_same_token(&token)?;
+            member::for_cluster(&self.spec(), src, &cluster, &cluster_dir)?;
             tracing::info!(
                 "made {} a member of the whole cluster {} (token {token}), at revision {revision}{}",
                 self.name,
@@ -275,6 +278,7 @@ impl RestoreJob {
                     .map_or(String::new(), |h| format!(", KV hash {h}"))
             );
             record.mode = "whole-cluster".into();
+            record.revision = Some(revision);
             record.initial_cluster = Some(ic.clone());
             record.initial_cluster_token = Some(token);
             member_dir = cluster_dir.join("member");
@@ -315,6 +319,32 @@ impl RestoreJob {
 
     /// The backup verified: a fetched directory as it is, an archive
     /// extracted into `staging`.
+    /// A token is one recovery's: a member of an earlier whole-cluster
+    /// recovery with the same token (the default one repeats when the same
+    /// backup is restored to the same revision again) would be taken for a
+    /// peer of this one, its own writes since then and all. The member this
+    /// restore replaces tells, by the record its restore left.
+    fn refuse_same_token(&self, token: &str) -> Result<()> {
+        let path = self.data_dir.join("member").join(RECORD_NAME);
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            return Ok(());
+        };
+        let Ok(earlier) = serde_json::from_str::<Record>(&text) else {
+            return Ok(());
+        };
+        if earlier.initial_cluster_token.as_deref() == Some(token) {
+            bail!(
+                "{} was already restored into a whole cluster with token {token} (at {}): this \
+                 recovery must not reuse it, or a member left from that one would be taken for a \
+                 peer of this one. Give every node of this recovery the same new token: \
+                 --initial-cluster-token or ETCD2_RESTORE_CLUSTER_TOKEN (e.g. {token}-2)",
+                self.data_dir.display(),
+                earlier.restored_at
+            );
+        }
+        Ok(())
+    }
+
     fn open_backup(&self, staging: &Path) -> Result<(Manifest, PathBuf)> {
         if self.from.is_dir() {
             return Ok((archive::verify_dir(&self.from)?, self.from.clone()));
