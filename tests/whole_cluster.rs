@@ -495,3 +495,34 @@ fn an_endpoint_serving_a_cluster_of_its_own_is_named() {
         );
     }
 }
+
+#[test]
+fn a_cluster_taking_writes_throughout_is_not_judged_divergent() {
+    // A writer that never pauses while the members are compared: a write
+    // applied between two readings is no divergence. The check ends
+    // healthy, by revisions at a quiet look or by the hash alone (and
+    // then says so).
+    let c = Cluster::start(3);
+    let mut writer = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "i=0; while :; do i=$((i+1)); ETCDCTL_API=3 etcdctl --endpoints={} put /busy \"$i\" \
+             >/dev/null || exit 1; done",
+            c.endpoint(0)
+        ))
+        .spawn()
+        .expect("spawning the writer");
+    let out = run(&mut health(&c, &all_endpoints(&c)).arg("--json"));
+    let still_writing = writer.try_wait().expect("the writer").is_none();
+    writer.kill().expect("stopping the writer");
+    writer.wait().expect("reaping the writer");
+    assert!(still_writing, "the writer stopped before the check ended");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let health: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let agreed = &health["agreement"];
+    assert!(agreed["kv_hash"].is_u64(), "{health}");
+    if agreed["revision"].is_null() {
+        assert!(err.contains("judged by the KV hash"), "{err}");
+    }
+}
