@@ -441,6 +441,7 @@ impl Etcdctl {
     /// `endpoint hashkv --rev R`: the member's hash of its keys up to
     /// revision `rev`; the raw error is kept in the chain (a compacted
     /// revision is told by [`super::is_compacted`]).
+    ///
     /// It reads the whole keyspace: bounded by --timeout, not by a
     /// query's (several GiB hash for longer than a status takes).
     pub fn hashkv(&self, rev: u64) -> Result<HashKv> {

@@ -317,8 +317,6 @@ impl RestoreJob {
         Ok(())
     }
 
-    /// The backup verified: a fetched directory as it is, an archive
-    /// extracted into `staging`.
     /// A token is one recovery's: a member of an earlier whole-cluster
     /// recovery with the same token (the default one repeats when the same
     /// backup is restored to the same revision again) would be taken for a
@@ -345,6 +343,8 @@ impl RestoreJob {
         Ok(())
     }
 
+    /// The backup verified: a fetched directory as it is, an archive
+    /// extracted into `staging`.
     fn open_backup(&self, staging: &Path) -> Result<(Manifest, PathBuf)> {
         if self.from.is_dir() {
             return Ok((archive::verify_dir(&self.from)?, self.from.clone()));
