@@ -512,7 +512,7 @@ fn a_cluster_taking_writes_throughout_is_not_judged_divergent() {
         ))
         .spawn()
         .expect("spawning the writer");
-    let out = run(&mut health(&c, &all_endpoints(&c)).arg("--json"));
+    let out = run(health(&c, &all_endpoints(&c)).arg("--json"));
     let still_writing = writer.try_wait().expect("the writer").is_none();
     writer.kill().expect("stopping the writer");
     writer.wait().expect("reaping the writer");
